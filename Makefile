@@ -1,0 +1,30 @@
+# Two commands matter: `make run` and `make test`. Both create the virtualenv when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: venv run test lint clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(INSTALLED)
+
+venv: $(INSTALLED)
+
+## Start the API on the embedded local backend at http://127.0.0.1:$(PORT) (data in ./.certstore).
+run: venv
+	$(BIN)/chalice local --stage local --host 127.0.0.1 --port $(PORT) --no-autoreload
+
+## Lint, then the whole test suite.
+test: venv lint
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""iot-cert-service: a self-service certificate authority for IoT development and test fleets."""

@@ -1,0 +1,61 @@
+"""JSON shapes of the API: what a certificate looks like in each response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.model import (
+    ROOT_PARENT,
+    CertificateRecord,
+    CertType,
+    InventoryItem,
+    IssuedCertificate,
+    iso_utc,
+)
+
+
+def _parent(parent_fqdn: str) -> str | None:
+    return None if parent_fqdn == ROOT_PARENT else parent_fqdn
+
+
+def certificate_view(record: CertificateRecord) -> dict[str, Any]:
+    """GET /certificates/{certificate}: everything but the private key."""
+    view: dict[str, Any] = {
+        "fqdn": record.fqdn,
+        "type": record.cert_type.value,
+        "parent_fqdn": _parent(record.parent_fqdn),
+        "serial": record.serial,
+        "not_before": iso_utc(record.not_before),
+        "not_after": iso_utc(record.not_after),
+        "key_type": record.key_type.value,
+        "fingerprint_sha256": record.fingerprint_sha256,
+        "certificate": record.certificate_pem,
+        "chain": record.chain_pem,
+        "acm_certificate_arn": record.acm_certificate_arn,
+        "status": record.status,
+    }
+    if record.cert_type is CertType.CLIENT:
+        view["device_id"] = record.device_id
+    return view
+
+
+def issued_view(issued: IssuedCertificate) -> dict[str, Any]:
+    """POST responses: the certificate, and the private key of a leaf (returned this once)."""
+    view = certificate_view(issued.record)
+    del view["status"]
+    if issued.private_key_pem is not None:
+        view["private_key"] = issued.private_key_pem
+    return view
+
+
+def list_item_view(item: InventoryItem) -> dict[str, Any]:
+    return {
+        "fqdn": item.fqdn,
+        "type": item.cert_type.value,
+        "parent_fqdn": _parent(item.parent_fqdn),
+        "serial": item.serial,
+        "valid_until": item.valid_until,
+        "not_after": item.not_after,
+        "key_type": item.key_type,
+        "status": item.status,
+    }

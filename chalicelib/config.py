@@ -1,0 +1,55 @@
+"""Settings read from the environment.
+
+Everything the service reads from the environment is read here, at call time, so tests and
+`chalice local` stages can change it without reloading modules.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL_BACKEND = "local"
+AWS_BACKEND = "aws"
+SYNC_NORMAL = "normal"
+SYNC_FULL = "full"
+
+
+class ConfigurationError(Exception):
+    """The environment names a backend or switch this service does not know."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    certstore_dir: Path
+    certstore_sync: str
+    ca_key_passphrase: bytes | None
+    certificate_bucket_name: str
+    inventory_table_name: str
+    inventory_index_name: str
+    event_bus_name: str
+    kms_key_id: str | None
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise ConfigurationError(f"{name}={value!r}: must be one of {', '.join(allowed)}")
+    return value
+
+
+def load_settings() -> Settings:
+    passphrase = os.environ.get("CA_KEY_PASSPHRASE", "")
+    return Settings(
+        backend=_choice("BACKEND", LOCAL_BACKEND, (LOCAL_BACKEND, AWS_BACKEND)),
+        certstore_dir=Path(os.environ.get("CERTSTORE_DIR", "./.certstore")),
+        certstore_sync=_choice("CERTSTORE_SYNC", SYNC_NORMAL, (SYNC_NORMAL, SYNC_FULL)),
+        ca_key_passphrase=passphrase.encode() if passphrase else None,
+        certificate_bucket_name=os.environ.get("CERTIFICATE_BUCKET_NAME", ""),
+        inventory_table_name=os.environ.get("INVENTORY_TABLE_NAME", ""),
+        inventory_index_name=os.environ.get("INVENTORY_INDEX_NAME", "parent-index"),
+        event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
+        kms_key_id=os.environ.get("KMS_KEY_ID") or None,
+    )

@@ -1,0 +1,174 @@
+"""The data the service speaks: certificate types, key types, stored records, inventory items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+ROOT_PARENT = "Root"
+"""The parent of every root CA in the inventory and in events (a root has no issuer of ours)."""
+
+STATUS_ACTIVE = "active"
+
+
+class CertType(StrEnum):
+    ROOT = "Root"
+    INTERMEDIATE = "Intermediate"
+    SERVER = "Server"
+    CLIENT = "Client"
+
+    @property
+    def is_ca(self) -> bool:
+        return self in (CertType.ROOT, CertType.INTERMEDIATE)
+
+
+class KeyType(StrEnum):
+    EC_P256 = "EC_P256"
+    EC_P384 = "EC_P384"
+    RSA_2048 = "RSA_2048"
+    RSA_3072 = "RSA_3072"
+    RSA_4096 = "RSA_4096"
+
+    @property
+    def is_rsa(self) -> bool:
+        return self.value.startswith("RSA_")
+
+
+DEFAULT_VALIDITY_DAYS = {
+    CertType.ROOT: 3650,
+    CertType.INTERMEDIATE: 1825,
+    CertType.SERVER: 397,
+    CertType.CLIENT: 365,
+}
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, to the second: the one timestamp format of the API and events."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SubjectDetails:
+    """The optional subject attributes a caller may add next to the common name."""
+
+    country: str | None = None
+    state: str | None = None
+    organization: str | None = None
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """One validated POST body. Fields a certificate type does not take stay at their defaults."""
+
+    cert_type: CertType
+    fqdn: str | None = None
+    parent_fqdn: str | None = None
+    subject: SubjectDetails = field(default_factory=SubjectDetails)
+    validity_days: int | None = None
+    key_type: KeyType = KeyType.EC_P256
+    sans: tuple[str, ...] = ()
+    path_length: int = 0
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """Everything stored for one certificate: one object, written once."""
+
+    fqdn: str
+    cert_type: CertType
+    parent_fqdn: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    key_type: KeyType
+    fingerprint_sha256: str
+    certificate_pem: str
+    chain_pem: str
+    private_key_pem: str
+    created_at: datetime
+    device_id: str | None = None
+    acm_certificate_arn: str | None = None
+    status: str = STATUS_ACTIVE
+
+    @property
+    def valid_until(self) -> str:
+        return self.not_after.date().isoformat()
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "fqdn": self.fqdn,
+            "type": self.cert_type.value,
+            "parent_fqdn": self.parent_fqdn,
+            "serial": self.serial,
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "key_type": self.key_type.value,
+            "fingerprint_sha256": self.fingerprint_sha256,
+            "certificate": self.certificate_pem,
+            "chain": self.chain_pem,
+            "private_key": self.private_key_pem,
+            "created_at": self.created_at.isoformat(),
+            "device_id": self.device_id,
+            "acm_certificate_arn": self.acm_certificate_arn,
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> CertificateRecord:
+        return cls(
+            fqdn=document["fqdn"],
+            cert_type=CertType(document["type"]),
+            parent_fqdn=document["parent_fqdn"],
+            serial=document["serial"],
+            not_before=datetime.fromisoformat(document["not_before"]),
+            not_after=datetime.fromisoformat(document["not_after"]),
+            key_type=KeyType(document["key_type"]),
+            fingerprint_sha256=document["fingerprint_sha256"],
+            certificate_pem=document["certificate"],
+            chain_pem=document["chain"],
+            private_key_pem=document["private_key"],
+            created_at=datetime.fromisoformat(document["created_at"]),
+            device_id=document.get("device_id"),
+            acm_certificate_arn=document.get("acm_certificate_arn"),
+            status=document.get("status", STATUS_ACTIVE),
+        )
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A freshly issued certificate; `private_key_pem` is set for leaf certificates only."""
+
+    record: CertificateRecord
+    private_key_pem: str | None
+
+
+@dataclass(frozen=True)
+class InventoryItem:
+    """One row of the inventory (the DynamoDB item and the SQLite row have these attributes)."""
+
+    fqdn: str
+    parent_fqdn: str
+    cert_type: CertType
+    valid_until: str
+    serial: str
+    not_after: str
+    key_type: str
+    fingerprint: str
+    created_at: str
+    status: str = STATUS_ACTIVE
+
+
+@dataclass(frozen=True)
+class InventoryPage:
+    """A page of children; `last_fqdn` is set when more items follow it."""
+
+    items: list[InventoryItem]
+    last_fqdn: str | None
+
+
+@dataclass(frozen=True)
+class CertificatePage:
+    items: list[InventoryItem]
+    next_token: str | None

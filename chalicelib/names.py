@@ -1,0 +1,89 @@
+"""Names: FQDN rules, the base64url form of an FQDN used in URLs, and device names."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+
+from chalicelib.errors import InvalidRequest
+
+MAX_FQDN_LENGTH = 253
+MAX_COMMON_NAME_LENGTH = 64
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+FQDN_RULE = (
+    "must be a lowercase DNS name: labels of 1-63 letters, digits or hyphens that neither "
+    "start nor end with a hyphen, at least two labels, at most 253 characters"
+)
+
+
+def _labels_are_valid(labels: list[str]) -> bool:
+    return all(_LABEL.match(label) for label in labels)
+
+
+def normalize_fqdn(value: object, field: str) -> str:
+    """Return the FQDN in its one stored form (lowercase), or raise naming `field`."""
+    if not isinstance(value, str):
+        raise InvalidRequest(field, "must be a string")
+    fqdn = value.lower()
+    labels = fqdn.split(".")
+    if not fqdn.isascii() or len(fqdn) > MAX_FQDN_LENGTH or len(labels) < 2:
+        raise InvalidRequest(field, f"{value!r} {FQDN_RULE}")
+    if not _labels_are_valid(labels):
+        raise InvalidRequest(field, f"{value!r} {FQDN_RULE}")
+    return fqdn
+
+
+def is_under(fqdn: str, parent_fqdn: str) -> bool:
+    """True when `fqdn` lies strictly below `parent_fqdn` in the DNS tree."""
+    return fqdn.endswith("." + parent_fqdn)
+
+
+def proper_suffixes(fqdn: str) -> list[str]:
+    """The FQDNs above `fqdn` with at least two labels, longest first."""
+    labels = fqdn.split(".")
+    return [".".join(labels[index:]) for index in range(1, len(labels) - 1)]
+
+
+def encode_fqdn(fqdn: str) -> str:
+    """The URL-safe base64 form of an FQDN (no padding), as the original design used in URLs."""
+    return base64.urlsafe_b64encode(fqdn.encode()).decode().rstrip("=")
+
+
+def decode_certificate_name(value: str, field: str) -> str:
+    """Accept an FQDN plainly (it has a dot) or as URL-safe base64 of it (no dot)."""
+    if "." in value:
+        return normalize_fqdn(value, field)
+    try:
+        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
+        raise InvalidRequest(
+            field, f"{value!r} is neither an FQDN nor the URL-safe base64 of one"
+        ) from err
+    return normalize_fqdn(decoded, field)
+
+
+def device_fqdn(device_id: str, parent_fqdn: str) -> str:
+    return f"{device_id}.{parent_fqdn}"
+
+
+def normalize_subject_alt_name(value: object, field: str) -> str:
+    """A server SAN: an IP address, or a DNS host name (one label allowed, `*.` prefix allowed)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(field, "must be a non-empty string")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    name = value.lower()
+    labels = name.split(".")
+    if labels[0] == "*" and len(labels) > 2:
+        labels = labels[1:]
+    if not name.isascii() or len(name) > MAX_FQDN_LENGTH or not _labels_are_valid(labels):
+        raise InvalidRequest(
+            field,
+            f"{value!r} must be an IP address or a DNS name (labels of 1-63 letters, digits or "
+            "hyphens; a leading '*.' wildcard is allowed above two labels)",
+        )
+    return name

@@ -1,0 +1,70 @@
+"""Builds the service from Settings, lazily, once per process; tests override or reset it.
+
+Adapters are imported here and nowhere else in the product code. Building is deferred to the
+first request so that boto3 clients (AWS backend) are created after moto starts in tests and no
+backend work is done at import time (Lambda cold start).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.config import LOCAL_BACKEND, SYNC_FULL, ConfigurationError, Settings, load_settings
+from chalicelib.events import InProcessPublisher
+from chalicelib.importer import NullImporter
+from chalicelib.inventory import SqliteInventory
+from chalicelib.service import CertificateService
+from chalicelib.store import LocalDirStore
+
+EventHandler = Callable[[dict[str, Any], Any], object]
+
+_lock = threading.Lock()
+_service: CertificateService | None = None
+_event_handler: EventHandler | None = None
+
+
+def register_event_handler(handler: EventHandler) -> None:
+    """app.py registers its `on_cw_event` inventory handler; the local backend calls it."""
+    global _event_handler
+    _event_handler = handler
+
+
+def _deliver_to_event_handler(envelope: dict[str, Any]) -> object:
+    if _event_handler is None:
+        raise ConfigurationError("no inventory event handler is registered (import app first)")
+    return _event_handler(envelope, None)
+
+
+def certificate_service() -> CertificateService:
+    global _service
+    if _service is None:
+        with _lock:
+            if _service is None:
+                _service = build_service(load_settings())
+    return _service
+
+
+def override_service(service: CertificateService | None) -> None:
+    """Use `service` for every request (tests); None goes back to building from the environment."""
+    global _service
+    with _lock:
+        _service = service
+
+
+def reset() -> None:
+    override_service(None)
+
+
+def build_service(settings: Settings) -> CertificateService:
+    if settings.backend != LOCAL_BACKEND:
+        raise ConfigurationError(f"BACKEND={settings.backend!r} is not available in this build")
+    durable = settings.certstore_sync == SYNC_FULL
+    return CertificateService(
+        store=LocalDirStore(settings.certstore_dir, durable=durable),
+        inventory=SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable),
+        publisher=InProcessPublisher(_deliver_to_event_handler),
+        importer=NullImporter(),
+        ca_key_passphrase=settings.ca_key_passphrase,
+    )

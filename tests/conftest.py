@@ -1,0 +1,114 @@
+"""Fixtures: an isolated certificate store per test, the Chalice test client, a real local server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import wiring
+from tests.helpers import ApiClient
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def certstore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh local backend under tmp_path for this test."""
+    directory = tmp_path / "certstore"
+    monkeypatch.setenv("CERTSTORE_DIR", str(directory))
+    monkeypatch.setenv("BACKEND", "local")
+    monkeypatch.delenv("CA_KEY_PASSPHRASE", raising=False)
+    wiring.reset()
+    yield directory
+    wiring.reset()
+
+
+@pytest.fixture
+def api(certstore: Path) -> Iterator[ApiClient]:
+    from app import app
+
+    with Client(app, stage_name="test") as client:
+        yield ApiClient(client)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"chalice local exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"chalice local did not listen on port {port} within {timeout}s")
+
+
+class LocalServer:
+    """`chalice local --stage local` as `make run` starts it, on a free port and its own store."""
+
+    def __init__(self, certstore: Path, log_path: Path) -> None:
+        self.certstore = certstore
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        environment = dict(os.environ, CERTSTORE_DIR=str(self.certstore), BACKEND="local")
+        chalice = Path(sys.executable).parent / "chalice"
+        with open(self._log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(chalice),
+                    "local",
+                    "--stage",
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--no-autoreload",
+                ],
+                cwd=PROJECT_ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self._log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def local_server(tmp_path: Path) -> Iterator[LocalServer]:
+    server = LocalServer(tmp_path / "server-certstore", tmp_path / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

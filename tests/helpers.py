@@ -1,0 +1,106 @@
+"""Shared test helpers: an HTTP client wrapper, store snapshots and chain verification."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+ROOT = "example.com"
+SERVER_CA = "servers.example.com"
+DEVICE_CA_PARENT = "devices.example.com"
+CELL1 = "cell1.devices.example.com"
+CELL2 = "cell2.devices.example.com"
+
+
+@dataclass
+class ApiResponse:
+    status_code: int
+    body: Any
+
+
+class ApiClient:
+    """Thin wrapper over chalice.test.Client: JSON in, (status, JSON) out."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> ApiResponse:
+        raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        response = self._client.http.post(path, headers=headers or JSON_HEADERS, body=raw)
+        return ApiResponse(response.status_code, _json_or_text(response.body))
+
+    def get(self, path: str) -> ApiResponse:
+        response = self._client.http.get(path)
+        return ApiResponse(response.status_code, _json_or_text(response.body))
+
+    def create(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """POST /certificates/<kind> and insist on 201."""
+        response = self.post(f"/certificates/{kind}", fields)
+        assert response.status_code == 201, response.body
+        return response.body
+
+
+def _json_or_text(body: bytes | str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
+
+
+def create_hierarchy(api: ApiClient, key_type: str = "EC_P256") -> dict[str, dict[str, Any]]:
+    """Root example.com; servers.example.com; devices.example.com (path 1) with cell1 and cell2."""
+    return {
+        ROOT: api.create("root", fqdn=ROOT, key_type=key_type),
+        SERVER_CA: api.create("intermediate", fqdn=SERVER_CA, key_type=key_type),
+        DEVICE_CA_PARENT: api.create(
+            "intermediate", fqdn=DEVICE_CA_PARENT, path_length=1, key_type=key_type
+        ),
+        CELL1: api.create("intermediate", fqdn=CELL1, key_type=key_type),
+        CELL2: api.create("intermediate", fqdn=CELL2, key_type=key_type),
+    }
+
+
+def snapshot_certstore(directory: Path) -> dict[str, Any]:
+    """Every file's bytes plus every inventory row: compare before/after to prove no write."""
+    files = {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and not path.name.startswith("inventory.sqlite3")
+    }
+    database = directory / "inventory.sqlite3"
+    rows: list[tuple[Any, ...]] = []
+    if database.exists():
+        with sqlite3.connect(database) as connection:
+            rows = connection.execute("SELECT * FROM inventory ORDER BY FQDN").fetchall()
+        connection.close()
+    return {"files": files, "inventory": rows}
+
+
+def load_pem_chain(pem: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []
+
+
+def verify_server(issued: dict[str, Any], root_pem: str, dns_name: str) -> list[x509.Certificate]:
+    """Build and verify the chain of a server certificate for `dns_name`; raises on failure."""
+    verifier = (
+        PolicyBuilder()
+        .store(Store(load_pem_chain(root_pem)))
+        .build_server_verifier(x509.DNSName(dns_name))
+    )
+    leaf = x509.load_pem_x509_certificate(issued["certificate"].encode())
+    return verifier.verify(leaf, load_pem_chain(issued["chain"]))
+
+
+def verify_client(issued: dict[str, Any], root_pem: str) -> Any:
+    """Build and verify the chain of a device (client) certificate; raises on failure."""
+    verifier = PolicyBuilder().store(Store(load_pem_chain(root_pem))).build_client_verifier()
+    leaf = x509.load_pem_x509_certificate(issued["certificate"].encode())
+    return verifier.verify(leaf, load_pem_chain(issued["chain"]))
