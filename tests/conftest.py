@@ -1,4 +1,4 @@
-"""Fixtures: an isolated certificate store per test, the Chalice test client, a real local server."""
+"""Fixtures: an isolated store per test, the Chalice test client, a real local server."""
 
 from __future__ import annotations
 
