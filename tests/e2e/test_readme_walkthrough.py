@@ -1,0 +1,84 @@
+"""The README walk-through, run as written against `chalice local` started as `make run` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.conftest import PROJECT_ROOT, LocalServer
+from tests.helpers import load_pem_chain, verify_client, verify_server
+
+
+def _walkthrough_script() -> str:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("## Walk-through", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 1, "the walk-through section should hold exactly one bash block"
+    return blocks[0]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_walkthrough_runs_against_the_local_server(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "walkthrough"
+    workdir.mkdir()
+    result = subprocess.run(
+        ["bash", "-c", _walkthrough_script()],
+        cwd=workdir,
+        env=dict(os.environ, API=local_server.url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout + local_server.log()
+
+    root_pem = (workdir / "root.pem").read_text()
+    broker = {
+        "certificate": (workdir / "broker.pem").read_text(),
+        "chain": (workdir / "broker-chain.pem").read_text(),
+    }
+    device = {
+        "certificate": (workdir / "device.pem").read_text(),
+        "chain": (workdir / "device-chain.pem").read_text(),
+    }
+    verify_server(broker, root_pem, "mqtt.servers.example.com")
+    verify_client(device, root_pem)
+    device_fqdn = json.loads((workdir / "device.json").read_text())["fqdn"]
+    assert f"device: {device_fqdn}" in result.stdout
+    assert device_fqdn.endswith(".cell1.devices.example.com")
+    assert '"fqdn":"devices.example.com"' in result.stdout  # example.com's children, via base64
+    assert [cert.subject.rfc4514_string() for cert in load_pem_chain(broker["chain"])] == [
+        "CN=servers.example.com",
+        "CN=example.com,O=Example IoT,C=DE",
+    ]
+    assert (workdir / "broker-key.pem").read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert (local_server.certstore / "certificates" / f"{device_fqdn}.json").exists()
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: the README's `openssl verify` line was not run")
+    verified = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "device-chain.pem",
+            "device.pem",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    leaf = x509.load_pem_x509_certificate(device["certificate"].encode())
+    assert leaf.subject.rfc4514_string() == f"CN={device_fqdn.split('.')[0]}"
