@@ -7,6 +7,8 @@ handler and one event shape.
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ class CertificateCreated:
     not_after: str
     key_type: str
     fingerprint: str
+    acm_certificate_arn: str | None = None
 
     @classmethod
     def from_record(cls, record: CertificateRecord) -> CertificateCreated:
@@ -46,10 +49,12 @@ class CertificateCreated:
             not_after=iso_utc(record.not_after),
             key_type=record.key_type.value,
             fingerprint=record.fingerprint_sha256,
+            acm_certificate_arn=record.acm_certificate_arn,
         )
 
     def to_detail(self) -> dict[str, str]:
-        return {
+        """The event detail; `AcmCertificateArn` only for server certificates imported to ACM."""
+        detail = {
             "FQDN": self.fqdn,
             "Type": self.cert_type.value,
             "ParentFQDN": self.parent_fqdn,
@@ -59,6 +64,9 @@ class CertificateCreated:
             "KeyType": self.key_type,
             "Fingerprint": self.fingerprint,
         }
+        if self.acm_certificate_arn:
+            detail["AcmCertificateArn"] = self.acm_certificate_arn
+        return detail
 
     @classmethod
     def from_detail(cls, detail: dict[str, Any]) -> CertificateCreated:
@@ -72,6 +80,7 @@ class CertificateCreated:
             not_after=str(detail["NotAfter"]),
             key_type=str(detail["KeyType"]),
             fingerprint=str(detail["Fingerprint"]),
+            acm_certificate_arn=detail.get("AcmCertificateArn"),
         )
 
     def to_inventory_item(self, created_at: str) -> InventoryItem:
@@ -85,6 +94,7 @@ class CertificateCreated:
             key_type=self.key_type,
             fingerprint=self.fingerprint,
             created_at=created_at,
+            acm_certificate_arn=self.acm_certificate_arn,
         )
 
 
@@ -119,6 +129,51 @@ class InProcessPublisher:
             self._deliver(eventbridge_envelope(event))
         except Exception as err:
             raise EventDeliveryError(f"inventory handler failed for {event.fqdn}: {err}") from err
+
+
+class EventBridgePublisher:
+    """PutEvents on the custom bus; failed entries are retried with backoff, then reported."""
+
+    def __init__(
+        self,
+        client: Any,
+        bus_name: str,
+        attempts: int = 3,
+        backoff_seconds: float = 0.1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._bus_name = bus_name
+        self._attempts = attempts
+        self._backoff_seconds = backoff_seconds
+        self._sleep = sleep
+
+    def publish_created(self, event: CertificateCreated) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        entry = {
+            "Source": EVENT_SOURCE,
+            "DetailType": CREATED_DETAIL_TYPE,
+            "Detail": json.dumps(event.to_detail()),
+            "EventBusName": self._bus_name,
+        }
+        failure = "no attempt made"
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(self._backoff_seconds * 2 ** (attempt - 1))
+            try:
+                response = self._client.put_events(Entries=[entry])
+            except (BotoCoreError, ClientError) as err:
+                failure = str(err)
+                continue
+            if response.get("FailedEntryCount", 0) == 0:
+                return
+            failed = response["Entries"][0]
+            failure = f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
+        raise EventDeliveryError(
+            f"created event for {event.fqdn} not delivered after {self._attempts} attempts: "
+            f"{failure}"
+        )
 
 
 class RecordingPublisher:

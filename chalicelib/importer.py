@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib.model import CertificateRecord
+
+
+class CertificateImportError(Exception):
+    """The certificate could not be imported; it is stored all the same."""
 
 
 class CertificateImporter(Protocol):
@@ -21,3 +25,29 @@ class NullImporter:
         self, record: CertificateRecord, private_key_pem: str
     ) -> str | None:
         return None
+
+
+class AcmImporter:
+    """Imports server certificates into ACM with their chain and key, tagged with the FQDN."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def import_server_certificate(
+        self, record: CertificateRecord, private_key_pem: str
+    ) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        arguments: dict[str, Any] = {
+            "Certificate": record.certificate_pem.encode(),
+            "PrivateKey": private_key_pem.encode(),
+            "CertificateChain": record.chain_pem.encode(),
+            "Tags": [
+                {"Key": "fqdn", "Value": record.fqdn},
+                {"Key": "managed-by", "Value": "iot-cert-service"},
+            ],
+        }
+        try:
+            return self._client.import_certificate(**arguments)["CertificateArn"]
+        except (BotoCoreError, ClientError) as err:
+            raise CertificateImportError(f"ACM import of {record.fqdn} failed: {err}") from err

@@ -1,7 +1,7 @@
 """Inventory port and its adapters: who issued what, listed by parent.
 
 The SQLite table has the DynamoDB table's attributes, keys (FQDN, ParentFQDN) and its
-`parent-index` (ParentFQDN, FQDN), so both adapters page the same way: by FQDN within a parent.
+`parent-index` (ParentFQDN, FQDN), so every adapter pages the same way: by FQDN within a parent.
 """
 
 from __future__ import annotations
@@ -10,63 +10,64 @@ import sqlite3
 import threading
 from bisect import bisect_right
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from chalicelib.aws import aws_error_code
 from chalicelib.errors import StorageError
 from chalicelib.model import CertType, InventoryItem, InventoryPage
 
+ATTRIBUTES = (
+    "FQDN", "ParentFQDN", "Type", "ValidUntil", "Serial", "NotAfter", "KeyType",
+    "Fingerprint", "CreatedAt", "Status", "AcmCertificateArn",
+)  # fmt: skip
 _INSERT = (
     "INSERT INTO inventory (FQDN, ParentFQDN, Type, ValidUntil, Serial, NotAfter, KeyType, "
-    "Fingerprint, CreatedAt, Status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "Fingerprint, CreatedAt, Status, AcmCertificateArn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (FQDN, ParentFQDN) DO NOTHING"
 )
-_SELECT_CHILDREN = (
+_SELECT = (
     "SELECT FQDN, ParentFQDN, Type, ValidUntil, Serial, NotAfter, KeyType, Fingerprint, "
-    'CreatedAt, Status FROM inventory INDEXED BY "parent-index" '
-    "WHERE ParentFQDN = ? AND FQDN > ? ORDER BY FQDN LIMIT ?"
+    "CreatedAt, Status, AcmCertificateArn FROM inventory "
 )
+_SELECT_CHILDREN = (
+    _SELECT + 'INDEXED BY "parent-index" WHERE ParentFQDN = ? AND FQDN > ? ORDER BY FQDN LIMIT ?'
+)
+_SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ?"
 
 
-def _item_to_row(item: InventoryItem) -> tuple[str, ...]:
-    return (
-        item.fqdn,
-        item.parent_fqdn,
-        item.cert_type.value,
-        item.valid_until,
-        item.serial,
-        item.not_after,
-        item.key_type,
-        item.fingerprint,
-        item.created_at,
-        item.status,
-    )
+def item_to_attributes(item: InventoryItem) -> dict[str, str]:
+    """The item as DynamoDB attribute names to values (None values left out)."""
+    values = (
+        item.fqdn, item.parent_fqdn, item.cert_type.value, item.valid_until, item.serial,
+        item.not_after, item.key_type, item.fingerprint, item.created_at, item.status,
+        item.acm_certificate_arn,
+    )  # fmt: skip
+    return {
+        name: value for name, value in zip(ATTRIBUTES, values, strict=True) if value is not None
+    }
 
 
-def _row_to_item(row: tuple[str, ...]) -> InventoryItem:
-    (
-        fqdn,
-        parent,
-        cert_type,
-        valid_until,
-        serial,
-        not_after,
-        key_type,
-        fingerprint,
-        created,
-        status,
-    ) = row
+def item_from_attributes(attributes: dict[str, Any]) -> InventoryItem:
     return InventoryItem(
-        fqdn=fqdn,
-        parent_fqdn=parent,
-        cert_type=CertType(cert_type),
-        valid_until=valid_until,
-        serial=serial,
-        not_after=not_after,
-        key_type=key_type,
-        fingerprint=fingerprint,
-        created_at=created,
-        status=status,
+        fqdn=attributes["FQDN"],
+        parent_fqdn=attributes["ParentFQDN"],
+        cert_type=CertType(attributes["Type"]),
+        valid_until=attributes["ValidUntil"],
+        serial=attributes["Serial"],
+        not_after=attributes["NotAfter"],
+        key_type=attributes["KeyType"],
+        fingerprint=attributes["Fingerprint"],
+        created_at=attributes["CreatedAt"],
+        status=attributes["Status"],
+        acm_certificate_arn=attributes.get("AcmCertificateArn"),
     )
+
+
+def _page(items: list[InventoryItem], limit: int, more: bool) -> InventoryPage:
+    """Adapters fetch limit + 1 items: the extra one only tells that more follow."""
+    kept = items[:limit]
+    more = more or len(items) > limit
+    return InventoryPage(items=kept, last_fqdn=kept[-1].fqdn if more and kept else None)
 
 
 class Inventory(Protocol):
@@ -75,6 +76,9 @@ class Inventory(Protocol):
 
     def list_children(self, parent_fqdn: str, limit: int, after: str | None) -> InventoryPage:
         """Up to `limit` children of `parent_fqdn` ordered by FQDN, starting after `after`."""
+
+    def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
+        """The item, or None when the inventory has none for this key."""
 
     def contains(self, fqdn: str, parent_fqdn: str) -> bool: ...
 
@@ -101,9 +105,10 @@ class InMemoryInventory:
         children = self._children.get(parent_fqdn, [])
         start = bisect_right(children, after) if after is not None else 0
         names = children[start : start + limit + 1]
-        items = [self._items[(name, parent_fqdn)] for name in names[:limit]]
-        last = items[-1].fqdn if len(names) > limit else None
-        return InventoryPage(items=items, last_fqdn=last)
+        return _page([self._items[(name, parent_fqdn)] for name in names], limit, more=False)
+
+    def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
+        return self._items.get((fqdn, parent_fqdn))
 
     def contains(self, fqdn: str, parent_fqdn: str) -> bool:
         return (fqdn, parent_fqdn) in self._items
@@ -117,17 +122,17 @@ class SqliteInventory:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._synchronous = "FULL" if durable else "NORMAL"
         self._local = threading.local()
-        with self._connection() as connection:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS inventory ("
-                "FQDN TEXT NOT NULL, ParentFQDN TEXT NOT NULL, Type TEXT NOT NULL, "
-                "ValidUntil TEXT NOT NULL, Serial TEXT NOT NULL, NotAfter TEXT NOT NULL, "
-                "KeyType TEXT NOT NULL, Fingerprint TEXT NOT NULL, CreatedAt TEXT NOT NULL, "
-                "Status TEXT NOT NULL, PRIMARY KEY (FQDN, ParentFQDN))"
-            )
-            connection.execute(
-                'CREATE INDEX IF NOT EXISTS "parent-index" ON inventory (ParentFQDN, FQDN)'
-            )
+        connection = self._connection()
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS inventory ("
+            "FQDN TEXT NOT NULL, ParentFQDN TEXT NOT NULL, Type TEXT NOT NULL, "
+            "ValidUntil TEXT NOT NULL, Serial TEXT NOT NULL, NotAfter TEXT NOT NULL, "
+            "KeyType TEXT NOT NULL, Fingerprint TEXT NOT NULL, CreatedAt TEXT NOT NULL, "
+            "Status TEXT NOT NULL, AcmCertificateArn TEXT, PRIMARY KEY (FQDN, ParentFQDN))"
+        )
+        connection.execute(
+            'CREATE INDEX IF NOT EXISTS "parent-index" ON inventory (ParentFQDN, FQDN)'
+        )
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -138,30 +143,96 @@ class SqliteInventory:
             self._local.connection = connection
         return connection
 
-    def record_certificate(self, item: InventoryItem) -> bool:
+    def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[InventoryItem]:
         try:
-            cursor = self._connection().execute(_INSERT, _item_to_row(item))
+            rows = self._connection().execute(sql, parameters).fetchall()
+        except sqlite3.Error as err:
+            raise StorageError(f"inventory query failed: {err}") from err
+        return [item_from_attributes(dict(zip(ATTRIBUTES, row, strict=True))) for row in rows]
+
+    def record_certificate(self, item: InventoryItem) -> bool:
+        attributes = item_to_attributes(item)
+        try:
+            cursor = self._connection().execute(
+                _INSERT, tuple(attributes.get(name) for name in ATTRIBUTES)
+            )
         except sqlite3.Error as err:
             raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
         return cursor.rowcount == 1
 
     def list_children(self, parent_fqdn: str, limit: int, after: str | None) -> InventoryPage:
-        try:
-            cursor = self._connection().execute(
-                _SELECT_CHILDREN, (parent_fqdn, after or "", limit + 1)
-            )
-            rows = cursor.fetchall()
-        except sqlite3.Error as err:
-            raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
-        items = [_row_to_item(row) for row in rows[:limit]]
-        return InventoryPage(items=items, last_fqdn=items[-1].fqdn if len(rows) > limit else None)
+        items = self._query(_SELECT_CHILDREN, (parent_fqdn, after or "", limit + 1))
+        return _page(items, limit, more=False)
+
+    def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
+        items = self._query(_SELECT_ONE, (fqdn, parent_fqdn))
+        return items[0] if items else None
 
     def contains(self, fqdn: str, parent_fqdn: str) -> bool:
-        row = (
-            self._connection()
-            .execute(
-                "SELECT 1 FROM inventory WHERE FQDN = ? AND ParentFQDN = ?", (fqdn, parent_fqdn)
+        return self.find(fqdn, parent_fqdn) is not None
+
+
+class DynamoInventory:
+    """The DynamoDB table of DESIGN section 5; children are read through the parent index."""
+
+    def __init__(self, client: Any, table: str, index: str = "parent-index") -> None:
+        self._client = client
+        self._table = table
+        self._index = index
+
+    def record_certificate(self, item: InventoryItem) -> bool:
+        from botocore.exceptions import ClientError
+
+        attributes = {name: {"S": value} for name, value in item_to_attributes(item).items()}
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=attributes,
+                ConditionExpression="attribute_not_exists(FQDN)",
             )
-            .fetchone()
-        )
-        return row is not None
+        except ClientError as err:
+            if aws_error_code(err) == "ConditionalCheckFailedException":
+                return False
+            raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
+        return True
+
+    def list_children(self, parent_fqdn: str, limit: int, after: str | None) -> InventoryPage:
+        from botocore.exceptions import ClientError
+
+        condition = "ParentFQDN = :parent" + (" AND FQDN > :after" if after else "")
+        values = {":parent": {"S": parent_fqdn}}
+        if after:
+            values[":after"] = {"S": after}
+        try:
+            response = self._client.query(
+                TableName=self._table,
+                IndexName=self._index,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                Limit=limit + 1,
+            )
+        except ClientError as err:
+            raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
+        items = [_from_dynamo(item) for item in response.get("Items", [])]
+        # A page cut short by DynamoDB's 1 MB limit also has a LastEvaluatedKey: more follow.
+        truncated = "LastEvaluatedKey" in response and len(items) <= limit
+        return _page(items, limit, more=truncated)
+
+    def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_item(
+                TableName=self._table,
+                Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
+            )
+        except ClientError as err:
+            raise StorageError(f"could not read the inventory item of {fqdn}: {err}") from err
+        return _from_dynamo(response["Item"]) if "Item" in response else None
+
+    def contains(self, fqdn: str, parent_fqdn: str) -> bool:
+        return self.find(fqdn, parent_fqdn) is not None
+
+
+def _from_dynamo(item: dict[str, dict[str, str]]) -> InventoryItem:
+    return item_from_attributes({name: value["S"] for name, value in item.items()})

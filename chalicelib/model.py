@@ -158,6 +158,7 @@ class InventoryItem:
     fingerprint: str
     created_at: str
     status: str = STATUS_ACTIVE
+    acm_certificate_arn: str | None = None
 
 
 @dataclass(frozen=True)

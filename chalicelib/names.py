@@ -11,7 +11,8 @@ from chalicelib.errors import InvalidRequest
 
 MAX_FQDN_LENGTH = 253
 MAX_COMMON_NAME_LENGTH = 64
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 FQDN_RULE = (
     "must be a lowercase DNS name: labels of 1-63 letters, digits or hyphens that neither "
     "start nor end with a hyphen, at least two labels, at most 253 characters"
@@ -19,16 +20,18 @@ FQDN_RULE = (
 
 
 def _labels_are_valid(labels: list[str]) -> bool:
-    return all(_LABEL.match(label) for label in labels)
+    return all(_LABEL.fullmatch(label) for label in labels)
 
 
 def normalize_fqdn(value: object, field: str) -> str:
     """Return the FQDN in its one stored form (lowercase), or raise naming `field`."""
     if not isinstance(value, str):
         raise InvalidRequest(field, "must be a string")
+    if not value.isascii():  # checked before lower(): some non-ASCII letters fold to ASCII
+        raise InvalidRequest(field, f"{value!r} {FQDN_RULE}")
     fqdn = value.lower()
     labels = fqdn.split(".")
-    if not fqdn.isascii() or len(fqdn) > MAX_FQDN_LENGTH or len(labels) < 2:
+    if len(fqdn) > MAX_FQDN_LENGTH or len(labels) < 2:
         raise InvalidRequest(field, f"{value!r} {FQDN_RULE}")
     if not _labels_are_valid(labels):
         raise InvalidRequest(field, f"{value!r} {FQDN_RULE}")
@@ -55,6 +58,8 @@ def decode_certificate_name(value: str, field: str) -> str:
     """Accept an FQDN plainly (it has a dot) or as URL-safe base64 of it (no dot)."""
     if "." in value:
         return normalize_fqdn(value, field)
+    if not _BASE64URL.fullmatch(value):
+        raise InvalidRequest(field, f"{value!r} is neither an FQDN nor the URL-safe base64 of one")
     try:
         decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError) as err:
@@ -76,11 +81,11 @@ def normalize_subject_alt_name(value: object, field: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    name = value.lower()
+    name = value.lower() if value.isascii() else ""
     labels = name.split(".")
     if labels[0] == "*" and len(labels) > 2:
         labels = labels[1:]
-    if not name.isascii() or len(name) > MAX_FQDN_LENGTH or not _labels_are_valid(labels):
+    if not name or len(name) > MAX_FQDN_LENGTH or not _labels_are_valid(labels):
         raise InvalidRequest(
             field,
             f"{value!r} must be an IP address or a DNS name (labels of 1-63 letters, digits or "

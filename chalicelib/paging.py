@@ -21,7 +21,7 @@ def decode_page_token(token: str, parent_key: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)
-    except (binascii.Error, ValueError) as err:
+    except (binascii.Error, ValueError, RecursionError) as err:
         raise InvalidRequest("next_token", _INVALID) from err
     if not isinstance(payload, dict) or not isinstance(payload.get("a"), str):
         raise InvalidRequest("next_token", _INVALID)

@@ -10,16 +10,15 @@ import ipaddress
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography import x509
-
 from chalicelib import pki
-from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound, StorageError
+from chalicelib.authority import Authority, AuthorityCache
+from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
 from chalicelib.events import CertificateCreated, EventDeliveryError, EventPublisher
-from chalicelib.importer import CertificateImporter
+from chalicelib.importer import CertificateImporter, CertificateImportError
 from chalicelib.inventory import Inventory
 from chalicelib.model import (
     DEFAULT_VALIDITY_DAYS,
@@ -45,23 +44,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-@dataclass(frozen=True)
-class Authority:
-    """A loaded CA: what its children need to be signed and chained."""
-
-    record: CertificateRecord
-    signing: pki.SigningAuthority
-    path_length: int | None
-
-    @property
-    def fqdn(self) -> str:
-        return self.record.fqdn
-
-    @property
-    def chain_for_children(self) -> str:
-        return self.record.certificate_pem + self.record.chain_pem
-
-
 class CertificateService:
     def __init__(
         self,
@@ -78,7 +60,7 @@ class CertificateService:
         self._importer = importer
         self._passphrase = ca_key_passphrase
         self._clock = clock
-        self._authorities: dict[str, Authority] = {}
+        self._authorities = AuthorityCache(store, ca_key_passphrase)
 
     # Issuance -----------------------------------------------------------------------------
 
@@ -116,7 +98,7 @@ class CertificateService:
         return self._issue(request, fqdn, parent, profile, common_name=fqdn)
 
     def create_device(self, request: IssueRequest) -> IssuedCertificate:
-        parent = self._authority(_required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn")
+        parent = self._authorities.get(_required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn")
         device_id = str(uuid.uuid4())
         fqdn = device_fqdn(device_id, parent.fqdn)
         profile = pki.device_profile(request.key_type, fqdn)
@@ -165,10 +147,9 @@ class CertificateService:
             created_at=now,
             device_id=device_id,
         )
-        if request.cert_type is CertType.SERVER:
-            arn = self._importer.import_server_certificate(record, private_key_pem)
-            record = replace(record, acm_certificate_arn=arn)
         self._store.put_certificate(record)
+        if request.cert_type is CertType.SERVER:
+            record = self._import_server_certificate(record, private_key_pem)
         self._announce(record)
         return IssuedCertificate(
             record=record, private_key_pem=private_key_pem if is_leaf else None
@@ -195,6 +176,21 @@ class CertificateService:
             )
         return pki.Validity(now - BACKDATE, now + timedelta(days=days))
 
+    def _import_server_certificate(
+        self, record: CertificateRecord, private_key_pem: str
+    ) -> CertificateRecord:
+        """Import after the store write, so a taken FQDN (409) never reaches ACM.
+
+        The ARN travels in the `created` event to the inventory, where GET finds it. A failed
+        import is logged; the certificate and its one-time key are still returned.
+        """
+        try:
+            arn = self._importer.import_server_certificate(record, private_key_pem)
+        except CertificateImportError:
+            logger.exception("server certificate %s is stored but not imported", record.fqdn)
+            return record
+        return replace(record, acm_certificate_arn=arn)
+
     def _announce(self, record: CertificateRecord) -> None:
         """Publish `created`; a delivery failure is logged, the stored certificate stands."""
         try:
@@ -219,46 +215,24 @@ class CertificateService:
         if parent_fqdn is not None:
             if not is_under(fqdn, parent_fqdn):
                 raise InvalidRequest("fqdn", f"{fqdn} must lie under its parent CA {parent_fqdn}")
-            return self._authority(parent_fqdn, "parent_fqdn")
+            return self._authorities.get(parent_fqdn, "parent_fqdn")
         for candidate in proper_suffixes(fqdn):
             try:
-                return self._authority(candidate, "parent_fqdn")
+                return self._authorities.get(candidate, "parent_fqdn")
             except (NotFound, InvalidRequest):
                 continue
         raise NotFound(f"parent_fqdn: no CA exists above {fqdn}; create one or give parent_fqdn")
 
-    def _authority(self, fqdn: str, field: str) -> Authority:
-        cached = self._authorities.get(fqdn)
-        if cached is not None:
-            return cached
-        try:
-            record = self._store.get_certificate(fqdn)
-        except NotFound as err:
-            raise NotFound(f"{field}: CA {fqdn} not found") from err
-        if not record.cert_type.is_ca:
-            raise InvalidRequest(
-                field, f"{fqdn} is a {record.cert_type.value} certificate, not a CA"
-            )
-        authority = self._load_authority(record)
-        self._authorities[fqdn] = authority
-        return authority
-
-    def _load_authority(self, record: CertificateRecord) -> Authority:
-        certificate = pki.load_certificate(record.certificate_pem)
-        try:
-            private_key = pki.load_trusted_private_key(record.private_key_pem, self._passphrase)
-        except (TypeError, ValueError) as err:
-            raise StorageError(
-                f"the key of CA {record.fqdn} cannot be loaded (is CA_KEY_PASSPHRASE right?)"
-            ) from err
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-        path_length = None if record.cert_type is CertType.ROOT else constraints.path_length
-        return Authority(record, pki.SigningAuthority(certificate, private_key), path_length)
-
     # Queries ------------------------------------------------------------------------------
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
-        return self._store.get_certificate(fqdn)
+        """The stored certificate; for a server, with the ACM ARN the inventory recorded."""
+        record = self._store.get_certificate(fqdn)
+        if record.cert_type is CertType.SERVER and record.acm_certificate_arn is None:
+            item = self._inventory.find(record.fqdn, record.parent_fqdn)
+            if item is not None and item.acm_certificate_arn:
+                record = replace(record, acm_certificate_arn=item.acm_certificate_arn)
+        return record
 
     def list_certificates(
         self, parent_fqdn: str | None, limit: int, next_token: str | None

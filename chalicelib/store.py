@@ -12,8 +12,9 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from chalicelib.aws import aws_error_code
 from chalicelib.errors import AlreadyExists, NotFound, StorageError
 from chalicelib.model import CertificateRecord
 
@@ -133,3 +134,63 @@ class LocalDirStore:
         for entry in os.scandir(self._directory):
             if entry.name.endswith(".json") and not entry.name.startswith(_TEMP_PREFIX):
                 yield self.get_certificate(entry.name[: -len(".json")])
+
+
+class S3Store:
+    """One S3 object per certificate, created with `IfNoneMatch="*"` so it is never replaced."""
+
+    def __init__(self, client: Any, bucket: str, kms_key_id: str | None = None) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._encryption = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+        )
+
+    def put_certificate(self, record: CertificateRecord) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=object_key(record.fqdn),
+                Body=json.dumps(record.to_document()).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+                **self._encryption,
+            )
+        except ClientError as err:
+            if aws_error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise AlreadyExists(f"certificate {record.fqdn} already exists") from err
+            raise StorageError(f"could not write certificate {record.fqdn}: {err}") from err
+
+    def get_certificate(self, fqdn: str) -> CertificateRecord:
+        from botocore.exceptions import ClientError
+
+        _check_fqdn_is_safe(fqdn)
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=object_key(fqdn))
+        except ClientError as err:
+            if aws_error_code(err) in ("NoSuchKey", "404"):
+                raise NotFound(f"certificate {fqdn} not found") from err
+            raise StorageError(f"could not read certificate {fqdn}: {err}") from err
+        return CertificateRecord.from_document(json.loads(response["Body"].read()))
+
+    def exists(self, fqdn: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        _check_fqdn_is_safe(fqdn)
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=object_key(fqdn))
+        except ClientError as err:
+            if aws_error_code(err) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"could not look up certificate {fqdn}: {err}") from err
+        return True
+
+    def iter_certificates(self) -> Iterator[CertificateRecord]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=OBJECT_PREFIX):
+            for entry in page.get("Contents", []):
+                key = entry["Key"]
+                if key.endswith(".json"):
+                    yield self.get_certificate(key[len(OBJECT_PREFIX) : -len(".json")])

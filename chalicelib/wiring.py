@@ -11,7 +11,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.config import LOCAL_BACKEND, SYNC_FULL, ConfigurationError, Settings, load_settings
+from chalicelib.config import (
+    AWS_BACKEND,
+    SYNC_FULL,
+    ConfigurationError,
+    Settings,
+    load_settings,
+)
 from chalicelib.events import InProcessPublisher
 from chalicelib.importer import NullImporter
 from chalicelib.inventory import SqliteInventory
@@ -58,13 +64,45 @@ def reset() -> None:
 
 
 def build_service(settings: Settings) -> CertificateService:
-    if settings.backend != LOCAL_BACKEND:
-        raise ConfigurationError(f"BACKEND={settings.backend!r} is not available in this build")
+    if settings.backend == AWS_BACKEND:
+        return _build_aws_service(settings)
     durable = settings.certstore_sync == SYNC_FULL
     return CertificateService(
         store=LocalDirStore(settings.certstore_dir, durable=durable),
         inventory=SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable),
         publisher=InProcessPublisher(_deliver_to_event_handler),
         importer=NullImporter(),
+        ca_key_passphrase=settings.ca_key_passphrase,
+    )
+
+
+def _build_aws_service(settings: Settings) -> CertificateService:
+    """boto3 is imported here, on first use: the local backend never loads it.
+
+    Clients honour boto3's own AWS_ENDPOINT_URL, so the same code runs against a moto server.
+    """
+    import boto3
+
+    from chalicelib.events import EventBridgePublisher
+    from chalicelib.importer import AcmImporter
+    from chalicelib.inventory import DynamoInventory
+    from chalicelib.store import S3Store
+
+    for name, value in (
+        ("CERTIFICATE_BUCKET_NAME", settings.certificate_bucket_name),
+        ("INVENTORY_TABLE_NAME", settings.inventory_table_name),
+    ):
+        if not value:
+            raise ConfigurationError(f"{name} must be set for BACKEND=aws")
+    session = boto3.session.Session()
+    return CertificateService(
+        store=S3Store(session.client("s3"), settings.certificate_bucket_name, settings.kms_key_id),
+        inventory=DynamoInventory(
+            session.client("dynamodb"),
+            settings.inventory_table_name,
+            settings.inventory_index_name,
+        ),
+        publisher=EventBridgePublisher(session.client("events"), settings.event_bus_name),
+        importer=AcmImporter(session.client("acm")),
         ca_key_passphrase=settings.ca_key_passphrase,
     )

@@ -10,10 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from chalice.test import Client
+from moto import mock_aws
 
 from chalicelib import wiring
+from tests.backends import AWS_ENVIRONMENT, LocalBackend, MotoBackend, create_aws_resources
 from tests.helpers import ApiClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +40,42 @@ def api(certstore: Path) -> Iterator[ApiClient]:
 
     with Client(app, stage_name="test") as client:
         yield ApiClient(client)
+
+
+@pytest.fixture(params=["local", "aws"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalBackend | MotoBackend]:
+    """Each backend in turn: the local one, and the AWS one under moto (`mock_aws`)."""
+    monkeypatch.delenv("CA_KEY_PASSPHRASE", raising=False)
+    if request.param == "local":
+        directory = tmp_path / "certstore"
+        monkeypatch.setenv("BACKEND", "local")
+        monkeypatch.setenv("CERTSTORE_DIR", str(directory))
+        wiring.reset()
+        yield LocalBackend(directory)
+        wiring.reset()
+        return
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "KMS_KEY_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in AWS_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        session = boto3.session.Session()
+        resources = create_aws_resources(session, AWS_ENVIRONMENT)
+        monkeypatch.setenv("KMS_KEY_ID", resources["kms_key_id"])
+        wiring.reset()
+        yield MotoBackend(session, AWS_ENVIRONMENT, resources["queue_url"])
+        wiring.reset()
+
+
+@pytest.fixture
+def backend_api(backend: LocalBackend | MotoBackend) -> Iterator[ApiClient]:
+    """The HTTP test client on each backend; on AWS, events reach the handler through SQS."""
+    from app import app
+
+    with Client(app, stage_name="test") as client:
+        yield ApiClient(client, backend)
 
 
 def _free_port() -> int:

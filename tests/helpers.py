@@ -29,12 +29,19 @@ class ApiResponse:
 class ApiClient:
     """Thin wrapper over chalice.test.Client: JSON in, (status, JSON) out."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, backend: Any = None) -> None:
         self._client = client
+        self.backend = backend
+
+    @property
+    def chalice_client(self) -> Any:
+        return self._client
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> ApiResponse:
         raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
         response = self._client.http.post(path, headers=headers or JSON_HEADERS, body=raw)
+        if self.backend is not None:  # on AWS, run the inventory handler as EventBridge would
+            self.backend.deliver_events(self._client)
         return ApiResponse(response.status_code, _json_or_text(response.body))
 
     def get(self, path: str) -> ApiResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ MAX_SANS = 100
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
 
+_DIGITS = re.compile(r"[0-9]{1,9}")
 _SUBJECT_FIELDS = {"country", "state", "organization"}
 _COMMON_FIELDS = _SUBJECT_FIELDS | {"validity_days", "key_type"}
 ALLOWED_FIELDS: dict[CertType, frozenset[str]] = {
@@ -147,7 +149,7 @@ def parse_list_query(
         )
     parent = decode_certificate_name(query["parent"], "parent") if "parent" in query else None
     raw_limit = query.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+    if not _DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
         raise InvalidRequest("limit", f"must be a whole number from 1 to {MAX_LIST_LIMIT}")
     next_token = query.get("next_token") or None
     return parent, int(raw_limit), next_token

@@ -1,0 +1,72 @@
+"""Loaded CAs, cached for the life of the process.
+
+A CA's object is written once and never replaced, so its certificate and decrypted key can be
+kept after the first load: a warm Lambda or the local server signs without reading the store or
+decrypting the key again.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from chalicelib import pki
+from chalicelib.errors import InvalidRequest, NotFound, StorageError
+from chalicelib.model import CertificateRecord, CertType
+from chalicelib.store import CertificateStore
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A loaded CA: what its children need to be signed and chained."""
+
+    record: CertificateRecord
+    signing: pki.SigningAuthority
+    path_length: int | None  # None: no limit (roots)
+
+    @property
+    def fqdn(self) -> str:
+        return self.record.fqdn
+
+    @property
+    def chain_for_children(self) -> str:
+        return self.record.certificate_pem + self.record.chain_pem
+
+
+class AuthorityCache:
+    def __init__(self, store: CertificateStore, passphrase: bytes | None) -> None:
+        self._store = store
+        self._passphrase = passphrase
+        self._authorities: dict[str, Authority] = {}
+        self._lock = threading.Lock()
+
+    def get(self, fqdn: str, field: str) -> Authority:
+        """The CA named `fqdn`; NotFound or InvalidRequest (not a CA) naming `field`."""
+        cached = self._authorities.get(fqdn)
+        if cached is not None:
+            return cached
+        try:
+            record = self._store.get_certificate(fqdn)
+        except NotFound as err:
+            raise NotFound(f"{field}: CA {fqdn} not found") from err
+        if not record.cert_type.is_ca:
+            raise InvalidRequest(
+                field, f"{fqdn} is a {record.cert_type.value} certificate, not a CA"
+            )
+        authority = self._load(record)
+        with self._lock:
+            return self._authorities.setdefault(fqdn, authority)
+
+    def _load(self, record: CertificateRecord) -> Authority:
+        certificate = pki.load_certificate(record.certificate_pem)
+        try:
+            private_key = pki.load_trusted_private_key(record.private_key_pem, self._passphrase)
+        except (TypeError, ValueError) as err:
+            raise StorageError(
+                f"the key of CA {record.fqdn} cannot be loaded (is CA_KEY_PASSPHRASE right?)"
+            ) from err
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        path_length = None if record.cert_type is CertType.ROOT else constraints.path_length
+        return Authority(record, pki.SigningAuthority(certificate, private_key), path_length)

@@ -1,0 +1,155 @@
+"""The backends the API suite runs on: the local one, and the AWS one under moto.
+
+Each offers the same small interface to tests: a snapshot of everything stored (to prove that a
+rejected request wrote nothing), the stored bytes of one certificate, and event delivery. On AWS
+the `created` events travel for real: PutEvents on the custom bus, a rule with the handler's
+pattern, an SQS target; `deliver_events` hands what arrived to the app's `record_inventory`
+handler, as EventBridge would invoke the Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from chalicelib.events import CREATED_EVENT_PATTERN
+from tests.helpers import snapshot_certstore
+
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "BACKEND": "aws",
+    "CERTIFICATE_BUCKET_NAME": "iot-certificates-test",
+    "INVENTORY_TABLE_NAME": "iot-inventory-test",
+    "INVENTORY_INDEX_NAME": "parent-index",
+    "EVENT_BUS_NAME": "iot-certificates-test",
+}
+INVENTORY_HANDLER = "record_inventory"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def snapshot(self) -> dict[str, Any]:
+        return snapshot_certstore(self.directory)
+
+    def object_bytes(self, fqdn: str) -> bytes:
+        return (self.directory / "certificates" / f"{fqdn}.json").read_bytes()
+
+    def deliver_events(self, chalice_client: Any) -> int:
+        return 0  # delivered in-process during the request
+
+
+def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str, str]:
+    """Bucket, KMS key, table with its GSI, custom bus, rule and SQS target, as Terraform would."""
+    s3 = session.client("s3")
+    bucket = environment["CERTIFICATE_BUCKET_NAME"]
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    kms_key_id = session.client("kms").create_key(Description="certificate store")["KeyMetadata"][
+        "KeyId"
+    ]
+    session.client("dynamodb").create_table(
+        TableName=environment["INVENTORY_TABLE_NAME"],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "FQDN", "AttributeType": "S"},
+            {"AttributeName": "ParentFQDN", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "FQDN", "KeyType": "HASH"},
+            {"AttributeName": "ParentFQDN", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": environment["INVENTORY_INDEX_NAME"],
+                "KeySchema": [
+                    {"AttributeName": "ParentFQDN", "KeyType": "HASH"},
+                    {"AttributeName": "FQDN", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    events = session.client("events")
+    bus = environment["EVENT_BUS_NAME"]
+    events.create_event_bus(Name=bus)
+    events.put_rule(
+        Name="record-inventory",
+        EventBusName=bus,
+        EventPattern=json.dumps(CREATED_EVENT_PATTERN),
+    )
+    sqs = session.client("sqs")
+    queue_url = sqs.create_queue(QueueName="inventory-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events.put_targets(
+        Rule="record-inventory", EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}]
+    )
+    return {"queue_url": queue_url, "kms_key_id": kms_key_id}
+
+
+class MotoBackend:
+    name = "aws"
+
+    def __init__(self, session: Any, environment: dict[str, str], queue_url: str) -> None:
+        self._session = session
+        self._environment = environment
+        self._queue_url = queue_url
+        self.s3 = session.client("s3")
+        self.dynamodb = session.client("dynamodb")
+        self.acm = session.client("acm")
+        self.sqs = session.client("sqs")
+
+    @property
+    def bucket(self) -> str:
+        return self._environment["CERTIFICATE_BUCKET_NAME"]
+
+    def snapshot(self) -> dict[str, Any]:
+        versions = self.s3.list_object_versions(Bucket=self.bucket).get("Versions", [])
+        objects = {
+            (version["Key"], version["VersionId"]): self.object_bytes(version["Key"], raw_key=True)
+            for version in versions
+        }
+        items = self.dynamodb.scan(TableName=self._environment["INVENTORY_TABLE_NAME"])["Items"]
+        certificates = self.acm.list_certificates()["CertificateSummaryList"]
+        return {
+            "objects": objects,
+            "inventory": sorted(json.dumps(item, sort_keys=True) for item in items),
+            "acm": sorted(summary["CertificateArn"] for summary in certificates),
+        }
+
+    def object_bytes(self, fqdn: str, raw_key: bool = False) -> bytes:
+        key = fqdn if raw_key else f"certificates/{fqdn}.json"
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def receive_events(self) -> list[dict[str, Any]]:
+        """Every envelope waiting in the queue the rule targets (removed from the queue)."""
+        envelopes = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self._queue_url, MaxNumberOfMessages=10
+            ).get("Messages", [])
+            if not messages:
+                return envelopes
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                # moto's default target template leaves out `account`, which EventBridge sends.
+                envelope.setdefault("account", "123456789012")
+                envelopes.append(envelope)
+                self.sqs.delete_message(
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def deliver_events(self, chalice_client: Any) -> int:
+        envelopes = self.receive_events()
+        for envelope in envelopes:
+            chalice_client.lambda_.invoke(INVENTORY_HANDLER, envelope)
+        return len(envelopes)
