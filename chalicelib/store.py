@@ -94,7 +94,10 @@ class LocalDirStore:
     def put_certificate(self, record: CertificateRecord) -> None:
         path = self._path(record.fqdn)
         data = json.dumps(record.to_document()).encode()
-        descriptor, temp_name = tempfile.mkstemp(dir=self._directory, prefix=_TEMP_PREFIX)
+        try:
+            descriptor, temp_name = tempfile.mkstemp(dir=self._directory, prefix=_TEMP_PREFIX)
+        except OSError as err:
+            raise StorageError(f"could not write certificate {record.fqdn}: {err}") from err
         try:
             with os.fdopen(descriptor, "wb") as temp_file:  # mkstemp creates it mode 0600
                 temp_file.write(data)

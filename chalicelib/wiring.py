@@ -63,9 +63,10 @@ def reset() -> None:
     override_service(None)
 
 
-def build_service(settings: Settings) -> CertificateService:
+def build_service(settings: Settings, boto_session: Any = None) -> CertificateService:
+    """The service for the configured backend; `boto_session` lets tests observe AWS calls."""
     if settings.backend == AWS_BACKEND:
-        return _build_aws_service(settings)
+        return _build_aws_service(settings, boto_session)
     durable = settings.certstore_sync == SYNC_FULL
     return CertificateService(
         store=LocalDirStore(settings.certstore_dir, durable=durable),
@@ -76,7 +77,7 @@ def build_service(settings: Settings) -> CertificateService:
     )
 
 
-def _build_aws_service(settings: Settings) -> CertificateService:
+def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateService:
     """boto3 is imported here, on first use: the local backend never loads it.
 
     Clients honour boto3's own AWS_ENDPOINT_URL, so the same code runs against a moto server.
@@ -94,7 +95,7 @@ def _build_aws_service(settings: Settings) -> CertificateService:
     ):
         if not value:
             raise ConfigurationError(f"{name} must be set for BACKEND=aws")
-    session = boto3.session.Session()
+    session = boto_session or boto3.session.Session()
     return CertificateService(
         store=S3Store(session.client("s3"), settings.certificate_bucket_name, settings.kms_key_id),
         inventory=DynamoInventory(

@@ -16,7 +16,8 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import wiring
-from tests.backends import AWS_ENVIRONMENT, LocalBackend, MotoBackend, create_aws_resources
+from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
+from tests.backends import LocalBackend, MotoBackend
 from tests.helpers import ApiClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

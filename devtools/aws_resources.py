@@ -1,0 +1,75 @@
+"""AWS resources for development and tests: what Terraform creates, made on moto.
+
+Used by the test suite (under `mock_aws`) and by `make run-moto` (a local moto server).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib.events import CREATED_EVENT_PATTERN
+
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "BACKEND": "aws",
+    "CERTIFICATE_BUCKET_NAME": "iot-certificates-test",
+    "INVENTORY_TABLE_NAME": "iot-inventory-test",
+    "INVENTORY_INDEX_NAME": "parent-index",
+    "EVENT_BUS_NAME": "iot-certificates-test",
+}
+INVENTORY_RULE_NAME = "record-inventory"
+INVENTORY_QUEUE_NAME = "inventory-events"
+
+
+def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str, str]:
+    """Bucket, KMS key, table with its GSI, custom bus, rule and SQS target, as Terraform would."""
+    s3 = session.client("s3")
+    bucket = environment["CERTIFICATE_BUCKET_NAME"]
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    kms_key_id = session.client("kms").create_key(Description="certificate store")["KeyMetadata"][
+        "KeyId"
+    ]
+    session.client("dynamodb").create_table(
+        TableName=environment["INVENTORY_TABLE_NAME"],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "FQDN", "AttributeType": "S"},
+            {"AttributeName": "ParentFQDN", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "FQDN", "KeyType": "HASH"},
+            {"AttributeName": "ParentFQDN", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": environment["INVENTORY_INDEX_NAME"],
+                "KeySchema": [
+                    {"AttributeName": "ParentFQDN", "KeyType": "HASH"},
+                    {"AttributeName": "FQDN", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    events = session.client("events")
+    bus = environment["EVENT_BUS_NAME"]
+    events.create_event_bus(Name=bus)
+    events.put_rule(
+        Name=INVENTORY_RULE_NAME,
+        EventBusName=bus,
+        EventPattern=json.dumps(CREATED_EVENT_PATTERN),
+    )
+    sqs = session.client("sqs")
+    queue_url = sqs.create_queue(QueueName=INVENTORY_QUEUE_NAME)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events.put_targets(
+        Rule=INVENTORY_RULE_NAME, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}]
+    )
+    return {"queue_url": queue_url, "kms_key_id": kms_key_id}

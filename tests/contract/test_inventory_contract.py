@@ -1,0 +1,306 @@
+"""One contract for the Inventory port, run against every adapter.
+
+Add an adapter (DynamoInventory on moto) by appending a factory to INVENTORY_FACTORIES.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from chalicelib.inventory import InMemoryInventory, Inventory, SqliteInventory
+from chalicelib.model import CertType, InventoryItem
+
+ROOT = "example.com"
+CELL1 = "cell1.devices.example.com"
+CELL2 = "cell2.devices.example.com"
+
+
+def make_item(
+    fqdn: str, parent_fqdn: str = CELL1, cert_type: CertType = CertType.CLIENT
+) -> InventoryItem:
+    return InventoryItem(
+        fqdn=fqdn,
+        parent_fqdn=parent_fqdn,
+        cert_type=cert_type,
+        valid_until="2027-01-01",
+        serial=f"{zlib.crc32(f'{parent_fqdn}/{fqdn}'.encode()):08x}",
+        not_after="2027-01-01T00:00:00Z",
+        key_type="EC_P256",
+        fingerprint="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        created_at="2026-01-01T00:00:00Z",
+    )
+
+
+def device_names(count: int, parent_fqdn: str = CELL1) -> list[str]:
+    return [f"device-{index:04d}.{parent_fqdn}" for index in range(count)]
+
+
+def record_shuffled(inventory: Inventory, fqdns: list[str], parent_fqdn: str = CELL1) -> None:
+    """Insert out of order so that ordering has to come from the adapter."""
+    shuffled = list(fqdns)
+    random.Random(20260101).shuffle(shuffled)
+    for fqdn in shuffled:
+        assert inventory.record_certificate(make_item(fqdn, parent_fqdn)) is True
+
+
+def listed_fqdns(
+    inventory: Inventory, parent_fqdn: str, limit: int, after: str | None
+) -> list[str]:
+    return [item.fqdn for item in inventory.list_children(parent_fqdn, limit, after).items]
+
+
+InventoryFactory = Callable[[pytest.FixtureRequest], Inventory]
+
+
+def _in_memory_inventory(request: pytest.FixtureRequest) -> Inventory:
+    return InMemoryInventory()
+
+
+def _sqlite_inventory(request: pytest.FixtureRequest) -> Inventory:
+    return SqliteInventory(request.getfixturevalue("tmp_path") / "inv.sqlite3")
+
+
+INVENTORY_FACTORIES: list[tuple[str, InventoryFactory]] = [
+    ("in-memory", _in_memory_inventory),
+    ("sqlite", _sqlite_inventory),
+]
+
+
+@pytest.fixture(
+    params=[factory for _, factory in INVENTORY_FACTORIES],
+    ids=[name for name, _ in INVENTORY_FACTORIES],
+)
+def inventory(request: pytest.FixtureRequest) -> Inventory:
+    return request.param(request)
+
+
+class TestInventoryContract:
+    def test_record_certificate_is_idempotent(self, inventory: Inventory) -> None:
+        item = make_item(f"device-0001.{CELL1}")
+
+        assert inventory.record_certificate(item) is True
+        assert inventory.record_certificate(item) is False
+
+        page = inventory.list_children(CELL1, 10, None)
+        assert page.items == [item]
+        assert page.last_fqdn is None
+
+    def test_a_replayed_item_keeps_the_first_attributes(self, inventory: Inventory) -> None:
+        first = make_item(f"device-0001.{CELL1}")
+        replay = dataclasses.replace(first, created_at="2026-01-02T00:00:00Z", serial="ff")
+        inventory.record_certificate(first)
+
+        assert inventory.record_certificate(replay) is False
+
+        assert inventory.list_children(CELL1, 10, None).items == [first]
+
+    def test_every_attribute_round_trips(self, inventory: Inventory) -> None:
+        item = InventoryItem(
+            fqdn=ROOT,
+            parent_fqdn="Root",
+            cert_type=CertType.ROOT,
+            valid_until="2035-12-30",
+            serial="5e1f0c2a9b7d4e3f8a6c1b0d2e4f6a8c9b7d5e3f",
+            not_after="2035-12-30T00:00:00Z",
+            key_type="RSA_4096",
+            fingerprint="0" * 64,
+            created_at="2026-01-01T00:00:00Z",
+            status="revoked",
+        )
+        inventory.record_certificate(item)
+
+        (listed,) = inventory.list_children("Root", 10, None).items
+
+        assert listed == item
+        assert listed.cert_type is CertType.ROOT
+
+    def test_a_server_item_keeps_its_acm_arn(self, inventory: Inventory) -> None:
+        arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+        item = dataclasses.replace(
+            make_item("mqtt.example.com", ROOT, CertType.SERVER), acm_certificate_arn=arn
+        )
+        inventory.record_certificate(item)
+
+        assert inventory.list_children(ROOT, 10, None).items == [item]
+        assert inventory.find("mqtt.example.com", ROOT) == item
+
+    def test_find_returns_the_item_of_exactly_that_key(self, inventory: Inventory) -> None:
+        fqdn = f"device-0001.{CELL1}"
+        item = make_item(fqdn, CELL1)
+        assert inventory.find(fqdn, CELL1) is None
+
+        inventory.record_certificate(item)
+
+        assert inventory.find(fqdn, CELL1) == item
+        assert inventory.find(fqdn, CELL2) is None
+        assert inventory.find(f"device-0002.{CELL1}", CELL1) is None
+
+    def test_list_children_orders_by_fqdn(self, inventory: Inventory) -> None:
+        fqdns = device_names(20)
+        record_shuffled(inventory, fqdns)
+
+        assert listed_fqdns(inventory, CELL1, 100, None) == sorted(fqdns)
+
+    def test_list_children_honors_limit(self, inventory: Inventory) -> None:
+        fqdns = device_names(10)
+        record_shuffled(inventory, fqdns)
+
+        page = inventory.list_children(CELL1, 3, None)
+
+        assert [item.fqdn for item in page.items] == fqdns[:3]
+        assert page.last_fqdn == fqdns[2]
+
+    def test_after_continues_strictly_after_an_existing_fqdn(self, inventory: Inventory) -> None:
+        fqdns = device_names(10)
+        record_shuffled(inventory, fqdns)
+
+        assert listed_fqdns(inventory, CELL1, 3, fqdns[4]) == fqdns[5:8]
+
+    def test_after_between_two_fqdns_continues_at_the_next_one(self, inventory: Inventory) -> None:
+        record_shuffled(inventory, [f"a.{CELL1}", f"c.{CELL1}", f"e.{CELL1}"])
+
+        assert listed_fqdns(inventory, CELL1, 10, f"b.{CELL1}") == [f"c.{CELL1}", f"e.{CELL1}"]
+        assert listed_fqdns(inventory, CELL1, 10, f"e.{CELL1}") == []
+        assert listed_fqdns(inventory, CELL1, 10, f"z.{CELL1}") == []
+
+    @pytest.mark.parametrize(
+        ("count", "limit", "more_follow"),
+        [(7, 7, False), (8, 7, True), (6, 7, False), (1, 1, False), (2, 1, True), (0, 5, False)],
+    )
+    def test_last_fqdn_is_set_only_when_more_items_follow(
+        self, inventory: Inventory, count: int, limit: int, more_follow: bool
+    ) -> None:
+        fqdns = device_names(count)
+        record_shuffled(inventory, fqdns)
+
+        page = inventory.list_children(CELL1, limit, None)
+
+        assert [item.fqdn for item in page.items] == fqdns[:limit]
+        assert page.last_fqdn == (fqdns[limit - 1] if more_follow else None)
+
+    def test_last_fqdn_is_none_when_the_continued_page_ends_exactly(
+        self, inventory: Inventory
+    ) -> None:
+        fqdns = device_names(14)
+        record_shuffled(inventory, fqdns)
+
+        first = inventory.list_children(CELL1, 7, None)
+        second = inventory.list_children(CELL1, 7, first.last_fqdn)
+
+        assert first.last_fqdn == fqdns[6]
+        assert [item.fqdn for item in second.items] == fqdns[7:]
+        assert second.last_fqdn is None
+
+    def test_children_of_different_parents_do_not_mix(self, inventory: Inventory) -> None:
+        cell1 = device_names(5, CELL1)
+        cell2 = device_names(4, CELL2)
+        record_shuffled(inventory, cell1, CELL1)
+        record_shuffled(inventory, cell2, CELL2)
+        inventory.record_certificate(make_item(ROOT, "Root", CertType.ROOT))
+
+        assert listed_fqdns(inventory, CELL1, 100, None) == cell1
+        assert listed_fqdns(inventory, CELL2, 100, None) == cell2
+        assert listed_fqdns(inventory, "Root", 100, None) == [ROOT]
+        assert listed_fqdns(inventory, "devices.example.com", 100, None) == []
+        assert listed_fqdns(inventory, CELL2, 100, cell1[0]) == cell2
+
+    def test_the_same_fqdn_under_two_parents_is_two_items(self, inventory: Inventory) -> None:
+        fqdn = f"shared.{CELL1}"
+
+        assert inventory.record_certificate(make_item(fqdn, CELL1)) is True
+        assert inventory.record_certificate(make_item(fqdn, CELL2)) is True
+
+        assert inventory.list_children(CELL1, 10, None).items == [make_item(fqdn, CELL1)]
+        assert inventory.list_children(CELL2, 10, None).items == [make_item(fqdn, CELL2)]
+        assert inventory.contains(fqdn, CELL1)
+        assert inventory.contains(fqdn, CELL2)
+
+    def test_contains_needs_both_fqdn_and_parent(self, inventory: Inventory) -> None:
+        fqdn = f"device-0001.{CELL1}"
+        assert inventory.contains(fqdn, CELL1) is False
+
+        inventory.record_certificate(make_item(fqdn, CELL1))
+
+        assert inventory.contains(fqdn, CELL1) is True
+        assert inventory.contains(fqdn, CELL2) is False
+        assert inventory.contains(f"device-0002.{CELL1}", CELL1) is False
+
+    def test_paging_through_250_items_returns_each_exactly_once(self, inventory: Inventory) -> None:
+        fqdns = device_names(250)
+        record_shuffled(inventory, fqdns)
+        record_shuffled(inventory, device_names(30, CELL2), CELL2)
+        seen: list[str] = []
+        after: str | None = None
+        pages = 0
+
+        while True:
+            page = inventory.list_children(CELL1, 7, after)
+            pages += 1
+            assert len(page.items) <= 7
+            seen.extend(item.fqdn for item in page.items)
+            if page.last_fqdn is None:
+                break
+            assert page.last_fqdn == page.items[-1].fqdn
+            after = page.last_fqdn
+            assert pages < 100, "paging does not terminate"
+
+        assert seen == sorted(fqdns)
+        assert pages == 36  # 35 full pages of 7, then 5
+
+
+class TestSqliteInventory:
+    """What only the SQLite adapter promises: a shared file, safe under threads."""
+
+    def test_two_instances_on_one_file_see_each_others_writes(self, tmp_path: Path) -> None:
+        path = tmp_path / "inv.sqlite3"
+        first = SqliteInventory(path)
+        second = SqliteInventory(path)
+
+        assert first.record_certificate(make_item(f"a.{CELL1}")) is True
+        assert second.record_certificate(make_item(f"b.{CELL1}")) is True
+        assert second.record_certificate(make_item(f"a.{CELL1}")) is False
+
+        expected = [f"a.{CELL1}", f"b.{CELL1}"]
+        assert listed_fqdns(first, CELL1, 10, None) == expected
+        assert listed_fqdns(second, CELL1, 10, None) == expected
+        assert first.contains(f"b.{CELL1}", CELL1)
+        assert listed_fqdns(SqliteInventory(path), CELL1, 10, None) == expected
+
+    def test_concurrent_writes_from_four_threads_lose_nothing(self, tmp_path: Path) -> None:
+        inventory = SqliteInventory(tmp_path / "inv.sqlite3")
+        shared = [f"shared-{index:02d}.{CELL1}" for index in range(10)]
+        start = threading.Barrier(4)
+        new_counts: list[int] = []
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+
+        def write(thread_index: int) -> None:
+            own = [f"t{thread_index}-{index:03d}.{CELL1}" for index in range(50)]
+            try:
+                start.wait()
+                added = sum(inventory.record_certificate(make_item(f)) for f in own + shared)
+            except BaseException as err:  # reported below; a thread must not die silently
+                with lock:
+                    failures.append(err)
+                return
+            with lock:
+                new_counts.append(added)
+
+        threads = [threading.Thread(target=write, args=(index,)) for index in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert failures == []
+        assert sum(new_counts) == 4 * 50 + len(shared)
+        listed = listed_fqdns(inventory, CELL1, 1000, None)
+        assert len(listed) == 4 * 50 + len(shared)
+        assert listed == sorted(set(listed))

@@ -1,0 +1,311 @@
+"""One contract for the CertificateStore port, run against every adapter.
+
+Add an adapter by appending a factory to STORE_FACTORIES; every test in TestCertificateStoreContract
+then runs against it too. Adapter-specific behaviour (file layout, modes) lives in its own class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import stat
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.errors import AlreadyExists, NotFound, StorageError
+from chalicelib.model import CertificateRecord, CertType, KeyType
+from chalicelib.store import CertificateStore, InMemoryStore, LocalDirStore
+
+ISSUED_AT = datetime(2026, 1, 1, 12, 30, 15, tzinfo=UTC)
+
+CERTIFICATE_PEM = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBqTCCAU+gAwIBAgIUQ2VydGlmaWNhdGVTdG9yZVRlc3QwCgYIKoZIzj0EAwIw\n"
+    "-----END CERTIFICATE-----\n"
+)
+ISSUER_PEM = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBpDCCAUqgAwIBAgIURGV2aWNlQ2VsbDFJbnRlcm1lZGlhdGUwCgYIKoZIzj0E\n"
+    "-----END CERTIFICATE-----\n"
+)
+ROOT_PEM = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBnzCCAUWgAwIBAgIURXhhbXBsZVJvb3RDZXJ0aWZpY2F0ZTAKBggqhkjOPQQD\n"
+    "-----END CERTIFICATE-----\n"
+)
+PRIVATE_KEY_PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgU3RvcmVUZXN0S2V5\n"
+    "-----END PRIVATE KEY-----\n"
+)
+DEVICE_ID = "3f2b8c1e-9d4a-4e7b-8c21-5a6f0e9d1b47"
+CELL = "cell1.devices.example.com"
+
+
+def make_record(fqdn: str = f"{DEVICE_ID}.{CELL}", **overrides: Any) -> CertificateRecord:
+    """A device record with every optional field set, so a round trip checks all of them."""
+    fields: dict[str, Any] = {
+        "fqdn": fqdn,
+        "cert_type": CertType.CLIENT,
+        "parent_fqdn": CELL,
+        "serial": "5e1f0c2a9b7d4e3f8a6c1b0d2e4f6a8c9b7d5e3f",
+        "not_before": ISSUED_AT - timedelta(minutes=5),
+        "not_after": ISSUED_AT + timedelta(days=365),
+        "key_type": KeyType.EC_P384,
+        "fingerprint_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "certificate_pem": CERTIFICATE_PEM,
+        "chain_pem": ISSUER_PEM + ROOT_PEM,
+        "private_key_pem": PRIVATE_KEY_PEM,
+        "created_at": ISSUED_AT,
+        "device_id": DEVICE_ID,
+        "acm_certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c",
+        "status": "active",
+    }
+    fields.update(overrides)
+    return CertificateRecord(**fields)
+
+
+def make_root_record(fqdn: str = "example.com") -> CertificateRecord:
+    """A root: the optional fields at their defaults, an empty chain."""
+    return make_record(
+        fqdn,
+        cert_type=CertType.ROOT,
+        parent_fqdn="Root",
+        not_after=ISSUED_AT + timedelta(days=3650),
+        key_type=KeyType.RSA_4096,
+        chain_pem="",
+        private_key_pem=PRIVATE_KEY_PEM.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"),
+        device_id=None,
+        acm_certificate_arn=None,
+    )
+
+
+StoreFactory = Callable[[pytest.FixtureRequest], CertificateStore]
+
+
+def _in_memory_store(request: pytest.FixtureRequest) -> CertificateStore:
+    return InMemoryStore()
+
+
+def _local_dir_store(request: pytest.FixtureRequest) -> CertificateStore:
+    return LocalDirStore(request.getfixturevalue("tmp_path") / "certstore")
+
+
+def _durable_local_dir_store(request: pytest.FixtureRequest) -> CertificateStore:
+    return LocalDirStore(request.getfixturevalue("tmp_path") / "certstore", durable=True)
+
+
+STORE_FACTORIES: list[tuple[str, StoreFactory]] = [
+    ("in-memory", _in_memory_store),
+    ("local-dir", _local_dir_store),
+    ("local-dir-durable", _durable_local_dir_store),
+]
+"""Factories take the pytest request so an adapter can pull in what it needs (tmp_path, moto)."""
+
+
+@pytest.fixture(
+    params=[factory for _, factory in STORE_FACTORIES], ids=[n for n, _ in STORE_FACTORIES]
+)
+def store(request: pytest.FixtureRequest) -> CertificateStore:
+    return request.param(request)
+
+
+def assert_same_record(actual: CertificateRecord, expected: CertificateRecord) -> None:
+    """Field by field, so a failure names the field that did not survive the round trip."""
+    for field in dataclasses.fields(CertificateRecord):
+        assert getattr(actual, field.name) == getattr(expected, field.name), field.name
+    assert actual.not_after.utcoffset() == timedelta(0)
+    assert actual.created_at.utcoffset() == timedelta(0)
+
+
+class TestCertificateStoreContract:
+    @pytest.mark.parametrize(
+        "record", [make_record(), make_root_record()], ids=["device-all-fields", "root-defaults"]
+    )
+    def test_put_then_get_round_trips_every_field(
+        self, store: CertificateStore, record: CertificateRecord
+    ) -> None:
+        store.put_certificate(record)
+
+        assert_same_record(store.get_certificate(record.fqdn), record)
+
+    def test_get_of_a_missing_fqdn_raises_not_found(self, store: CertificateStore) -> None:
+        store.put_certificate(make_root_record("example.com"))
+
+        with pytest.raises(NotFound):
+            store.get_certificate("missing.example.com")
+
+    def test_second_put_of_the_same_fqdn_raises_and_keeps_the_first(
+        self, store: CertificateStore
+    ) -> None:
+        first = make_record()
+        second = make_record(
+            serial="0123456789abcdef",
+            certificate_pem=ROOT_PEM,
+            private_key_pem=PRIVATE_KEY_PEM.replace("U3RvcmVUZXN0S2V5", "T3RoZXJLZXlPdGhl"),
+        )
+        store.put_certificate(first)
+
+        with pytest.raises(AlreadyExists):
+            store.put_certificate(second)
+
+        assert_same_record(store.get_certificate(first.fqdn), first)
+
+    def test_exists_is_true_only_for_stored_fqdns(self, store: CertificateStore) -> None:
+        store.put_certificate(make_root_record("example.com"))
+
+        assert store.exists("example.com") is True
+        assert store.exists("other.example.com") is False
+        assert store.exists("example.org") is False
+
+    def test_iter_certificates_yields_every_record_exactly_once(
+        self, store: CertificateStore
+    ) -> None:
+        records = [make_root_record("example.com")] + [
+            make_record(f"device-{index:02d}.{CELL}", serial=f"{index:040x}") for index in range(12)
+        ]
+        for record in records:
+            store.put_certificate(record)
+
+        listed = list(store.iter_certificates())
+
+        assert sorted(record.fqdn for record in listed) == sorted(r.fqdn for r in records)
+        by_fqdn = {record.fqdn: record for record in listed}
+        for record in records:
+            assert_same_record(by_fqdn[record.fqdn], record)
+
+    def test_iter_certificates_of_an_empty_store_yields_nothing(
+        self, store: CertificateStore
+    ) -> None:
+        assert list(store.iter_certificates()) == []
+
+    def test_concurrent_puts_of_one_fqdn_let_exactly_one_win(self, store: CertificateStore) -> None:
+        contenders = [make_record(serial=f"{index:040x}") for index in range(8)]
+        start = threading.Barrier(len(contenders))
+        outcomes: list[tuple[CertificateRecord, str]] = []
+        outcomes_lock = threading.Lock()
+
+        def contend(record: CertificateRecord) -> None:
+            start.wait()
+            try:
+                store.put_certificate(record)
+                outcome = "stored"
+            except AlreadyExists:
+                outcome = "already-exists"
+            with outcomes_lock:
+                outcomes.append((record, outcome))
+
+        threads = [threading.Thread(target=contend, args=(record,)) for record in contenders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        assert sorted(outcome for _, outcome in outcomes) == ["already-exists"] * 7 + ["stored"]
+        (winner,) = [record for record, outcome in outcomes if outcome == "stored"]
+        assert_same_record(store.get_certificate(winner.fqdn), winner)
+        assert [record.serial for record in store.iter_certificates()] == [winner.serial]
+
+
+@pytest.fixture(params=[False, True], ids=["normal", "durable"])
+def local_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[LocalDirStore, Path]:
+    root = tmp_path / "certstore"
+    return LocalDirStore(root, durable=request.param), root
+
+
+def temp_files(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.glob(".tmp-*"))
+
+
+class TestLocalDirStore:
+    """What only the file adapter promises: layout, modes, atomic write-once, safe names."""
+
+    def test_one_file_per_certificate_with_private_modes(
+        self, local_store: tuple[LocalDirStore, Path]
+    ) -> None:
+        store, root = local_store
+        record = make_record()
+
+        store.put_certificate(record)
+
+        path = root / "certificates" / f"{record.fqdn}.json"
+        assert json.loads(path.read_text())["fqdn"] == record.fqdn
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE((root / "certificates").stat().st_mode) == 0o700
+        assert stat.S_IMODE(root.stat().st_mode) == 0o700
+        assert sorted(p.name for p in (root / "certificates").iterdir()) == [path.name]
+
+    def test_no_temp_file_remains_after_success_or_already_exists(
+        self, local_store: tuple[LocalDirStore, Path]
+    ) -> None:
+        store, root = local_store
+        directory = root / "certificates"
+        store.put_certificate(make_record())
+        assert temp_files(directory) == []
+
+        with pytest.raises(AlreadyExists):
+            store.put_certificate(make_record(serial="ff"))
+
+        assert temp_files(directory) == []
+        assert [p.name for p in directory.iterdir()] == [f"{make_record().fqdn}.json"]
+
+    def test_leftover_temp_files_are_ignored_by_iter_certificates(
+        self, local_store: tuple[LocalDirStore, Path]
+    ) -> None:
+        store, root = local_store
+        directory = root / "certificates"
+        store.put_certificate(make_root_record("example.com"))
+        half_written = json.dumps(make_root_record("crashed.example.com").to_document())
+        (directory / ".tmp-k3j9x2ab").write_text(half_written[:40])
+        (directory / ".tmp-q8w7e6rt.json").write_text(half_written)
+
+        assert [record.fqdn for record in store.iter_certificates()] == ["example.com"]
+
+    @pytest.mark.parametrize("unsafe", ["../x", "a/b", "..", "", ".tmp-q8w7e6rt", "a\\b"])
+    def test_unsafe_names_are_not_found_and_touch_nothing_outside(
+        self, local_store: tuple[LocalDirStore, Path], unsafe: str
+    ) -> None:
+        store, root = local_store
+        directory = root / "certificates"
+        decoy = json.dumps(make_root_record("decoy.example.com").to_document())
+        (root / "x.json").write_text(decoy)
+        (directory / "a").mkdir()
+        (directory / "a" / "b.json").write_text(decoy)
+        (directory / ".tmp-q8w7e6rt.json").write_text(decoy)
+        before = sorted(str(path) for path in root.parent.rglob("*"))
+
+        with pytest.raises(NotFound):
+            store.get_certificate(unsafe)
+        with pytest.raises(NotFound):
+            store.put_certificate(make_root_record(unsafe))
+
+        assert sorted(str(path) for path in root.parent.rglob("*")) == before
+        assert (root / "x.json").read_text() == decoy
+
+    def test_a_second_instance_on_the_same_directory_reads_what_the_first_wrote(
+        self, local_store: tuple[LocalDirStore, Path]
+    ) -> None:
+        store, root = local_store
+        record = make_record()
+        store.put_certificate(record)
+
+        reopened = LocalDirStore(root)
+
+        assert_same_record(reopened.get_certificate(record.fqdn), record)
+        with pytest.raises(AlreadyExists):
+            reopened.put_certificate(record)
+
+    def test_a_failed_write_raises_storage_error(
+        self, local_store: tuple[LocalDirStore, Path]
+    ) -> None:
+        store, root = local_store
+        shutil.rmtree(root / "certificates")  # stands in for a full or read-only disk
+
+        with pytest.raises(StorageError):
+            store.put_certificate(make_record())

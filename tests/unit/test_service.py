@@ -1,0 +1,487 @@
+"""CertificateService over in-memory adapters and a fixed clock: fakes, no mocks."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from chalicelib.errors import InvalidRequest, StorageError
+from chalicelib.events import (
+    CertificateCreated,
+    EventDeliveryError,
+    EventPublisher,
+    InProcessPublisher,
+    RecordingPublisher,
+)
+from chalicelib.importer import NullImporter
+from chalicelib.inventory import InMemoryInventory
+from chalicelib.model import (
+    CertificateRecord,
+    CertType,
+    InventoryItem,
+    IssuedCertificate,
+    IssueRequest,
+)
+from chalicelib.service import CertificateService
+from chalicelib.store import CertificateStore, InMemoryStore
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+NOW_ISO = "2026-01-01T00:00:00Z"
+ROOT = "example.com"
+CELL = "cell1.devices.example.com"
+SERVER = "mqtt.example.com"
+PASSPHRASE = b"correct horse battery staple"
+
+
+def fixed_clock() -> datetime:
+    return NOW
+
+
+class SettableClock:
+    """A clock the test moves by hand (never the wall clock)."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class CountingStore:
+    """A CertificateStore that counts reads per FQDN and passes everything on."""
+
+    def __init__(self, inner: CertificateStore) -> None:
+        self._inner = inner
+        self.reads: Counter[str] = Counter()
+
+    def put_certificate(self, record: CertificateRecord) -> None:
+        self._inner.put_certificate(record)
+
+    def get_certificate(self, fqdn: str) -> CertificateRecord:
+        self.reads[fqdn] += 1
+        return self._inner.get_certificate(fqdn)
+
+    def exists(self, fqdn: str) -> bool:
+        return self._inner.exists(fqdn)
+
+    def iter_certificates(self) -> Iterator[CertificateRecord]:
+        return self._inner.iter_certificates()
+
+
+class FailingPublisher:
+    """EventBridge down: every publish fails after the adapter's retries."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    def publish_created(self, event: CertificateCreated) -> None:
+        self.attempts.append(event.fqdn)
+        raise EventDeliveryError(f"PutEvents failed for {event.fqdn}")
+
+
+@dataclass
+class InventoryHandler:
+    """The inventory event handler as Lambda runs it; `failing` simulates a broken delivery."""
+
+    service: CertificateService | None = None
+    failing: bool = False
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, envelope: dict[str, Any]) -> bool:
+        if self.failing:
+            raise ConnectionError("inventory table unreachable")
+        assert self.service is not None
+        self.delivered.append(envelope)
+        return self.service.record_created_event(envelope["detail"])
+
+
+def make_service(
+    store: CertificateStore | None = None,
+    inventory: InMemoryInventory | None = None,
+    publisher: EventPublisher | None = None,
+    passphrase: bytes | None = None,
+    clock: Any = fixed_clock,
+) -> CertificateService:
+    return CertificateService(
+        store=store if store is not None else InMemoryStore(),
+        inventory=inventory if inventory is not None else InMemoryInventory(),
+        publisher=publisher if publisher is not None else RecordingPublisher(),
+        importer=NullImporter(),
+        ca_key_passphrase=passphrase,
+        clock=clock,
+    )
+
+
+def wired_end_to_end(
+    store: CertificateStore | None = None,
+) -> tuple[CertificateService, InMemoryInventory, InventoryHandler]:
+    """Service -> InProcessPublisher -> inventory handler -> the same service, as locally."""
+    inventory = InMemoryInventory()
+    handler = InventoryHandler()
+    service = make_service(store=store, inventory=inventory, publisher=InProcessPublisher(handler))
+    handler.service = service
+    return service, inventory, handler
+
+
+def root(service: CertificateService, **fields: Any) -> IssuedCertificate:
+    return service.create_root(IssueRequest(cert_type=CertType.ROOT, fqdn=ROOT, **fields))
+
+
+def intermediate(service: CertificateService, fqdn: str = CELL, **fields: Any) -> IssuedCertificate:
+    return service.create_intermediate(
+        IssueRequest(cert_type=CertType.INTERMEDIATE, fqdn=fqdn, **fields)
+    )
+
+
+def server(service: CertificateService, **fields: Any) -> IssuedCertificate:
+    return service.create_server(IssueRequest(cert_type=CertType.SERVER, fqdn=SERVER, **fields))
+
+
+def device(service: CertificateService, parent: str = CELL, **fields: Any) -> IssuedCertificate:
+    return service.create_device(
+        IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=parent, **fields)
+    )
+
+
+def load(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def stored_fqdns(store: CertificateStore) -> list[str]:
+    return sorted(record.fqdn for record in store.iter_certificates())
+
+
+def expected_item(record: CertificateRecord, created_at: str = NOW_ISO) -> InventoryItem:
+    return CertificateCreated.from_record(record).to_inventory_item(created_at)
+
+
+# Events and inventory --------------------------------------------------------------------
+
+
+def test_issuing_publishes_a_created_event_with_the_certificate_details() -> None:
+    publisher = RecordingPublisher()
+    service = make_service(publisher=publisher)
+    root(service)
+    intermediate(service)
+
+    issued = device(service)
+
+    record = issued.record
+    certificate = load(record.certificate_pem)
+    assert record.device_id is not None
+    assert uuid.UUID(record.device_id).version == 4
+    assert [event.fqdn for event in publisher.events] == [ROOT, CELL, record.fqdn]
+    assert publisher.events[-1].to_detail() == {
+        "FQDN": f"{record.device_id}.{CELL}",
+        "Type": "Client",
+        "ParentFQDN": CELL,
+        "ValidUntil": "2027-01-01",
+        "Serial": format(certificate.serial_number, "x"),
+        "NotAfter": "2027-01-01T00:00:00Z",
+        "KeyType": "EC_P256",
+        "Fingerprint": certificate.fingerprint(hashes.SHA256()).hex(),
+    }
+
+
+def test_a_root_event_names_root_as_its_parent() -> None:
+    publisher = RecordingPublisher()
+    service = make_service(publisher=publisher)
+
+    issued = root(service)
+
+    (event,) = publisher.events
+    assert event.to_detail()["ParentFQDN"] == "Root"
+    assert event.to_detail()["Type"] == "Root"
+    assert event.to_detail()["ValidUntil"] == "2035-12-30"
+    assert event.serial == issued.record.serial
+
+
+def test_the_service_does_not_write_the_inventory_itself() -> None:
+    inventory = InMemoryInventory()
+    service = make_service(inventory=inventory, publisher=RecordingPublisher())
+    root(service)
+    intermediate(service)
+    issued = device(service)
+
+    for parent in ("Root", ROOT, CELL):
+        assert inventory.list_children(parent, 100, None).items == []
+    assert not inventory.contains(issued.record.fqdn, CELL)
+    assert service.list_certificates(CELL, 100, None).items == []
+
+
+def test_events_delivered_in_process_fill_the_inventory() -> None:
+    service, _, handler = wired_end_to_end()
+    root_record = root(service).record
+    cell_record = intermediate(service).record
+    server_record = server(service, sans=("192.0.2.10",)).record
+    device_record = device(service).record
+
+    assert len(handler.delivered) == 4
+    assert service.list_certificates(None, 100, None).items == [expected_item(root_record)]
+    assert service.list_certificates(ROOT, 100, None).items == [
+        expected_item(cell_record),
+        expected_item(server_record),
+    ]
+    assert service.list_certificates(CELL, 100, None).items == [expected_item(device_record)]
+
+
+def test_a_replayed_event_leaves_one_inventory_item() -> None:
+    service, inventory, handler = wired_end_to_end()
+    root(service)
+
+    assert service.record_created_event(handler.delivered[0]["detail"]) is False
+
+    assert len(inventory.list_children("Root", 100, None).items) == 1
+
+
+def test_a_failed_event_delivery_does_not_fail_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = InMemoryStore()
+    inventory = InMemoryInventory()
+    publisher = FailingPublisher()
+    service = make_service(store=store, inventory=inventory, publisher=publisher)
+
+    with caplog.at_level(logging.ERROR, logger="chalicelib.service"):
+        issued = [root(service), intermediate(service), server(service), device(service)]
+
+    assert publisher.attempts == [item.record.fqdn for item in issued]
+    for item in issued:
+        assert service.get_certificate(item.record.fqdn) == item.record
+    assert inventory.list_children("Root", 100, None).items == []
+    assert any(ROOT in message for message in caplog.messages)
+
+    assert service.reconcile_inventory() == 4
+
+    for item in issued:
+        assert inventory.contains(item.record.fqdn, item.record.parent_fqdn)
+    assert service.list_certificates(CELL, 100, None).items == [expected_item(issued[3].record)]
+    assert service.reconcile_inventory() == 0
+
+
+def test_reconcile_adds_exactly_the_missing_items() -> None:
+    service, inventory, handler = wired_end_to_end()
+    root_record = root(service).record
+    cell_record = intermediate(service).record
+    handler.failing = True
+    lost_server = server(service).record
+    lost_device = device(service).record
+    handler.failing = False
+    kept_device = device(service).record
+    assert not inventory.contains(lost_server.fqdn, ROOT)
+    assert not inventory.contains(lost_device.fqdn, CELL)
+
+    assert service.reconcile_inventory() == 2
+
+    assert inventory.list_children("Root", 100, None).items == [expected_item(root_record)]
+    assert inventory.list_children(ROOT, 100, None).items == [
+        expected_item(cell_record),
+        expected_item(lost_server),
+    ]
+    assert inventory.list_children(CELL, 100, None).items == sorted(
+        [expected_item(lost_device), expected_item(kept_device)], key=lambda item: item.fqdn
+    )
+    assert service.reconcile_inventory() == 0
+
+
+# Validity --------------------------------------------------------------------------------
+
+
+def issue_one(service: CertificateService, cert_type: CertType) -> IssuedCertificate:
+    """Issue one certificate of `cert_type`, creating the CAs it needs first."""
+    if cert_type is CertType.ROOT:
+        return root(service)
+    root(service)
+    if cert_type is CertType.INTERMEDIATE:
+        return intermediate(service)
+    if cert_type is CertType.SERVER:
+        return server(service)
+    intermediate(service)
+    return device(service)
+
+
+@pytest.mark.parametrize(
+    ("cert_type", "not_after"),
+    [
+        (CertType.ROOT, datetime(2035, 12, 30, tzinfo=UTC)),  # 3650 days
+        (CertType.INTERMEDIATE, datetime(2030, 12, 31, tzinfo=UTC)),  # 1825 days
+        (CertType.SERVER, datetime(2027, 2, 2, tzinfo=UTC)),  # 397 days
+        (CertType.CLIENT, datetime(2027, 1, 1, tzinfo=UTC)),  # 365 days
+    ],
+)
+def test_default_validity_per_type(cert_type: CertType, not_after: datetime) -> None:
+    issued = issue_one(make_service(), cert_type)
+
+    certificate = load(issued.record.certificate_pem)
+    assert issued.record.cert_type is cert_type
+    assert issued.record.not_after == not_after
+    assert certificate.not_valid_after_utc == not_after
+    assert certificate.not_valid_before_utc == NOW - timedelta(minutes=5)
+
+
+def test_defaults_are_clamped_to_the_issuer_not_after() -> None:
+    service = make_service()
+    root_not_after = root(service, validity_days=100).record.not_after
+    assert root_not_after == datetime(2026, 4, 11, tzinfo=UTC)
+
+    cell = intermediate(service).record
+    mqtt = server(service).record
+    leaf = device(service).record
+    short = device(service, validity_days=30).record
+
+    assert cell.not_after == root_not_after
+    assert mqtt.not_after == root_not_after
+    assert leaf.not_after == root_not_after
+    assert load(leaf.certificate_pem).not_valid_after_utc == root_not_after
+    assert short.not_after == NOW + timedelta(days=30)
+
+
+def test_validity_beyond_the_issuer_names_validity_days_and_the_maximum() -> None:
+    store = InMemoryStore()
+    publisher = RecordingPublisher()
+    service = make_service(store=store, publisher=publisher)
+    root(service, validity_days=100)
+
+    with pytest.raises(InvalidRequest) as raised:
+        intermediate(service, validity_days=101)
+
+    assert raised.value.field == "validity_days"
+    assert "at most 100" in raised.value.rule
+    assert stored_fqdns(store) == [ROOT]
+    assert [event.fqdn for event in publisher.events] == [ROOT]
+    assert intermediate(service, validity_days=100).record.not_after == NOW + timedelta(days=100)
+
+
+def test_the_maximum_counts_whole_days_left_at_issuance() -> None:
+    clock = SettableClock()
+    service = make_service(clock=clock)
+    root(service, validity_days=100)
+    clock.now = NOW + timedelta(days=10, hours=1)  # 89 days and 23 hours left
+
+    with pytest.raises(InvalidRequest) as raised:
+        intermediate(service, validity_days=90)
+
+    assert raised.value.field == "validity_days"
+    assert "at most 89" in raised.value.rule
+    assert intermediate(service, validity_days=89).record.not_after == clock.now + timedelta(
+        days=89
+    )
+
+
+def test_an_expired_issuer_cannot_sign() -> None:
+    clock = SettableClock()
+    service = make_service(clock=clock)
+    root(service, validity_days=10)
+    clock.now = NOW + timedelta(days=11)
+
+    with pytest.raises(InvalidRequest) as raised:
+        intermediate(service)
+
+    assert raised.value.field == "parent_fqdn"
+
+
+# Keys ------------------------------------------------------------------------------------
+
+
+def test_ca_keys_are_stored_encrypted_when_a_passphrase_is_set() -> None:
+    store = InMemoryStore()
+    service = make_service(store=store, passphrase=PASSPHRASE)
+
+    root_issued = root(service)
+    cell_issued = intermediate(service)
+
+    assert root_issued.private_key_pem is None
+    assert cell_issued.private_key_pem is None
+    for fqdn in (ROOT, CELL):
+        pem = store.get_certificate(fqdn).private_key_pem
+        assert pem.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        with pytest.raises(TypeError):
+            serialization.load_pem_private_key(pem.encode(), password=None)
+
+
+def test_ca_keys_are_stored_plain_without_a_passphrase() -> None:
+    store = InMemoryStore()
+    root(make_service(store=store))
+
+    assert store.get_certificate(ROOT).private_key_pem.startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_a_new_service_with_the_same_passphrase_signs_under_a_stored_ca() -> None:
+    store = InMemoryStore()
+    first = make_service(store=store, passphrase=PASSPHRASE)
+    root_certificate = load(root(first).record.certificate_pem)
+    cell_certificate = load(intermediate(first).record.certificate_pem)
+
+    issued = device(make_service(store=store, passphrase=PASSPHRASE))
+
+    leaf = load(issued.record.certificate_pem)
+    leaf.verify_directly_issued_by(cell_certificate)
+    verifier = PolicyBuilder().time(NOW).store(Store([root_certificate])).build_client_verifier()
+    verified = verifier.verify(
+        leaf, x509.load_pem_x509_certificates(issued.record.chain_pem.encode())
+    )
+    assert verified.chain == [leaf, cell_certificate, root_certificate]
+
+
+@pytest.mark.parametrize("passphrase", [b"wrong passphrase", None], ids=["wrong", "missing"])
+def test_a_wrong_passphrase_cannot_load_the_ca_key(passphrase: bytes | None) -> None:
+    store = InMemoryStore()
+    first = make_service(store=store, passphrase=PASSPHRASE)
+    root(first)
+    intermediate(first)
+    before = stored_fqdns(store)
+
+    with pytest.raises(StorageError, match=CELL):
+        device(make_service(store=store, passphrase=passphrase))
+
+    assert stored_fqdns(store) == before
+
+
+@pytest.mark.parametrize("kind", ["server", "device"])
+def test_leaf_keys_are_returned_and_never_encrypted(kind: str) -> None:
+    store = InMemoryStore()
+    service = make_service(store=store, passphrase=PASSPHRASE)
+    root(service)
+    intermediate(service)
+
+    issued = server(service) if kind == "server" else device(service)
+
+    assert issued.private_key_pem is not None
+    assert issued.private_key_pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert store.get_certificate(issued.record.fqdn).private_key_pem == issued.private_key_pem
+    key = serialization.load_pem_private_key(issued.private_key_pem.encode(), password=None)
+    public_format = serialization.PublicFormat.SubjectPublicKeyInfo
+    public_der = serialization.Encoding.DER
+    assert key.public_key().public_bytes(public_der, public_format) == load(
+        issued.record.certificate_pem
+    ).public_key().public_bytes(public_der, public_format)
+
+
+# CA cache --------------------------------------------------------------------------------
+
+
+def test_a_ca_record_is_read_once_per_service() -> None:
+    store = CountingStore(InMemoryStore())
+    service = make_service(store=store)
+    root(service)
+    intermediate(service)
+    assert store.reads[CELL] == 0
+
+    device(service)
+    assert store.reads[CELL] == 1
+    reads_after_first_device = Counter(store.reads)
+
+    devices = [device(service) for _ in range(3)]
+
+    assert store.reads == reads_after_first_device
+    assert len({issued.record.fqdn for issued in devices}) == 3
