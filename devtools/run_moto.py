@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -62,12 +63,15 @@ def main() -> int:
          "--port", str(arguments.port), "--no-autoreload"],
         cwd=PROJECT_ROOT,
     )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on SIGTERM too
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        return server.wait()
+        return 0
     finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait()
         stop.set()
         moto.stop()
 

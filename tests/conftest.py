@@ -79,13 +79,13 @@ def backend_api(backend: LocalBackend | MotoBackend) -> Iterator[ApiClient]:
         yield ApiClient(client, backend)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -103,7 +103,7 @@ class LocalServer:
 
     def __init__(self, certstore: Path, log_path: Path) -> None:
         self.certstore = certstore
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -129,7 +129,7 @@ class LocalServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        _wait_for_port(self.port, self.process)
+        wait_for_port(self.port, self.process)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

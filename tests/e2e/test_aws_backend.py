@@ -1,0 +1,186 @@
+"""The AWS backend end to end under moto: real event routing, lost events, call budget, ACM."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from chalice.test import Client
+
+from chalicelib import wiring
+from chalicelib.config import load_settings
+from chalicelib.events import CREATED_EVENT_PATTERN, EventBridgePublisher
+from tests.backends import MotoBackend
+from tests.helpers import ApiClient, create_hierarchy, verify_client
+
+CELL = "cell1.devices.example.com"
+aws_only = pytest.mark.parametrize("backend", ["aws"], indirect=True)
+
+
+@pytest.fixture
+def chalice_client(backend: MotoBackend) -> Iterator[Any]:
+    from app import app
+
+    with Client(app, stage_name="test") as client:
+        yield client
+
+
+@aws_only
+def test_created_events_reach_the_inventory_through_the_bus_rule(
+    backend: MotoBackend, chalice_client: Any
+) -> None:
+    """Issue with event delivery held back, then route what the rule delivered to the handler."""
+    undelivered = ApiClient(chalice_client)  # no backend: nothing is handed to the handler yet
+    root = undelivered.create("root", fqdn="example.com")
+    undelivered.create("intermediate", fqdn="devices.example.com", path_length=1)
+    undelivered.create("intermediate", fqdn=CELL)
+    devices = [undelivered.create("device", parent_fqdn=CELL) for _ in range(3)]
+    assert undelivered.get(f"/certificates?parent={CELL}").body["items"] == []
+
+    envelopes = backend.receive_events()
+
+    assert [envelope["detail"]["FQDN"] for envelope in envelopes] == [
+        "example.com", "devices.example.com", CELL, *(device["fqdn"] for device in devices)
+    ]  # fmt: skip
+    for envelope in envelopes:
+        assert envelope["source"] in CREATED_EVENT_PATTERN["source"]
+        assert envelope["detail-type"] in CREATED_EVENT_PATTERN["detail-type"]
+        chalice_client.lambda_.invoke("record_inventory", envelope)
+    listed = undelivered.get(f"/certificates?parent={CELL}").body["items"]
+    assert sorted(item["fqdn"] for item in listed) == sorted(d["fqdn"] for d in devices)
+    assert [item["fqdn"] for item in undelivered.get("/certificates").body["items"]] == [
+        "example.com"
+    ]
+    for device in devices:
+        verify_client(device, root["certificate"])
+
+
+class _CallCounter:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        self.calls.append(f"{model.service_model.service_name}.{model.name}")
+
+
+@pytest.fixture
+def counted_api(backend: MotoBackend, chalice_client: Any) -> tuple[ApiClient, _CallCounter]:
+    """The service built on a boto3 session whose every API call is recorded.
+
+    Events are left on the queue: the inventory handler is another Lambda, with its own calls.
+    """
+    counter = _CallCounter()
+    session = boto3.session.Session()
+    session.events.register("before-call", counter)
+    wiring.override_service(wiring.build_service(load_settings(), boto_session=session))
+    return ApiClient(chalice_client), counter
+
+
+@aws_only
+def test_a_warm_process_issues_within_the_aws_call_budget(
+    counted_api: tuple[ApiClient, _CallCounter],
+) -> None:
+    api, counter = counted_api
+    create_hierarchy(api)
+    api.create("device", parent_fqdn=CELL)  # warms the CA cache
+    api.create("server", fqdn="warm.servers.example.com")
+
+    counter.calls.clear()
+    api.create("device", parent_fqdn=CELL)
+    assert counter.calls == ["s3.PutObject", "events.PutEvents"]
+
+    counter.calls.clear()
+    api.create("server", fqdn="mqtt.servers.example.com")
+    assert counter.calls == ["s3.PutObject", "acm.ImportCertificate", "events.PutEvents"]
+
+
+@aws_only
+def test_reissuing_a_server_certificate_never_creates_a_second_acm_certificate(
+    backend_api: ApiClient, backend: MotoBackend
+) -> None:
+    create_hierarchy(backend_api)
+    first = backend_api.create("server", fqdn="mqtt.servers.example.com")
+    for _ in range(3):
+        again = backend_api.post("/certificates/server", {"fqdn": "mqtt.servers.example.com"})
+        assert again.status_code == 409
+
+    summaries = backend.acm.list_certificates()["CertificateSummaryList"]
+    assert [summary["CertificateArn"] for summary in summaries] == [first["acm_certificate_arn"]]
+    imported = backend.acm.get_certificate(CertificateArn=first["acm_certificate_arn"])
+    assert imported["Certificate"].strip() == first["certificate"].strip()
+    fetched = backend_api.get("/certificates/mqtt.servers.example.com").body
+    assert fetched["acm_certificate_arn"] == first["acm_certificate_arn"]
+    assert fetched["serial"] == first["serial"]
+
+
+def _failing_put_events(publisher_client: Any, failures: int) -> Stubber:
+    stubber = Stubber(publisher_client)
+    failed = {
+        "FailedEntryCount": 1,
+        "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}],
+    }
+    for _ in range(failures):
+        stubber.add_response("put_events", failed)
+    return stubber
+
+
+@aws_only
+def test_lost_events_leave_the_certificate_retrievable_and_reconcile_restores_them(
+    backend: MotoBackend, chalice_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = ApiClient(chalice_client, backend)
+    create_hierarchy(api)
+    service = wiring.certificate_service()
+    events_client = boto3.session.Session().client("events")
+    service._publisher = EventBridgePublisher(  # a failing bus client
+        events_client, load_settings().event_bus_name, sleep=lambda seconds: None
+    )
+    with _failing_put_events(events_client, failures=3) as stubber:
+        device = api.create("device", parent_fqdn=CELL)
+        stubber.assert_no_pending_responses()  # three attempts were made
+
+    assert device["fqdn"] in caplog.text and "not delivered" in caplog.text
+    assert api.get(f"/certificates/{device['fqdn']}").body["serial"] == device["serial"]
+    assert api.get(f"/certificates?parent={CELL}").body["items"] == []
+
+    assert service.reconcile_inventory() == 1
+    listed = api.get(f"/certificates?parent={CELL}").body["items"]
+    assert [(item["fqdn"], item["serial"]) for item in listed] == [
+        (device["fqdn"], device["serial"])
+    ]
+    assert service.reconcile_inventory() == 0
+
+
+@aws_only
+def test_a_failed_put_events_entry_is_retried(backend: MotoBackend, chalice_client: Any) -> None:
+    api = ApiClient(chalice_client, backend)
+    create_hierarchy(api)
+    service = wiring.certificate_service()
+    events_client = boto3.session.Session().client("events")
+    waits: list[float] = []
+    service._publisher = EventBridgePublisher(  # a flaky bus client
+        events_client, load_settings().event_bus_name, sleep=waits.append
+    )
+    with _failing_put_events(events_client, failures=1) as stubber:
+        stubber.add_response("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]})
+        api.create("device", parent_fqdn=CELL)
+        stubber.assert_no_pending_responses()
+    assert len(waits) == 1 and waits[0] > 0
+
+
+@aws_only
+def test_stored_objects_are_encrypted_with_the_kms_key(backend: MotoBackend) -> None:
+    from app import app
+
+    with Client(app, stage_name="test") as client:
+        ApiClient(client, backend).create("root", fqdn="example.com")
+    head = backend.s3.head_object(Bucket=backend.bucket, Key="certificates/example.com.json")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    settings = load_settings()
+    assert settings.kms_key_id and settings.kms_key_id in head["SSEKMSKeyId"]
+    document = json.loads(backend.object_bytes("example.com"))
+    assert document["type"] == "Root" and "BEGIN PRIVATE KEY" in document["private_key"]

@@ -1,0 +1,59 @@
+"""`make run-moto`: chalice local on the `dev` stage against a local moto server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import PROJECT_ROOT, free_port, wait_for_port
+from tests.helpers import verify_client
+
+
+@pytest.fixture
+def moto_server_api(tmp_path: Path) -> Iterator[str]:
+    port, moto_port = free_port(), free_port()
+    log_path = tmp_path / "run-moto.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.run_moto", "--port", str(port),
+             "--moto-port", str(moto_port)],
+            cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, process, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert process.returncode == 0, log_path.read_text(errors="replace")
+
+
+def test_dev_stage_runs_against_a_local_moto_server(moto_server_api: str) -> None:
+    session = requests.Session()
+    root = session.post(f"{moto_server_api}/certificates/root", json={"fqdn": "example.com"})
+    assert root.status_code == 201, root.text
+    cell = session.post(
+        f"{moto_server_api}/certificates/intermediate", json={"fqdn": "cell1.example.com"}
+    )
+    assert cell.status_code == 201, cell.text
+    device = session.post(
+        f"{moto_server_api}/certificates/device", json={"parent_fqdn": "cell1.example.com"}
+    ).json()
+    verify_client(device, root.json()["certificate"])
+    fetched = session.get(f"{moto_server_api}/certificates/{device['fqdn']}").json()
+    assert fetched["serial"] == device["serial"]
+
+    listed: list[str] = []
+    for _ in range(100):  # the inventory follows the events: eventually consistent
+        items = session.get(f"{moto_server_api}/certificates?parent=cell1.example.com").json()
+        listed = [item["fqdn"] for item in items["items"]]
+        if listed:
+            break
+        time.sleep(0.1)
+    assert listed == [device["fqdn"]]
