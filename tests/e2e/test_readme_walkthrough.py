@@ -16,7 +16,7 @@ from tests.conftest import PROJECT_ROOT, LocalServer
 from tests.helpers import load_pem_chain, verify_client, verify_server
 
 
-def _walkthrough_script() -> str:
+def walkthrough_script() -> str:
     readme = (PROJECT_ROOT / "README.md").read_text()
     section = readme.split("## Walk-through", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
@@ -31,7 +31,7 @@ def test_readme_walkthrough_runs_against_the_local_server(
     workdir = tmp_path / "walkthrough"
     workdir.mkdir()
     result = subprocess.run(
-        ["bash", "-c", _walkthrough_script()],
+        ["bash", "-c", walkthrough_script()],
         cwd=workdir,
         env=dict(os.environ, API=local_server.url),
         capture_output=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT_ROOT, free_port, wait_for_port
+from tests.e2e.test_readme_walkthrough import walkthrough_script
 from tests.helpers import verify_client
 
 
@@ -57,3 +60,24 @@ def test_dev_stage_runs_against_a_local_moto_server(moto_server_api: str) -> Non
             break
         time.sleep(0.1)
     assert listed == [device["fqdn"]]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_walkthrough_runs_against_the_moto_backend(
+    moto_server_api: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        ["bash", "-c", walkthrough_script()],
+        cwd=tmp_path,
+        env=dict(os.environ, API=moto_server_api),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    root_pem = (tmp_path / "root.pem").read_text()
+    device = {
+        "certificate": (tmp_path / "device.pem").read_text(),
+        "chain": (tmp_path / "device-chain.pem").read_text(),
+    }
+    verify_client(device, root_pem)
