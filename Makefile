@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
+TF_DIR := terraform
+# A local provider mirror for `terraform init` (offline machines); empty means the registry.
+TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: venv run run-moto reconcile test lint clean
+.PHONY: venv run run-moto reconcile test pytest lint package tf-validate checkov clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +32,40 @@ run-moto: venv
 reconcile: venv
 	$(BIN)/python -m chalicelib.reconcile
 
-## Lint, then the whole test suite.
-test: venv lint
+## Everything CI checks: lint, the infrastructure checks, then the whole test suite.
+test: lint tf-validate checkov pytest
+
+pytest: venv
 	$(BIN)/python -m pytest
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## terraform/chalice.tf.json + deployment.zip for the dev stage, fitted to terraform/*.tf.
+package: venv
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
+		$(BIN)/chalice package --pkg-format terraform --stage dev $(TF_DIR)
+	$(BIN)/python -m devtools.chalice_tf $(TF_DIR)/chalice.tf.json
+
+tf-validate: package
+	@if ! command -v terraform >/dev/null; then \
+		echo "SKIPPED tf-validate: terraform is not installed"; exit 0; fi; \
+	set -e; \
+	terraform -chdir=$(TF_DIR) fmt -check -diff; \
+	terraform -chdir=$(TF_DIR) init -backend=false -input=false -no-color \
+		$(if $(TF_PLUGIN_DIR),-plugin-dir=$(abspath $(TF_PLUGIN_DIR))) >/dev/null; \
+	terraform -chdir=$(TF_DIR) validate -no-color
+
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+## checkov on terraform/ (hand-written and generated); skips and reasons: terraform/checkov.yaml.
+checkov: package $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov -d $(TF_DIR) --config-file $(TF_DIR)/checkov.yaml --compact --quiet
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache $(TF_DIR)/.terraform \
+		$(TF_DIR)/chalice.tf.json $(TF_DIR)/deployment.zip

@@ -1,0 +1,60 @@
+# API URL and example IAM policies for its callers (every route requires SigV4).
+locals {
+  api_routes = "${aws_api_gateway_rest_api.rest_api.execution_arn}/${aws_api_gateway_stage.rest_api.stage_name}"
+}
+
+data "aws_iam_policy_document" "api_reader" {
+  statement {
+    sid       = "ReadCertificates"
+    actions   = ["execute-api:Invoke"]
+    resources = ["${local.api_routes}/GET/*"]
+  }
+}
+
+data "aws_iam_policy_document" "api_device_provisioner" {
+  statement {
+    sid       = "IssueDeviceCertificates"
+    actions   = ["execute-api:Invoke"]
+    resources = ["${local.api_routes}/POST/certificates/device"]
+  }
+}
+
+data "aws_iam_policy_document" "api_pki_admin" {
+  statement {
+    sid       = "ManageThePki"
+    actions   = ["execute-api:Invoke"]
+    resources = ["${local.api_routes}/GET/*", "${local.api_routes}/POST/*"]
+  }
+}
+
+output "api_url" {
+  description = "Base URL of the API; sign requests with SigV4 (service execute-api)."
+  value       = aws_api_gateway_stage.rest_api.invoke_url
+}
+
+output "certificate_bucket" {
+  value = aws_s3_bucket.certificates.bucket
+}
+
+output "inventory_table" {
+  value = aws_dynamodb_table.inventory.name
+}
+
+output "event_bus" {
+  value = aws_cloudwatch_event_bus.certificates.name
+}
+
+output "api_reader_policy" {
+  description = "IAM policy for callers who may only read (GET) certificates."
+  value       = data.aws_iam_policy_document.api_reader.json
+}
+
+output "api_device_provisioner_policy" {
+  description = "IAM policy for provisioning scripts: POST /certificates/device only."
+  value       = data.aws_iam_policy_document.api_device_provisioner.json
+}
+
+output "api_pki_admin_policy" {
+  description = "IAM policy for PKI administrators: every route."
+  value       = data.aws_iam_policy_document.api_pki_admin.json
+}

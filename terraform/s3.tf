@@ -1,0 +1,67 @@
+# certificates/<fqdn>.json: one object per certificate, written once (If-None-Match: *).
+resource "aws_s3_bucket" "certificates" {
+  bucket_prefix = "${var.app_name}-${var.stage}-certs-"
+  force_destroy = var.force_destroy_bucket
+}
+
+resource "aws_s3_bucket_versioning" "certificates" {
+  bucket = aws_s3_bucket.certificates.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "certificates" {
+  bucket = aws_s3_bucket.certificates.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.certificates.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "certificates" {
+  bucket                  = aws_s3_bucket.certificates.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "certificates" {
+  bucket = aws_s3_bucket.certificates.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+data "aws_iam_policy_document" "certificates_bucket" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"]
+    resources = [aws_s3_bucket.certificates.arn, "${aws_s3_bucket.certificates.arn}/*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "certificates" {
+  bucket     = aws_s3_bucket.certificates.id
+  policy     = data.aws_iam_policy_document.certificates_bucket.json
+  depends_on = [aws_s3_bucket_public_access_block.certificates]
+}
