@@ -158,13 +158,14 @@ class EventBridgePublisher:
             "EventBusName": self._bus_name,
         }
         failure = "no attempt made"
+        last_error: Exception | None = None
         for attempt in range(self._attempts):
             if attempt:
                 self._sleep(self._backoff_seconds * 2 ** (attempt - 1))
             try:
                 response = self._client.put_events(Entries=[entry])
             except (BotoCoreError, ClientError) as err:
-                failure = str(err)
+                failure, last_error = str(err), err
                 continue
             if response.get("FailedEntryCount", 0) == 0:
                 return
@@ -173,7 +174,7 @@ class EventBridgePublisher:
         raise EventDeliveryError(
             f"created event for {event.fqdn} not delivered after {self._attempts} attempts: "
             f"{failure}"
-        )
+        ) from last_error
 
 
 class RecordingPublisher:

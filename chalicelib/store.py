@@ -179,21 +179,26 @@ class S3Store:
         return CertificateRecord.from_document(json.loads(response["Body"].read()))
 
     def exists(self, fqdn: str) -> bool:
+        """Listing, not HeadObject: a HEAD on a missing bucket is a bare 404, like a missing key."""
         from botocore.exceptions import ClientError
 
         _check_fqdn_is_safe(fqdn)
+        key = object_key(fqdn)
         try:
-            self._client.head_object(Bucket=self._bucket, Key=object_key(fqdn))
+            response = self._client.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
         except ClientError as err:
-            if aws_error_code(err) in ("404", "NoSuchKey", "NotFound"):
-                return False
             raise StorageError(f"could not look up certificate {fqdn}: {err}") from err
-        return True
+        return any(entry["Key"] == key for entry in response.get("Contents", []))
 
     def iter_certificates(self) -> Iterator[CertificateRecord]:
+        from botocore.exceptions import ClientError
+
         paginator = self._client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self._bucket, Prefix=OBJECT_PREFIX):
-            for entry in page.get("Contents", []):
-                key = entry["Key"]
-                if key.endswith(".json"):
-                    yield self.get_certificate(key[len(OBJECT_PREFIX) : -len(".json")])
+        try:
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=OBJECT_PREFIX):
+                for entry in page.get("Contents", []):
+                    key = entry["Key"]
+                    if key.endswith(".json"):
+                        yield self.get_certificate(key[len(OBJECT_PREFIX) : -len(".json")])
+        except ClientError as err:
+            raise StorageError(f"could not list the certificates: {err}") from err

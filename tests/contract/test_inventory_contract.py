@@ -1,6 +1,6 @@
 """One contract for the Inventory port, run against every adapter.
 
-Add an adapter (DynamoInventory on moto) by appending a factory to INVENTORY_FACTORIES.
+Add an adapter by appending a factory to INVENTORY_FACTORIES; DynamoInventory runs on moto.
 """
 
 from __future__ import annotations
@@ -11,11 +11,23 @@ import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from botocore.exceptions import ClientError
 
-from chalicelib.inventory import InMemoryInventory, Inventory, SqliteInventory
+from chalicelib.errors import StorageError
+from chalicelib.inventory import (
+    DynamoInventory,
+    InMemoryInventory,
+    Inventory,
+    SqliteInventory,
+    item_to_attributes,
+)
 from chalicelib.model import CertType, InventoryItem
+
+if TYPE_CHECKING:
+    from tests.contract.conftest import AwsResources
 
 ROOT = "example.com"
 CELL1 = "cell1.devices.example.com"
@@ -67,9 +79,15 @@ def _sqlite_inventory(request: pytest.FixtureRequest) -> Inventory:
     return SqliteInventory(request.getfixturevalue("tmp_path") / "inv.sqlite3")
 
 
+def _dynamo_inventory(request: pytest.FixtureRequest) -> Inventory:
+    aws: AwsResources = request.getfixturevalue("aws_resources")
+    return DynamoInventory(aws.session.client("dynamodb"), aws.table, aws.index)
+
+
 INVENTORY_FACTORIES: list[tuple[str, InventoryFactory]] = [
     ("in-memory", _in_memory_inventory),
     ("sqlite", _sqlite_inventory),
+    ("dynamodb", _dynamo_inventory),
 ]
 
 
@@ -304,3 +322,88 @@ class TestSqliteInventory:
         listed = listed_fqdns(inventory, CELL1, 1000, None)
         assert len(listed) == 4 * 50 + len(shared)
         assert listed == sorted(set(listed))
+
+
+@pytest.fixture
+def dynamo_inventory(aws_resources: AwsResources) -> DynamoInventory:
+    return DynamoInventory(
+        aws_resources.session.client("dynamodb"), aws_resources.table, aws_resources.index
+    )
+
+
+class TestDynamoInventory:
+    """What only the DynamoDB adapter promises: the table's attributes, 1 MB pages, our errors."""
+
+    def test_items_are_stored_under_the_design_attribute_names(
+        self, dynamo_inventory: DynamoInventory, aws_resources: AwsResources
+    ) -> None:
+        item = make_item(f"device-0001.{CELL1}")
+
+        dynamo_inventory.record_certificate(item)
+
+        stored = aws_resources.session.client("dynamodb").get_item(
+            TableName=aws_resources.table,
+            Key={"FQDN": {"S": item.fqdn}, "ParentFQDN": {"S": CELL1}},
+        )["Item"]
+        assert stored == {
+            "FQDN": {"S": item.fqdn},
+            "ParentFQDN": {"S": CELL1},
+            "Type": {"S": "Client"},
+            "ValidUntil": {"S": "2027-01-01"},
+            "Serial": {"S": item.serial},
+            "NotAfter": {"S": "2027-01-01T00:00:00Z"},
+            "KeyType": {"S": "EC_P256"},
+            "Fingerprint": {"S": item.fingerprint},
+            "CreatedAt": {"S": "2026-01-01T00:00:00Z"},
+            "Status": {"S": "active"},
+        }
+
+    def test_a_page_cut_short_by_the_1_mb_limit_still_says_more_follow(
+        self, dynamo_inventory: DynamoInventory, aws_resources: AwsResources
+    ) -> None:
+        """Four items of ~300 KB: DynamoDB returns three, with a LastEvaluatedKey, for Limit=6."""
+        client = aws_resources.session.client("dynamodb")
+        fqdns = device_names(4)
+        for fqdn in fqdns:
+            attributes = item_to_attributes(make_item(fqdn)) | {"Padding": "x" * 300_000}
+            padded = {name: {"S": value} for name, value in attributes.items()}
+            client.put_item(TableName=aws_resources.table, Item=padded)
+        raw = client.query(
+            TableName=aws_resources.table,
+            IndexName=aws_resources.index,
+            KeyConditionExpression="ParentFQDN = :parent",
+            ExpressionAttributeValues={":parent": {"S": CELL1}},
+            Limit=6,
+        )
+        assert len(raw["Items"]) < 4 and "LastEvaluatedKey" in raw  # the premise of this test
+
+        first = dynamo_inventory.list_children(CELL1, 5, None)
+        second = dynamo_inventory.list_children(CELL1, 5, first.last_fqdn)
+
+        assert [item.fqdn for item in first.items] == fqdns[: len(raw["Items"])]
+        assert first.last_fqdn == first.items[-1].fqdn
+        assert [item.fqdn for item in first.items + second.items] == fqdns
+        assert second.last_fqdn is None
+
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            pytest.param(lambda inv: inv.record_certificate(make_item(ROOT, "Root")), id="record"),
+            pytest.param(lambda inv: inv.list_children(CELL1, 10, None), id="list"),
+            pytest.param(lambda inv: inv.list_children(CELL1, 10, f"a.{CELL1}"), id="list-after"),
+            pytest.param(lambda inv: inv.find(ROOT, "Root"), id="find"),
+            pytest.param(lambda inv: inv.contains(ROOT, "Root"), id="contains"),
+        ],
+    )
+    def test_a_missing_table_raises_storage_error(
+        self, aws_resources: AwsResources, operation: Callable[[DynamoInventory], object]
+    ) -> None:
+        inventory = DynamoInventory(
+            aws_resources.session.client("dynamodb"), "no-such-table", aws_resources.index
+        )
+
+        with pytest.raises(StorageError) as raised:
+            operation(inventory)
+
+        assert isinstance(raised.value.__cause__, ClientError)
+        assert raised.value.__cause__.response["Error"]["Code"] == "ResourceNotFoundException"

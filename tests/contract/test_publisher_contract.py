@@ -1,26 +1,33 @@
 """The EventPublisher port: one contract over every adapter, then what each adapter adds.
 
 Every adapter is paired with a way to read back what it delivered, as CertificateCreated events;
-an EventBridgePublisher (on moto, read back through an SQS target) joins the same list later.
+the EventBridgePublisher runs on moto and is read back through the SQS queue its rule targets.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from chalicelib.events import (
     CertificateCreated,
+    EventBridgePublisher,
     EventDeliveryError,
     EventPublisher,
     InProcessPublisher,
     RecordingPublisher,
 )
 from chalicelib.model import CertType
+
+if TYPE_CHECKING:
+    from tests.contract.conftest import AwsResources
 
 DETAIL_KEYS = {
     "FQDN",
@@ -87,9 +94,41 @@ def _recording(request: pytest.FixtureRequest) -> PublisherUnderTest:
     return publisher, lambda: list(publisher.events)
 
 
+def receive_envelopes(aws: AwsResources) -> list[dict[str, Any]]:
+    """Drain the queue the `created` rule targets: the envelopes EventBridge delivered, in order."""
+    sqs = aws.session.client("sqs")
+    envelopes: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        if not messages:
+            return envelopes
+        for message in messages:
+            envelopes.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=aws.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def never_sleep(seconds: float) -> None:
+    raise AssertionError(f"moto accepted the event, yet the publisher backed off {seconds}s")
+
+
+def _eventbridge(request: pytest.FixtureRequest) -> PublisherUnderTest:
+    aws: AwsResources = request.getfixturevalue("aws_resources")
+    publisher = EventBridgePublisher(aws.session.client("events"), aws.bus, sleep=never_sleep)
+    envelopes: list[dict[str, Any]] = []
+
+    def delivered() -> list[CertificateCreated]:
+        envelopes.extend(receive_envelopes(aws))
+        return [CertificateCreated.from_detail(envelope["detail"]) for envelope in envelopes]
+
+    return publisher, delivered
+
+
 PUBLISHER_FACTORIES: list[tuple[str, Callable[[pytest.FixtureRequest], PublisherUnderTest]]] = [
     ("in-process", _in_process),
     ("recording", _recording),
+    ("eventbridge", _eventbridge),
 ]
 
 
@@ -215,3 +254,179 @@ class TestCertificateCreatedDetail:
 
         with pytest.raises(ValueError):
             CertificateCreated.from_detail(detail)
+
+
+@pytest.fixture
+def eventbridge(aws_resources: AwsResources) -> EventBridgePublisher:
+    return EventBridgePublisher(aws_resources.session.client("events"), aws_resources.bus)
+
+
+class TestEventBridgePublisher:
+    """On moto: what reaches the rule's target. Under Stubber: the faults moto cannot produce."""
+
+    def test_the_rule_target_receives_an_eventbridge_envelope(
+        self, eventbridge: EventBridgePublisher, aws_resources: AwsResources
+    ) -> None:
+        event = make_event()
+
+        eventbridge.publish_created(event)
+
+        (envelope,) = receive_envelopes(aws_resources)
+        # moto's SQS target template leaves out `account`, which EventBridge sends.
+        assert ENVELOPE_KEYS - {"account"} <= set(envelope) <= ENVELOPE_KEYS
+        assert envelope["source"] == "certificates"
+        assert envelope["detail-type"] == "created"
+        assert set(envelope["detail"]) == DETAIL_KEYS
+        assert envelope["detail"] == event.to_detail()
+
+    def test_a_server_event_carries_its_acm_arn(
+        self, eventbridge: EventBridgePublisher, aws_resources: AwsResources
+    ) -> None:
+        arn = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+        event = make_event(
+            "mqtt.example.com",
+            cert_type=CertType.SERVER,
+            parent_fqdn="example.com",
+            acm_certificate_arn=arn,
+        )
+
+        eventbridge.publish_created(event)
+
+        (envelope,) = receive_envelopes(aws_resources)
+        assert envelope["detail"]["AcmCertificateArn"] == arn
+        assert CertificateCreated.from_detail(envelope["detail"]) == event
+
+    def test_events_reach_the_rule_only_on_the_configured_bus(
+        self, aws_resources: AwsResources
+    ) -> None:
+        """Negative control for the read-back: the rule lives on the custom bus, not `default`."""
+        client = aws_resources.session.client("events")
+
+        EventBridgePublisher(client, "default").publish_created(make_event())
+        assert receive_envelopes(aws_resources) == []
+
+        EventBridgePublisher(client, aws_resources.bus).publish_created(make_event())
+        assert len(receive_envelopes(aws_resources)) == 1
+
+
+FAILED_ENTRY = {
+    "FailedEntryCount": 1,
+    "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again later"}],
+}
+ACCEPTED_ENTRY = {"FailedEntryCount": 0, "Entries": [{"EventId": "11710aed-b79e-4468-a20b"}]}
+
+
+class StubbedEventBridge:
+    """An events client under Stubber that records every PutEvents entry and every back-off."""
+
+    def __init__(self) -> None:
+        session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # fake: Stubber answers before any request
+            region_name="us-east-1",
+        )
+        self.client = session.client("events")
+        self.stubber = Stubber(self.client)
+        self.sent_entries: list[dict[str, Any]] = []
+        self.sleeps: list[float] = []
+        self.client.meta.events.register(
+            "before-parameter-build.events.PutEvents", self._record_entries
+        )
+
+    def _record_entries(self, params: dict[str, Any], **kwargs: Any) -> None:
+        (entry,) = params["Entries"]
+        self.sent_entries.append(entry)
+
+    def publisher(self, attempts: int = 3, backoff_seconds: float = 0.5) -> EventBridgePublisher:
+        return EventBridgePublisher(
+            self.client, "iot-certificates-test", attempts, backoff_seconds, self.sleeps.append
+        )
+
+
+@pytest.fixture
+def stubbed_eventbridge() -> Iterator[StubbedEventBridge]:
+    stubbed = StubbedEventBridge()
+    with stubbed.stubber:
+        yield stubbed
+        stubbed.stubber.assert_no_pending_responses()
+
+
+class TestEventBridgePublisherRetries:
+    def test_a_failed_entry_is_retried_then_delivered(
+        self, stubbed_eventbridge: StubbedEventBridge
+    ) -> None:
+        stubbed_eventbridge.stubber.add_response("put_events", FAILED_ENTRY)
+        stubbed_eventbridge.stubber.add_response("put_events", ACCEPTED_ENTRY)
+        event = make_event()
+
+        stubbed_eventbridge.publisher(backoff_seconds=0.5).publish_created(event)
+
+        assert len(stubbed_eventbridge.sent_entries) == 2
+        assert stubbed_eventbridge.sleeps == [0.5]
+        for entry in stubbed_eventbridge.sent_entries:
+            assert entry["Source"] == "certificates"
+            assert entry["DetailType"] == "created"
+            assert entry["EventBusName"] == "iot-certificates-test"
+            assert json.loads(entry["Detail"]) == event.to_detail()
+
+    def test_the_back_off_grows_between_attempts(
+        self, stubbed_eventbridge: StubbedEventBridge
+    ) -> None:
+        for _ in range(3):
+            stubbed_eventbridge.stubber.add_response("put_events", FAILED_ENTRY)
+        stubbed_eventbridge.stubber.add_response("put_events", ACCEPTED_ENTRY)
+
+        stubbed_eventbridge.publisher(attempts=4, backoff_seconds=0.25).publish_created(
+            make_event()
+        )
+
+        assert len(stubbed_eventbridge.sent_entries) == 4
+        assert stubbed_eventbridge.sleeps == [0.25, 0.5, 1.0]
+
+    def test_three_failed_entries_raise_event_delivery_error_naming_the_fqdn(
+        self, stubbed_eventbridge: StubbedEventBridge
+    ) -> None:
+        for _ in range(3):
+            stubbed_eventbridge.stubber.add_response("put_events", FAILED_ENTRY)
+        event = make_event()
+
+        with pytest.raises(EventDeliveryError) as raised:
+            stubbed_eventbridge.publisher(attempts=3, backoff_seconds=0.5).publish_created(event)
+
+        assert event.fqdn in str(raised.value)
+        assert "InternalFailure" in str(raised.value)
+        assert len(stubbed_eventbridge.sent_entries) == 3
+        assert stubbed_eventbridge.sleeps == [0.5, 1.0]  # no back-off after the last attempt
+
+    def test_a_client_error_is_retried_like_a_failed_entry(
+        self, stubbed_eventbridge: StubbedEventBridge
+    ) -> None:
+        stubbed_eventbridge.stubber.add_client_error(
+            "put_events", service_error_code="ThrottlingException", http_status_code=400
+        )
+        stubbed_eventbridge.stubber.add_response("put_events", ACCEPTED_ENTRY)
+
+        stubbed_eventbridge.publisher(backoff_seconds=0.5).publish_created(make_event())
+
+        assert len(stubbed_eventbridge.sent_entries) == 2
+        assert stubbed_eventbridge.sleeps == [0.5]
+
+    def test_a_client_error_on_every_attempt_raises_event_delivery_error(
+        self, stubbed_eventbridge: StubbedEventBridge
+    ) -> None:
+        for _ in range(3):
+            stubbed_eventbridge.stubber.add_client_error(
+                "put_events",
+                service_error_code="ThrottlingException",
+                service_message="Rate exceeded",
+                http_status_code=400,
+            )
+        event = make_root_event()
+
+        with pytest.raises(EventDeliveryError) as raised:
+            stubbed_eventbridge.publisher(attempts=3).publish_created(event)
+
+        assert "example.com" in str(raised.value)
+        assert "ThrottlingException" in str(raised.value)
+        assert len(stubbed_eventbridge.sent_entries) == 3
+        assert len(stubbed_eventbridge.sleeps) == 2

@@ -14,13 +14,17 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.errors import AlreadyExists, NotFound, StorageError
 from chalicelib.model import CertificateRecord, CertType, KeyType
-from chalicelib.store import CertificateStore, InMemoryStore, LocalDirStore
+from chalicelib.store import CertificateStore, InMemoryStore, LocalDirStore, S3Store, object_key
+
+if TYPE_CHECKING:
+    from tests.contract.conftest import AwsResources
 
 ISSUED_AT = datetime(2026, 1, 1, 12, 30, 15, tzinfo=UTC)
 
@@ -101,18 +105,41 @@ def _durable_local_dir_store(request: pytest.FixtureRequest) -> CertificateStore
     return LocalDirStore(request.getfixturevalue("tmp_path") / "certstore", durable=True)
 
 
+def _s3_store(request: pytest.FixtureRequest) -> CertificateStore:
+    aws: AwsResources = request.getfixturevalue("aws_resources")
+    return S3Store(aws.session.client("s3"), aws.bucket, aws.kms_key_id)
+
+
 STORE_FACTORIES: list[tuple[str, StoreFactory]] = [
     ("in-memory", _in_memory_store),
     ("local-dir", _local_dir_store),
     ("local-dir-durable", _durable_local_dir_store),
+    ("s3", _s3_store),
 ]
 """Factories take the pytest request so an adapter can pull in what it needs (tmp_path, moto)."""
+
+THREAD_SAFE_BACKENDS = ("in-memory", "local-dir", "local-dir-durable")
+"""Adapters whose backend makes a conditional create atomic across threads in this process.
+
+S3 makes `IfNoneMatch="*"` atomic, but moto checks and then writes without a lock: under 8 threads
+two puts can both pass the check (and moto's key buffers then fail with ValueError in a thread).
+Run there, the concurrent test below would be flaky for moto's sake, so S3 gets the same promise
+with sequential puts in TestS3Store instead.
+"""
 
 
 @pytest.fixture(
     params=[factory for _, factory in STORE_FACTORIES], ids=[n for n, _ in STORE_FACTORIES]
 )
 def store(request: pytest.FixtureRequest) -> CertificateStore:
+    return request.param(request)
+
+
+@pytest.fixture(
+    params=[factory for name, factory in STORE_FACTORIES if name in THREAD_SAFE_BACKENDS],
+    ids=[name for name, _ in STORE_FACTORIES if name in THREAD_SAFE_BACKENDS],
+)
+def thread_safe_store(request: pytest.FixtureRequest) -> CertificateStore:
     return request.param(request)
 
 
@@ -185,7 +212,14 @@ class TestCertificateStoreContract:
     ) -> None:
         assert list(store.iter_certificates()) == []
 
-    def test_concurrent_puts_of_one_fqdn_let_exactly_one_win(self, store: CertificateStore) -> None:
+
+class TestConcurrentPuts:
+    """The write-once promise under threads, on the adapters of THREAD_SAFE_BACKENDS."""
+
+    def test_concurrent_puts_of_one_fqdn_let_exactly_one_win(
+        self, thread_safe_store: CertificateStore
+    ) -> None:
+        store = thread_safe_store
         contenders = [make_record(serial=f"{index:040x}") for index in range(8)]
         start = threading.Barrier(len(contenders))
         outcomes: list[tuple[CertificateRecord, str]] = []
@@ -309,3 +343,92 @@ class TestLocalDirStore:
 
         with pytest.raises(StorageError):
             store.put_certificate(make_record())
+
+
+@pytest.fixture
+def s3_store(aws_resources: AwsResources) -> S3Store:
+    return S3Store(
+        aws_resources.session.client("s3"), aws_resources.bucket, aws_resources.kms_key_id
+    )
+
+
+def object_versions(aws: AwsResources, fqdn: str) -> list[dict[str, Any]]:
+    response = aws.session.client("s3").list_object_versions(
+        Bucket=aws.bucket, Prefix=object_key(fqdn)
+    )
+    return [
+        version for version in response.get("Versions", []) if version["Key"] == object_key(fqdn)
+    ]
+
+
+class TestS3Store:
+    """What only the S3 adapter promises: SSE-KMS with our key, one version, our own errors."""
+
+    def test_objects_are_written_with_sse_kms_and_the_given_key(
+        self, s3_store: S3Store, aws_resources: AwsResources
+    ) -> None:
+        record = make_record()
+
+        s3_store.put_certificate(record)
+
+        head = aws_resources.session.client("s3").head_object(
+            Bucket=aws_resources.bucket, Key=f"certificates/{record.fqdn}.json"
+        )
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert aws_resources.kms_key_id in head["SSEKMSKeyId"]
+        assert head["ContentType"] == "application/json"
+
+    def test_a_rejected_second_put_leaves_exactly_one_version(
+        self, s3_store: S3Store, aws_resources: AwsResources
+    ) -> None:
+        first = make_record()
+        s3_store.put_certificate(first)
+        (stored_version,) = object_versions(aws_resources, first.fqdn)
+
+        with pytest.raises(AlreadyExists):
+            s3_store.put_certificate(make_record(serial="ff", private_key_pem=ROOT_PEM))
+
+        assert object_versions(aws_resources, first.fqdn) == [stored_version]
+        assert stored_version["IsLatest"] is True
+        assert_same_record(s3_store.get_certificate(first.fqdn), first)
+
+    def test_sequential_puts_of_one_fqdn_let_exactly_the_first_win(
+        self, s3_store: S3Store, aws_resources: AwsResources
+    ) -> None:
+        """TestConcurrentPuts for S3: moto's conditional put is not atomic across threads."""
+        contenders = [make_record(serial=f"{index:040x}") for index in range(8)]
+        outcomes: list[str] = []
+
+        for record in contenders:
+            try:
+                s3_store.put_certificate(record)
+                outcomes.append("stored")
+            except AlreadyExists:
+                outcomes.append("already-exists")
+
+        assert outcomes == ["stored"] + ["already-exists"] * 7
+        assert_same_record(s3_store.get_certificate(contenders[0].fqdn), contenders[0])
+        assert [record.serial for record in s3_store.iter_certificates()] == [contenders[0].serial]
+        assert len(object_versions(aws_resources, contenders[0].fqdn)) == 1
+
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            pytest.param(lambda store: store.put_certificate(make_record()), id="put"),
+            pytest.param(lambda store: store.get_certificate(make_record().fqdn), id="get"),
+            pytest.param(lambda store: store.exists(make_record().fqdn), id="exists"),
+            pytest.param(lambda store: list(store.iter_certificates()), id="iter"),
+        ],
+    )
+    def test_a_missing_bucket_raises_storage_error(
+        self, aws_resources: AwsResources, operation: Callable[[S3Store], object]
+    ) -> None:
+        store = S3Store(
+            aws_resources.session.client("s3"), "no-such-bucket", aws_resources.kms_key_id
+        )
+
+        with pytest.raises(StorageError) as raised:
+            operation(store)
+
+        assert isinstance(raised.value.__cause__, ClientError)
+        assert raised.value.__cause__.response["Error"]["Code"] == "NoSuchBucket"

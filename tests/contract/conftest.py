@@ -1,0 +1,79 @@
+"""The AWS side of the contract suites: a fresh moto account per test, built as Terraform would.
+
+Contract factories for the AWS adapters pull `aws_resources` with `request.getfixturevalue`, so
+the suites stay one list of adapters and the local adapters never start moto.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
+
+FAKE_CREDENTIALS = {
+    name: AWS_ENVIRONMENT[name]
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+    )
+}
+# A real endpoint or profile in the caller's shell must never receive test traffic.
+UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION")
+
+
+@functools.cache
+def _shared_session() -> boto3.session.Session:
+    """One Session for the run: each new Session parses the service models again (~0.2 s a test).
+
+    It holds no AWS state: every test makes its own clients, and moto's state lives in `mock_aws`.
+    First built inside the fixture, after the fake credentials are set, and resolves them lazily.
+    """
+    return boto3.session.Session()
+
+
+@dataclass(frozen=True)
+class AwsResources:
+    """The moto session and the names of what `create_aws_resources` made in it."""
+
+    session: boto3.session.Session
+    bucket: str
+    table: str
+    index: str
+    bus: str
+    kms_key_id: str
+    queue_url: str
+
+
+@pytest.fixture
+def aws_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsResources]:
+    """Bucket, KMS key, table with its index, bus, rule and SQS target in a fresh moto account."""
+    for name in UNSAFE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        session = _shared_session()
+        created = create_aws_resources(session, AWS_ENVIRONMENT)
+        yield AwsResources(
+            session=session,
+            bucket=AWS_ENVIRONMENT["CERTIFICATE_BUCKET_NAME"],
+            table=AWS_ENVIRONMENT["INVENTORY_TABLE_NAME"],
+            index=AWS_ENVIRONMENT["INVENTORY_INDEX_NAME"],
+            bus=AWS_ENVIRONMENT["EVENT_BUS_NAME"],
+            kms_key_id=created["kms_key_id"],
+            queue_url=created["queue_url"],
+        )
+
+
+@pytest.fixture
+def aws_session(aws_resources: AwsResources) -> boto3.session.Session:
+    """A boto3 Session on moto, with the resources of `aws_resources` already created."""
+    return aws_resources.session
