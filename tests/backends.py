@@ -9,13 +9,26 @@ handler, as EventBridge would invoke the Lambda.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from tests.helpers import snapshot_certstore
 
 INVENTORY_HANDLER = "record_inventory"
+
+
+@functools.cache
+def shared_boto_session() -> boto3.session.Session:
+    """One Session for the run: each new Session parses the service models again (~0.2 s a test).
+
+    It holds no AWS state: every test makes its own clients, and moto's state lives in `mock_aws`.
+    First built inside a fixture, after the fake credentials are set, and resolves them lazily.
+    """
+    return boto3.session.Session()
 
 
 class LocalBackend:

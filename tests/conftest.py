@@ -10,14 +10,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import wiring
+from chalicelib.config import load_settings
 from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import LocalBackend, MotoBackend, shared_boto_session
 from tests.helpers import ApiClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +62,11 @@ def backend(
     for name, value in AWS_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
-        session = boto3.session.Session()
+        session = shared_boto_session()
         resources = create_aws_resources(session, AWS_ENVIRONMENT)
         monkeypatch.setenv("KMS_KEY_ID", resources["kms_key_id"])
-        wiring.reset()
+        # The wiring's own build, from this environment, on the run's shared session.
+        wiring.override_service(wiring.build_service(load_settings(), boto_session=session))
         yield MotoBackend(session, AWS_ENVIRONMENT, resources["queue_url"])
         wiring.reset()
 

@@ -6,7 +6,6 @@ the suites stay one list of adapters and the local adapters never start moto.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
+from tests.backends import shared_boto_session
 
 FAKE_CREDENTIALS = {
     name: AWS_ENVIRONMENT[name]
@@ -27,16 +27,6 @@ FAKE_CREDENTIALS = {
 }
 # A real endpoint or profile in the caller's shell must never receive test traffic.
 UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION")
-
-
-@functools.cache
-def _shared_session() -> boto3.session.Session:
-    """One Session for the run: each new Session parses the service models again (~0.2 s a test).
-
-    It holds no AWS state: every test makes its own clients, and moto's state lives in `mock_aws`.
-    First built inside the fixture, after the fake credentials are set, and resolves them lazily.
-    """
-    return boto3.session.Session()
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ def aws_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsResources]:
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
-        session = _shared_session()
+        session = shared_boto_session()
         created = create_aws_resources(session, AWS_ENVIRONMENT)
         yield AwsResources(
             session=session,
