@@ -7,17 +7,21 @@ from chalice.app import CloudWatchEvent
 
 from chalicelib import wiring
 from chalicelib.api.certificates import certificates
-from chalicelib.events import CREATED_EVENT_PATTERN
+from chalicelib.api.documents import BINARY_TYPES, documents
+from chalicelib.events import INVENTORY_EVENT_PATTERN
 from chalicelib.localserver import tune_local_server
 
 app = Chalice(app_name="iot-cert-service")
+app.api.binary_types.extend(BINARY_TYPES)
 app.register_blueprint(certificates)
+app.register_blueprint(documents)
 
 
-@app.on_cw_event(CREATED_EVENT_PATTERN, name="record_inventory")
+@app.on_cw_event(INVENTORY_EVENT_PATTERN, name="record_inventory")
 def record_inventory(event: CloudWatchEvent) -> None:
-    """Writes the inventory item of a `created` event (EventBridge on AWS, in-process locally)."""
-    wiring.certificate_service().record_created_event(event.detail)
+    """Keeps the inventory: `created` adds an item, `revoked` marks it (EventBridge on AWS,
+    in-process locally)."""
+    wiring.certificate_service().record_event(event.detail_type, event.detail)
 
 
 wiring.register_event_handler(record_inventory)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from chalicelib import pki
-from chalicelib.errors import InvalidRequest, NotFound, StorageError
-from chalicelib.model import CertificateRecord, CertType
+from chalicelib.errors import Conflict, InvalidRequest, NotFound, StorageError
+from chalicelib.model import ROOT_PARENT, CertificateRecord, CertType, iso_utc
 from chalicelib.store import CertificateStore
 
 
@@ -35,12 +36,44 @@ class Authority:
         return self.record.certificate_pem + self.record.chain_pem
 
 
+REVOCATION_RECHECK = timedelta(seconds=60)
+"""How long a process trusts that a CA is not revoked before reading the store again. A
+revocation made by this process applies at once; one made elsewhere within this delay."""
+
+
 class AuthorityCache:
     def __init__(self, store: CertificateStore, passphrase: bytes | None) -> None:
         self._store = store
         self._passphrase = passphrase
         self._authorities: dict[str, Authority] = {}
+        self._checked_unrevoked: dict[str, datetime] = {}
         self._lock = threading.Lock()
+
+    def active(self, fqdn: str, field: str, now: datetime) -> Authority:
+        """The CA, after checking that neither it nor a CA above it is revoked (409 if so)."""
+        authority = self.get(fqdn, field)
+        current: Authority | None = authority
+        while current is not None:
+            self._refuse_if_revoked(current, now)
+            parent = current.record.parent_fqdn
+            current = None if parent == ROOT_PARENT else self.get(parent, field)
+        return authority
+
+    def _refuse_if_revoked(self, authority: Authority, now: datetime) -> None:
+        checked = self._checked_unrevoked.get(authority.fqdn)
+        if checked is not None and now - checked < REVOCATION_RECHECK:
+            return
+        revocation = self._store.get_revocation(authority.record.parent_fqdn, authority.fqdn)
+        if revocation is not None:
+            raise Conflict(
+                f"CA {authority.fqdn} was revoked on {iso_utc(revocation.revoked_at)} "
+                f"({revocation.reason}) and issues no more certificates"
+            )
+        self._checked_unrevoked[authority.fqdn] = now
+
+    def forget(self, fqdn: str) -> None:
+        """Called when this process revokes `fqdn`: the next issuance under it re-checks."""
+        self._checked_unrevoked.pop(fqdn, None)
 
     def get(self, fqdn: str, field: str) -> Authority:
         """The CA named `fqdn`; NotFound or InvalidRequest (not a CA) naming `field`."""

@@ -20,8 +20,16 @@ class NotFound(CertificateServiceError):
     """An unknown certificate or parent CA (HTTP 404)."""
 
 
-class AlreadyExists(CertificateServiceError):
-    """The FQDN is taken; nothing was written (HTTP 409)."""
+class Conflict(CertificateServiceError):
+    """The request clashes with the current state, e.g. issuing under a revoked CA (HTTP 409)."""
+
+
+class AlreadyExists(Conflict):
+    """The FQDN is taken (or the certificate already revoked); nothing was written (HTTP 409)."""
+
+
+class Forbidden(CertificateServiceError):
+    """Never served, whoever asks: a CA's private key (HTTP 403)."""
 
 
 class PayloadTooLarge(CertificateServiceError):

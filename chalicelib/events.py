@@ -10,16 +10,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from chalicelib.model import CertificateRecord, CertType, InventoryItem, iso_utc
+from chalicelib.model import CertificateRecord, CertType, InventoryItem, RevocationRecord, iso_utc
 
 EVENT_SOURCE = "certificates"
 CREATED_DETAIL_TYPE = "created"
-CREATED_EVENT_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [CREATED_DETAIL_TYPE]}
+
+
+REVOKED_DETAIL_TYPE = "revoked"
+INVENTORY_EVENT_PATTERN = {
+    "source": [EVENT_SOURCE],
+    "detail-type": [CREATED_DETAIL_TYPE, REVOKED_DETAIL_TYPE],
+}
+"""What the inventory handler receives: the Lambda's rule and the local in-process delivery."""
 
 
 class EventDeliveryError(Exception):
@@ -37,6 +44,7 @@ class CertificateCreated:
     key_type: str
     fingerprint: str
     acm_certificate_arn: str | None = None
+    detail_type: ClassVar[str] = CREATED_DETAIL_TYPE
 
     @classmethod
     def from_record(cls, record: CertificateRecord) -> CertificateCreated:
@@ -98,17 +106,67 @@ class CertificateCreated:
         )
 
 
+@dataclass(frozen=True)
+class CertificateRevoked:
+    fqdn: str
+    parent_fqdn: str
+    serial: str
+    reason: str
+    revoked_at: str
+    detail_type: ClassVar[str] = REVOKED_DETAIL_TYPE
+
+    @classmethod
+    def from_revocation(cls, revocation: RevocationRecord) -> CertificateRevoked:
+        return cls(
+            fqdn=revocation.fqdn,
+            parent_fqdn=revocation.issuer_fqdn,
+            serial=revocation.serial,
+            reason=revocation.reason,
+            revoked_at=iso_utc(revocation.revoked_at),
+        )
+
+    def to_detail(self) -> dict[str, str]:
+        return {
+            "FQDN": self.fqdn,
+            "ParentFQDN": self.parent_fqdn,
+            "Serial": self.serial,
+            "Reason": self.reason,
+            "RevokedAt": self.revoked_at,
+        }
+
+    @classmethod
+    def from_detail(cls, detail: dict[str, Any]) -> CertificateRevoked:
+        return cls(
+            fqdn=str(detail["FQDN"]),
+            parent_fqdn=str(detail["ParentFQDN"]),
+            serial=str(detail["Serial"]),
+            reason=str(detail["Reason"]),
+            revoked_at=str(detail["RevokedAt"]),
+        )
+
+
+class CertificateEvent(Protocol):
+    """What a publisher needs of an event: its detail type, detail and certificate."""
+
+    fqdn: str
+
+    @property
+    def detail_type(self) -> str: ...
+
+    def to_detail(self) -> dict[str, str]: ...
+
+
 class EventPublisher(Protocol):
-    def publish_created(self, event: CertificateCreated) -> None:
-        """Deliver the event; EventDeliveryError when it could not be delivered."""
+    def publish(self, events: Sequence[CertificateEvent]) -> None:
+        """Deliver the events; EventDeliveryError naming those that could not be delivered."""
 
 
-def eventbridge_envelope(event: CertificateCreated) -> dict[str, Any]:
+def eventbridge_envelope(event: CertificateEvent) -> dict[str, Any]:
     """The event as EventBridge hands it to a Lambda target."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": CREATED_DETAIL_TYPE,
+        "detail-type": event.detail_type,
         "source": EVENT_SOURCE,
         "account": "000000000000",
         "time": iso_utc(datetime.now(UTC)),
@@ -118,21 +176,36 @@ def eventbridge_envelope(event: CertificateCreated) -> dict[str, Any]:
     }
 
 
+def _undelivered(events: Sequence[CertificateEvent], failure: str) -> EventDeliveryError:
+    names = ", ".join(f"{event.detail_type} {event.fqdn}" for event in events[:10])
+    more = f" and {len(events) - 10} more" if len(events) > 10 else ""
+    return EventDeliveryError(f"events not delivered: {names}{more}: {failure}")
+
+
 class InProcessPublisher:
     """Calls `deliver(envelope)` synchronously: locally, the Lambda inventory handler itself."""
 
     def __init__(self, deliver: Callable[[dict[str, Any]], object]) -> None:
         self._deliver = deliver
 
-    def publish_created(self, event: CertificateCreated) -> None:
-        try:
-            self._deliver(eventbridge_envelope(event))
-        except Exception as err:
-            raise EventDeliveryError(f"inventory handler failed for {event.fqdn}: {err}") from err
+    def publish(self, events: Sequence[CertificateEvent]) -> None:
+        failed: list[CertificateEvent] = []
+        last_error: Exception | None = None
+        for event in events:
+            try:
+                self._deliver(eventbridge_envelope(event))
+            except Exception as err:  # the handler's failure, reported below with the FQDN
+                failed.append(event)
+                last_error = err
+        if failed:
+            raise _undelivered(failed, f"inventory handler failed: {last_error}") from last_error
 
 
 class EventBridgePublisher:
-    """PutEvents on the custom bus; failed entries are retried with backoff, then reported."""
+    """PutEvents on the custom bus, ten entries a call; failed entries are retried with
+    backoff, then reported."""
+
+    BATCH = 10  # PutEvents takes at most ten entries
 
     def __init__(
         self,
@@ -148,40 +221,59 @@ class EventBridgePublisher:
         self._backoff_seconds = backoff_seconds
         self._sleep = sleep
 
-    def publish_created(self, event: CertificateCreated) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def publish(self, events: Sequence[CertificateEvent]) -> None:
+        failed: list[CertificateEvent] = []
+        last_error: Exception | None = None
+        failure = ""
+        for start in range(0, len(events), self.BATCH):
+            pending, failure, error = self._put_with_retries(
+                list(events[start : start + self.BATCH])
+            )
+            failed += pending
+            last_error = error or last_error
+        if failed:
+            raise _undelivered(
+                failed, f"after {self._attempts} attempts: {failure}"
+            ) from last_error
 
-        entry = {
+    def _entry(self, event: CertificateEvent) -> dict[str, str]:
+        return {
             "Source": EVENT_SOURCE,
-            "DetailType": CREATED_DETAIL_TYPE,
+            "DetailType": event.detail_type,
             "Detail": json.dumps(event.to_detail()),
             "EventBusName": self._bus_name,
         }
-        failure = "no attempt made"
-        last_error: Exception | None = None
+
+    def _put_with_retries(
+        self, pending: list[CertificateEvent]
+    ) -> tuple[list[CertificateEvent], str, Exception | None]:
+        """(events still undelivered, last failure, last exception) after every attempt."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        failure, last_error = "", None
         for attempt in range(self._attempts):
             if attempt:
                 self._sleep(self._backoff_seconds * 2 ** (attempt - 1))
             try:
-                response = self._client.put_events(Entries=[entry])
+                response = self._client.put_events(Entries=[self._entry(e) for e in pending])
             except (BotoCoreError, ClientError) as err:
                 failure, last_error = str(err), err
                 continue
-            if response.get("FailedEntryCount", 0) == 0:
-                return
-            failed = response["Entries"][0]
+            results = response.get("Entries", [])
+            retry = [e for e, r in zip(pending, results, strict=False) if r.get("ErrorCode")]
+            if response.get("FailedEntryCount", 0) == 0 or not retry:
+                return [], failure, None
+            failed = next(r for r in results if r.get("ErrorCode"))
             failure = f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
-        raise EventDeliveryError(
-            f"created event for {event.fqdn} not delivered after {self._attempts} attempts: "
-            f"{failure}"
-        ) from last_error
+            pending = retry
+        return pending, failure, last_error
 
 
 class RecordingPublisher:
     """For unit tests: keeps the events it was given."""
 
     def __init__(self) -> None:
-        self.events: list[CertificateCreated] = []
+        self.events: list[CertificateEvent] = []
 
-    def publish_created(self, event: CertificateCreated) -> None:
-        self.events.append(event)
+    def publish(self, events: Sequence[CertificateEvent]) -> None:
+        self.events.extend(events)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from bisect import bisect_right
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from chalicelib.aws import aws_error_code
 from chalicelib.errors import StorageError
-from chalicelib.model import CertType, InventoryItem, InventoryPage
+from chalicelib.model import NO_FILTER, CertType, ChildFilter, InventoryItem, InventoryPage
 
 ATTRIBUTES = (
     "FQDN", "ParentFQDN", "Type", "ValidUntil", "Serial", "NotAfter", "KeyType",
@@ -30,8 +31,10 @@ _SELECT = (
     "CreatedAt, Status, AcmCertificateArn FROM inventory "
 )
 _SELECT_CHILDREN = (
-    _SELECT + 'INDEXED BY "parent-index" WHERE ParentFQDN = ? AND FQDN > ? ORDER BY FQDN LIMIT ?'
+    _SELECT + 'INDEXED BY "parent-index" WHERE ParentFQDN = ? AND FQDN > ? '
+    "AND (? IS NULL OR NotAfter <= ?) AND (? IS NULL OR Status = ?) ORDER BY FQDN LIMIT ?"
 )
+_UPDATE_STATUS = "UPDATE inventory SET Status = ? WHERE FQDN = ? AND ParentFQDN = ?"
 _SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ?"
 
 
@@ -74,8 +77,17 @@ class Inventory(Protocol):
     def record_certificate(self, item: InventoryItem) -> bool:
         """Add the item unless it is there already; True when it was new (idempotent)."""
 
-    def list_children(self, parent_fqdn: str, limit: int, after: str | None) -> InventoryPage:
-        """Up to `limit` children of `parent_fqdn` ordered by FQDN, starting after `after`."""
+    def list_children(
+        self,
+        parent_fqdn: str,
+        limit: int,
+        after: str | None,
+        child_filter: ChildFilter = NO_FILTER,
+    ) -> InventoryPage:
+        """Up to `limit` matching children of `parent_fqdn` by FQDN, starting after `after`."""
+
+    def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
+        """Set the item's status; False when there is no such item."""
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         """The item, or None when the inventory has none for this key."""
@@ -101,11 +113,31 @@ class InMemoryInventory:
             children.insert(bisect_right(children, item.fqdn), item.fqdn)
             return True
 
-    def list_children(self, parent_fqdn: str, limit: int, after: str | None) -> InventoryPage:
+    def list_children(
+        self,
+        parent_fqdn: str,
+        limit: int,
+        after: str | None,
+        child_filter: ChildFilter = NO_FILTER,
+    ) -> InventoryPage:
         children = self._children.get(parent_fqdn, [])
         start = bisect_right(children, after) if after is not None else 0
-        names = children[start : start + limit + 1]
-        return _page([self._items[(name, parent_fqdn)] for name in names], limit, more=False)
+        matching = []
+        for name in children[start:]:
+            item = self._items[(name, parent_fqdn)]
+            if child_filter.matches(item):
+                matching.append(item)
+                if len(matching) > limit:
+                    break
+        return _page(matching, limit, more=False)
+
+    def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
+        with self._lock:
+            item = self._items.get((fqdn, parent_fqdn))
+            if item is None:
+                return False
+            self._items[(fqdn, parent_fqdn)] = replace(item, status=status)
+            return True
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         return self._items.get((fqdn, parent_fqdn))
@@ -160,9 +192,23 @@ class SqliteInventory:
             raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
         return cursor.rowcount == 1
 
-    def list_children(self, parent_fqdn: str, limit: int, after: str | None) -> InventoryPage:
-        items = self._query(_SELECT_CHILDREN, (parent_fqdn, after or "", limit + 1))
-        return _page(items, limit, more=False)
+    def list_children(
+        self,
+        parent_fqdn: str,
+        limit: int,
+        after: str | None,
+        child_filter: ChildFilter = NO_FILTER,
+    ) -> InventoryPage:
+        until, status = child_filter.not_after_until, child_filter.status
+        parameters = (parent_fqdn, after or "", until, until, status, status, limit + 1)
+        return _page(self._query(_SELECT_CHILDREN, parameters), limit, more=False)
+
+    def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
+        try:
+            cursor = self._connection().execute(_UPDATE_STATUS, (status, fqdn, parent_fqdn))
+        except sqlite3.Error as err:
+            raise StorageError(f"could not update the inventory item of {fqdn}: {err}") from err
+        return cursor.rowcount == 1
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         items = self._query(_SELECT_ONE, (fqdn, parent_fqdn))
@@ -196,27 +242,80 @@ class DynamoInventory:
             raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
         return True
 
-    def list_children(self, parent_fqdn: str, limit: int, after: str | None) -> InventoryPage:
-        from botocore.exceptions import ClientError
+    def list_children(
+        self,
+        parent_fqdn: str,
+        limit: int,
+        after: str | None,
+        child_filter: ChildFilter = NO_FILTER,
+    ) -> InventoryPage:
+        """Queries the index, fetching limit + 1 matches; filters apply after DynamoDB's Limit,
+        so a filtered listing may query several times to fill a page."""
+        arguments = self._query_arguments(parent_fqdn, after, child_filter, limit + 1)
+        items: list[InventoryItem] = []
+        while True:
+            response = self._query(arguments, parent_fqdn)
+            items += [_from_dynamo(item) for item in response.get("Items", [])]
+            last_key = response.get("LastEvaluatedKey")
+            if len(items) > limit or last_key is None:
+                # A page cut short by DynamoDB's 1 MB limit also has a LastEvaluatedKey.
+                return _page(items, limit, more=last_key is not None)
+            if not child_filter.not_after_until and not child_filter.status:
+                return _page(items, limit, more=True)
+            arguments = {**arguments, "ExclusiveStartKey": last_key}
 
+    def _query_arguments(
+        self, parent_fqdn: str, after: str | None, child_filter: ChildFilter, limit: int
+    ) -> dict[str, Any]:
         condition = "ParentFQDN = :parent" + (" AND FQDN > :after" if after else "")
         values = {":parent": {"S": parent_fqdn}}
         if after:
             values[":after"] = {"S": after}
+        filters = []
+        if child_filter.not_after_until is not None:
+            filters.append("NotAfter <= :until")
+            values[":until"] = {"S": child_filter.not_after_until}
+        if child_filter.status is not None:
+            filters.append("#status = :status")
+            values[":status"] = {"S": child_filter.status}
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": self._index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "Limit": limit,
+        }
+        if filters:
+            arguments["FilterExpression"] = " AND ".join(filters)
+        if child_filter.status is not None:
+            arguments["ExpressionAttributeNames"] = {"#status": "Status"}
+        return arguments
+
+    def _query(self, arguments: dict[str, Any], parent_fqdn: str) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
         try:
-            response = self._client.query(
-                TableName=self._table,
-                IndexName=self._index,
-                KeyConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                Limit=limit + 1,
-            )
+            return self._client.query(**arguments)
         except ClientError as err:
             raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
-        items = [_from_dynamo(item) for item in response.get("Items", [])]
-        # A page cut short by DynamoDB's 1 MB limit also has a LastEvaluatedKey: more follow.
-        truncated = "LastEvaluatedKey" in response and len(items) <= limit
-        return _page(items, limit, more=truncated)
+
+    def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
+                UpdateExpression="SET #status = :status",
+                ConditionExpression="attribute_exists(FQDN)",
+                ExpressionAttributeNames={"#status": "Status"},
+                ExpressionAttributeValues={":status": {"S": status}},
+            )
+        except ClientError as err:
+            if aws_error_code(err) == "ConditionalCheckFailedException":
+                return False
+            raise StorageError(f"could not update the inventory item of {fqdn}: {err}") from err
+        return True
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         from botocore.exceptions import ClientError

@@ -11,6 +11,13 @@ ROOT_PARENT = "Root"
 """The parent of every root CA in the inventory and in events (a root has no issuer of ours)."""
 
 STATUS_ACTIVE = "active"
+STATUS_REVOKED = "revoked"
+
+REVOCATION_REASONS = (
+    "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+    "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise",
+)  # fmt: skip
+"""RFC 5280 CRLReason names a revocation may give (removeFromCRL is for delta CRLs only)."""
 
 
 class CertType(StrEnum):
@@ -30,10 +37,15 @@ class KeyType(StrEnum):
     RSA_2048 = "RSA_2048"
     RSA_3072 = "RSA_3072"
     RSA_4096 = "RSA_4096"
+    ED25519 = "ED25519"
 
     @property
     def is_rsa(self) -> bool:
         return self.value.startswith("RSA_")
+
+
+CA_AND_SERVER_KEY_TYPES = frozenset(KeyType) - {KeyType.ED25519}
+"""ED25519 is for device certificates only: ACM does not import it and CAs here sign with EC/RSA."""
 
 
 DEFAULT_VALIDITY_DAYS = {
@@ -70,6 +82,13 @@ class IssueRequest:
     key_type: KeyType = KeyType.EC_P256
     sans: tuple[str, ...] = ()
     path_length: int = 0
+    csr: str | None = None
+    count: int | None = None  # bulk devices: this many, each with a server-generated key
+    csrs: tuple[str, ...] = ()  # bulk devices: one certificate per CSR
+
+    @property
+    def is_bulk(self) -> bool:
+        return self.count is not None or bool(self.csrs)
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,7 @@ class CertificateRecord:
     fingerprint_sha256: str
     certificate_pem: str
     chain_pem: str
-    private_key_pem: str
+    private_key_pem: str | None  # None when issued from a CSR: the key never left the device
     created_at: datetime
     device_id: str | None = None
     acm_certificate_arn: str | None = None
@@ -137,6 +156,36 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True)
+class RevocationRecord:
+    """A revocation, stored once next to the certificate (whose own object is never rewritten)."""
+
+    fqdn: str
+    issuer_fqdn: str
+    serial: str
+    reason: str
+    revoked_at: datetime
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "fqdn": self.fqdn,
+            "issuer_fqdn": self.issuer_fqdn,
+            "serial": self.serial,
+            "reason": self.reason,
+            "revoked_at": self.revoked_at.isoformat(),
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> RevocationRecord:
+        return cls(
+            fqdn=document["fqdn"],
+            issuer_fqdn=document["issuer_fqdn"],
+            serial=document["serial"],
+            reason=document["reason"],
+            revoked_at=datetime.fromisoformat(document["revoked_at"]),
+        )
+
+
+@dataclass(frozen=True)
 class IssuedCertificate:
     """A freshly issued certificate; `private_key_pem` is set for leaf certificates only."""
 
@@ -159,6 +208,22 @@ class InventoryItem:
     created_at: str
     status: str = STATUS_ACTIVE
     acm_certificate_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class ChildFilter:
+    """List filters: items whose NotAfter is at or before `not_after_until`, and/or a status."""
+
+    not_after_until: str | None = None
+    status: str | None = None
+
+    def matches(self, item: InventoryItem) -> bool:
+        if self.not_after_until is not None and item.not_after > self.not_after_until:
+            return False
+        return self.status is None or item.status == self.status
+
+
+NO_FILTER = ChildFilter()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
@@ -30,6 +30,8 @@ _EC_CURVES: dict[KeyType, ec.EllipticCurve] = {
 
 
 def generate_private_key(key_type: KeyType) -> CertificateIssuerPrivateKeyTypes:
+    if key_type is KeyType.ED25519:
+        return ed25519.Ed25519PrivateKey.generate()
     if key_type in _EC_CURVES:
         return ec.generate_private_key(_EC_CURVES[key_type])
     return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_SIZES[key_type])
@@ -42,6 +44,8 @@ def key_type_of(public_key: CertificatePublicKeyTypes) -> KeyType | None:
             if public_key.curve.name == curve.name:
                 return key_type
         return None
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return KeyType.ED25519
     if isinstance(public_key, rsa.RSAPublicKey):
         for key_type, size in _RSA_SIZES.items():
             if public_key.key_size == size:
@@ -144,7 +148,11 @@ def build_subject(common_name: str, details: SubjectDetails) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _signature_hash(signing_key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
+def signature_hash(
+    signing_key: CertificateIssuerPrivateKeyTypes,
+) -> hashes.HashAlgorithm | None:
+    if isinstance(signing_key, ed25519.Ed25519PrivateKey):
+        return None  # Ed25519 signs without a separate hash
     if isinstance(signing_key, ec.EllipticCurvePrivateKey) and signing_key.curve.key_size >= 384:
         return hashes.SHA384()
     return hashes.SHA256()
@@ -195,7 +203,7 @@ def sign_certificate(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
             critical=False,
         )
-    return builder.sign(signing_key, _signature_hash(signing_key))
+    return builder.sign(signing_key, signature_hash(signing_key))
 
 
 def certificate_to_pem(certificate: x509.Certificate) -> str:
@@ -236,7 +244,9 @@ def load_trusted_private_key(
         password=passphrase if is_encrypted_private_key(pem) else None,
         unsafe_skip_rsa_key_validation=True,
     )
-    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+    if not isinstance(
+        key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
+    ):
         raise ValueError(f"stored key of unsupported kind {type(key).__name__}")
     return key
 

@@ -9,25 +9,40 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib import pki
+from cryptography import x509
+
+from chalicelib import bundles, pki, revocation
 from chalicelib.authority import Authority, AuthorityCache
 from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
-from chalicelib.events import CertificateCreated, EventDeliveryError, EventPublisher
+from chalicelib.events import (
+    CREATED_DETAIL_TYPE,
+    REVOKED_DETAIL_TYPE,
+    CertificateCreated,
+    CertificateEvent,
+    CertificateRevoked,
+    EventDeliveryError,
+    EventPublisher,
+)
 from chalicelib.importer import CertificateImporter, CertificateImportError
 from chalicelib.inventory import Inventory
+from chalicelib.issuance import KeyMaterial, build_record, validity_for
 from chalicelib.model import (
-    DEFAULT_VALIDITY_DAYS,
+    CA_AND_SERVER_KEY_TYPES,
     ROOT_PARENT,
+    STATUS_REVOKED,
     CertificatePage,
     CertificateRecord,
     CertType,
+    ChildFilter,
     IssuedCertificate,
     IssueRequest,
+    KeyType,
+    RevocationRecord,
     iso_utc,
 )
 from chalicelib.names import device_fqdn, is_under, proper_suffixes
@@ -36,12 +51,19 @@ from chalicelib.store import CertificateStore
 
 logger = logging.getLogger(__name__)
 
-BACKDATE = timedelta(minutes=5)
-"""not_before is set this far in the past so that slightly slow clocks accept a new certificate."""
+ProfileFor = Callable[[KeyType], pki.Profile]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class CertificateDetails:
+    """A stored certificate with its revocation, if any (GET one)."""
+
+    record: CertificateRecord
+    revocation: RevocationRecord | None
 
 
 class CertificateService:
@@ -59,15 +81,15 @@ class CertificateService:
         self._publisher = publisher
         self._importer = importer
         self._passphrase = ca_key_passphrase
-        self._clock = clock
-        self._authorities = AuthorityCache(store, ca_key_passphrase)
+        self.clock = clock
+        self.authorities = AuthorityCache(store, ca_key_passphrase)
 
     # Issuance -----------------------------------------------------------------------------
 
     def create_root(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn, "fqdn")
         self._refuse_existing(fqdn)
-        return self._issue(request, fqdn, None, pki.root_profile(), common_name=fqdn)
+        return self._issue(request, fqdn, None, lambda _: pki.root_profile(), fqdn)
 
     def create_intermediate(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn, "fqdn")
@@ -86,96 +108,138 @@ class CertificateService:
                 )
         self._refuse_existing(fqdn)
         profile = pki.intermediate_profile(request.path_length)
-        return self._issue(request, fqdn, parent, profile, common_name=fqdn)
+        return self._issue(request, fqdn, parent, lambda _: profile, fqdn)
 
     def create_server(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn, "fqdn")
         parent = self._resolve_parent(fqdn, request.parent_fqdn)
         # No existence check first: the write-once put refuses a taken FQDN before the ACM
         # import, and skipping the lookup keeps issuance within three AWS calls.
-        ip_addresses = [name for name in request.sans if _is_ip_address(name)]
-        dns_names = list(dict.fromkeys([fqdn, *(n for n in request.sans if n not in ip_addresses)]))
-        profile = pki.server_profile(request.key_type, dns_names, ip_addresses)
-        return self._issue(request, fqdn, parent, profile, common_name=fqdn)
+        ips = [name for name in request.sans if _is_ip_address(name)]
+        dns_names = list(dict.fromkeys([fqdn, *(n for n in request.sans if n not in ips)]))
+        return self._issue(
+            request,
+            fqdn,
+            parent,
+            lambda key_type: pki.server_profile(key_type, dns_names, ips),
+            fqdn,
+        )
 
     def create_device(self, request: IssueRequest) -> IssuedCertificate:
-        parent = self._authorities.get(_required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn")
-        device_id = str(uuid.uuid4())
-        fqdn = device_fqdn(device_id, parent.fqdn)
-        profile = pki.device_profile(request.key_type, fqdn)
-        return self._issue(
-            request, fqdn, parent, profile, common_name=device_id, device_id=device_id
+        return self.create_devices(request)[0]
+
+    def create_devices(self, request: IssueRequest) -> list[IssuedCertificate]:
+        """One device certificate, or a bulk of them (`count` or `csrs`) in one request.
+
+        Every CSR is checked before anything is signed or stored; the inventory events go out
+        together at the end, ten to a PutEvents call on AWS.
+        """
+        now = self.clock()
+        parent = self.authorities.active(
+            _required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn", now
         )
+        validity = validity_for(now, CertType.CLIENT, request.validity_days, parent)
+        if request.csrs:
+            sources: Sequence[KeyMaterial | None] = [
+                KeyMaterial.from_csr(csr, frozenset(KeyType), f"csrs[{index}]")
+                for index, csr in enumerate(request.csrs)
+            ]
+        elif request.csr is not None:
+            sources = [KeyMaterial.from_csr(request.csr, frozenset(KeyType), "csr")]
+        else:
+            sources = [None] * (request.count or 1)
+        issued = []
+        for material in sources:
+            device_id = str(uuid.uuid4())
+            fqdn = device_fqdn(device_id, parent.fqdn)
+            issued.append(
+                self._sign(
+                    request,
+                    fqdn,
+                    parent,
+                    lambda key_type, name=fqdn: pki.device_profile(key_type, name),
+                    device_id,
+                    now,
+                    validity,
+                    material or KeyMaterial.generate(request.key_type),
+                    device_id=device_id,
+                )
+            )
+        for certificate in issued:
+            self._store.put_certificate(certificate.record)
+        self._announce([CertificateCreated.from_record(c.record) for c in issued])
+        return issued
 
     def _issue(
         self,
         request: IssueRequest,
         fqdn: str,
         parent: Authority | None,
-        profile: pki.Profile,
+        profile_for: ProfileFor,
         common_name: str,
+    ) -> IssuedCertificate:
+        now = self.clock()
+        if parent is not None:
+            parent = self.authorities.active(parent.fqdn, "parent_fqdn", now)
+        validity = validity_for(now, request.cert_type, request.validity_days, parent)
+        if request.csr is not None:
+            material = KeyMaterial.from_csr(request.csr, CA_AND_SERVER_KEY_TYPES, "csr")
+        else:
+            material = KeyMaterial.generate(request.key_type)
+        issued = self._sign(
+            request, fqdn, parent, profile_for, common_name, now, validity, material
+        )
+        self._store.put_certificate(issued.record)
+        if request.cert_type is CertType.SERVER and issued.private_key_pem is not None:
+            issued = replace(
+                issued,
+                record=self._import_server_certificate(issued.record, issued.private_key_pem),
+            )
+        self._announce([CertificateCreated.from_record(issued.record)])
+        return issued
+
+    def _sign(
+        self,
+        request: IssueRequest,
+        fqdn: str,
+        parent: Authority | None,
+        profile_for: ProfileFor,
+        common_name: str,
+        now: datetime,
+        validity: pki.Validity,
+        material: KeyMaterial,
         device_id: str | None = None,
     ) -> IssuedCertificate:
-        now = self._clock()
-        validity = self._validity(now, request, parent)
-        private_key = pki.generate_private_key(request.key_type)
         certificate = pki.sign_certificate(
-            profile,
+            profile_for(material.key_type),
             pki.build_subject(common_name, request.subject),
-            private_key.public_key(),
+            material.public_key,
             validity,
             parent.signing if parent else None,
-            self_signing_key=private_key,
+            self_signing_key=material.private_key,
         )
-        is_leaf = not request.cert_type.is_ca
-        private_key_pem = pki.private_key_to_pem(private_key)
-        record = CertificateRecord(
+        leaf_key = None
+        stored_key = None
+        if material.private_key is not None:
+            leaf_key = pki.private_key_to_pem(material.private_key)
+            is_ca = request.cert_type.is_ca
+            stored_key = (
+                pki.private_key_to_pem(material.private_key, self._passphrase)
+                if is_ca
+                else leaf_key
+            )
+            leaf_key = None if is_ca else leaf_key
+        record = build_record(
             fqdn=fqdn,
             cert_type=request.cert_type,
-            parent_fqdn=parent.fqdn if parent else ROOT_PARENT,
-            serial=pki.serial_hex(certificate),
-            not_before=certificate.not_valid_before_utc,
-            not_after=certificate.not_valid_after_utc,
-            key_type=request.key_type,
-            fingerprint_sha256=pki.fingerprint_sha256(certificate),
-            certificate_pem=pki.certificate_to_pem(certificate),
-            chain_pem=parent.chain_for_children if parent else "",
-            private_key_pem=(
-                private_key_pem
-                if is_leaf
-                else pki.private_key_to_pem(private_key, self._passphrase)
-            ),
-            created_at=now,
+            parent=parent,
+            certificate=certificate,
+            key_type=material.key_type,
+            stored_private_key_pem=stored_key,
+            now=now,
             device_id=device_id,
         )
-        self._store.put_certificate(record)
-        if request.cert_type is CertType.SERVER:
-            record = self._import_server_certificate(record, private_key_pem)
-        self._announce(record)
-        return IssuedCertificate(
-            record=record, private_key_pem=private_key_pem if is_leaf else None
-        )
-
-    def _validity(
-        self, now: datetime, request: IssueRequest, parent: Authority | None
-    ) -> pki.Validity:
-        default_days = DEFAULT_VALIDITY_DAYS[request.cert_type]
-        days = request.validity_days
-        if parent is None:
-            return pki.Validity(now - BACKDATE, now + timedelta(days=days or default_days))
-        limit = parent.signing.certificate.not_valid_after_utc
-        if limit <= now:
-            raise InvalidRequest("parent_fqdn", f"CA {parent.fqdn} expired on {iso_utc(limit)}")
-        max_days = (limit - now) // timedelta(days=1)
-        if days is None:
-            return pki.Validity(now - BACKDATE, min(now + timedelta(days=default_days), limit))
-        if days > max_days:
-            raise InvalidRequest(
-                "validity_days",
-                f"must be at most {max_days}: the issuing CA {parent.fqdn} is valid until "
-                f"{iso_utc(limit)}",
-            )
-        return pki.Validity(now - BACKDATE, now + timedelta(days=days))
+        return IssuedCertificate(record=record, private_key_pem=leaf_key)
 
     def _import_server_certificate(
         self, record: CertificateRecord, private_key_pem: str
@@ -183,7 +247,8 @@ class CertificateService:
         """Import after the store write, so a taken FQDN (409) never reaches ACM.
 
         The ARN travels in the `created` event to the inventory, where GET finds it. A failed
-        import is logged; the certificate and its one-time key are still returned.
+        import is logged; the certificate and its one-time key are still returned. A server
+        certificate issued from a CSR is not imported: ACM needs the private key.
         """
         try:
             arn = self._importer.import_server_certificate(record, private_key_pem)
@@ -192,15 +257,14 @@ class CertificateService:
             return record
         return replace(record, acm_certificate_arn=arn)
 
-    def _announce(self, record: CertificateRecord) -> None:
-        """Publish `created`; a delivery failure is logged, the stored certificate stands."""
+    def _announce(self, events: Sequence[CertificateEvent]) -> None:
+        """Publish; a delivery failure is logged, the stored certificates stand."""
         try:
-            self._publisher.publish_created(CertificateCreated.from_record(record))
-        except EventDeliveryError:
+            self._publisher.publish(events)
+        except EventDeliveryError as err:
             logger.exception(
-                "created event for %s was not delivered; the certificate is stored and "
-                "reconcile_inventory() restores the inventory item",
-                record.fqdn,
+                "stored, but the inventory was not told (%s); reconcile_inventory() restores it",
+                err,
             )
 
     # CA lookup ----------------------------------------------------------------------------
@@ -217,54 +281,99 @@ class CertificateService:
         if parent_fqdn is not None:
             if not is_under(fqdn, parent_fqdn):
                 raise InvalidRequest("fqdn", f"{fqdn} must lie under its parent CA {parent_fqdn}")
-            return self._authorities.get(parent_fqdn, "parent_fqdn")
+            return self.authorities.get(parent_fqdn, "parent_fqdn")
         for candidate in proper_suffixes(fqdn):
             try:
-                return self._authorities.get(candidate, "parent_fqdn")
+                return self.authorities.get(candidate, "parent_fqdn")
             except (NotFound, InvalidRequest):
                 continue
         raise NotFound(f"parent_fqdn: no CA exists above {fqdn}; create one or give parent_fqdn")
 
     # Queries ------------------------------------------------------------------------------
 
-    def get_certificate(self, fqdn: str) -> CertificateRecord:
-        """The stored certificate; for a server, with the ACM ARN the inventory recorded."""
+    def get_certificate(self, fqdn: str) -> CertificateDetails:
+        """The stored certificate and its revocation; for a server, with its ACM ARN."""
         record = self._store.get_certificate(fqdn)
         if record.cert_type is CertType.SERVER and record.acm_certificate_arn is None:
             item = self._inventory.find(record.fqdn, record.parent_fqdn)
             if item is not None and item.acm_certificate_arn:
                 record = replace(record, acm_certificate_arn=item.acm_certificate_arn)
-        return record
+        return CertificateDetails(record, self._store.get_revocation(record.parent_fqdn, fqdn))
 
     def list_certificates(
-        self, parent_fqdn: str | None, limit: int, next_token: str | None
+        self,
+        parent_fqdn: str | None,
+        limit: int,
+        next_token: str | None,
+        expiring_within_days: int | None = None,
+        status: str | None = None,
     ) -> CertificatePage:
         """Children of a CA, or the roots when no parent is given, ordered by FQDN."""
         parent_key = parent_fqdn or ROOT_PARENT
         after = decode_page_token(next_token, parent_key) if next_token else None
         if parent_fqdn is not None and not self._store.exists(parent_fqdn):
             raise NotFound(f"parent: certificate {parent_fqdn} not found")
-        page = self._inventory.list_children(parent_key, limit, after)
+        until = None
+        if expiring_within_days is not None:
+            until = iso_utc(self.clock() + timedelta(days=expiring_within_days))
+        page = self._inventory.list_children(parent_key, limit, after, ChildFilter(until, status))
         token = encode_page_token(parent_key, page.last_fqdn) if page.last_fqdn else None
         return CertificatePage(items=page.items, next_token=token)
 
+    # Revocation and bundles ---------------------------------------------------------------
+
+    def revoke(self, fqdn: str, reason: str) -> revocation.Revoked:
+        """Revoke; issuance under a revoked CA is refused from then on (409)."""
+        revoked, event = revocation.revoke(
+            self._store, self._inventory, self.authorities, self.clock(), fqdn, reason
+        )
+        self._announce([event])
+        return revoked
+
+    def certificate_revocation_list(self, ca_fqdn: str) -> x509.CertificateRevocationList:
+        return revocation.certificate_revocation_list(
+            self._store, self.authorities, self.clock(), ca_fqdn
+        )
+
+    def bundle(self, fqdn: str, bundle_format: str, password: str | None) -> bundles.Bundle:
+        return bundles.build_bundle(self._store.get_certificate(fqdn), bundle_format, password)
+
+    def private_key(self, fqdn: str) -> str:
+        return bundles.leaf_private_key(self._store.get_certificate(fqdn))
+
     # Inventory ----------------------------------------------------------------------------
 
-    def record_created_event(self, detail: dict[str, Any]) -> bool:
+    def record_event(self, detail_type: str, detail: dict[str, Any]) -> bool:
         """The inventory handler: idempotent, so a replayed event leaves one item."""
-        event = CertificateCreated.from_detail(detail)
-        return self._inventory.record_certificate(event.to_inventory_item(iso_utc(self._clock())))
+        if detail_type == CREATED_DETAIL_TYPE:
+            event = CertificateCreated.from_detail(detail)
+            item = event.to_inventory_item(iso_utc(self.clock()))
+            return self._inventory.record_certificate(item)
+        if detail_type == REVOKED_DETAIL_TYPE:
+            revoked = CertificateRevoked.from_detail(detail)
+            if not self._inventory.update_status(revoked.fqdn, revoked.parent_fqdn, STATUS_REVOKED):
+                raise NotFound(f"no inventory item for {revoked.fqdn} yet; retry the event")
+            return True
+        raise ValueError(f"unknown event detail-type {detail_type!r}")
+
+    def record_created_event(self, detail: dict[str, Any]) -> bool:
+        return self.record_event(CREATED_DETAIL_TYPE, detail)
 
     def reconcile_inventory(self) -> int:
-        """Add the inventory items missing for stored certificates; the number added."""
-        added = 0
+        """Add missing inventory items and statuses from the store; the number changed."""
+        changed = 0
         for record in self._store.iter_certificates():
-            if not self._inventory.contains(record.fqdn, record.parent_fqdn):
-                item = CertificateCreated.from_record(record).to_inventory_item(
+            revocation = self._store.get_revocation(record.parent_fqdn, record.fqdn)
+            item = self._inventory.find(record.fqdn, record.parent_fqdn)
+            if item is None:
+                created = CertificateCreated.from_record(record).to_inventory_item(
                     iso_utc(record.created_at)
                 )
-                added += self._inventory.record_certificate(item)
-        return added
+                changed += self._inventory.record_certificate(created)
+            if revocation is not None and (item is None or item.status != STATUS_REVOKED):
+                self._inventory.update_status(record.fqdn, record.parent_fqdn, STATUS_REVOKED)
+                changed += item is not None
+        return changed
 
 
 def _required(value: str | None, field: str) -> str:

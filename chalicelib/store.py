@@ -1,7 +1,10 @@
 """CertificateStore port and its adapters.
 
-One object per certificate (`certificates/<fqdn>.json`), written once: a second write of the
-same FQDN raises AlreadyExists and leaves the first object untouched.
+Documents are JSON objects under keys that S3 and the local directory share:
+`certificates/<fqdn>.json`, one per certificate, and `revocations/<issuer>/<fqdn>.json`, one per
+revocation. Every document is written once: a second write of the same key raises AlreadyExists
+and leaves the first untouched, so a revocation is a new document, never an edit.
+The domain methods live in `DocumentStore`; each adapter supplies four byte-level primitives.
 """
 
 from __future__ import annotations
@@ -16,20 +19,28 @@ from typing import Any, Protocol
 
 from chalicelib.aws import aws_error_code
 from chalicelib.errors import AlreadyExists, NotFound, StorageError
-from chalicelib.model import CertificateRecord
+from chalicelib.model import CertificateRecord, RevocationRecord
 
 OBJECT_PREFIX = "certificates/"
+REVOCATION_PREFIX = "revocations/"
 _TEMP_PREFIX = ".tmp-"
 
 
+def _check_name_is_safe(name: str) -> None:
+    """Stores take validated FQDNs; refuse anything that could step out of the folder anyway."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise NotFound(f"certificate {name!r} not found")
+
+
 def object_key(fqdn: str) -> str:
+    _check_name_is_safe(fqdn)
     return f"{OBJECT_PREFIX}{fqdn}.json"
 
 
-def _check_fqdn_is_safe(fqdn: str) -> None:
-    """Stores take validated FQDNs; refuse anything that could step out of the folder anyway."""
-    if not fqdn or "/" in fqdn or "\\" in fqdn or fqdn.startswith("."):
-        raise NotFound(f"certificate {fqdn!r} not found")
+def revocation_key(issuer_fqdn: str, fqdn: str) -> str:
+    _check_name_is_safe(issuer_fqdn)
+    _check_name_is_safe(fqdn)
+    return f"{REVOCATION_PREFIX}{issuer_fqdn}/{fqdn}.json"
 
 
 class CertificateStore(Protocol):
@@ -44,37 +55,101 @@ class CertificateStore(Protocol):
     def iter_certificates(self) -> Iterator[CertificateRecord]:
         """Every stored certificate, in no particular order (for reconciliation)."""
 
+    def put_revocation(self, revocation: RevocationRecord) -> None:
+        """Record a revocation; AlreadyExists if the certificate was revoked before."""
 
-class InMemoryStore:
+    def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None: ...
+
+    def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
+        """The revocations of the certificates `issuer_fqdn` issued (for its CRL)."""
+
+
+class DocumentStore:
+    """The CertificateStore methods, over the byte-level primitives of an adapter."""
+
+    def _create(self, key: str, data: bytes) -> None:
+        """Write `data` under a new key; FileExistsError if the key exists."""
+        raise NotImplementedError
+
+    def _read(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def _exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        raise NotImplementedError
+
+    def _create_document(self, key: str, document: dict[str, Any], what: str) -> None:
+        try:
+            self._create(key, json.dumps(document).encode())
+        except FileExistsError as err:
+            raise AlreadyExists(what) from err
+
+    def put_certificate(self, record: CertificateRecord) -> None:
+        key = object_key(record.fqdn)
+        self._create_document(
+            key, record.to_document(), f"certificate {record.fqdn} already exists"
+        )
+
+    def get_certificate(self, fqdn: str) -> CertificateRecord:
+        data = self._read(object_key(fqdn))
+        if data is None:
+            raise NotFound(f"certificate {fqdn} not found")
+        return CertificateRecord.from_document(json.loads(data))
+
+    def exists(self, fqdn: str) -> bool:
+        return self._exists(object_key(fqdn))
+
+    def iter_certificates(self) -> Iterator[CertificateRecord]:
+        for key in self._keys(OBJECT_PREFIX):
+            if key.endswith(".json") and "/" not in key[len(OBJECT_PREFIX) :]:
+                yield self.get_certificate(key[len(OBJECT_PREFIX) : -len(".json")])
+
+    def put_revocation(self, revocation: RevocationRecord) -> None:
+        key = revocation_key(revocation.issuer_fqdn, revocation.fqdn)
+        self._create_document(
+            key, revocation.to_document(), f"{revocation.fqdn} is already revoked"
+        )
+
+    def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None:
+        data = self._read(revocation_key(issuer_fqdn, fqdn))
+        return None if data is None else RevocationRecord.from_document(json.loads(data))
+
+    def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
+        prefix = revocation_key(issuer_fqdn, "x").removesuffix("x.json")
+        revocations = []
+        for key in self._keys(prefix):
+            data = self._read(key)
+            if data is not None:
+                revocations.append(RevocationRecord.from_document(json.loads(data)))
+        return revocations
+
+
+class InMemoryStore(DocumentStore):
     """For unit tests: same contract, kept in a dict."""
 
     def __init__(self) -> None:
-        self._documents: dict[str, str] = {}
+        self._documents: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def put_certificate(self, record: CertificateRecord) -> None:
-        document = json.dumps(record.to_document())
+    def _create(self, key: str, data: bytes) -> None:
         with self._lock:
-            if record.fqdn in self._documents:
-                raise AlreadyExists(f"certificate {record.fqdn} already exists")
-            self._documents[record.fqdn] = document
+            if key in self._documents:
+                raise FileExistsError(key)
+            self._documents[key] = data
 
-    def get_certificate(self, fqdn: str) -> CertificateRecord:
-        try:
-            document = self._documents[fqdn]
-        except KeyError as err:
-            raise NotFound(f"certificate {fqdn} not found") from err
-        return CertificateRecord.from_document(json.loads(document))
+    def _read(self, key: str) -> bytes | None:
+        return self._documents.get(key)
 
-    def exists(self, fqdn: str) -> bool:
-        return fqdn in self._documents
+    def _exists(self, key: str) -> bool:
+        return key in self._documents
 
-    def iter_certificates(self) -> Iterator[CertificateRecord]:
-        for document in list(self._documents.values()):
-            yield CertificateRecord.from_document(json.loads(document))
+    def _keys(self, prefix: str) -> Iterator[str]:
+        return iter([key for key in list(self._documents) if key.startswith(prefix)])
 
 
-class LocalDirStore:
+class LocalDirStore(DocumentStore):
     """Files under a directory: temp file, then a hard link to the final name.
 
     `os.link` fails if the name exists, so the final file appears complete or not at all and is
@@ -82,22 +157,18 @@ class LocalDirStore:
     """
 
     def __init__(self, root: Path, durable: bool = False) -> None:
-        Path(root).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._directory = Path(root) / OBJECT_PREFIX
-        self._directory.mkdir(exist_ok=True, mode=0o700)
+        self._root = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self._root / OBJECT_PREFIX).mkdir(exist_ok=True, mode=0o700)
         self._durable = durable
 
-    def _path(self, fqdn: str) -> Path:
-        _check_fqdn_is_safe(fqdn)
-        return self._directory / f"{fqdn}.json"
-
-    def put_certificate(self, record: CertificateRecord) -> None:
-        path = self._path(record.fqdn)
-        data = json.dumps(record.to_document()).encode()
+    def _create(self, key: str, data: bytes) -> None:
+        path = self._root / key
         try:
-            descriptor, temp_name = tempfile.mkstemp(dir=self._directory, prefix=_TEMP_PREFIX)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
         except OSError as err:
-            raise StorageError(f"could not write certificate {record.fqdn}: {err}") from err
+            raise StorageError(f"could not write {key}: {err}") from err
         try:
             with os.fdopen(descriptor, "wb") as temp_file:  # mkstemp creates it mode 0600
                 temp_file.write(data)
@@ -105,42 +176,46 @@ class LocalDirStore:
                     temp_file.flush()
                     os.fsync(temp_file.fileno())
             os.link(temp_name, path)
-        except FileExistsError as err:
-            raise AlreadyExists(f"certificate {record.fqdn} already exists") from err
+        except FileExistsError:
+            raise
         except OSError as err:
-            raise StorageError(f"could not write certificate {record.fqdn}: {err}") from err
+            raise StorageError(f"could not write {key}: {err}") from err
         finally:
             os.unlink(temp_name)
         if self._durable:
-            self._sync_directory()
+            self._sync_directory(path.parent)
 
-    def _sync_directory(self) -> None:
-        directory = os.open(self._directory, os.O_RDONLY)
+    @staticmethod
+    def _sync_directory(directory: Path) -> None:
+        descriptor = os.open(directory, os.O_RDONLY)
         try:
-            os.fsync(directory)
+            os.fsync(descriptor)
         finally:
-            os.close(directory)
+            os.close(descriptor)
 
-    def get_certificate(self, fqdn: str) -> CertificateRecord:
+    def _read(self, key: str) -> bytes | None:
         try:
-            data = self._path(fqdn).read_bytes()
-        except FileNotFoundError as err:
-            raise NotFound(f"certificate {fqdn} not found") from err
+            return (self._root / key).read_bytes()
+        except FileNotFoundError:
+            return None
         except OSError as err:
-            raise StorageError(f"could not read certificate {fqdn}: {err}") from err
-        return CertificateRecord.from_document(json.loads(data))
+            raise StorageError(f"could not read {key}: {err}") from err
 
-    def exists(self, fqdn: str) -> bool:
-        return self._path(fqdn).exists()
+    def _exists(self, key: str) -> bool:
+        return (self._root / key).exists()
 
-    def iter_certificates(self) -> Iterator[CertificateRecord]:
-        for entry in os.scandir(self._directory):
-            if entry.name.endswith(".json") and not entry.name.startswith(_TEMP_PREFIX):
-                yield self.get_certificate(entry.name[: -len(".json")])
+    def _keys(self, prefix: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(self._root / prefix))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.is_file() and not entry.name.startswith(_TEMP_PREFIX):
+                yield prefix + entry.name
 
 
-class S3Store:
-    """One S3 object per certificate, created with `IfNoneMatch="*"` so it is never replaced."""
+class S3Store(DocumentStore):
+    """One S3 object per document, created with `IfNoneMatch="*"` so it is never replaced."""
 
     def __init__(self, client: Any, bucket: str, kms_key_id: str | None = None) -> None:
         self._client = client
@@ -149,56 +224,51 @@ class S3Store:
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
         )
 
-    def put_certificate(self, record: CertificateRecord) -> None:
+    def _create(self, key: str, data: bytes) -> None:
         from botocore.exceptions import ClientError
 
         try:
             self._client.put_object(
                 Bucket=self._bucket,
-                Key=object_key(record.fqdn),
-                Body=json.dumps(record.to_document()).encode(),
+                Key=key,
+                Body=data,
                 ContentType="application/json",
                 IfNoneMatch="*",
                 **self._encryption,
             )
         except ClientError as err:
             if aws_error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise AlreadyExists(f"certificate {record.fqdn} already exists") from err
-            raise StorageError(f"could not write certificate {record.fqdn}: {err}") from err
+                raise FileExistsError(key) from err
+            raise StorageError(f"could not write {key}: {err}") from err
 
-    def get_certificate(self, fqdn: str) -> CertificateRecord:
+    def _read(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
 
-        _check_fqdn_is_safe(fqdn)
         try:
-            response = self._client.get_object(Bucket=self._bucket, Key=object_key(fqdn))
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
         except ClientError as err:
             if aws_error_code(err) in ("NoSuchKey", "404"):
-                raise NotFound(f"certificate {fqdn} not found") from err
-            raise StorageError(f"could not read certificate {fqdn}: {err}") from err
-        return CertificateRecord.from_document(json.loads(response["Body"].read()))
+                return None
+            raise StorageError(f"could not read {key}: {err}") from err
+        return response["Body"].read()
 
-    def exists(self, fqdn: str) -> bool:
+    def _exists(self, key: str) -> bool:
         """Listing, not HeadObject: a HEAD on a missing bucket is a bare 404, like a missing key."""
         from botocore.exceptions import ClientError
 
-        _check_fqdn_is_safe(fqdn)
-        key = object_key(fqdn)
         try:
             response = self._client.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
         except ClientError as err:
-            raise StorageError(f"could not look up certificate {fqdn}: {err}") from err
+            raise StorageError(f"could not look up {key}: {err}") from err
         return any(entry["Key"] == key for entry in response.get("Contents", []))
 
-    def iter_certificates(self) -> Iterator[CertificateRecord]:
+    def _keys(self, prefix: str) -> Iterator[str]:
         from botocore.exceptions import ClientError
 
         paginator = self._client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=OBJECT_PREFIX):
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
                 for entry in page.get("Contents", []):
-                    key = entry["Key"]
-                    if key.endswith(".json"):
-                        yield self.get_certificate(key[len(OBJECT_PREFIX) : -len(".json")])
+                    yield entry["Key"]
         except ClientError as err:
-            raise StorageError(f"could not list the certificates: {err}") from err
+            raise StorageError(f"could not list {prefix}: {err}") from err

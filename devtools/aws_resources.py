@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.events import CREATED_EVENT_PATTERN
+from chalicelib.events import INVENTORY_EVENT_PATTERN
 
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -62,7 +62,7 @@ def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str,
     events.put_rule(
         Name=INVENTORY_RULE_NAME,
         EventBusName=bus,
-        EventPattern=json.dumps(CREATED_EVENT_PATTERN),
+        EventPattern=json.dumps(INVENTORY_EVENT_PATTERN),
     )
     sqs = session.client("sqs")
     queue_url = sqs.create_queue(QueueName=INVENTORY_QUEUE_NAME)["QueueUrl"]

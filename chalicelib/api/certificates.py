@@ -1,4 +1,4 @@
-"""Routes under /certificates."""
+"""Routes that issue, list and fetch certificates."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.errors import http_errors
-from chalicelib.api.parsing import parse_issue_request, parse_list_query, read_json_object
+from chalicelib.api.parsing import (
+    MAX_BULK_BODY_BYTES,
+    parse_issue_request,
+    read_json_object,
+)
+from chalicelib.api.queries import parse_list_query
 from chalicelib.api.views import certificate_view, issued_view, list_item_view
-from chalicelib.model import CertType, IssuedCertificate
+from chalicelib.model import CertType, IssuedCertificate, IssueRequest
 from chalicelib.names import decode_certificate_name
 from chalicelib.wiring import certificate_service
 
@@ -17,8 +22,12 @@ certificates = Blueprint(__name__)
 _errors = http_errors(certificates)
 
 
-def _issue_request(cert_type: CertType) -> Any:
-    return parse_issue_request(cert_type, read_json_object(certificates.current_request.raw_body))
+def _issue_request(cert_type: CertType, body_limit: int | None = None) -> IssueRequest:
+    raw_body = certificates.current_request.raw_body
+    body = (
+        read_json_object(raw_body) if body_limit is None else read_json_object(raw_body, body_limit)
+    )
+    return parse_issue_request(cert_type, body)
 
 
 def _created(issued: IssuedCertificate) -> Response:
@@ -48,19 +57,29 @@ def create_server_certificate() -> Response:
 @certificates.route("/certificates/device", methods=["POST"])
 @_errors
 def create_device_certificate() -> Response:
-    return _created(certificate_service().create_device(_issue_request(CertType.CLIENT)))
+    """One device, or with `count` / `csrs` many: then `{"items": [...], "count": n}`."""
+    request = _issue_request(CertType.CLIENT, MAX_BULK_BODY_BYTES)
+    issued = certificate_service().create_devices(request)
+    if not request.is_bulk:
+        return _created(issued[0])
+    body = {"items": [issued_view(certificate) for certificate in issued], "count": len(issued)}
+    return Response(body=body, status_code=201)
 
 
 @certificates.route("/certificates", methods=["GET"])
 @_errors
 def list_certificates() -> dict[str, Any]:
-    parent, limit, next_token = parse_list_query(certificates.current_request.query_params)
-    page = certificate_service().list_certificates(parent, limit, next_token)
+    query = parse_list_query(certificates.current_request.query_params)
+    page = certificate_service().list_certificates(
+        query.parent, query.limit, query.next_token, query.expiring_within_days, query.status
+    )
     return {"items": [list_item_view(item) for item in page.items], "next_token": page.next_token}
 
 
 @certificates.route("/certificates/{certificate}", methods=["GET"])
 @_errors
 def get_certificate(certificate: str) -> dict[str, Any]:
-    fqdn = decode_certificate_name(certificate, "certificate")
-    return certificate_view(certificate_service().get_certificate(fqdn))
+    details = certificate_service().get_certificate(
+        decode_certificate_name(certificate, "certificate")
+    )
+    return certificate_view(details.record, details.revocation)

@@ -8,10 +8,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalice import BadRequestError, Blueprint, ConflictError, NotFoundError, Response
+from chalice import (
+    BadRequestError,
+    Blueprint,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    Response,
+)
 from chalice.app import ChaliceViewError
 
-from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound, PayloadTooLarge
+from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +30,8 @@ class EntityTooLargeError(ChaliceViewError):
 _HTTP_ERRORS: tuple[tuple[type[Exception], type[ChaliceViewError]], ...] = (
     (InvalidRequest, BadRequestError),
     (NotFound, NotFoundError),
-    (AlreadyExists, ConflictError),
+    (Conflict, ConflictError),
+    (Forbidden, ForbiddenError),
     (PayloadTooLarge, EntityTooLargeError),
 )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,26 +10,24 @@ from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.model import CertType, IssueRequest, KeyType, SubjectDetails
 from chalicelib.names import (
     MAX_COMMON_NAME_LENGTH,
-    decode_certificate_name,
     normalize_fqdn,
     normalize_subject_alt_name,
 )
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_BULK_BODY_BYTES = 1024 * 1024  # POST /certificates/device: room for 1000 CSRs
+MAX_BULK = 1000
 MAX_VALIDITY_DAYS = 36500
 MAX_PATH_LENGTH = 8
 MAX_SANS = 100
-MAX_LIST_LIMIT = 1000
-DEFAULT_LIST_LIMIT = 100
 
-_DIGITS = re.compile(r"[0-9]{1,9}")
 _SUBJECT_FIELDS = {"country", "state", "organization"}
 _COMMON_FIELDS = _SUBJECT_FIELDS | {"validity_days", "key_type"}
 ALLOWED_FIELDS: dict[CertType, frozenset[str]] = {
     CertType.ROOT: frozenset(_COMMON_FIELDS | {"fqdn"}),
     CertType.INTERMEDIATE: frozenset(_COMMON_FIELDS | {"fqdn", "parent_fqdn", "path_length"}),
-    CertType.SERVER: frozenset(_COMMON_FIELDS | {"fqdn", "parent_fqdn", "sans"}),
-    CertType.CLIENT: frozenset(_COMMON_FIELDS | {"parent_fqdn"}),
+    CertType.SERVER: frozenset(_COMMON_FIELDS | {"fqdn", "parent_fqdn", "sans", "csr"}),
+    CertType.CLIENT: frozenset(_COMMON_FIELDS | {"parent_fqdn", "csr", "count", "csrs"}),
 }
 REQUIRED_FIELD = {
     CertType.ROOT: "fqdn",
@@ -41,10 +38,14 @@ REQUIRED_FIELD = {
 _TEXT_LIMITS = {"state": 128, "organization": 64}
 
 
-def read_json_object(raw_body: bytes | None) -> dict[str, Any]:
+def read_json_object(
+    raw_body: bytes | None, limit: int = MAX_BODY_BYTES, empty_is_object: bool = False
+) -> dict[str, Any]:
     body = raw_body or b""
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body: {len(body)} bytes is over the limit of {MAX_BODY_BYTES}")
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body: {len(body)} bytes is over the limit of {limit}")
+    if empty_is_object and not body.strip():
+        return {}
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
@@ -63,6 +64,7 @@ def parse_issue_request(cert_type: CertType, body: dict[str, Any]) -> IssueReque
     required = REQUIRED_FIELD[cert_type]
     if required not in values:
         raise InvalidRequest(required, "is required")
+    _check_key_sources(cert_type, values)
     return IssueRequest(
         cert_type=cert_type,
         fqdn=_certificate_fqdn(values["fqdn"]) if "fqdn" in values else None,
@@ -80,7 +82,39 @@ def parse_issue_request(cert_type: CertType, body: dict[str, Any]) -> IssueReque
         key_type=_key_type(values.get("key_type", KeyType.EC_P256.value)),
         sans=_sans(values.get("sans", [])),
         path_length=_integer(values, "path_length", 0, MAX_PATH_LENGTH) or 0,
+        csr=_csr(values.get("csr"), "csr"),
+        count=_integer(values, "count", 1, MAX_BULK),
+        csrs=_csrs(values.get("csrs")),
     )
+
+
+def _check_key_sources(cert_type: CertType, values: Mapping[str, Any]) -> None:
+    """One source of keys: generated (`key_type`, `count`) or the caller's (`csr`, `csrs`)."""
+    given = [name for name in ("csr", "count", "csrs") if name in values]
+    if len(given) > 1:
+        raise InvalidRequest(given[1], f"cannot be combined with {given[0]}")
+    if "key_type" in values and given and given[0] != "count":
+        raise InvalidRequest(
+            "key_type", f"cannot be combined with {given[0]}: the CSR's key decides"
+        )
+    if values.get("key_type") == KeyType.ED25519.value and cert_type is not CertType.CLIENT:
+        raise InvalidRequest("key_type", "ED25519 is for device certificates only")
+
+
+def _csr(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or "-----BEGIN CERTIFICATE REQUEST-----" not in value:
+        raise InvalidRequest(field, "must be a PEM certificate signing request")
+    return value
+
+
+def _csrs(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_BULK:
+        raise InvalidRequest("csrs", f"must be a list of 1 to {MAX_BULK} PEM CSRs")
+    return tuple(_csr(item, f"csrs[{index}]") or "" for index, item in enumerate(value))
 
 
 def _certificate_fqdn(value: object) -> str:
@@ -135,21 +169,3 @@ def _sans(value: object) -> tuple[str, ...]:
     return tuple(
         normalize_subject_alt_name(name, f"sans[{index}]") for index, name in enumerate(value)
     )
-
-
-def parse_list_query(
-    params: Mapping[str, str] | None,
-) -> tuple[str | None, int, str | None]:
-    """(parent FQDN or None for roots, limit, next_token) from the query string."""
-    query = dict(params or {})
-    unknown = sorted(set(query) - {"parent", "limit", "next_token"})
-    if unknown:
-        raise InvalidRequest(
-            unknown[0], "unknown query parameter; allowed: limit, next_token, parent"
-        )
-    parent = decode_certificate_name(query["parent"], "parent") if "parent" in query else None
-    raw_limit = query.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not _DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
-        raise InvalidRequest("limit", f"must be a whole number from 1 to {MAX_LIST_LIMIT}")
-    next_token = query.get("next_token") or None
-    return parent, int(raw_limit), next_token

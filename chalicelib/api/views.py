@@ -6,19 +6,24 @@ from typing import Any
 
 from chalicelib.model import (
     ROOT_PARENT,
+    STATUS_REVOKED,
     CertificateRecord,
     CertType,
     InventoryItem,
     IssuedCertificate,
+    RevocationRecord,
     iso_utc,
 )
+from chalicelib.revocation import Revoked
 
 
 def _parent(parent_fqdn: str) -> str | None:
     return None if parent_fqdn == ROOT_PARENT else parent_fqdn
 
 
-def certificate_view(record: CertificateRecord) -> dict[str, Any]:
+def certificate_view(
+    record: CertificateRecord, revocation: RevocationRecord | None = None
+) -> dict[str, Any]:
     """GET /certificates/{certificate}: everything but the private key."""
     view: dict[str, Any] = {
         "fqdn": record.fqdn,
@@ -32,10 +37,21 @@ def certificate_view(record: CertificateRecord) -> dict[str, Any]:
         "certificate": record.certificate_pem,
         "chain": record.chain_pem,
         "acm_certificate_arn": record.acm_certificate_arn,
-        "status": record.status,
+        "status": STATUS_REVOKED if revocation else record.status,
     }
     if record.cert_type is CertType.CLIENT:
         view["device_id"] = record.device_id
+    if revocation is not None:
+        view["revoked_at"] = iso_utc(revocation.revoked_at)
+        view["revocation_reason"] = revocation.reason
+    return view
+
+
+def revoked_view(revoked: Revoked) -> dict[str, Any]:
+    """POST .../revoke: the certificate as revoked; for a CA, how many certificates it issued."""
+    view = certificate_view(revoked.record, revoked.revocation)
+    if revoked.issued_certificates is not None:
+        view["issued_certificates"] = revoked.issued_certificates
     return view
 
 

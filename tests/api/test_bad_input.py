@@ -273,7 +273,9 @@ CASES: dict[str, Any] = {
     "body-over-64-kib": post(
         "root", {"fqdn": "new.org", "organization": "o" * MAX_BODY_BYTES}, "body", status=413
     ),
-    "body-over-64-kib-not-json": post("device", b"x" * (MAX_BODY_BYTES + 1), "body", status=413),
+    "body-over-64-kib-not-json": post("server", b"x" * (MAX_BODY_BYTES + 1), "body", status=413),
+    # The device route takes bulk CSRs: its limit is 1 MiB.
+    "device-body-over-1-mib": post("device", b"x" * (1024 * 1024 + 1), "body", status=413),
     # GET /certificates query strings.
     "list-parent-bad-base64": get("/certificates?parent=@@@", "parent"),
     "list-parent-base64-of-single-label": get(

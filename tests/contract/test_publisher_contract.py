@@ -148,7 +148,7 @@ class TestEventPublisherContract:
         events = [make_root_event(), make_event(), make_event(f"other.{make_event().parent_fqdn}")]
 
         for event in events:
-            publisher.publish_created(event)
+            publisher.publish([event])
 
         assert delivered() == events
 
@@ -165,7 +165,7 @@ class TestInProcessPublisher:
         envelopes: list[dict[str, Any]] = []
         event = make_event()
 
-        InProcessPublisher(envelopes.append).publish_created(event)
+        InProcessPublisher(envelopes.append).publish([event])
 
         (envelope,) = envelopes
         assert set(envelope) == ENVELOPE_KEYS
@@ -196,8 +196,8 @@ class TestInProcessPublisher:
         envelopes: list[dict[str, Any]] = []
         publisher = InProcessPublisher(envelopes.append)
 
-        publisher.publish_created(make_event())
-        publisher.publish_created(make_event())
+        publisher.publish([make_event()])
+        publisher.publish([make_event()])
 
         assert envelopes[0]["id"] != envelopes[1]["id"]
 
@@ -208,7 +208,7 @@ class TestInProcessPublisher:
             raise failure
 
         with pytest.raises(EventDeliveryError) as raised:
-            InProcessPublisher(deliver).publish_created(make_root_event())
+            InProcessPublisher(deliver).publish([make_root_event()])
 
         assert raised.value.__cause__ is failure
         assert "example.com" in str(raised.value)
@@ -220,7 +220,7 @@ class TestRecordingPublisher:
         events = [make_root_event(), make_event()]
 
         for event in events:
-            publisher.publish_created(event)
+            publisher.publish([event])
 
         assert publisher.events == events
         assert publisher.events[0] is events[0]
@@ -269,7 +269,7 @@ class TestEventBridgePublisher:
     ) -> None:
         event = make_event()
 
-        eventbridge.publish_created(event)
+        eventbridge.publish([event])
 
         (envelope,) = receive_envelopes(aws_resources)
         # moto's SQS target template leaves out `account`, which EventBridge sends.
@@ -290,7 +290,7 @@ class TestEventBridgePublisher:
             acm_certificate_arn=arn,
         )
 
-        eventbridge.publish_created(event)
+        eventbridge.publish([event])
 
         (envelope,) = receive_envelopes(aws_resources)
         assert envelope["detail"]["AcmCertificateArn"] == arn
@@ -302,10 +302,10 @@ class TestEventBridgePublisher:
         """Negative control for the read-back: the rule lives on the custom bus, not `default`."""
         client = aws_resources.session.client("events")
 
-        EventBridgePublisher(client, "default").publish_created(make_event())
+        EventBridgePublisher(client, "default").publish([make_event()])
         assert receive_envelopes(aws_resources) == []
 
-        EventBridgePublisher(client, aws_resources.bus).publish_created(make_event())
+        EventBridgePublisher(client, aws_resources.bus).publish([make_event()])
         assert len(receive_envelopes(aws_resources)) == 1
 
 
@@ -359,7 +359,7 @@ class TestEventBridgePublisherRetries:
         stubbed_eventbridge.stubber.add_response("put_events", ACCEPTED_ENTRY)
         event = make_event()
 
-        stubbed_eventbridge.publisher(backoff_seconds=0.5).publish_created(event)
+        stubbed_eventbridge.publisher(backoff_seconds=0.5).publish([event])
 
         assert len(stubbed_eventbridge.sent_entries) == 2
         assert stubbed_eventbridge.sleeps == [0.5]
@@ -376,9 +376,7 @@ class TestEventBridgePublisherRetries:
             stubbed_eventbridge.stubber.add_response("put_events", FAILED_ENTRY)
         stubbed_eventbridge.stubber.add_response("put_events", ACCEPTED_ENTRY)
 
-        stubbed_eventbridge.publisher(attempts=4, backoff_seconds=0.25).publish_created(
-            make_event()
-        )
+        stubbed_eventbridge.publisher(attempts=4, backoff_seconds=0.25).publish([make_event()])
 
         assert len(stubbed_eventbridge.sent_entries) == 4
         assert stubbed_eventbridge.sleeps == [0.25, 0.5, 1.0]
@@ -391,7 +389,7 @@ class TestEventBridgePublisherRetries:
         event = make_event()
 
         with pytest.raises(EventDeliveryError) as raised:
-            stubbed_eventbridge.publisher(attempts=3, backoff_seconds=0.5).publish_created(event)
+            stubbed_eventbridge.publisher(attempts=3, backoff_seconds=0.5).publish([event])
 
         assert event.fqdn in str(raised.value)
         assert "InternalFailure" in str(raised.value)
@@ -406,7 +404,7 @@ class TestEventBridgePublisherRetries:
         )
         stubbed_eventbridge.stubber.add_response("put_events", ACCEPTED_ENTRY)
 
-        stubbed_eventbridge.publisher(backoff_seconds=0.5).publish_created(make_event())
+        stubbed_eventbridge.publisher(backoff_seconds=0.5).publish([make_event()])
 
         assert len(stubbed_eventbridge.sent_entries) == 2
         assert stubbed_eventbridge.sleeps == [0.5]
@@ -424,7 +422,7 @@ class TestEventBridgePublisherRetries:
         event = make_root_event()
 
         with pytest.raises(EventDeliveryError) as raised:
-            stubbed_eventbridge.publisher(attempts=3).publish_created(event)
+            stubbed_eventbridge.publisher(attempts=3).publish([event])
 
         assert "example.com" in str(raised.value)
         assert "ThrottlingException" in str(raised.value)

@@ -339,7 +339,8 @@ class TestLocalDirStore:
         self, local_store: tuple[LocalDirStore, Path]
     ) -> None:
         store, root = local_store
-        shutil.rmtree(root / "certificates")  # stands in for a full or read-only disk
+        shutil.rmtree(root / "certificates")  # a file in its place: stands in for a broken disk
+        (root / "certificates").write_text("not a directory")
 
         with pytest.raises(StorageError):
             store.put_certificate(make_record())

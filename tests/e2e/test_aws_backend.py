@@ -13,7 +13,7 @@ from chalice.test import Client
 
 from chalicelib import wiring
 from chalicelib.config import load_settings
-from chalicelib.events import CREATED_EVENT_PATTERN, EventBridgePublisher
+from chalicelib.events import INVENTORY_EVENT_PATTERN, EventBridgePublisher
 from tests.backends import MotoBackend
 from tests.helpers import ApiClient, create_hierarchy, verify_client
 
@@ -47,8 +47,8 @@ def test_created_events_reach_the_inventory_through_the_bus_rule(
         "example.com", "devices.example.com", CELL, *(device["fqdn"] for device in devices)
     ]  # fmt: skip
     for envelope in envelopes:
-        assert envelope["source"] in CREATED_EVENT_PATTERN["source"]
-        assert envelope["detail-type"] in CREATED_EVENT_PATTERN["detail-type"]
+        assert envelope["source"] in INVENTORY_EVENT_PATTERN["source"]
+        assert envelope["detail-type"] in INVENTORY_EVENT_PATTERN["detail-type"]
         chalice_client.lambda_.invoke("record_inventory", envelope)
     listed = undelivered.get(f"/certificates?parent={CELL}").body["items"]
     assert sorted(item["fqdn"] for item in listed) == sorted(d["fqdn"] for d in devices)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
+from chalicelib.events import INVENTORY_EVENT_PATTERN
 from tests.conftest import PROJECT_ROOT, free_port
 
 TERRAFORM = shutil.which("terraform")
@@ -156,9 +157,7 @@ def test_plan_against_moto_creates_the_stack(packaged: Path, moto_endpoint: str)
     rule = resources["aws_cloudwatch_event_rule.record_inventory-event"]["values"]
     target = resources["aws_cloudwatch_event_target.record_inventory-event"]["values"]
     assert rule["event_bus_name"] == bus["name"] == target["event_bus_name"]
-    assert json.loads(rule["event_pattern"]) == {
-        "source": ["certificates"], "detail-type": ["created"],
-    }  # fmt: skip
+    assert json.loads(rule["event_pattern"]) == INVENTORY_EVENT_PATTERN
     target_config = configuration["aws_cloudwatch_event_target.record_inventory-event"]
     assert "aws_lambda_function.record_inventory" in json.dumps(target_config["expressions"])
     assert resources["aws_kms_key.certificates"]["values"]["enable_key_rotation"] is True

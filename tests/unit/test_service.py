@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from chalicelib.errors import InvalidRequest, StorageError
 from chalicelib.events import (
     CertificateCreated,
+    CertificateEvent,
     EventDeliveryError,
     EventPublisher,
     InProcessPublisher,
@@ -31,6 +32,7 @@ from chalicelib.model import (
     InventoryItem,
     IssuedCertificate,
     IssueRequest,
+    RevocationRecord,
 )
 from chalicelib.service import CertificateService
 from chalicelib.store import CertificateStore, InMemoryStore
@@ -77,6 +79,15 @@ class CountingStore:
     def iter_certificates(self) -> Iterator[CertificateRecord]:
         return self._inner.iter_certificates()
 
+    def put_revocation(self, revocation: RevocationRecord) -> None:
+        self._inner.put_revocation(revocation)
+
+    def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None:
+        return self._inner.get_revocation(issuer_fqdn, fqdn)
+
+    def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
+        return self._inner.list_revocations(issuer_fqdn)
+
 
 class FailingPublisher:
     """EventBridge down: every publish fails after the adapter's retries."""
@@ -84,9 +95,9 @@ class FailingPublisher:
     def __init__(self) -> None:
         self.attempts: list[str] = []
 
-    def publish_created(self, event: CertificateCreated) -> None:
-        self.attempts.append(event.fqdn)
-        raise EventDeliveryError(f"PutEvents failed for {event.fqdn}")
+    def publish(self, events: Sequence[CertificateEvent]) -> None:
+        self.attempts.extend(event.fqdn for event in events)
+        raise EventDeliveryError(f"PutEvents failed for {events[0].fqdn}")
 
 
 @dataclass
@@ -257,7 +268,7 @@ def test_a_failed_event_delivery_does_not_fail_the_request(
 
     assert publisher.attempts == [item.record.fqdn for item in issued]
     for item in issued:
-        assert service.get_certificate(item.record.fqdn) == item.record
+        assert service.get_certificate(item.record.fqdn).record == item.record
     assert inventory.list_children("Root", 100, None).items == []
     assert any(ROOT in message for message in caplog.messages)
 

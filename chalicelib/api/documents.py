@@ -1,0 +1,82 @@
+"""Routes about one certificate beyond fetching it: revocation, CRLs, bundles, private keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.errors import http_errors
+from chalicelib.api.parsing import read_json_object
+from chalicelib.api.queries import (
+    parse_bundle_get,
+    parse_bundle_post,
+    parse_crl_format,
+    parse_revocation_reason,
+)
+from chalicelib.api.views import revoked_view
+from chalicelib.bundles import PEM_TYPE, Bundle
+from chalicelib.names import decode_certificate_name
+from chalicelib.pki_documents import crl_bytes
+from chalicelib.wiring import certificate_service
+
+documents = Blueprint(__name__)
+_errors = http_errors(documents)
+CRL_TYPE = "application/pkix-crl"
+BINARY_TYPES = (CRL_TYPE, "application/x-pkcs12")
+
+
+def _fqdn(certificate: str) -> str:
+    return decode_certificate_name(certificate, "certificate")
+
+
+@documents.route("/certificates/{certificate}/revoke", methods=["POST"])
+@_errors
+def revoke_certificate(certificate: str) -> dict[str, Any]:
+    body = read_json_object(documents.current_request.raw_body, empty_is_object=True)
+    revoked = certificate_service().revoke(_fqdn(certificate), parse_revocation_reason(body))
+    return revoked_view(revoked)
+
+
+@documents.route("/certificates/{certificate}/crl", methods=["GET"])
+@_errors
+def get_certificate_revocation_list(certificate: str) -> Response:
+    crl_format = parse_crl_format(documents.current_request.query_params)
+    crl = certificate_service().certificate_revocation_list(_fqdn(certificate))
+    content_type = CRL_TYPE if crl_format == "der" else PEM_TYPE
+    return Response(body=crl_bytes(crl, crl_format), headers={"Content-Type": content_type})
+
+
+def _bundle_response(bundle: Bundle) -> Response:
+    headers = {
+        "Content-Type": bundle.content_type,
+        "Content-Disposition": f'attachment; filename="{bundle.filename}"',
+    }
+    return Response(body=bundle.content, headers=headers)
+
+
+@documents.route("/certificates/{certificate}/bundle", methods=["GET"])
+@_errors
+def get_bundle(certificate: str) -> Response:
+    request = documents.current_request
+    bundle_format, password = parse_bundle_get(request.query_params, request.headers)
+    return _bundle_response(
+        certificate_service().bundle(_fqdn(certificate), bundle_format, password)
+    )
+
+
+@documents.route("/certificates/{certificate}/bundle", methods=["POST"])
+@_errors
+def post_bundle(certificate: str) -> Response:
+    body = read_json_object(documents.current_request.raw_body)
+    bundle_format, password = parse_bundle_post(body)
+    return _bundle_response(
+        certificate_service().bundle(_fqdn(certificate), bundle_format, password)
+    )
+
+
+@documents.route("/certificates/{certificate}/private-key", methods=["GET"])
+@_errors
+def get_private_key(certificate: str) -> dict[str, Any]:
+    fqdn = _fqdn(certificate)
+    return {"fqdn": fqdn, "private_key": certificate_service().private_key(fqdn)}

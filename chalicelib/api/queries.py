@@ -1,0 +1,108 @@
+"""Query strings and the small bodies of the non-issuing routes (400 naming the field)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.bundles import BUNDLE_FORMATS
+from chalicelib.errors import InvalidRequest
+from chalicelib.model import REVOCATION_REASONS, STATUS_ACTIVE, STATUS_REVOKED
+from chalicelib.names import decode_certificate_name
+
+MAX_LIST_LIMIT = 1000
+DEFAULT_LIST_LIMIT = 100
+MAX_EXPIRY_DAYS = 36500
+PASSWORD_HEADER = "X-Bundle-Password"  # noqa: S105 - a header name, not a password
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def _only(query: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise InvalidRequest(unknown[0], f"unknown {what}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _whole_number(raw: str, field: str, low: int, high: int) -> int:
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise InvalidRequest(field, f"must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    parent: str | None
+    limit: int
+    next_token: str | None
+    expiring_within_days: int | None
+    status: str | None
+
+
+def parse_list_query(params: Mapping[str, str] | None) -> ListQuery:
+    query = dict(params or {})
+    _only(query, {"parent", "limit", "next_token", "expiring_within_days", "status"}, "parameter")
+    status = query.get("status")
+    if status is not None and status not in (STATUS_ACTIVE, STATUS_REVOKED):
+        raise InvalidRequest("status", f"must be {STATUS_ACTIVE} or {STATUS_REVOKED}")
+    expiring = query.get("expiring_within_days")
+    return ListQuery(
+        parent=decode_certificate_name(query["parent"], "parent") if "parent" in query else None,
+        limit=_whole_number(
+            query.get("limit", str(DEFAULT_LIST_LIMIT)), "limit", 1, MAX_LIST_LIMIT
+        ),
+        next_token=query.get("next_token") or None,
+        expiring_within_days=(
+            None
+            if expiring is None
+            else _whole_number(expiring, "expiring_within_days", 0, MAX_EXPIRY_DAYS)
+        ),
+        status=status,
+    )
+
+
+def parse_revocation_reason(body: Mapping[str, Any]) -> str:
+    _only(body, {"reason"}, "field")
+    reason = body.get("reason", "unspecified")
+    if reason not in REVOCATION_REASONS:
+        raise InvalidRequest(
+            "reason", f"must be an RFC 5280 reason: {', '.join(REVOCATION_REASONS)}"
+        )
+    return str(reason)
+
+
+def parse_crl_format(params: Mapping[str, str] | None) -> str:
+    query = dict(params or {})
+    _only(query, {"format"}, "parameter")
+    crl_format = query.get("format", "der")
+    if crl_format not in ("der", "pem"):
+        raise InvalidRequest("format", "must be der or pem")
+    return crl_format
+
+
+def parse_bundle_get(
+    params: Mapping[str, str] | None, headers: Mapping[str, str]
+) -> tuple[str, str | None]:
+    """(format, password) of GET .../bundle: a password only ever in a header."""
+    query = dict(params or {})
+    if "password" in query:
+        raise InvalidRequest(
+            "password", f"never in the URL: send it in the {PASSWORD_HEADER} header or POST body"
+        )
+    _only(query, {"format"}, "parameter")
+    return _bundle_format(query.get("format", "pem")), headers.get(PASSWORD_HEADER.lower())
+
+
+def parse_bundle_post(body: Mapping[str, Any]) -> tuple[str, str | None]:
+    _only(body, {"format", "password"}, "field")
+    password = body.get("password")
+    if password is not None and (not isinstance(password, str) or not password):
+        raise InvalidRequest("password", "must be a non-empty string")
+    return _bundle_format(body.get("format", "pkcs12")), password
+
+
+def _bundle_format(value: object) -> str:
+    if value not in BUNDLE_FORMATS:
+        raise InvalidRequest("format", f"must be one of {', '.join(BUNDLE_FORMATS)}")
+    return str(value)

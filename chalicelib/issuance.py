@@ -1,0 +1,100 @@
+"""The parts of issuance that need no storage: validity windows, key material, the record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+
+from chalicelib import pki
+from chalicelib.authority import Authority
+from chalicelib.errors import InvalidRequest
+from chalicelib.model import (
+    DEFAULT_VALIDITY_DAYS,
+    ROOT_PARENT,
+    CertificateRecord,
+    CertType,
+    KeyType,
+    iso_utc,
+)
+from chalicelib.pki_documents import CsrError, public_key_from_csr
+
+BACKDATE = timedelta(minutes=5)
+"""not_before is set this far in the past so that slightly slow clocks accept a new certificate."""
+
+
+def validity_for(
+    now: datetime, cert_type: CertType, requested_days: int | None, parent: Authority | None
+) -> pki.Validity:
+    """The requested or default lifetime; never past the issuer's not_after (400 if asked)."""
+    default_days = DEFAULT_VALIDITY_DAYS[cert_type]
+    if parent is None:
+        return pki.Validity(now - BACKDATE, now + timedelta(days=requested_days or default_days))
+    limit = parent.signing.certificate.not_valid_after_utc
+    if limit <= now:
+        raise InvalidRequest("parent_fqdn", f"CA {parent.fqdn} expired on {iso_utc(limit)}")
+    max_days = (limit - now) // timedelta(days=1)
+    if requested_days is None:
+        return pki.Validity(now - BACKDATE, min(now + timedelta(days=default_days), limit))
+    if requested_days > max_days:
+        raise InvalidRequest(
+            "validity_days",
+            f"must be at most {max_days}: the issuing CA {parent.fqdn} is valid until "
+            f"{iso_utc(limit)}",
+        )
+    return pki.Validity(now - BACKDATE, now + timedelta(days=requested_days))
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """The subject's public key; the private key too when the server generated it."""
+
+    public_key: CertificatePublicKeyTypes
+    key_type: KeyType
+    private_key: CertificateIssuerPrivateKeyTypes | None
+
+    @classmethod
+    def generate(cls, key_type: KeyType) -> KeyMaterial:
+        private_key = pki.generate_private_key(key_type)
+        return cls(private_key.public_key(), key_type, private_key)
+
+    @classmethod
+    def from_csr(cls, csr: str, allowed: frozenset[KeyType], field: str) -> KeyMaterial:
+        try:
+            public_key, key_type = public_key_from_csr(csr, allowed)
+        except CsrError as err:
+            raise InvalidRequest(field, str(err)) from err
+        return cls(public_key, key_type, None)
+
+
+def build_record(
+    *,
+    fqdn: str,
+    cert_type: CertType,
+    parent: Authority | None,
+    certificate: x509.Certificate,
+    key_type: KeyType,
+    stored_private_key_pem: str | None,
+    now: datetime,
+    device_id: str | None = None,
+) -> CertificateRecord:
+    return CertificateRecord(
+        fqdn=fqdn,
+        cert_type=cert_type,
+        parent_fqdn=parent.fqdn if parent else ROOT_PARENT,
+        serial=pki.serial_hex(certificate),
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        key_type=key_type,
+        fingerprint_sha256=pki.fingerprint_sha256(certificate),
+        certificate_pem=pki.certificate_to_pem(certificate),
+        chain_pem=parent.chain_for_children if parent else "",
+        private_key_pem=stored_private_key_pem,
+        created_at=now,
+        device_id=device_id,
+    )

@@ -1,0 +1,72 @@
+"""Revocation and CRLs.
+
+A revocation is its own write-once document (`revocations/<issuer>/<fqdn>.json`), so the
+certificate's object is never rewritten; a CA's CRL lists the revocations filed under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+
+from chalicelib import pki
+from chalicelib.authority import AuthorityCache
+from chalicelib.events import CertificateRevoked
+from chalicelib.inventory import Inventory
+from chalicelib.model import CertificateRecord, RevocationRecord
+from chalicelib.pki_documents import build_crl
+from chalicelib.store import CertificateStore
+
+CRL_VALIDITY = timedelta(days=7)
+_COUNT_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Revoked:
+    record: CertificateRecord
+    revocation: RevocationRecord
+    issued_certificates: int | None  # for a CA: how many certificates it issued
+
+
+def revoke(
+    store: CertificateStore,
+    inventory: Inventory,
+    authorities: AuthorityCache,
+    now: datetime,
+    fqdn: str,
+    reason: str,
+) -> tuple[Revoked, CertificateRevoked]:
+    """File the revocation (AlreadyExists when revoked before); the event to publish."""
+    record = store.get_certificate(fqdn)
+    revocation = RevocationRecord(fqdn, record.parent_fqdn, record.serial, reason, now)
+    store.put_revocation(revocation)
+    issued = None
+    if record.cert_type.is_ca:
+        authorities.forget(fqdn)
+        issued = count_children(inventory, fqdn)
+    return Revoked(record, revocation, issued), CertificateRevoked.from_revocation(revocation)
+
+
+def count_children(inventory: Inventory, parent_fqdn: str) -> int:
+    total, after = 0, None
+    while True:
+        page = inventory.list_children(parent_fqdn, _COUNT_PAGE, after)
+        total += len(page.items)
+        if page.last_fqdn is None:
+            return total
+        after = page.last_fqdn
+
+
+def certificate_revocation_list(
+    store: CertificateStore, authorities: AuthorityCache, now: datetime, ca_fqdn: str
+) -> x509.CertificateRevocationList:
+    """A CRL signed by the CA, valid for CRL_VALIDITY, numbered by its issue time."""
+    authority = authorities.get(ca_fqdn, "certificate")
+    entries = [
+        (int(revocation.serial, 16), revocation.revoked_at, x509.ReasonFlags(revocation.reason))
+        for revocation in sorted(store.list_revocations(ca_fqdn), key=lambda r: r.revoked_at)
+    ]
+    validity = pki.Validity(now, now + CRL_VALIDITY)
+    return build_crl(authority.signing, entries, validity, crl_number=int(now.timestamp()))
