@@ -24,9 +24,12 @@ data "aws_iam_policy_document" "lambda" {
   }
 
   statement {
-    sid       = "CertificateObjects"
-    actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.certificates.arn}/certificates/*"]
+    sid     = "CertificateAndRevocationObjects"
+    actions = ["s3:GetObject", "s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.certificates.arn}/certificates/*",
+      "${aws_s3_bucket.certificates.arn}/revocations/*",
+    ]
   }
 
   statement {
@@ -43,7 +46,7 @@ data "aws_iam_policy_document" "lambda" {
 
   statement {
     sid       = "Inventory"
-    actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"]
+    actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]
     resources = [aws_dynamodb_table.inventory.arn, "${aws_dynamodb_table.inventory.arn}/index/parent-index"]
   }
 

@@ -44,15 +44,20 @@ def get_certificate_revocation_list(certificate: str) -> Response:
     crl_format = parse_crl_format(documents.current_request.query_params)
     crl = certificate_service().certificate_revocation_list(_fqdn(certificate))
     content_type = CRL_TYPE if crl_format == "der" else PEM_TYPE
-    return Response(body=crl_bytes(crl, crl_format), headers={"Content-Type": content_type})
+    return _file_response(crl_bytes(crl, crl_format), content_type)
+
+
+def _file_response(content: bytes, content_type: str, filename: str | None = None) -> Response:
+    """Binary types go out as bytes (base64 through API Gateway), PEM as text."""
+    headers = {"Content-Type": content_type}
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    body: bytes | str = content if content_type in BINARY_TYPES else content.decode("ascii")
+    return Response(body=body, headers=headers)
 
 
 def _bundle_response(bundle: Bundle) -> Response:
-    headers = {
-        "Content-Type": bundle.content_type,
-        "Content-Disposition": f'attachment; filename="{bundle.filename}"',
-    }
-    return Response(body=bundle.content, headers=headers)
+    return _file_response(bundle.content, bundle.content_type, bundle.filename)
 
 
 @documents.route("/certificates/{certificate}/bundle", methods=["GET"])

@@ -82,3 +82,37 @@ def test_readme_walkthrough_runs_against_the_local_server(
     assert verified.returncode == 0, verified.stdout + verified.stderr
     leaf = x509.load_pem_x509_certificate(device["certificate"].encode())
     assert leaf.subject.rfc4514_string() == f"CN={device_fqdn.split('.')[0]}"
+
+
+def fleet_examples_script() -> str:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### Fleet features", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 4, "CSR, bulk, revocation and bundle examples"
+    return "\n".join(blocks)
+
+
+@pytest.mark.skipif(
+    shutil.which("curl") is None or shutil.which("openssl") is None,
+    reason="curl and openssl are needed for the README's fleet examples",
+)
+def test_readme_fleet_examples_run_after_the_walkthrough(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        ["bash", "-c", walkthrough_script() + "\n" + fleet_examples_script()],
+        cwd=tmp_path,
+        env=dict(os.environ, API=local_server.url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout + local_server.log()
+    lines = result.stdout.splitlines()
+    assert "3" in lines  # bulk count
+    assert "revoked" in lines
+    assert "4" in lines  # certificates in the PKCS#12 file: leaf, cell1, devices, root
+    csr_device = json.loads((tmp_path / "csr-device.json").read_text())
+    assert "private_key" not in csr_device
+    serial = f"{int(csr_device['serial'], 16):X}"
+    assert any(serial in line.replace(":", "") for line in lines), result.stdout
