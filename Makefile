@@ -10,7 +10,7 @@ TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: venv run run-moto reconcile test pytest lint package tf-validate checkov clean
+.PHONY: venv run run-moto reconcile test pytest lint package tf-validate checkov bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +69,7 @@ checkov: package $(CHECKOV_VENV)/.installed
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache $(TF_DIR)/.terraform \
 		$(TF_DIR)/chalice.tf.json $(TF_DIR)/deployment.zip
+
+## Benchmarks: see bench/run.py; writes bench/RESULTS.md; exits non-zero when a target is missed.
+bench: venv
+	$(BIN)/python -m bench.run
