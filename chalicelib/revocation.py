@@ -6,6 +6,7 @@ certificate's object is never rewritten; a CA's CRL lists the revocations filed 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ from chalicelib import pki
 from chalicelib.authority import AuthorityCache
 from chalicelib.events import CertificateRevoked
 from chalicelib.inventory import Inventory
+from chalicelib.issuance import BACKDATE
 from chalicelib.model import CertificateRecord, RevocationRecord
 from chalicelib.pki_documents import build_crl
 from chalicelib.store import CertificateStore
@@ -62,11 +64,13 @@ def count_children(inventory: Inventory, parent_fqdn: str) -> int:
 def certificate_revocation_list(
     store: CertificateStore, authorities: AuthorityCache, now: datetime, ca_fqdn: str
 ) -> x509.CertificateRevocationList:
-    """A CRL signed by the CA, valid for CRL_VALIDITY, numbered by its issue time."""
+    """A CRL signed by the CA, valid for CRL_VALIDITY, numbered by the time it was made."""
     authority = authorities.get(ca_fqdn, "certificate")
     entries = [
         (int(revocation.serial, 16), revocation.revoked_at, x509.ReasonFlags(revocation.reason))
         for revocation in sorted(store.list_revocations(ca_fqdn), key=lambda r: r.revoked_at)
     ]
-    validity = pki.Validity(now, now + CRL_VALIDITY)
-    return build_crl(authority.signing, entries, validity, crl_number=int(now.timestamp()))
+    # Backdated like certificates, so a client whose clock lags a little accepts a fresh CRL.
+    validity = pki.Validity(now - BACKDATE, now + CRL_VALIDITY)
+    # Microseconds of wall time: two CRLs issued in the same second still get increasing numbers.
+    return build_crl(authority.signing, entries, validity, crl_number=time.time_ns() // 1000)
