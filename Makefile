@@ -10,7 +10,7 @@ TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: venv run run-moto reconcile test pytest lint package tf-validate checkov bench clean
+.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

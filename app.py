@@ -6,6 +6,7 @@ from chalice import Chalice
 from chalice.app import CloudWatchEvent
 
 from chalicelib import wiring
+from chalicelib.api import middleware
 from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
 from chalicelib.events import INVENTORY_EVENT_PATTERN
@@ -15,6 +16,8 @@ app = Chalice(app_name="iot-cert-service")
 app.api.binary_types.extend(BINARY_TYPES)
 app.register_blueprint(certificates)
 app.register_blueprint(documents)
+middleware.register(app)
+middleware.configure_logging()
 
 
 @app.on_cw_event(INVENTORY_EVENT_PATTERN, name="record_inventory")

@@ -31,6 +31,7 @@ class Settings:
     inventory_index_name: str
     event_bus_name: str
     kms_key_id: str | None
+    api_token: str | None
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -52,4 +53,5 @@ def load_settings() -> Settings:
         inventory_index_name=os.environ.get("INVENTORY_INDEX_NAME", "parent-index"),
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
         kms_key_id=os.environ.get("KMS_KEY_ID") or None,
+        api_token=os.environ.get("API_TOKEN") or None,
     )

@@ -7,6 +7,7 @@ once), so each CA's certificate and decrypted key are loaded once per process an
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -50,6 +51,21 @@ from chalicelib.paging import decode_page_token, encode_page_token
 from chalicelib.store import CertificateStore
 
 logger = logging.getLogger(__name__)
+audit_log = logging.getLogger("iot_cert_service.audit")
+
+
+def _audit(action: str, record: CertificateRecord, **extra: str) -> None:
+    """One JSON line per issuance or revocation: what, which certificate, by which CA."""
+    line = {
+        "audit": action,
+        "fqdn": record.fqdn,
+        "type": record.cert_type.value,
+        "parent_fqdn": record.parent_fqdn,
+        "serial": record.serial,
+        **extra,
+    }
+    audit_log.info(json.dumps(line))
+
 
 ProfileFor = Callable[[KeyType], pki.Profile]
 
@@ -167,6 +183,7 @@ class CertificateService:
             )
         for certificate in issued:
             self._store.put_certificate(certificate.record)
+            _audit("issued", certificate.record, key_type=certificate.record.key_type.value)
         self._announce([CertificateCreated.from_record(c.record) for c in issued])
         return issued
 
@@ -190,6 +207,7 @@ class CertificateService:
             request, fqdn, parent, profile_for, common_name, now, validity, material
         )
         self._store.put_certificate(issued.record)
+        _audit("issued", issued.record, key_type=issued.record.key_type.value)
         if request.cert_type is CertType.SERVER and issued.private_key_pem is not None:
             issued = replace(
                 issued,
@@ -327,6 +345,7 @@ class CertificateService:
         revoked, event = revocation.revoke(
             self._store, self._inventory, self.authorities, self.clock(), fqdn, reason
         )
+        _audit("revoked", revoked.record, reason=reason)
         self._announce([event])
         return revoked
 
@@ -358,6 +377,14 @@ class CertificateService:
 
     def record_created_event(self, detail: dict[str, Any]) -> bool:
         return self.record_event(CREATED_DETAIL_TYPE, detail)
+
+    def missing_inventory_items(self) -> list[str]:
+        """FQDNs of stored certificates that the inventory does not list."""
+        return sorted(
+            record.fqdn
+            for record in self._store.iter_certificates()
+            if not self._inventory.contains(record.fqdn, record.parent_fqdn)
+        )
 
     def reconcile_inventory(self) -> int:
         """Add missing inventory items and statuses from the store; the number changed."""
