@@ -9,6 +9,7 @@ from chalicelib import wiring
 from chalicelib.api import middleware
 from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
+from chalicelib.api.spec import spec
 from chalicelib.events import INVENTORY_EVENT_PATTERN
 from chalicelib.localserver import tune_local_server
 
@@ -16,6 +17,7 @@ app = Chalice(app_name="iot-cert-service")
 app.api.binary_types.extend(BINARY_TYPES)
 app.register_blueprint(certificates)
 app.register_blueprint(documents)
+app.register_blueprint(spec)
 middleware.register(app)
 middleware.configure_logging()
 

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
+
+
+def _method_not_allowed(handler: Any) -> None:
+    """Methods chalice local has no handler for: a JSON 405, not the stock 501 HTML page."""
+    body = json.dumps(
+        {"Code": "MethodNotAllowedError", "Message": f"Unsupported method: {handler.command}"}
+    ).encode()
+    handler.send_response(405)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _other_methods(handler: Any, name: str) -> Any:
+    """BaseHTTPRequestHandler looks up `do_<METHOD>`; any method without one is refused here."""
+    if name.startswith("do_"):
+        return lambda: _method_not_allowed(handler)
+    raise AttributeError(name)
 
 
 def tune_local_server() -> None:
-    """Send responses without Nagle's delay.
+    """Send responses without Nagle's delay, and answer every HTTP method in JSON.
 
     The stock handler writes the headers and the body in two small writes; with Nagle's algorithm
     the second waits for the client's delayed ACK, about 40 ms per request on a keep-alive
@@ -15,3 +36,4 @@ def tune_local_server() -> None:
     local = sys.modules.get("chalice.local")
     if local is not None:
         local.ChaliceRequestHandler.disable_nagle_algorithm = True
+        local.ChaliceRequestHandler.__getattr__ = _other_methods

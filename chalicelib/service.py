@@ -181,10 +181,14 @@ class CertificateService:
                     device_id=device_id,
                 )
             )
-        for certificate in issued:
-            self._store.put_certificate(certificate.record)
-            _audit("issued", certificate.record, key_type=certificate.record.key_type.value)
-        self._announce([CertificateCreated.from_record(c.record) for c in issued])
+        stored: list[IssuedCertificate] = []
+        try:
+            for certificate in issued:
+                self._store.put_certificate(certificate.record)
+                stored.append(certificate)
+                _audit("issued", certificate.record, key_type=certificate.record.key_type.value)
+        finally:  # a store failure part-way still tells the inventory about what was stored
+            self._announce([CertificateCreated.from_record(c.record) for c in stored])
         return issued
 
     def _issue(
