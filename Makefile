@@ -64,7 +64,7 @@ $(CHECKOV_VENV)/.installed:
 
 ## checkov on terraform/ (hand-written and generated); skips and reasons: terraform/checkov.yaml.
 checkov: package $(CHECKOV_VENV)/.installed
-	$(CHECKOV_VENV)/bin/checkov -d $(TF_DIR) --config-file $(TF_DIR)/checkov.yaml --compact --quiet
+	$(CHECKOV_VENV)/bin/checkov -d $(TF_DIR) --config-file $(TF_DIR)/checkov.yaml --compact --quiet --skip-download
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache $(TF_DIR)/.terraform \

@@ -95,9 +95,13 @@ class MotoBackend:
                 # moto's default target template leaves out `account`, which EventBridge sends.
                 envelope.setdefault("account", "123456789012")
                 envelopes.append(envelope)
-                self.sqs.delete_message(
-                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
+            self.sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                    for index, message in enumerate(messages)
+                ],
+            )
 
     def deliver_events(self, chalice_client: Any) -> int:
         envelopes = self.receive_events()
