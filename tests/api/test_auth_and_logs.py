@@ -13,6 +13,7 @@ from tests.helpers import JSON_HEADERS, ApiClient, create_hierarchy
 TOKEN = "test-token-5f2b9c"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 PKCS12_PASSWORD = "bundle-password-77ad"
+CA_PASSPHRASE = "ca-passphrase-31e0"
 
 
 def _concrete(path: str) -> str:
@@ -29,7 +30,8 @@ def _routes() -> list[tuple[str, str]]:
 
 @pytest.fixture
 def authenticated(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The local backend with API_TOKEN set, and the raw Chalice client."""
+    """The local backend with API_TOKEN and CA_KEY_PASSPHRASE set, and the raw Chalice client."""
+    monkeypatch.setenv("CA_KEY_PASSPHRASE", CA_PASSPHRASE)
     create_hierarchy(api)
     monkeypatch.setenv("API_TOKEN", TOKEN)
     yield api.chalice_client
@@ -113,7 +115,8 @@ def test_logs_are_json_lines_without_keys_tokens_or_passwords(
 
     captured = capfd.readouterr()
     output = captured.out + captured.err
-    for secret in ("PRIVATE KEY", TOKEN, PKCS12_PASSWORD, server["private_key"][40:80]):
+    secrets = ("PRIVATE KEY", TOKEN, PKCS12_PASSWORD, CA_PASSPHRASE, server["private_key"][40:80])
+    for secret in secrets:
         assert secret not in output
     lines = _log_lines(output)
     requests_logged = [line for line in lines if "route" in line]
