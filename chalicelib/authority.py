@@ -47,6 +47,7 @@ class AuthorityCache:
         self._passphrase = passphrase
         self._authorities: dict[str, Authority] = {}
         self._checked_unrevoked: dict[str, datetime] = {}
+        self._revoked_here: set[str] = set()
         self._lock = threading.Lock()
 
     def active(self, fqdn: str, field: str, now: datetime) -> Authority:
@@ -61,7 +62,8 @@ class AuthorityCache:
 
     def _refuse_if_revoked(self, authority: Authority, now: datetime) -> None:
         checked = self._checked_unrevoked.get(authority.fqdn)
-        if checked is not None and now - checked < REVOCATION_RECHECK:
+        recent = checked is not None and now - checked < REVOCATION_RECHECK
+        if recent and authority.fqdn not in self._revoked_here:
             return
         revocation = self._store.get_revocation(authority.record.parent_fqdn, authority.fqdn)
         if revocation is not None:
@@ -72,7 +74,9 @@ class AuthorityCache:
         self._checked_unrevoked[authority.fqdn] = now
 
     def forget(self, fqdn: str) -> None:
-        """Called when this process revokes `fqdn`: the next issuance under it re-checks."""
+        """Called when this process revokes `fqdn`: every later issuance under it reads the
+        store, even if a check that raced with the revocation recorded it as unrevoked."""
+        self._revoked_here.add(fqdn)
         self._checked_unrevoked.pop(fqdn, None)
 
     def get(self, fqdn: str, field: str) -> Authority:

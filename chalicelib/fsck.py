@@ -15,8 +15,7 @@ from pathlib import Path
 
 from chalicelib import wiring
 from chalicelib.config import LOCAL_BACKEND, load_settings
-
-TEMP_PREFIX = ".tmp-"
+from chalicelib.store import TEMP_PREFIX
 
 
 def temporary_files(root: Path) -> list[Path]:

@@ -227,7 +227,7 @@ class DynamoInventory:
         self._index = index
 
     def record_certificate(self, item: InventoryItem) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         attributes = {name: {"S": value} for name, value in item_to_attributes(item).items()}
         try:
@@ -236,7 +236,7 @@ class DynamoInventory:
                 Item=attributes,
                 ConditionExpression="attribute_not_exists(FQDN)",
             )
-        except ClientError as err:
+        except (BotoCoreError, ClientError) as err:
             if aws_error_code(err) == "ConditionalCheckFailedException":
                 return False
             raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
@@ -292,15 +292,15 @@ class DynamoInventory:
         return arguments
 
     def _query(self, arguments: dict[str, Any], parent_fqdn: str) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self._client.query(**arguments)
-        except ClientError as err:
+        except (BotoCoreError, ClientError) as err:
             raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self._client.update_item(
@@ -311,21 +311,21 @@ class DynamoInventory:
                 ExpressionAttributeNames={"#status": "Status"},
                 ExpressionAttributeValues={":status": {"S": status}},
             )
-        except ClientError as err:
+        except (BotoCoreError, ClientError) as err:
             if aws_error_code(err) == "ConditionalCheckFailedException":
                 return False
             raise StorageError(f"could not update the inventory item of {fqdn}: {err}") from err
         return True
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self._client.get_item(
                 TableName=self._table,
                 Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
             )
-        except ClientError as err:
+        except (BotoCoreError, ClientError) as err:
             raise StorageError(f"could not read the inventory item of {fqdn}: {err}") from err
         return _from_dynamo(response["Item"]) if "Item" in response else None
 

@@ -7,6 +7,7 @@ import binascii
 import json
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.names import normalize_fqdn
 
 _INVALID = "is not a token returned by GET /certificates"
 
@@ -27,4 +28,7 @@ def decode_page_token(token: str, parent_key: str) -> str:
         raise InvalidRequest("next_token", _INVALID)
     if payload.get("p") != parent_key:
         raise InvalidRequest("next_token", f"{_INVALID} for this parent")
-    return payload["a"]
+    try:
+        return normalize_fqdn(payload["a"], "next_token")
+    except InvalidRequest as err:
+        raise InvalidRequest("next_token", _INVALID) from err

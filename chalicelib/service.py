@@ -131,7 +131,7 @@ class CertificateService:
         parent = self._resolve_parent(fqdn, request.parent_fqdn)
         # No existence check first: the write-once put refuses a taken FQDN before the ACM
         # import, and skipping the lookup keeps issuance within three AWS calls.
-        ips = [name for name in request.sans if _is_ip_address(name)]
+        ips = list(dict.fromkeys(name for name in request.sans if _is_ip_address(name)))
         dns_names = list(dict.fromkeys([fqdn, *(n for n in request.sans if n not in ips)]))
         return self._issue(
             request,

@@ -9,6 +9,7 @@ The domain methods live in `DocumentStore`; each adapter supplies four byte-leve
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -23,7 +24,7 @@ from chalicelib.model import CertificateRecord, RevocationRecord
 
 OBJECT_PREFIX = "certificates/"
 REVOCATION_PREFIX = "revocations/"
-_TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".tmp-"
 
 
 def _check_name_is_safe(name: str) -> None:
@@ -149,6 +150,11 @@ class InMemoryStore(DocumentStore):
         return iter([key for key in list(self._documents) if key.startswith(prefix)])
 
 
+def _is_absent(error: OSError) -> bool:
+    """No such file; a name too long for the file system cannot have been stored either."""
+    return error.errno in (errno.ENOENT, errno.ENAMETOOLONG)
+
+
 class LocalDirStore(DocumentStore):
     """Files under a directory: temp file, then a hard link to the final name.
 
@@ -165,8 +171,9 @@ class LocalDirStore(DocumentStore):
     def _create(self, key: str, data: bytes) -> None:
         path = self._root / key
         try:
+            new_directory = not path.parent.is_dir()
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+            descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
         try:
@@ -176,14 +183,16 @@ class LocalDirStore(DocumentStore):
                     temp_file.flush()
                     os.fsync(temp_file.fileno())
             os.link(temp_name, path)
+            if self._durable:
+                self._sync_directory(path.parent)
+                if new_directory:  # the new directory's own entry must reach the disk too
+                    self._sync_directory(path.parent.parent)
         except FileExistsError:
             raise
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
         finally:
             os.unlink(temp_name)
-        if self._durable:
-            self._sync_directory(path.parent)
 
     @staticmethod
     def _sync_directory(directory: Path) -> None:
@@ -196,13 +205,19 @@ class LocalDirStore(DocumentStore):
     def _read(self, key: str) -> bytes | None:
         try:
             return (self._root / key).read_bytes()
-        except FileNotFoundError:
-            return None
         except OSError as err:
+            if _is_absent(err):
+                return None
             raise StorageError(f"could not read {key}: {err}") from err
 
     def _exists(self, key: str) -> bool:
-        return (self._root / key).exists()
+        try:
+            os.stat(self._root / key)
+        except OSError as err:
+            if _is_absent(err):
+                return False
+            raise StorageError(f"could not look up {key}: {err}") from err
+        return True
 
     def _keys(self, prefix: str) -> Iterator[str]:
         try:
@@ -210,7 +225,7 @@ class LocalDirStore(DocumentStore):
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.is_file() and not entry.name.startswith(_TEMP_PREFIX):
+            if entry.is_file() and not entry.name.startswith(TEMP_PREFIX):
                 yield prefix + entry.name
 
 
@@ -225,7 +240,7 @@ class S3Store(DocumentStore):
         )
 
     def _create(self, key: str, data: bytes) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self._client.put_object(
@@ -236,39 +251,38 @@ class S3Store(DocumentStore):
                 IfNoneMatch="*",
                 **self._encryption,
             )
-        except ClientError as err:
+        except (BotoCoreError, ClientError) as err:
             if aws_error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise FileExistsError(key) from err
             raise StorageError(f"could not write {key}: {err}") from err
 
     def _read(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            response = self._client.get_object(Bucket=self._bucket, Key=key)
-        except ClientError as err:
+            return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except (BotoCoreError, ClientError) as err:
             if aws_error_code(err) in ("NoSuchKey", "404"):
                 return None
             raise StorageError(f"could not read {key}: {err}") from err
-        return response["Body"].read()
 
     def _exists(self, key: str) -> bool:
         """Listing, not HeadObject: a HEAD on a missing bucket is a bare 404, like a missing key."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self._client.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
-        except ClientError as err:
+        except (BotoCoreError, ClientError) as err:
             raise StorageError(f"could not look up {key}: {err}") from err
         return any(entry["Key"] == key for entry in response.get("Contents", []))
 
     def _keys(self, prefix: str) -> Iterator[str]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         paginator = self._client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
                 for entry in page.get("Contents", []):
                     yield entry["Key"]
-        except ClientError as err:
+        except (BotoCoreError, ClientError) as err:
             raise StorageError(f"could not list {prefix}: {err}") from err

@@ -9,6 +9,16 @@ data "aws_iam_policy_document" "api_reader" {
     actions   = ["execute-api:Invoke"]
     resources = ["${local.api_routes}/GET/*"]
   }
+
+  statement {
+    sid     = "NoPrivateKeys"
+    effect  = "Deny"
+    actions = ["execute-api:Invoke"]
+    resources = [
+      "${local.api_routes}/GET/certificates/*/private-key",
+      "${local.api_routes}/GET/certificates/*/bundle",
+    ]
+  }
 }
 
 data "aws_iam_policy_document" "api_device_provisioner" {
@@ -45,7 +55,7 @@ output "event_bus" {
 }
 
 output "api_reader_policy" {
-  description = "IAM policy for callers who may only read (GET) certificates."
+  description = "IAM policy for callers who may only read certificates (no private keys)."
   value       = data.aws_iam_policy_document.api_reader.json
 }
 

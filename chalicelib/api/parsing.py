@@ -17,6 +17,7 @@ from chalicelib.names import (
 MAX_BODY_BYTES = 64 * 1024
 MAX_BULK_BODY_BYTES = 1024 * 1024  # POST /certificates/device: room for 1000 CSRs
 MAX_BULK = 1000
+MAX_RSA_BULK = 100
 MAX_VALIDITY_DAYS = 36500
 MAX_PATH_LENGTH = 8
 MAX_SANS = 100
@@ -48,7 +49,7 @@ def read_json_object(
         return {}
     try:
         parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise InvalidRequest("body", "must be a JSON object") from err
     if not isinstance(parsed, dict):
         raise InvalidRequest("body", "must be a JSON object")
@@ -96,6 +97,15 @@ def _check_key_sources(cert_type: CertType, values: Mapping[str, Any]) -> None:
     if "key_type" in values and given and given[0] != "count":
         raise InvalidRequest(
             "key_type", f"cannot be combined with {given[0]}: the CSR's key decides"
+        )
+    if (
+        str(values.get("key_type", "")).startswith("RSA_")
+        and isinstance(values.get("count"), int)
+        and values["count"] > MAX_RSA_BULK
+    ):
+        raise InvalidRequest(
+            "count",
+            f"must be at most {MAX_RSA_BULK} with RSA keys, which take 50-500 ms each to generate",
         )
     if values.get("key_type") == KeyType.ED25519.value and cert_type is not CertType.CLIENT:
         raise InvalidRequest("key_type", "ED25519 is for device certificates only")
