@@ -73,14 +73,20 @@ def device_fqdn(device_id: str, parent_fqdn: str) -> str:
     return f"{device_id}.{parent_fqdn}"
 
 
+def is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def normalize_subject_alt_name(value: object, field: str) -> str:
     """A server SAN: an IP address, or a DNS host name (one label allowed, `*.` prefix allowed)."""
     if not isinstance(value, str) or not value:
         raise InvalidRequest(field, "must be a non-empty string")
-    try:
+    if is_ip_address(value):
         return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
     name = value.lower() if value.isascii() else ""
     labels = name.split(".")
     if labels[0] == "*" and len(labels) > 2:

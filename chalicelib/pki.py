@@ -196,14 +196,16 @@ def sign_certificate(
             x509.SubjectAlternativeName(list(profile.subject_alt_names)), critical=False
         )
     if authority is not None:
-        issuer_ski = authority.certificate.extensions.get_extension_for_class(
-            x509.SubjectKeyIdentifier
-        ).value
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
-            critical=False,
+            authority_key_identifier(authority.certificate), critical=False
         )
     return builder.sign(signing_key, signature_hash(signing_key))
+
+
+def authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI of anything `issuer` signs: its own Subject Key Identifier."""
+    issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski)
 
 
 def certificate_to_pem(certificate: x509.Certificate) -> str:

@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from chalicelib.model import KeyType
-from chalicelib.pki import SigningAuthority, Validity, key_type_of, signature_hash
+from chalicelib.pki import (
+    SigningAuthority,
+    Validity,
+    authority_key_identifier,
+    key_type_of,
+    signature_hash,
+)
 
 
 class CsrError(ValueError):
@@ -65,18 +71,12 @@ def build_crl(
     crl_number: int,
 ) -> x509.CertificateRevocationList:
     """A CRL signed by `authority` listing (serial, revocation time, reason) entries."""
-    issuer_ski = authority.certificate.extensions.get_extension_for_class(
-        x509.SubjectKeyIdentifier
-    ).value
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(authority.certificate.subject)
         .last_update(validity.not_before)
         .next_update(validity.not_after)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
-            critical=False,
-        )
+        .add_extension(authority_key_identifier(authority.certificate), critical=False)
         .add_extension(x509.CRLNumber(crl_number), critical=False)
     )
     for serial, revoked_at, reason in revoked:

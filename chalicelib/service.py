@@ -6,7 +6,6 @@ once), so each CA's certificate and decrypted key are loaded once per process an
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import uuid
@@ -46,7 +45,7 @@ from chalicelib.model import (
     RevocationRecord,
     iso_utc,
 )
-from chalicelib.names import device_fqdn, is_under, proper_suffixes
+from chalicelib.names import device_fqdn, is_ip_address, is_under, proper_suffixes
 from chalicelib.paging import decode_page_token, encode_page_token
 from chalicelib.store import CertificateStore
 
@@ -131,7 +130,7 @@ class CertificateService:
         parent = self._resolve_parent(fqdn, request.parent_fqdn)
         # No existence check first: the write-once put refuses a taken FQDN before the ACM
         # import, and skipping the lookup keeps issuance within three AWS calls.
-        ips = list(dict.fromkeys(name for name in request.sans if _is_ip_address(name)))
+        ips = list(dict.fromkeys(name for name in request.sans if is_ip_address(name)))
         dns_names = list(dict.fromkeys([fqdn, *(n for n in request.sans if n not in ips)]))
         return self._issue(
             request,
@@ -379,9 +378,6 @@ class CertificateService:
             return True
         raise ValueError(f"unknown event detail-type {detail_type!r}")
 
-    def record_created_event(self, detail: dict[str, Any]) -> bool:
-        return self.record_event(CREATED_DETAIL_TYPE, detail)
-
     def missing_inventory_items(self) -> list[str]:
         """FQDNs of stored certificates that the inventory does not list."""
         return sorted(
@@ -411,11 +407,3 @@ def _required(value: str | None, field: str) -> str:
     if value is None:
         raise InvalidRequest(field, "is required")
     return value
-
-
-def _is_ip_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True

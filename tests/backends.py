@@ -108,3 +108,7 @@ class MotoBackend:
         for envelope in envelopes:
             chalice_client.lambda_.invoke(INVENTORY_HANDLER, envelope)
         return len(envelopes)
+
+
+Backend = LocalBackend | MotoBackend
+"""Either backend the API suite runs on."""

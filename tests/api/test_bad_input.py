@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chalicelib.names import encode_fqdn
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import Backend, MotoBackend
 from tests.helpers import (
     CELL1,
     CELL2,
@@ -28,8 +28,6 @@ from tests.helpers import (
     ApiResponse,
     create_hierarchy,
 )
-
-Backend = LocalBackend | MotoBackend
 
 SERVER_LEAF = f"mqtt.{SERVER_CA}"
 """A server certificate the fixture issues, so that cases can name a non-CA as a parent."""

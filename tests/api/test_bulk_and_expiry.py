@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import Backend
 from tests.helpers import (
     CELL1,
     CELL2,
@@ -33,8 +33,6 @@ from tests.helpers import (
     verify_client,
     verify_server,
 )
-
-Backend = LocalBackend | MotoBackend
 
 MAX_BULK = 1000
 BULK_SIZE = {"local": MAX_BULK, "aws": MAX_BULK}

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import Backend
 from tests.helpers import (
     CELL1,
     ROOT,
@@ -26,8 +26,6 @@ from tests.helpers import (
     load_pem_chain,
     verify_client,
 )
-
-Backend = LocalBackend | MotoBackend
 
 PASSWORD = "correct horse battery staple"
 SERVER_FQDN = f"mqtt.{SERVER_CA}"

@@ -16,11 +16,9 @@ import pytest
 import requests
 
 from chalicelib.store import object_key
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import Backend, MotoBackend
 from tests.conftest import LocalServer
 from tests.helpers import CELL1, ROOT, SERVER_CA, ApiClient, create_hierarchy
-
-Backend = LocalBackend | MotoBackend
 
 SERVER_LEAF = f"mqtt.{SERVER_CA}"
 CONCURRENT_CREATES = 8

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import Backend, MotoBackend
 from tests.helpers import (
     CELL1,
     DEVICE_CA_PARENT,
@@ -32,8 +32,6 @@ from tests.helpers import (
     verify_client,
     verify_server,
 )
-
-Backend = LocalBackend | MotoBackend
 
 REQUESTED_NAME = "attacker.example.org"
 SERVER_FQDN = f"mqtt.{SERVER_CA}"

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from chalicelib.names import encode_fqdn
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import Backend, MotoBackend
 from tests.helpers import (
     CELL1,
     CELL2,
@@ -26,8 +26,6 @@ from tests.helpers import (
     load_pem_chain,
     verify_server,
 )
-
-Backend = LocalBackend | MotoBackend
 
 LIST_ITEM_FIELDS = {
     "fqdn",

@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.backends import LocalBackend, MotoBackend
+from tests.backends import Backend
 from tests.helpers import (
     CELL1,
     CELL2,
@@ -31,8 +31,6 @@ from tests.helpers import (
     ApiResponse,
     create_hierarchy,
 )
-
-Backend = LocalBackend | MotoBackend
 
 INVENTORY_HANDLER = "record_inventory"
 

@@ -34,6 +34,7 @@ from tests.e2e.test_mutual_tls import (
     client_context,
     common_name,
     handshake,
+    write_credentials,
 )
 from tests.helpers import CELL1, ROOT, ApiClient, create_hierarchy, load_pem_chain
 
@@ -66,16 +67,6 @@ class RevocationPki:
         return path
 
 
-def _credentials(issued: dict[str, Any], directory: Path, name: str) -> Credentials:
-    cert_chain_file = directory / f"{name}.crt"
-    cert_chain_file.write_text(issued["certificate"] + issued["chain"])
-    key_file = directory / f"{name}.key"
-    key_file.write_text(issued["private_key"])
-    key_file.chmod(0o600)
-    certificate = x509.load_pem_x509_certificate(issued["certificate"].encode())
-    return Credentials(cert_chain_file, key_file, certificate)
-
-
 @pytest.fixture
 def revocation_pki(api: ApiClient, tmp_path: Path) -> RevocationPki:
     hierarchy = create_hierarchy(api)
@@ -94,9 +85,9 @@ def revocation_pki(api: ApiClient, tmp_path: Path) -> RevocationPki:
         directory=tmp_path,
         root_pem=hierarchy[ROOT]["certificate"],
         crl_pem=crl_pem,
-        server=_credentials(server, tmp_path, "server"),
-        revoked=_credentials(revoked, tmp_path, "revoked"),
-        sibling=_credentials(sibling, tmp_path, "sibling"),
+        server=write_credentials(server, tmp_path, "server"),
+        revoked=write_credentials(revoked, tmp_path, "revoked"),
+        sibling=write_credentials(sibling, tmp_path, "sibling"),
         revoked_response=revoked,
         sibling_response=sibling,
     )

@@ -75,7 +75,7 @@ class Outcome:
         return self.error is None and bool(self.received)
 
 
-def _write_credentials(issued: dict[str, Any], directory: Path, name: str) -> Credentials:
+def write_credentials(issued: dict[str, Any], directory: Path, name: str) -> Credentials:
     cert_chain_file = directory / f"{name}.crt"
     cert_chain_file.write_text(issued["certificate"] + issued["chain"])
     key_file = directory / f"{name}.key"
@@ -95,8 +95,8 @@ def pki(request: pytest.FixtureRequest, api: ApiClient, tmp_path: Path) -> Pki:
     return Pki(
         root_pem=hierarchy[ROOT]["certificate"],
         other_root_pem=other_root["certificate"],
-        server=_write_credentials(server, tmp_path, "server"),
-        device=_write_credentials(device, tmp_path, "device"),
+        server=write_credentials(server, tmp_path, "server"),
+        device=write_credentials(device, tmp_path, "device"),
         device_id=device["device_id"],
         device_fqdn=device["fqdn"],
     )

@@ -113,7 +113,7 @@ class InventoryHandler:
             raise ConnectionError("inventory table unreachable")
         assert self.service is not None
         self.delivered.append(envelope)
-        return self.service.record_created_event(envelope["detail"])
+        return self.service.record_event(envelope["detail-type"], envelope["detail"])
 
 
 def make_service(
@@ -250,7 +250,7 @@ def test_a_replayed_event_leaves_one_inventory_item() -> None:
     service, inventory, handler = wired_end_to_end()
     root(service)
 
-    assert service.record_created_event(handler.delivered[0]["detail"]) is False
+    assert service.record_event("created", handler.delivered[0]["detail"]) is False
 
     assert len(inventory.list_children("Root", 100, None).items) == 1
 
