@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -68,8 +69,6 @@ def durable_write(directory: Path, data: bytes, index: int) -> None:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -127,6 +126,83 @@ def peak_memory_mb(pid: int) -> float | None:
     return None
 
 
+class KeepAliveClient:
+    """A minimal HTTP/1.1 keep-alive client, as load generators (`wrk`, `ab -k`) are: it sends a
+    request and reads the whole response (status, headers, Content-Length body), nothing more.
+
+    Figure 3 measures the server's HTTP path; a full client library costs more CPU per call than
+    the server spends issuing the certificate, so with it the figure would measure the client.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._socket = socket.create_connection(("127.0.0.1", port))
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = b""
+
+    def post(self, path: str, body: bytes, expect_status: int = 201) -> bytes:
+        self._socket.sendall(
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+        )
+        while b"\r\n\r\n" not in self._buffer:
+            self._receive()
+        head, _, rest = self._buffer.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.split(b"\r\n")
+        status = int(status_line.split()[1])
+        length = next(
+            int(line.split(b":", 1)[1]) for line in header_lines
+            if line.lower().startswith(b"content-length:")
+        )  # fmt: skip
+        while len(rest) < length:
+            rest += self._receive_chunk()
+        payload, self._buffer = rest[:length], rest[length:]
+        if status != expect_status:
+            raise RuntimeError(f"POST {path}: {status} {payload[:200]!r}")
+        return payload
+
+    def _receive(self) -> None:
+        self._buffer += self._receive_chunk()
+
+    def _receive_chunk(self) -> bytes:
+        chunk = self._socket.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def file_create_micros(directory: Path, files: int = 100) -> float:
+    """Microseconds to create, write (2.5 KB) and close one new file: the disk's state now."""
+    directory.mkdir(exist_ok=True)
+    start = len(os.listdir(directory))
+    started = time.perf_counter()
+    for index in range(start, start + files):
+        descriptor = os.open(directory / str(index), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(descriptor, b"x" * 2500)
+        os.close(descriptor)
+    return (time.perf_counter() - started) / files * 1e6
+
+
+def settle_disk(directory: Path, quiet_micros: float = 150, timeout: float = 150) -> str:
+    """Wait until creating a file is cheap again, at most `timeout` seconds; a summary.
+
+    After many files are deleted (a test run, a previous benchmark), a file system mounted with
+    `discard` can make every file creation many times slower for a minute or more.
+    """
+    first = last = file_create_micros(directory)
+    started = time.monotonic()
+    while last > quiet_micros and time.monotonic() - started < timeout:
+        time.sleep(2)
+        last = file_create_micros(directory)
+    waited = time.monotonic() - started
+    return (
+        f"creating a file took {first:.0f} us at the start and {last:.0f} us after {waited:.0f} s"
+        + ("" if last <= quiet_micros else f" (still above {quiet_micros:.0f} us: disk-bound)")
+    )
+
+
 def post_json(connection: http.client.HTTPConnection, path: str, body: object) -> dict:
     connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     response = connection.getresponse()
@@ -136,5 +212,31 @@ def post_json(connection: http.client.HTTPConnection, path: str, body: object) -
     return json.loads(payload)
 
 
-def scratch_directory() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="iot-cert-bench-", dir=PROJECT_ROOT / "bench")
+_scratch_root: Path | None = None
+
+
+@contextmanager
+def scratch_root() -> Iterator[Path]:
+    """One directory for the whole run, removed when the run ends.
+
+    It lies in the system temp directory (`BENCH_DIR` overrides): workspace directories may be
+    watched by file-sync or indexing agents that slow every file creation, which would measure
+    the agent rather than the service. Figures do not delete their files as they go, so one
+    figure's clean-up is never billed to the next.
+    """
+    global _scratch_root
+    parent = os.environ.get("BENCH_DIR") or None
+    with tempfile.TemporaryDirectory(prefix="iot-cert-bench-", dir=parent) as root:
+        _scratch_root = Path(root)
+        try:
+            yield _scratch_root
+        finally:
+            _scratch_root = None
+
+
+@contextmanager
+def scratch_directory() -> Iterator[str]:
+    """A fresh directory under the run's scratch root (kept until the run ends)."""
+    if _scratch_root is None:
+        raise RuntimeError("scratch_directory() is used inside scratch_root()")
+    yield tempfile.mkdtemp(dir=_scratch_root)

@@ -53,5 +53,10 @@ def load_settings() -> Settings:
         inventory_index_name=os.environ.get("INVENTORY_INDEX_NAME", "parent-index"),
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
         kms_key_id=os.environ.get("KMS_KEY_ID") or None,
-        api_token=os.environ.get("API_TOKEN") or None,
+        api_token=api_token(),
     )
+
+
+def api_token() -> str | None:
+    """`API_TOKEN`, read on every request (the one setting the request path needs)."""
+    return os.environ.get("API_TOKEN") or None

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
@@ -183,20 +184,34 @@ def _undelivered(events: Sequence[CertificateEvent], failure: str) -> EventDeliv
 
 
 class InProcessPublisher:
-    """Calls `deliver(envelope)` synchronously: locally, the Lambda inventory handler itself."""
+    """Calls `deliver(envelope)` synchronously: locally, the Lambda inventory handler itself.
 
-    def __init__(self, deliver: Callable[[dict[str, Any]], object]) -> None:
+    `batch` wraps the deliveries of one `publish` call (the local inventory makes it one SQLite
+    transaction, so a bulk of a thousand devices commits once). If leaving it fails, none of
+    the batch counts as delivered.
+    """
+
+    def __init__(
+        self,
+        deliver: Callable[[dict[str, Any]], object],
+        batch: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> None:
         self._deliver = deliver
+        self._batch = batch
 
     def publish(self, events: Sequence[CertificateEvent]) -> None:
         failed: list[CertificateEvent] = []
         last_error: Exception | None = None
-        for event in events:
-            try:
-                self._deliver(eventbridge_envelope(event))
-            except Exception as err:  # the handler's failure, reported below with the FQDN
-                failed.append(event)
-                last_error = err
+        try:
+            with self._batch():
+                for event in events:
+                    try:
+                        self._deliver(eventbridge_envelope(event))
+                    except Exception as err:  # the handler's failure, reported with the FQDN
+                        failed.append(event)
+                        last_error = err
+        except Exception as err:  # the batch itself did not hold
+            failed, last_error = list(events), err
         if failed:
             raise _undelivered(failed, f"inventory handler failed: {last_error}") from last_error
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -146,6 +148,12 @@ class InMemoryInventory:
         return (fqdn, parent_fqdn) in self._items
 
 
+def _rollback(connection: sqlite3.Connection) -> None:
+    """Roll back what is open; SQLite may already have rolled back on an I/O error."""
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
 class SqliteInventory:
     """SQLite in WAL mode, one connection per thread (the local server is threaded)."""
 
@@ -174,6 +182,28 @@ class SqliteInventory:
             connection.execute(f"PRAGMA synchronous={self._synchronous}")
             self._local.connection = connection
         return connection
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes inside commit together (one transaction); nested batches join the outer one."""
+        connection = self._connection()
+        if connection.in_transaction:
+            yield
+            return
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StorageError(f"could not start an inventory transaction: {err}") from err
+        try:
+            yield
+        except BaseException:
+            _rollback(connection)
+            raise
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as err:
+            _rollback(connection)
+            raise StorageError(f"could not commit the inventory: {err}") from err
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[InventoryItem]:
         try:

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 audit_log = logging.getLogger("iot_cert_service.audit")
 
 
-def _audit(action: str, record: CertificateRecord, **extra: str) -> None:
+def _audit_line(action: str, record: CertificateRecord, **extra: str) -> str:
     """One JSON line per issuance or revocation: what, which certificate, by which CA."""
     line = {
         "audit": action,
@@ -63,7 +63,18 @@ def _audit(action: str, record: CertificateRecord, **extra: str) -> None:
         "serial": record.serial,
         **extra,
     }
-    audit_log.info(json.dumps(line))
+    return json.dumps(line)
+
+
+def _audit(action: str, record: CertificateRecord, **extra: str) -> None:
+    audit_log.info(_audit_line(action, record, **extra))
+
+
+def _audit_issued(records: Sequence[CertificateRecord]) -> None:
+    """The issuance lines of a bulk in one write: still one line per certificate."""
+    if records:
+        lines = (_audit_line("issued", r, key_type=r.key_type.value) for r in records)
+        audit_log.info("\n".join(lines))
 
 
 ProfileFor = Callable[[KeyType], pki.Profile]
@@ -180,14 +191,14 @@ class CertificateService:
                     device_id=device_id,
                 )
             )
-        stored: list[IssuedCertificate] = []
+        stored: list[CertificateRecord] = []
         try:
             for certificate in issued:
                 self._store.put_certificate(certificate.record)
-                stored.append(certificate)
-                _audit("issued", certificate.record, key_type=certificate.record.key_type.value)
+                stored.append(certificate.record)
         finally:  # a store failure part-way still tells the inventory about what was stored
-            self._announce([CertificateCreated.from_record(c.record) for c in stored])
+            _audit_issued(stored)
+            self._announce([CertificateCreated.from_record(record) for record in stored])
         return issued
 
     def _issue(
@@ -210,7 +221,7 @@ class CertificateService:
             request, fqdn, parent, profile_for, common_name, now, validity, material
         )
         self._store.put_certificate(issued.record)
-        _audit("issued", issued.record, key_type=issued.record.key_type.value)
+        _audit_issued([issued.record])
         if request.cert_type is CertType.SERVER and issued.private_key_pem is not None:
             issued = replace(
                 issued,

@@ -10,9 +10,10 @@ The domain methods live in `DocumentStore`; each adapter supplies four byte-leve
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
-import tempfile
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from chalicelib.model import CertificateRecord, RevocationRecord
 OBJECT_PREFIX = "certificates/"
 REVOCATION_PREFIX = "revocations/"
 TEMP_PREFIX = ".tmp-"
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def _check_name_is_safe(name: str) -> None:
@@ -167,32 +169,63 @@ class LocalDirStore(DocumentStore):
         self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self._root / OBJECT_PREFIX).mkdir(exist_ok=True, mode=0o700)
         self._durable = durable
+        self._directories = {str(self._root / OBJECT_PREFIX)}  # known to exist
+        # Temp names: unique per process (random) and per write (counter), no name search.
+        self._temp_stem = f"{TEMP_PREFIX}{secrets.token_hex(6)}-"
+        self._temp_numbers = itertools.count()
 
     def _create(self, key: str, data: bytes) -> None:
-        path = self._root / key
+        path = os.path.join(self._root, key)
+        directory = os.path.dirname(path)
         try:
-            new_directory = not path.parent.is_dir()
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+            new_directory = self._ensure_directory(directory)
+            try:
+                temp_path, descriptor = self._open_temp(directory)
+            except FileNotFoundError:  # the directory was removed behind this store's back
+                self._directories.discard(directory)
+                new_directory = self._ensure_directory(directory)
+                temp_path, descriptor = self._open_temp(directory)
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
         try:
-            with os.fdopen(descriptor, "wb") as temp_file:  # mkstemp creates it mode 0600
-                temp_file.write(data)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
                 if self._durable:
-                    temp_file.flush()
-                    os.fsync(temp_file.fileno())
-            os.link(temp_name, path)
+                    os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.link(temp_path, path)
             if self._durable:
-                self._sync_directory(path.parent)
+                self._sync_directory(directory)
                 if new_directory:  # the new directory's own entry must reach the disk too
-                    self._sync_directory(path.parent.parent)
+                    self._sync_directory(os.path.dirname(directory))
         except FileExistsError:
             raise
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
         finally:
-            os.unlink(temp_name)
+            os.unlink(temp_path)
+
+    def _ensure_directory(self, directory: str) -> bool:
+        """Create `directory` unless this store has seen it; True if it was created now."""
+        if directory in self._directories:
+            return False
+        new_directory = not os.path.isdir(directory)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._directories.add(directory)
+        return new_directory
+
+    def _open_temp(self, directory: str) -> tuple[str, int]:
+        """A new temp file (mode 0600) next to the final name; a leftover name is skipped."""
+        for _ in range(100):
+            temp_path = os.path.join(directory, f"{self._temp_stem}{next(self._temp_numbers)}")
+            try:
+                return temp_path, os.open(temp_path, _TEMP_FLAGS, 0o600)
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "no free temp file name", directory)
 
     @staticmethod
     def _sync_directory(directory: Path) -> None:

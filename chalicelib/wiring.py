@@ -68,10 +68,11 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
     if settings.backend == AWS_BACKEND:
         return _build_aws_service(settings, boto_session)
     durable = settings.certstore_sync == SYNC_FULL
+    inventory = SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable)
     return CertificateService(
         store=LocalDirStore(settings.certstore_dir, durable=durable),
-        inventory=SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable),
-        publisher=InProcessPublisher(_deliver_to_event_handler),
+        inventory=inventory,
+        publisher=InProcessPublisher(_deliver_to_event_handler, batch=inventory.batch),
         importer=NullImporter(),
         ca_key_passphrase=settings.ca_key_passphrase,
     )

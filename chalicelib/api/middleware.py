@@ -18,7 +18,7 @@ from typing import Any
 from chalice import Chalice, Response
 from chalice.app import Request
 
-from chalicelib.config import load_settings
+from chalicelib.config import api_token
 
 request_log = logging.getLogger("iot_cert_service.requests")
 
@@ -61,7 +61,7 @@ def register(app: Chalice) -> None:
         request: Request, get_response: Callable[[Request], Response]
     ) -> Response:
         started = time.perf_counter()
-        token = load_settings().api_token
+        token = api_token()
         if token and not _authorized(request, token):
             response = Response(
                 body={

@@ -291,6 +291,46 @@ class TestSqliteInventory:
         assert first.contains(f"b.{CELL1}", CELL1)
         assert listed_fqdns(SqliteInventory(path), CELL1, 10, None) == expected
 
+    def test_a_batch_commits_its_writes_together_at_its_end(self, tmp_path: Path) -> None:
+        path = tmp_path / "inv.sqlite3"
+        writer, reader = SqliteInventory(path), SqliteInventory(path)
+
+        with writer.batch():
+            assert writer.record_certificate(make_item(f"a.{CELL1}")) is True
+            assert writer.record_certificate(make_item(f"b.{CELL1}")) is True
+            assert writer.record_certificate(make_item(f"a.{CELL1}")) is False
+            assert listed_fqdns(writer, CELL1, 10, None) == [f"a.{CELL1}", f"b.{CELL1}"]
+            assert listed_fqdns(reader, CELL1, 10, None) == []
+
+        assert listed_fqdns(reader, CELL1, 10, None) == [f"a.{CELL1}", f"b.{CELL1}"]
+
+    def test_a_batch_left_by_an_exception_keeps_none_of_its_writes(self, tmp_path: Path) -> None:
+        inventory = SqliteInventory(tmp_path / "inv.sqlite3")
+        inventory.record_certificate(make_item(f"before.{CELL1}"))
+
+        with pytest.raises(RuntimeError, match="interrupted"), inventory.batch():
+            inventory.record_certificate(make_item(f"lost.{CELL1}"))
+            raise RuntimeError("interrupted")
+
+        assert listed_fqdns(inventory, CELL1, 10, None) == [f"before.{CELL1}"]
+        assert inventory.record_certificate(make_item(f"after.{CELL1}")) is True
+        assert listed_fqdns(SqliteInventory(tmp_path / "inv.sqlite3"), CELL1, 10, None) == [
+            f"after.{CELL1}",
+            f"before.{CELL1}",
+        ]
+
+    def test_a_nested_batch_joins_the_outer_one(self, tmp_path: Path) -> None:
+        path = tmp_path / "inv.sqlite3"
+        writer, reader = SqliteInventory(path), SqliteInventory(path)
+
+        with writer.batch():
+            with writer.batch():
+                writer.record_certificate(make_item(f"inner.{CELL1}"))
+            assert listed_fqdns(reader, CELL1, 10, None) == []
+            writer.record_certificate(make_item(f"outer.{CELL1}"))
+
+        assert listed_fqdns(reader, CELL1, 10, None) == [f"inner.{CELL1}", f"outer.{CELL1}"]
+
     def test_concurrent_writes_from_four_threads_lose_nothing(self, tmp_path: Path) -> None:
         inventory = SqliteInventory(tmp_path / "inv.sqlite3")
         shared = [f"shared-{index:02d}.{CELL1}" for index in range(10)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from chalicelib.errors import StorageError
 from chalicelib.events import (
     CertificateCreated,
     EventBridgePublisher,
@@ -212,6 +214,46 @@ class TestInProcessPublisher:
 
         assert raised.value.__cause__ is failure
         assert "example.com" in str(raised.value)
+
+
+class TestInProcessPublisherBatch:
+    """`batch` wraps one publish call: the local inventory commits a bulk once."""
+
+    def test_every_delivery_of_one_publish_runs_inside_one_batch(self) -> None:
+        log: list[str] = []
+
+        @contextmanager
+        def batch() -> Iterator[None]:
+            log.append("begin")
+            yield
+            log.append("commit")
+
+        publisher = InProcessPublisher(
+            lambda envelope: log.append(envelope["detail"]["FQDN"]), batch
+        )
+        events = [make_event(), make_event(), make_root_event()]
+
+        publisher.publish(events)
+
+        assert log == ["begin", *(event.fqdn for event in events), "commit"]
+
+    def test_a_batch_that_cannot_commit_reports_every_event_undelivered(self) -> None:
+        failure = StorageError("could not commit the inventory: disk I/O error")
+        delivered: list[dict[str, Any]] = []
+
+        @contextmanager
+        def batch() -> Iterator[None]:
+            yield
+            raise failure
+
+        events = [make_event(), make_root_event()]
+        with pytest.raises(EventDeliveryError) as raised:
+            InProcessPublisher(delivered.append, batch).publish(events)
+
+        assert len(delivered) == 2
+        assert raised.value.__cause__ is failure
+        for event in events:
+            assert event.fqdn in str(raised.value)
 
 
 class TestRecordingPublisher:

@@ -335,6 +335,37 @@ class TestLocalDirStore:
         with pytest.raises(AlreadyExists):
             reopened.put_certificate(record)
 
+    def test_leftover_temp_files_with_the_next_names_are_skipped_and_kept(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("chalicelib.store.secrets.token_hex", lambda _: "5eed5eed5eed")
+        root = tmp_path / "certstore"
+        store = LocalDirStore(root)
+        directory = root / "certificates"
+        leftovers = {f".tmp-5eed5eed5eed-{n}": f"left by a crashed writer {n}" for n in (0, 1)}
+        for name, text in leftovers.items():
+            (directory / name).write_text(text)
+        record = make_record()
+
+        store.put_certificate(record)
+
+        assert_same_record(store.get_certificate(record.fqdn), record)
+        assert temp_files(directory) == sorted(leftovers)
+        for name, text in leftovers.items():
+            assert (directory / name).read_text() == text
+
+    def test_a_directory_removed_behind_the_store_is_created_again(
+        self, local_store: tuple[LocalDirStore, Path]
+    ) -> None:
+        store, root = local_store
+        store.put_certificate(make_root_record("example.com"))
+        shutil.rmtree(root / "certificates")
+
+        store.put_certificate(make_root_record("example.org"))
+
+        assert [record.fqdn for record in store.iter_certificates()] == ["example.org"]
+        assert stat.S_IMODE((root / "certificates").stat().st_mode) == 0o700
+
     def test_a_failed_write_raises_storage_error(
         self, local_store: tuple[LocalDirStore, Path]
     ) -> None:

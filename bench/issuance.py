@@ -1,0 +1,139 @@
+"""Figures 1-4, measured in interleaved rounds: each round runs every issuance path once.
+
+The machine's speed drifts (other tenants, file-system background work), so no figure may get a
+quiet minute its baseline did not get. Every round measures each path in turn; each figure is
+its best round, as `timeit` recommends, because noise only ever slows a run down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from bench.figures import (
+    DEVICE_PARENT,
+    KeepAliveClient,
+    RawIssuer,
+    durable_write,
+    file_create_micros,
+    local_server,
+    peak_memory_mb,
+    post_json,
+    rate,
+    scratch_directory,
+    server_pid,
+)
+from chalicelib.model import KeyType
+
+ROUNDS = 5
+BULK = 1000
+
+
+@dataclass
+class Samples:
+    """Rates per path, one per round; the client's CPU seconds per request for HTTP clients."""
+
+    rates: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    client_cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    server_peak_mb: float | None = None
+    file_create_us: list[float] = field(default_factory=list)
+
+    def best(self, path: str) -> float:
+        return max(self.rates[path])
+
+    def client_ms(self, path: str) -> float:
+        return min(self.client_cpu[path]) * 1e3
+
+    def measure(self, path: str, operation: Callable[[], object], count: int) -> None:
+        cpu = time.process_time()
+        self.rates[path].append(rate(operation, count, warmup=3))
+        self.client_cpu[path].append((time.process_time() - cpu) / (count + 3))
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """The in-process service logs audit lines as the server does; both go to /dev/null, so a
+    slow terminal is billed to neither."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        yield
+
+
+def in_process_service(directory: str) -> Callable[[], object]:
+    """The service layer on the local backend, with a device CA; returns one device issuance."""
+    from chalicelib import wiring
+    from chalicelib.model import CertType, IssueRequest
+
+    os.environ.update(CERTSTORE_DIR=directory, BACKEND="local")
+    import app  # noqa: F401 - registers the inventory handler the local backend calls
+
+    wiring.reset()
+    service = wiring.certificate_service()
+    service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
+    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
+    request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
+    return lambda: service.create_device(request)
+
+
+def measure_issuance(rounds: int = ROUNDS) -> Samples:
+    samples = Samples()
+    raw = RawIssuer()
+    samples.measure("crypto RSA_2048", lambda: raw.issue(KeyType.RSA_2048), 30)
+    with (
+        scratch_directory() as durable_directory,
+        scratch_directory() as service_directory,
+        scratch_directory() as server_directory,
+        local_server(Path(server_directory)) as port,
+        quiet_stderr(),
+    ):
+        written = iter(range(10**9))
+        service_issue = in_process_service(service_directory)
+        base = f"http://127.0.0.1:{port}"
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        post_json(connection, "/certificates/root", {"fqdn": "bench.example"})
+        post_json(connection, "/certificates/intermediate", {"fqdn": DEVICE_PARENT})
+        body = {"parent_fqdn": DEVICE_PARENT}
+        session = requests.Session()
+        minimal = KeepAliveClient(port)
+        encoded = json.dumps(body).encode()
+
+        def durable() -> None:
+            durable_write(Path(durable_directory), raw.issue(KeyType.EC_P256), next(written))
+
+        def with_session() -> None:
+            session.post(f"{base}/certificates/device", json=body).raise_for_status()
+
+        def new_connection() -> None:
+            requests.post(f"{base}/certificates/device", json=body).raise_for_status()
+
+        def bulk() -> None:
+            post_json(connection, "/certificates/device", {**body, "count": BULK})
+
+        for _ in range(rounds):
+            samples.file_create_us.append(file_create_micros(Path(durable_directory) / "probe"))
+            samples.measure("crypto EC_P256", lambda: raw.issue(KeyType.EC_P256), 1000)
+            samples.measure("durable", durable, 200)
+            samples.measure("service", service_issue, 300)
+            samples.measure(
+                "minimal client", lambda: minimal.post("/certificates/device", encoded), 300
+            )
+            samples.measure(
+                "http.client", lambda: post_json(connection, "/certificates/device", body), 300
+            )
+            samples.measure("requests.Session", with_session, 200)
+            samples.measure("new connection", new_connection, 100)
+            started = time.perf_counter()
+            bulk()
+            samples.rates["bulk"].append(BULK / (time.perf_counter() - started))
+        minimal.close()
+        pid = server_pid(port)
+        samples.server_peak_mb = peak_memory_mb(pid) if pid else None
+    return samples

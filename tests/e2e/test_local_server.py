@@ -1,0 +1,94 @@
+"""The `chalice local` server as `make run` starts it: HTTP/1.1 behaviour of our adjustments.
+
+Responses leave in one buffered write per request; these tests pin what that must not break:
+interim `100 Continue` answers, several requests on one connection, JSON for unknown methods.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import BinaryIO
+
+from tests.conftest import LocalServer
+
+TIMEOUT = 20  # seconds; only a hang reaches it
+
+
+def _connect(server: LocalServer) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return connection
+
+
+def _read_response(stream: BinaryIO) -> tuple[int, dict[str, str], bytes]:
+    status = int(stream.readline().split()[1])
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = stream.read(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+def _post(path: str, body: bytes, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    local_server: LocalServer,
+) -> None:
+    body = json.dumps({"fqdn": "continue.example.com"}).encode()
+    with _connect(local_server) as connection, connection.makefile("rb") as stream:
+        headers = _post("/certificates/root", b"", "Expect: 100-continue\r\n")
+        connection.sendall(headers.replace(b"Content-Length: 0", b"Content-Length: %d" % len(body)))
+
+        interim, _, _ = _read_response(stream)  # waits here if 100 sat in the buffer
+        connection.sendall(body)
+        status, response_headers, payload = _read_response(stream)
+
+    assert interim == 100
+    assert status == 201
+    assert response_headers["content-type"] == "application/json"
+    assert json.loads(payload)["fqdn"] == "continue.example.com"
+
+
+def test_pipelined_requests_on_one_connection_are_answered_in_order(
+    local_server: LocalServer,
+) -> None:
+    names = [f"pipe{index}.example.com" for index in range(3)]
+    requests = b"".join(
+        _post("/certificates/root", json.dumps({"fqdn": n}).encode()) for n in names
+    )
+    requests += b"GET /certificates?limit=10 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    with _connect(local_server) as connection, connection.makefile("rb") as stream:
+        connection.sendall(requests)
+        responses = [_read_response(stream) for _ in range(len(names) + 1)]
+
+    assert [status for status, _, _ in responses] == [201, 201, 201, 200]
+    assert [json.loads(body)["fqdn"] for _, _, body in responses[:3]] == names
+    listed = [item["fqdn"] for item in json.loads(responses[3][2])["items"]]
+    assert listed == sorted(names)
+
+
+def test_an_unknown_method_gets_a_json_405_and_the_connection_stays_usable(
+    local_server: LocalServer,
+) -> None:
+    with _connect(local_server) as connection, connection.makefile("rb") as stream:
+        connection.sendall(b"BREW /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, headers, body = _read_response(stream)
+        connection.sendall(b"GET /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        then, _, listed = _read_response(stream)
+
+    assert status == 405
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {
+        "Code": "MethodNotAllowedError",
+        "Message": "Unsupported method: BREW",
+    }
+    assert then == 200
+    assert json.loads(listed)["items"] == []
