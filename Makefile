@@ -10,7 +10,7 @@ TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench clean
+.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench bench-profile clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,3 +73,7 @@ clean:
 ## Benchmarks: see bench/run.py; writes bench/RESULTS.md; exits non-zero when a target is missed.
 bench: venv
 	$(BIN)/python -m bench.run
+
+## Where the time of a bulk and of one HTTP issuance goes (us per certificate, and cProfile).
+bench-profile: venv
+	$(BIN)/python -m bench.profile

@@ -153,9 +153,10 @@ class KeepAliveClient:
             int(line.split(b":", 1)[1]) for line in header_lines
             if line.lower().startswith(b"content-length:")
         )  # fmt: skip
-        while len(rest) < length:
-            rest += self._receive_chunk()
-        payload, self._buffer = rest[:length], rest[length:]
+        received = bytearray(rest)
+        while len(received) < length:
+            received += self._receive_chunk()
+        payload, self._buffer = bytes(received[:length]), bytes(received[length:])
         if status != expect_status:
             raise RuntimeError(f"POST {path}: {status} {payload[:200]!r}")
         return payload
@@ -185,17 +186,20 @@ def file_create_micros(directory: Path, files: int = 100) -> float:
     return (time.perf_counter() - started) / files * 1e6
 
 
-def settle_disk(directory: Path, quiet_micros: float = 150, timeout: float = 150) -> str:
-    """Wait until creating a file is cheap again, at most `timeout` seconds; a summary.
+def settle_disk(directory: Path, quiet_micros: float = 50, timeout: float = 150) -> str:
+    """Wait until creating a file is cheap again (twice in a row), at most `timeout` seconds.
 
     After many files are deleted (a test run, a previous benchmark), a file system mounted with
-    `discard` can make every file creation many times slower for a minute or more.
+    `discard` can make every file creation ten or more times slower for a minute or more.
+    Returns a summary for the report.
     """
     first = last = file_create_micros(directory)
+    quiet = 1 if last <= quiet_micros else 0
     started = time.monotonic()
-    while last > quiet_micros and time.monotonic() - started < timeout:
-        time.sleep(2)
+    while quiet < 2 and time.monotonic() - started < timeout:
+        time.sleep(1)
         last = file_create_micros(directory)
+        quiet = quiet + 1 if last <= quiet_micros else 0
     waited = time.monotonic() - started
     return (
         f"creating a file took {first:.0f} us at the start and {last:.0f} us after {waited:.0f} s"

@@ -191,14 +191,12 @@ class CertificateService:
                     device_id=device_id,
                 )
             )
-        stored: list[CertificateRecord] = []
-        try:
-            for certificate in issued:
-                self._store.put_certificate(certificate.record)
-                stored.append(certificate.record)
-        finally:  # a store failure part-way still tells the inventory about what was stored
-            _audit_issued(stored)
-            self._announce([CertificateCreated.from_record(record) for record in stored])
+        written = self._store.put_certificates([certificate.record for certificate in issued])
+        # a store failure part-way still tells the inventory about what was stored
+        _audit_issued(written.stored)
+        self._announce([CertificateCreated.from_record(record) for record in written.stored])
+        if written.failure is not None:
+            raise written.failure
         return issued
 
     def _issue(

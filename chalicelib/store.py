@@ -15,7 +15,9 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +28,7 @@ from chalicelib.model import CertificateRecord, RevocationRecord
 OBJECT_PREFIX = "certificates/"
 REVOCATION_PREFIX = "revocations/"
 TEMP_PREFIX = ".tmp-"
+WRITERS = 16  # concurrent S3 writes of one bulk
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -50,6 +53,13 @@ class CertificateStore(Protocol):
     def put_certificate(self, record: CertificateRecord) -> None:
         """Write a new certificate; AlreadyExists if the FQDN is taken (nothing overwritten)."""
 
+    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
+        """Write several new certificates (a bulk); stops at the first failure.
+
+        Returns what was stored, in the given order, and the failure if there was one: the
+        caller must still account for what was stored when a later write fails.
+        """
+
     def get_certificate(self, fqdn: str) -> CertificateRecord:
         """The stored certificate; NotFound if there is none."""
 
@@ -65,6 +75,12 @@ class CertificateStore(Protocol):
 
     def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
         """The revocations of the certificates `issuer_fqdn` issued (for its CRL)."""
+
+
+@dataclass(frozen=True)
+class BulkWrite:
+    stored: list[CertificateRecord]
+    failure: Exception | None = None
 
 
 class DocumentStore:
@@ -94,6 +110,17 @@ class DocumentStore:
         self._create_document(
             key, record.to_document(), f"certificate {record.fqdn} already exists"
         )
+
+    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
+        """One after the other: local writes are bound by the CPU, not by waiting."""
+        stored: list[CertificateRecord] = []
+        for record in records:
+            try:
+                self.put_certificate(record)
+            except Exception as err:  # reported to the caller with what was stored before it
+                return BulkWrite(stored, err)
+            stored.append(record)
+        return BulkWrite(stored)
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
         data = self._read(object_key(fqdn))
@@ -271,6 +298,30 @@ class S3Store(DocumentStore):
         self._encryption = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
         )
+
+    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
+        """Up to WRITERS PutObject calls in flight: each waits tens of milliseconds on the network,
+        and a bulk of 1000 one after the other would outlast API Gateway's 29 s limit. After a
+        failure, writes not yet started are cancelled."""
+        if len(records) < 2:
+            return super().put_certificates(records)
+        failure: Exception | None = None
+        written = [False] * len(records)
+        with ThreadPoolExecutor(min(WRITERS, len(records)), "s3-put") as pool:
+            futures = [pool.submit(self.put_certificate, record) for record in records]
+            for index, future in enumerate(futures):
+                if future.cancelled():
+                    continue
+                try:
+                    future.result()
+                except Exception as err:  # reported with what was stored; later ones cancelled
+                    if failure is None:
+                        failure = err
+                        for pending in futures:
+                            pending.cancel()
+                    continue
+                written[index] = True
+        return BulkWrite([r for r, done in zip(records, written, strict=True) if done], failure)
 
     def _create(self, key: str, data: bytes) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -212,6 +212,39 @@ class TestCertificateStoreContract:
     ) -> None:
         assert list(store.iter_certificates()) == []
 
+    def test_put_certificates_stores_a_bulk_and_reports_it_in_order(
+        self, store: CertificateStore
+    ) -> None:
+        records = [make_record(f"bulk-{n:02d}.{CELL}", serial=f"{n:040x}") for n in range(20)]
+
+        written = store.put_certificates(records)
+
+        assert written.failure is None
+        assert [record.fqdn for record in written.stored] == [record.fqdn for record in records]
+        for record in records:
+            assert_same_record(store.get_certificate(record.fqdn), record)
+
+    def test_put_certificates_stops_at_a_taken_fqdn_and_reports_what_it_stored(
+        self, store: CertificateStore
+    ) -> None:
+        records = [make_record(f"bulk-{n:02d}.{CELL}", serial=f"{n:040x}") for n in range(20)]
+        taken = records[10]
+        first_owner = dataclasses.replace(taken, serial="ab" * 20)
+        store.put_certificate(first_owner)
+
+        written = store.put_certificates(records)
+
+        assert isinstance(written.failure, AlreadyExists)
+        assert_same_record(store.get_certificate(taken.fqdn), first_owner)
+        stored = {record.fqdn for record in written.stored}
+        assert taken.fqdn not in stored
+        assert [r.fqdn for r in written.stored] == [r.fqdn for r in records if r.fqdn in stored]
+        for record in records:
+            if record.fqdn in stored:  # everything reported as stored is there...
+                assert_same_record(store.get_certificate(record.fqdn), record)
+            elif record is not taken:  # ...and nothing else was written
+                assert not store.exists(record.fqdn)
+
 
 class TestConcurrentPuts:
     """The write-once promise under threads, on the adapters of THREAD_SAFE_BACKENDS."""

@@ -35,7 +35,7 @@ from chalicelib.model import (
     RevocationRecord,
 )
 from chalicelib.service import CertificateService
-from chalicelib.store import CertificateStore, InMemoryStore
+from chalicelib.store import BulkWrite, CertificateStore, InMemoryStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NOW_ISO = "2026-01-01T00:00:00Z"
@@ -68,6 +68,9 @@ class CountingStore:
 
     def put_certificate(self, record: CertificateRecord) -> None:
         self._inner.put_certificate(record)
+
+    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
+        return self._inner.put_certificates(records)
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
         self.reads[fqdn] += 1
@@ -244,6 +247,36 @@ def test_events_delivered_in_process_fill_the_inventory() -> None:
         expected_item(server_record),
     ]
     assert service.list_certificates(CELL, 100, None).items == [expected_item(device_record)]
+
+
+class FailingAfter(InMemoryStore):
+    """Stores `good` certificates, then refuses every later write as a broken disk would."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self.good = good
+
+    def put_certificate(self, record: CertificateRecord) -> None:
+        if record.cert_type is CertType.CLIENT:
+            if self.good == 0:
+                raise StorageError(f"could not write {record.fqdn}: no space left on device")
+            self.good -= 1
+        super().put_certificate(record)
+
+
+def test_a_bulk_that_fails_part_way_keeps_and_lists_what_was_stored() -> None:
+    store = FailingAfter(good=3)
+    service, inventory, _ = wired_end_to_end(store)
+    root(service)
+    intermediate(service)
+
+    with pytest.raises(StorageError, match="no space left"):
+        service.create_devices(IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=CELL, count=5))
+
+    devices = [record for record in store.iter_certificates() if record.parent_fqdn == CELL]
+    assert len(devices) == 3
+    listed = inventory.list_children(CELL, 100, None).items
+    assert sorted(item.fqdn for item in listed) == sorted(record.fqdn for record in devices)
 
 
 def test_a_replayed_event_leaves_one_inventory_item() -> None:

@@ -1,0 +1,154 @@
+"""`make bench-profile`: where the time of an issuance goes, in microseconds per certificate.
+
+Two breakdowns, each the best of a few rounds, then a cProfile listing of one bulk request:
+- bulk (1000 devices, in process, local backend): the raw crypto of figure 1 next to the stages
+  of `create_devices` (signing and record, store write, inventory events, audit, the rest);
+- one device over HTTP: the service call, chalice's dispatch without a socket (LocalGateway, as
+  `chalice local` runs it), and the whole request through the `make run` server.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import pstats
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.figures import (
+    DEVICE_PARENT,
+    KeepAliveClient,
+    RawIssuer,
+    file_create_micros,
+    local_server,
+    rate,
+    scratch_directory,
+    scratch_root,
+    settle_disk,
+)
+from bench.issuance import BULK, quiet_stderr
+from chalicelib.model import CertType, IssueRequest, KeyType
+
+ROUNDS = 3
+
+
+def _timed(owner: Any, name: str, totals: dict[str, float], label: str) -> None:
+    """Wrap `owner.name` so that its time adds up under `label`."""
+    original: Callable[..., Any] = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            totals[label] += time.perf_counter() - started
+
+    setattr(owner, name, timed)
+
+
+def bulk_breakdown(directory: str) -> Any:
+    """Stages of one bulk request per certificate, best round; returns the service used."""
+    import app  # noqa: F401 - registers the inventory handler the local backend calls
+    from chalicelib import service as service_module
+    from chalicelib import wiring
+
+    wiring.reset()
+    service = wiring.certificate_service()
+    service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
+    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
+    request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT, count=BULK)
+    totals: dict[str, float] = defaultdict(float)
+    _timed(service, "_sign", totals, "sign + record")
+    _timed(service._store, "put_certificate", totals, "store write")
+    _timed(service, "_announce", totals, "inventory events")
+    _timed(service_module, "_audit_issued", totals, "audit lines")
+    raw = RawIssuer()
+    best: dict[str, float] | None = None
+    for _ in range(ROUNDS):
+        totals.clear()
+        disk = file_create_micros(Path(directory) / "probe")
+        crypto = 1e6 / rate(lambda: raw.issue(KeyType.EC_P256), 2000)
+        started = time.perf_counter()
+        service.create_devices(request)
+        total = (time.perf_counter() - started) * 1e6 / BULK
+        stages = {label: seconds * 1e6 / BULK for label, seconds in totals.items()}
+        stages["rest (key generation, ids, lists)"] = total - sum(stages.values())
+        run = {"raw crypto (figure 1)": crypto, "disk probe (one file)": disk, **stages}
+        run["bulk total"] = total
+        if best is None or total < best["bulk total"]:
+            best = run
+    assert best is not None
+    print(f"Bulk of {BULK}, in process, us per certificate (best of {ROUNDS}):")
+    for label, micros in best.items():
+        print(f"  {label:38s} {micros:7.1f}")
+    print(f"  ratio raw crypto / bulk: {best['raw crypto (figure 1)'] / best['bulk total']:.2f}")
+    return service
+
+
+def http_breakdown(server_directory: str) -> None:
+    """One device: service in process, chalice dispatch without a socket, the whole request."""
+    from chalice.config import Config
+    from chalice.local import LocalGateway
+
+    import app
+    from chalicelib import wiring
+
+    service = wiring.certificate_service()
+    request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
+    gateway = LocalGateway(app.app, Config(chalice_stage="local", config_from_disk={}))
+    body = json.dumps({"parent_fqdn": DEVICE_PARENT}).encode()
+    headers = {"Host": "127.0.0.1", "Content-Type": "application/json"}
+
+    def dispatch() -> None:
+        response = gateway.handle_request("POST", "/certificates/device", dict(headers), body)
+        if response["statusCode"] != 201:
+            raise RuntimeError(f"dispatch failed: {response}")
+
+    with local_server(Path(server_directory)) as port:
+        client = KeepAliveClient(port)
+        client.post("/certificates/root", b'{"fqdn": "bench.example"}')
+        client.post("/certificates/intermediate", json.dumps({"fqdn": DEVICE_PARENT}).encode())
+        best: dict[str, float] = defaultdict(lambda: float("inf"))
+        for _ in range(ROUNDS):
+            for label, operation in (
+                ("service call", lambda: service.create_device(request)),
+                ("chalice dispatch + service (no socket)", dispatch),
+                ("HTTP request, minimal keep-alive client", lambda: client.post(
+                    "/certificates/device", body)),
+            ):  # fmt: skip
+                best[label] = min(best[label], 1e6 / rate(operation, 300))
+        client.close()
+    print(f"One device, us per request (best of {ROUNDS}):")
+    for label, micros in best.items():
+        print(f"  {label:42s} {micros:7.1f}")
+    service_micros = best["service call"]
+    http_micros = best["HTTP request, minimal keep-alive client"]
+    print(f"  ratio service / HTTP: {service_micros / http_micros:.2f}")
+
+
+def main() -> int:
+    with scratch_root() as root, scratch_directory() as directory:
+        print(f"Before measuring, {settle_disk(root / 'settle')}.")
+        os.environ.update(CERTSTORE_DIR=directory, BACKEND="local")
+        with quiet_stderr():  # audit and request lines, as the server's go to /dev/null
+            service = bulk_breakdown(directory)
+            with scratch_directory() as server_directory:
+                http_breakdown(server_directory)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            service.create_devices(
+                IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT, count=BULK)
+            )
+            profiler.disable()
+        print(f"\ncProfile of one bulk request of {BULK} (top 20 by own time):")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
