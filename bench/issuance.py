@@ -36,7 +36,6 @@ from chalicelib.model import KeyType
 
 ROUNDS = 7
 BULK = 1000
-IDLE = 0.0002  # seconds: about what a server waits between one client's requests
 
 
 @dataclass
@@ -53,19 +52,6 @@ class Samples:
 
     def client_ms(self, path: str) -> float:
         return min(self.client_cpu[path]) * 1e3
-
-    def measure_after_idle(
-        self, path: str, operation: Callable[[], object], count: int, idle: float = IDLE
-    ) -> None:
-        """The rate of `operation` alone when the process idles `idle` seconds before each call,
-        as a server does between the sequential requests of one client."""
-        busy = 0.0
-        for _ in range(count):
-            time.sleep(idle)
-            started = time.perf_counter()
-            operation()
-            busy += time.perf_counter() - started
-        self.rates[path].append(count / busy)
 
     def measure(self, path: str, operation: Callable[[], object], count: int) -> None:
         cpu = time.process_time()
@@ -140,7 +126,6 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
             samples.measure("crypto EC_P256", lambda: raw.issue(KeyType.EC_P256), 2000)
             samples.measure("durable", durable, 200)
             samples.measure("service", service_issue, 300)
-            samples.measure_after_idle("service after idle", service_issue, 200)
             samples.measure(
                 "minimal client", lambda: minimal.post("/certificates/device", encoded), 300
             )

@@ -25,7 +25,7 @@ from bench.figures import (
     scratch_root,
     settle_disk,
 )
-from bench.issuance import BULK, IDLE, ROUNDS, Samples, measure_issuance
+from bench.issuance import BULK, ROUNDS, Samples, measure_issuance
 
 
 @dataclass
@@ -69,18 +69,9 @@ def issuance_rows(rows: list[Row], samples: Samples) -> float:
                 "per request)", per_second(value), "service (2)", value / service,
                 ">= 0.50" if target else "info", value / service >= 0.5 if target else None)
         )  # fmt: skip
-    idle, floor = samples.best("service after idle"), samples.best("HTTP floor")
-    rows.append(
-        Row(f"2 service, {IDLE * 1e6:.0f} us idle before each call (as between requests)",
-            per_second(idle), "service (2)", idle / service, "info", None)
-    )  # fmt: skip
     rows.append(
         Row("3 HTTP floor: the same route answering 400 before any service work",
-            per_second(floor), "", None, "info", None)
-    )  # fmt: skip
-    rows.append(
-        Row("3 HTTP ratio expected from the two rows above: 1/(2) / (1/idle + 1/floor)", "",
-            "", (1 / service) / (1 / idle + 1 / floor), "info", None)
+            per_second(samples.best("HTTP floor")), "", None, "info", None)
     )  # fmt: skip
     session = samples.best("requests.Session")
     fresh = samples.best("new connection")
