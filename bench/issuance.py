@@ -67,20 +67,31 @@ def quiet_stderr() -> Iterator[None]:
         yield
 
 
-def in_process_service(directory: str) -> Callable[[], object]:
-    """The service layer on the local backend, with a device CA; returns one device issuance."""
+def in_process_service(directory: str, sync: str = "normal") -> Callable[[], object]:
+    """The service layer on the local backend (`CERTSTORE_SYNC=sync`), with a device CA.
+
+    Returns one device issuance. The in-process events reach the service that wiring serves, so
+    each issuance makes its own service the one served (a lock and an assignment).
+    """
     from chalicelib import wiring
+    from chalicelib.config import load_settings
     from chalicelib.model import CertType, IssueRequest
 
-    os.environ.update(CERTSTORE_DIR=directory, BACKEND="local")
+    os.environ.update(CERTSTORE_DIR=directory, BACKEND="local", CERTSTORE_SYNC=sync)
     import app  # noqa: F401 - registers the inventory handler the local backend calls
 
-    wiring.reset()
-    service = wiring.certificate_service()
+    service = wiring.build_service(load_settings())
+    os.environ["CERTSTORE_SYNC"] = "normal"
+    wiring.override_service(service)
     service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
     service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
     request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
-    return lambda: service.create_device(request)
+
+    def issue() -> object:
+        wiring.override_service(service)
+        return service.create_device(request)
+
+    return issue
 
 
 def measure_issuance(rounds: int = ROUNDS) -> Samples:
@@ -90,12 +101,14 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
     with (
         scratch_directory() as durable_directory,
         scratch_directory() as service_directory,
+        scratch_directory() as full_sync_directory,
         scratch_directory() as server_directory,
         local_server(Path(server_directory)) as port,
         quiet_stderr(),
     ):
         written = iter(range(10**9))
         service_issue = in_process_service(service_directory)
+        full_sync_issue = in_process_service(full_sync_directory, "full")
         base = f"http://127.0.0.1:{port}"
         connection = http.client.HTTPConnection("127.0.0.1", port)
         post_json(connection, "/certificates/root", {"fqdn": "bench.example"})
@@ -126,6 +139,7 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
             samples.measure("crypto EC_P256", lambda: raw.issue(KeyType.EC_P256), 2000)
             samples.measure("durable", durable, 200)
             samples.measure("service", service_issue, 300)
+            samples.measure("service, full sync", full_sync_issue, 100)
             samples.measure(
                 "minimal client", lambda: minimal.post("/certificates/device", encoded), 300
             )

@@ -200,6 +200,8 @@ class InProcessPublisher:
         self._batch = batch
 
     def publish(self, events: Sequence[CertificateEvent]) -> None:
+        if not events:
+            return
         failed: list[CertificateEvent] = []
         last_error: Exception | None = None
         try:
@@ -210,8 +212,8 @@ class InProcessPublisher:
                     except Exception as err:  # the handler's failure, reported with the FQDN
                         failed.append(event)
                         last_error = err
-        except Exception as err:  # the batch itself did not hold
-            failed, last_error = list(events), err
+        except Exception as err:  # the batch did not hold: a handler's error says why, if any
+            failed, last_error = list(events), last_error or err
         if failed:
             raise _undelivered(failed, f"inventory handler failed: {last_error}") from last_error
 

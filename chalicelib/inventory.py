@@ -185,7 +185,11 @@ class SqliteInventory:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Writes inside commit together (one transaction); nested batches join the outer one."""
+        """Writes inside commit together (one transaction); nested batches join the outer one.
+
+        If SQLite rolls the transaction back on its own (disk full, I/O error), later writes of
+        the batch are refused rather than committed one by one, and leaving it raises.
+        """
         connection = self._connection()
         if connection.in_transaction:
             yield
@@ -194,16 +198,31 @@ class SqliteInventory:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
             raise StorageError(f"could not start an inventory transaction: {err}") from err
+        self._local.in_batch = True
         try:
             yield
         except BaseException:
             _rollback(connection)
             raise
+        finally:
+            self._local.in_batch = False
+        if not connection.in_transaction:
+            raise StorageError("the inventory batch was rolled back after a failed write")
         try:
             connection.execute("COMMIT")
         except sqlite3.Error as err:
             _rollback(connection)
             raise StorageError(f"could not commit the inventory: {err}") from err
+
+    def _write(self, sql: str, parameters: tuple[Any, ...], what: str) -> int:
+        """Run one write; the number of rows it changed."""
+        connection = self._connection()
+        if getattr(self._local, "in_batch", False) and not connection.in_transaction:
+            raise StorageError(f"{what}: the inventory batch was already rolled back")
+        try:
+            return connection.execute(sql, parameters).rowcount
+        except sqlite3.Error as err:
+            raise StorageError(f"{what}: {err}") from err
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[InventoryItem]:
         try:
@@ -214,13 +233,8 @@ class SqliteInventory:
 
     def record_certificate(self, item: InventoryItem) -> bool:
         attributes = item_to_attributes(item)
-        try:
-            cursor = self._connection().execute(
-                _INSERT, tuple(attributes.get(name) for name in ATTRIBUTES)
-            )
-        except sqlite3.Error as err:
-            raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
-        return cursor.rowcount == 1
+        values = tuple(attributes.get(name) for name in ATTRIBUTES)
+        return self._write(_INSERT, values, f"could not record {item.fqdn} in the inventory") == 1
 
     def list_children(
         self,
@@ -234,11 +248,9 @@ class SqliteInventory:
         return _page(self._query(_SELECT_CHILDREN, parameters), limit, more=False)
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
-        try:
-            cursor = self._connection().execute(_UPDATE_STATUS, (status, fqdn, parent_fqdn))
-        except sqlite3.Error as err:
-            raise StorageError(f"could not update the inventory item of {fqdn}: {err}") from err
-        return cursor.rowcount == 1
+        parameters = (status, fqdn, parent_fqdn)
+        what = f"could not update the inventory item of {fqdn}"
+        return self._write(_UPDATE_STATUS, parameters, what) == 1
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         items = self._query(_SELECT_ONE, (fqdn, parent_fqdn))

@@ -8,16 +8,23 @@ from http import HTTPStatus
 from typing import Any
 
 RESPONSE_BUFFER_BYTES = 64 * 1024  # larger bodies go out as they are written
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # what chalice local serves
 
 
 def _method_not_allowed(handler: Any) -> None:
-    """Methods chalice local has no handler for: a JSON 405, not the stock 501 HTML page."""
+    """Methods chalice local has no handler for: a JSON 405, not the stock 501 HTML page.
+
+    The request body is not read, so the connection is closed after the answer: what follows
+    on it must never be taken for the next request.
+    """
     body = json.dumps(
         {"Code": "MethodNotAllowedError", "Message": f"Unsupported method: {handler.command}"}
     ).encode()
     handler.send_response(405)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Allow", ALLOWED_METHODS)
+    handler.send_header("Connection", "close")  # also sets handler.close_connection
     handler.end_headers()
     handler.wfile.write(body)
 

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 audit_log = logging.getLogger("iot_cert_service.audit")
 
 
-def _audit_line(action: str, record: CertificateRecord, **extra: str) -> str:
+def _audit(action: str, record: CertificateRecord, **extra: str) -> None:
     """One JSON line per issuance or revocation: what, which certificate, by which CA."""
     line = {
         "audit": action,
@@ -63,18 +63,12 @@ def _audit_line(action: str, record: CertificateRecord, **extra: str) -> str:
         "serial": record.serial,
         **extra,
     }
-    return json.dumps(line)
+    audit_log.info(json.dumps(line))
 
 
-def _audit(action: str, record: CertificateRecord, **extra: str) -> None:
-    audit_log.info(_audit_line(action, record, **extra))
-
-
-def _audit_issued(records: Sequence[CertificateRecord]) -> None:
-    """The issuance lines of a bulk in one write: still one line per certificate."""
-    if records:
-        lines = (_audit_line("issued", r, key_type=r.key_type.value) for r in records)
-        audit_log.info("\n".join(lines))
+def _audit_issued(record: CertificateRecord) -> None:
+    """Written as each certificate is stored, so a crash part-way loses no stored one's line."""
+    _audit("issued", record, key_type=record.key_type.value)
 
 
 ProfileFor = Callable[[KeyType], pki.Profile]
@@ -191,9 +185,10 @@ class CertificateService:
                     device_id=device_id,
                 )
             )
-        written = self._store.put_certificates([certificate.record for certificate in issued])
+        written = self._store.put_certificates(
+            [certificate.record for certificate in issued], on_stored=_audit_issued
+        )
         # a store failure part-way still tells the inventory about what was stored
-        _audit_issued(written.stored)
         self._announce([CertificateCreated.from_record(record) for record in written.stored])
         if written.failure is not None:
             raise written.failure
@@ -219,7 +214,7 @@ class CertificateService:
             request, fqdn, parent, profile_for, common_name, now, validity, material
         )
         self._store.put_certificate(issued.record)
-        _audit_issued([issued.record])
+        _audit_issued(issued.record)
         if request.cert_type is CertType.SERVER and issued.private_key_pem is not None:
             issued = replace(
                 issued,
@@ -289,6 +284,8 @@ class CertificateService:
 
     def _announce(self, events: Sequence[CertificateEvent]) -> None:
         """Publish; a delivery failure is logged, the stored certificates stand."""
+        if not events:
+            return
         try:
             self._publisher.publish(events)
         except EventDeliveryError as err:

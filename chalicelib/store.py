@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,15 +49,25 @@ def revocation_key(issuer_fqdn: str, fqdn: str) -> str:
     return f"{REVOCATION_PREFIX}{issuer_fqdn}/{fqdn}.json"
 
 
+OnStored = Callable[[CertificateRecord], object]
+
+
+def _nothing(record: CertificateRecord) -> None:
+    """The default `on_stored`."""
+
+
 class CertificateStore(Protocol):
     def put_certificate(self, record: CertificateRecord) -> None:
         """Write a new certificate; AlreadyExists if the FQDN is taken (nothing overwritten)."""
 
-    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
-        """Write several new certificates (a bulk); stops at the first failure.
+    def put_certificates(
+        self, records: Sequence[CertificateRecord], on_stored: OnStored = _nothing
+    ) -> BulkWrite:
+        """Write several new certificates (a bulk); no write starts after one has failed.
 
-        Returns what was stored, in the given order, and the failure if there was one: the
-        caller must still account for what was stored when a later write fails.
+        `on_stored(record)` runs as each write succeeds (an adapter may write concurrently,
+        then it runs on a worker thread). Returns every record stored, in the given order (not
+        necessarily a prefix when writes ran concurrently), and the first failure if any.
         """
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
@@ -111,7 +121,9 @@ class DocumentStore:
             key, record.to_document(), f"certificate {record.fqdn} already exists"
         )
 
-    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
+    def put_certificates(
+        self, records: Sequence[CertificateRecord], on_stored: OnStored = _nothing
+    ) -> BulkWrite:
         """One after the other: local writes are bound by the CPU, not by waiting."""
         stored: list[CertificateRecord] = []
         for record in records:
@@ -120,6 +132,7 @@ class DocumentStore:
             except Exception as err:  # reported to the caller with what was stored before it
                 return BulkWrite(stored, err)
             stored.append(record)
+            on_stored(record)
         return BulkWrite(stored)
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
@@ -299,29 +312,33 @@ class S3Store(DocumentStore):
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
         )
 
-    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
+    def put_certificates(
+        self, records: Sequence[CertificateRecord], on_stored: OnStored = _nothing
+    ) -> BulkWrite:
         """Up to WRITERS PutObject calls in flight: each waits tens of milliseconds on the network,
-        and a bulk of 1000 one after the other would outlast API Gateway's 29 s limit. After a
-        failure, writes not yet started are cancelled."""
+        and a bulk of 1000 one after the other would outlast API Gateway's 29 s limit. Once a
+        write fails, no further write starts; those already in flight finish and are reported."""
         if len(records) < 2:
-            return super().put_certificates(records)
-        failure: Exception | None = None
-        written = [False] * len(records)
+            return super().put_certificates(records, on_stored)
+        failures: list[Exception] = []  # in the order they happened
+        stop = threading.Event()
+
+        def write(record: CertificateRecord) -> bool:
+            if stop.is_set():
+                return False
+            try:
+                self.put_certificate(record)
+            except Exception as err:  # reported to the caller; later writes are not started
+                failures.append(err)
+                stop.set()
+                return False
+            on_stored(record)
+            return True
+
         with ThreadPoolExecutor(min(WRITERS, len(records)), "s3-put") as pool:
-            futures = [pool.submit(self.put_certificate, record) for record in records]
-            for index, future in enumerate(futures):
-                if future.cancelled():
-                    continue
-                try:
-                    future.result()
-                except Exception as err:  # reported with what was stored; later ones cancelled
-                    if failure is None:
-                        failure = err
-                        for pending in futures:
-                            pending.cancel()
-                    continue
-                written[index] = True
-        return BulkWrite([r for r, done in zip(records, written, strict=True) if done], failure)
+            written = list(pool.map(write, records))
+        stored = [record for record, done in zip(records, written, strict=True) if done]
+        return BulkWrite(stored, failures[0] if failures else None)
 
     def _create(self, key: str, data: bytes) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -84,11 +84,12 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
     Clients honour boto3's own AWS_ENDPOINT_URL, so the same code runs against a moto server.
     """
     import boto3
+    from botocore.config import Config
 
     from chalicelib.events import EventBridgePublisher
     from chalicelib.importer import AcmImporter
     from chalicelib.inventory import DynamoInventory
-    from chalicelib.store import S3Store
+    from chalicelib.store import WRITERS, S3Store
 
     for name, value in (
         ("CERTIFICATE_BUCKET_NAME", settings.certificate_bucket_name),
@@ -98,7 +99,11 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
             raise ConfigurationError(f"{name} must be set for BACKEND=aws")
     session = boto_session or boto3.session.Session()
     return CertificateService(
-        store=S3Store(session.client("s3"), settings.certificate_bucket_name, settings.kms_key_id),
+        store=S3Store(
+            session.client("s3", config=Config(max_pool_connections=WRITERS)),
+            settings.certificate_bucket_name,
+            settings.kms_key_id,
+        ),
         inventory=DynamoInventory(
             session.client("dynamodb"),
             settings.inventory_table_name,

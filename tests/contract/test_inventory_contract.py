@@ -331,6 +331,29 @@ class TestSqliteInventory:
 
         assert listed_fqdns(reader, CELL1, 10, None) == [f"inner.{CELL1}", f"outer.{CELL1}"]
 
+    def test_a_batch_sqlite_rolled_back_refuses_later_writes_and_keeps_none(
+        self, tmp_path: Path
+    ) -> None:
+        inventory = SqliteInventory(tmp_path / "inv.sqlite3")
+        connection = inventory._connection()
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages + 2}")  # a disk that fills up
+        errors: list[str] = []
+
+        with pytest.raises(StorageError, match="rolled back"), inventory.batch():
+            for index in range(100):
+                try:
+                    inventory.record_certificate(make_item(f"{index:03d}-{'x' * 200}.{CELL1}"))
+                except StorageError as err:
+                    errors.append(str(err))
+
+        assert "full" in errors[0]
+        assert len(errors) > 1
+        assert all("already rolled back" in error for error in errors[1:])
+        connection.execute("PRAGMA max_page_count = 1073741823")
+        assert listed_fqdns(inventory, CELL1, 1000, None) == []
+        assert inventory.record_certificate(make_item(f"after.{CELL1}")) is True
+
     def test_concurrent_writes_from_four_threads_lose_nothing(self, tmp_path: Path) -> None:
         inventory = SqliteInventory(tmp_path / "inv.sqlite3")
         shared = [f"shared-{index:02d}.{CELL1}" for index in range(10)]

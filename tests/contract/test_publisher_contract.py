@@ -256,6 +256,38 @@ class TestInProcessPublisherBatch:
             assert event.fqdn in str(raised.value)
 
 
+def test_when_a_delivery_fails_and_the_batch_then_fails_the_delivery_error_is_the_cause() -> None:
+    disk_full = StorageError("could not record x: database or disk is full")
+    rolled_back = StorageError("the inventory batch was rolled back after a failed write")
+
+    def deliver(envelope: dict[str, Any]) -> None:
+        raise disk_full
+
+    @contextmanager
+    def batch() -> Iterator[None]:
+        yield
+        raise rolled_back
+
+    with pytest.raises(EventDeliveryError) as raised:
+        InProcessPublisher(deliver, batch).publish([make_event(), make_root_event()])
+
+    assert raised.value.__cause__ is disk_full
+    assert "disk is full" in str(raised.value)
+
+
+def test_publishing_nothing_does_not_open_a_batch() -> None:
+    opened: list[str] = []
+
+    @contextmanager
+    def batch() -> Iterator[None]:
+        opened.append("begin")
+        yield
+
+    InProcessPublisher(lambda envelope: None, batch).publish([])
+
+    assert opened == []
+
+
 class TestRecordingPublisher:
     def test_keeps_the_events_it_was_given(self) -> None:
         publisher = RecordingPublisher()

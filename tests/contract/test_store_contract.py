@@ -11,6 +11,7 @@ import json
 import shutil
 import stat
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,14 @@ from botocore.exceptions import ClientError
 
 from chalicelib.errors import AlreadyExists, NotFound, StorageError
 from chalicelib.model import CertificateRecord, CertType, KeyType
-from chalicelib.store import CertificateStore, InMemoryStore, LocalDirStore, S3Store, object_key
+from chalicelib.store import (
+    WRITERS,
+    CertificateStore,
+    InMemoryStore,
+    LocalDirStore,
+    S3Store,
+    object_key,
+)
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources
@@ -497,3 +505,47 @@ class TestS3Store:
 
         assert isinstance(raised.value.__cause__, ClientError)
         assert raised.value.__cause__.response["Error"]["Code"] == "NoSuchBucket"
+
+
+class SlowThenFailingS3:
+    """An S3 client stand-in for one bulk: one write fails at once, one takes half a second (a
+    slow retry) and every other write a few milliseconds."""
+
+    def __init__(self, slow_key: str, failing_key: str) -> None:
+        self.slow_key, self.failing_key = slow_key, failing_key
+        self.failed = threading.Event()
+        self.started: list[str] = []
+        self._lock = threading.Lock()
+
+    def put_object(self, **request: Any) -> dict[str, Any]:
+        with self._lock:
+            self.started.append(request["Key"])
+        if request["Key"] == self.failing_key:
+            self.failed.set()
+            error = {"Error": {"Code": "InternalError", "Message": "We encountered an error"}}
+            raise ClientError(error, "PutObject")  # type: ignore[arg-type]
+        time.sleep(0.5 if request["Key"] == self.slow_key else 0.005)
+        return {}
+
+
+class TestS3BulkWrites:
+    """Concurrent PutObject calls: no new write starts once one has failed, in any order."""
+
+    def test_a_failure_stops_new_writes_even_while_an_earlier_one_is_in_flight(self) -> None:
+        records = [make_record(f"bulk-{n:03d}.{CELL}", serial=f"{n:040x}") for n in range(300)]
+        client = SlowThenFailingS3(object_key(records[0].fqdn), object_key(records[1].fqdn))
+        reported: list[str] = []
+
+        written = S3Store(client, "bucket").put_certificates(
+            records, on_stored=lambda record: reported.append(record.fqdn)
+        )
+
+        assert isinstance(written.failure, StorageError)
+        assert "InternalError" in str(written.failure)
+        assert len(client.started) <= 3 * WRITERS  # not the 300 of the bulk
+        stored = [record.fqdn for record in written.stored]
+        assert records[0].fqdn in stored and records[1].fqdn not in stored
+        assert sorted(reported) == sorted(stored)
+        assert {object_key(fqdn) for fqdn in stored} == set(client.started) - {
+            object_key(records[1].fqdn)
+        }

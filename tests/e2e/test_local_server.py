@@ -75,20 +75,31 @@ def test_pipelined_requests_on_one_connection_are_answered_in_order(
     assert listed == sorted(names)
 
 
-def test_an_unknown_method_gets_a_json_405_and_the_connection_stays_usable(
+def test_an_unknown_method_gets_a_json_405_and_its_body_is_never_run_as_a_request(
     local_server: LocalServer,
 ) -> None:
+    smuggled = _post("/certificates/root", json.dumps({"fqdn": "smuggled.example.com"}).encode())
+    request = (
+        f"PROPFIND /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Length: {len(smuggled)}\r\n\r\n"
+    ).encode() + smuggled
+
     with _connect(local_server) as connection, connection.makefile("rb") as stream:
-        connection.sendall(b"BREW /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        connection.sendall(request)
         status, headers, body = _read_response(stream)
-        connection.sendall(b"GET /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        then, _, listed = _read_response(stream)
+        rest = stream.read()  # the server closes the connection: nothing more is answered
 
     assert status == 405
     assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert "POST" in headers["allow"]
     assert json.loads(body) == {
         "Code": "MethodNotAllowedError",
-        "Message": "Unsupported method: BREW",
+        "Message": "Unsupported method: PROPFIND",
     }
-    assert then == 200
+    assert rest == b""
+    with _connect(local_server) as connection, connection.makefile("rb") as stream:
+        connection.sendall(b"GET /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        listed_status, _, listed = _read_response(stream)
+    assert listed_status == 200
     assert json.loads(listed)["items"] == []

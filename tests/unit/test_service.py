@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import Counter
@@ -35,7 +36,7 @@ from chalicelib.model import (
     RevocationRecord,
 )
 from chalicelib.service import CertificateService
-from chalicelib.store import BulkWrite, CertificateStore, InMemoryStore
+from chalicelib.store import BulkWrite, CertificateStore, InMemoryStore, OnStored
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NOW_ISO = "2026-01-01T00:00:00Z"
@@ -69,8 +70,10 @@ class CountingStore:
     def put_certificate(self, record: CertificateRecord) -> None:
         self._inner.put_certificate(record)
 
-    def put_certificates(self, records: Sequence[CertificateRecord]) -> BulkWrite:
-        return self._inner.put_certificates(records)
+    def put_certificates(
+        self, records: Sequence[CertificateRecord], on_stored: OnStored
+    ) -> BulkWrite:
+        return self._inner.put_certificates(records, on_stored)
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
         self.reads[fqdn] += 1
@@ -264,19 +267,47 @@ class FailingAfter(InMemoryStore):
         super().put_certificate(record)
 
 
-def test_a_bulk_that_fails_part_way_keeps_and_lists_what_was_stored() -> None:
+class AuditLines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(json.loads(line) for line in record.getMessage().splitlines())
+
+
+@pytest.fixture
+def audit_lines() -> Iterator[AuditLines]:
+    handler = AuditLines()
+    logger = logging.getLogger("iot_cert_service.audit")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_bulk_that_fails_part_way_keeps_lists_and_audits_what_was_stored(
+    audit_lines: AuditLines,
+) -> None:
     store = FailingAfter(good=3)
     service, inventory, _ = wired_end_to_end(store)
     root(service)
     intermediate(service)
+    audit_lines.lines.clear()
 
     with pytest.raises(StorageError, match="no space left"):
         service.create_devices(IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=CELL, count=5))
 
-    devices = [record for record in store.iter_certificates() if record.parent_fqdn == CELL]
+    devices = sorted(r.fqdn for r in store.iter_certificates() if r.parent_fqdn == CELL)
     assert len(devices) == 3
     listed = inventory.list_children(CELL, 100, None).items
-    assert sorted(item.fqdn for item in listed) == sorted(record.fqdn for record in devices)
+    assert sorted(item.fqdn for item in listed) == devices
+    assert sorted(line["fqdn"] for line in audit_lines.lines) == devices
+    assert {line["audit"] for line in audit_lines.lines} == {"issued"}
 
 
 def test_a_replayed_event_leaves_one_inventory_item() -> None:
