@@ -209,7 +209,10 @@ class LocalDirStore(DocumentStore):
         self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self._root / OBJECT_PREFIX).mkdir(exist_ok=True, mode=0o700)
         self._durable = durable
-        self._directories = {str(self._root / OBJECT_PREFIX)}  # known to exist
+        if durable:  # the root's own entry, in case this created it
+            self._sync_directory(os.path.dirname(os.path.abspath(self._root)))
+        self._directories: set[str] = set()  # known to exist (and, when durable, to be on disk)
+        self._ensure_directory(os.path.join(self._root, OBJECT_PREFIX.rstrip("/")))
         # Temp names: unique per process (random) and per write (counter), no name search.
         self._temp_stem = f"{TEMP_PREFIX}{secrets.token_hex(6)}-"
         self._temp_numbers = itertools.count()
@@ -218,12 +221,12 @@ class LocalDirStore(DocumentStore):
         path = os.path.join(self._root, key)
         directory = os.path.dirname(path)
         try:
-            new_directory = self._ensure_directory(directory)
+            self._ensure_directory(directory)
             try:
                 temp_path, descriptor = self._open_temp(directory)
             except FileNotFoundError:  # the directory was removed behind this store's back
                 self._directories.discard(directory)
-                new_directory = self._ensure_directory(directory)
+                self._ensure_directory(directory)
                 temp_path, descriptor = self._open_temp(directory)
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
@@ -239,8 +242,6 @@ class LocalDirStore(DocumentStore):
             os.link(temp_path, path)
             if self._durable:
                 self._sync_directory(directory)
-                if new_directory:  # the new directory's own entry must reach the disk too
-                    self._sync_directory(os.path.dirname(directory))
         except FileExistsError:
             raise
         except OSError as err:
@@ -248,14 +249,22 @@ class LocalDirStore(DocumentStore):
         finally:
             os.unlink(temp_path)
 
-    def _ensure_directory(self, directory: str) -> bool:
-        """Create `directory` unless this store has seen it; True if it was created now."""
+    def _ensure_directory(self, directory: str) -> None:
+        """Create `directory` (and its parents) unless this store has seen it.
+
+        When durable, the first sight of a directory also fsyncs each level's parent up to the
+        store's root, whoever created it: no file in it is acknowledged before its entry is on
+        disk.
+        """
         if directory in self._directories:
-            return False
-        new_directory = not os.path.isdir(directory)
+            return
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        if self._durable:
+            root, level = os.path.normpath(self._root), os.path.normpath(directory)
+            while level != root and os.path.dirname(level) != level:
+                self._sync_directory(os.path.dirname(level))
+                level = os.path.dirname(level)
         self._directories.add(directory)
-        return new_directory
 
     def _open_temp(self, directory: str) -> tuple[str, int]:
         """A new temp file (mode 0600) next to the final name; a leftover name is skipped."""

@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import AlreadyExists, NotFound, StorageError
-from chalicelib.model import CertificateRecord, CertType, KeyType
+from chalicelib.model import CertificateRecord, CertType, KeyType, RevocationRecord
 from chalicelib.store import (
     WRITERS,
     CertificateStore,
@@ -406,6 +406,35 @@ class TestLocalDirStore:
 
         assert [record.fqdn for record in store.iter_certificates()] == ["example.org"]
         assert stat.S_IMODE((root / "certificates").stat().st_mode) == 0o700
+
+    def test_durable_writes_sync_every_new_directory_level_before_they_return(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        synced: list[str] = []
+        monkeypatch.setattr(
+            LocalDirStore, "_sync_directory", staticmethod(lambda d: synced.append(str(d)))
+        )
+        root = tmp_path / "certstore"
+        store = LocalDirStore(root, durable=True)
+        assert {str(tmp_path), str(root)} <= set(synced)  # the root's and certificates/' entries
+        revocation = RevocationRecord(
+            fqdn=f"{DEVICE_ID}.{CELL}", issuer_fqdn=CELL, serial="0a", reason="keyCompromise",
+            revoked_at=ISSUED_AT,
+        )  # fmt: skip
+        synced.clear()
+
+        store.put_revocation(revocation)
+
+        parents = {str(root), str(root / "revocations")}  # the new directories' entries
+        issuer_directory = str(root / "revocations" / CELL)  # the new file's entry, after it
+        assert (set(synced[:-1]), synced[-1]) == (parents, issuer_directory)
+        synced.clear()
+        second = LocalDirStore(root, durable=True)  # another process: the directory exists
+        synced.clear()
+
+        second.put_revocation(dataclasses.replace(revocation, fqdn=f"other.{CELL}"))
+
+        assert (set(synced[:-1]), synced[-1]) == (parents, issuer_directory)
 
     def test_a_failed_write_raises_storage_error(
         self, local_store: tuple[LocalDirStore, Path]
