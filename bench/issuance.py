@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -67,12 +68,9 @@ def quiet_stderr() -> Iterator[None]:
         yield
 
 
-def in_process_service(directory: str, sync: str = "normal") -> Callable[[], object]:
-    """The service layer on the local backend (`CERTSTORE_SYNC=sync`), with a device CA.
-
-    Returns one device issuance. The in-process events reach the service that wiring serves, so
-    each issuance makes its own service the one served (a lock and an assignment).
-    """
+def service_with_device_ca(directory: str, sync: str = "normal") -> Any:
+    """The service layer on the local backend (`CERTSTORE_SYNC=sync`) with a device CA, made the
+    service that wiring serves (the in-process events reach that one)."""
     from chalicelib import wiring
     from chalicelib.config import load_settings
     from chalicelib.model import CertType, IssueRequest
@@ -85,6 +83,16 @@ def in_process_service(directory: str, sync: str = "normal") -> Callable[[], obj
     wiring.override_service(service)
     service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
     service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
+    return service
+
+
+def in_process_service(directory: str, sync: str = "normal") -> Callable[[], object]:
+    """One device issuance by the service of `service_with_device_ca`, which each call makes the
+    one served (a lock and an assignment), so two such services can be measured in turn."""
+    from chalicelib import wiring
+    from chalicelib.model import CertType, IssueRequest
+
+    service = service_with_device_ca(directory, sync)
     request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
 
     def issue() -> object:

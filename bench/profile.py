@@ -31,7 +31,7 @@ from bench.figures import (
     scratch_root,
     settle_disk,
 )
-from bench.issuance import BULK, quiet_stderr
+from bench.issuance import BULK, quiet_stderr, service_with_device_ca
 from chalicelib.model import CertType, IssueRequest, KeyType
 
 ROUNDS = 3
@@ -53,14 +53,9 @@ def _timed(owner: Any, name: str, totals: dict[str, float], label: str) -> None:
 
 def bulk_breakdown(directory: str) -> Any:
     """Stages of one bulk request per certificate, best round; returns the service used."""
-    import app  # noqa: F401 - registers the inventory handler the local backend calls
     from chalicelib import service as service_module
-    from chalicelib import wiring
 
-    wiring.reset()
-    service = wiring.certificate_service()
-    service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
-    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
+    service = service_with_device_ca(directory)
     request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT, count=BULK)
     totals: dict[str, float] = defaultdict(float)
     _timed(service, "_sign", totals, "sign + record")

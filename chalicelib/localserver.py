@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 RESPONSE_BUFFER_BYTES = 64 * 1024  # larger bodies go out as they are written
@@ -38,10 +38,9 @@ def _other_methods(handler: Any, name: str) -> Any:
 
 def _continue_at_once(handler: Any) -> bool:
     """`Expect: 100-continue`: the interim response must leave now, not with the final one."""
-    handler.send_response_only(HTTPStatus.CONTINUE)
-    handler.end_headers()
+    answered = BaseHTTPRequestHandler.handle_expect_100(handler)
     handler.wfile.flush()
-    return True
+    return answered
 
 
 def tune_local_server() -> None:

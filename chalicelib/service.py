@@ -284,8 +284,6 @@ class CertificateService:
 
     def _announce(self, events: Sequence[CertificateEvent]) -> None:
         """Publish; a delivery failure is logged, the stored certificates stand."""
-        if not events:
-            return
         try:
             self._publisher.publish(events)
         except EventDeliveryError as err:

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
+from moto import mock_aws
 
+from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
 from tests.helpers import snapshot_certstore
 
 INVENTORY_HANDLER = "record_inventory"
@@ -29,6 +34,28 @@ def shared_boto_session() -> boto3.session.Session:
     First built inside a fixture, after the fake credentials are set, and resolves them lazily.
     """
     return boto3.session.Session()
+
+
+# A real endpoint or profile in the caller's shell must never receive test traffic.
+UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "KMS_KEY_ID")
+
+
+@contextmanager
+def moto_account(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> Iterator[tuple[boto3.session.Session, dict[str, str]]]:
+    """A fresh moto account with the resources Terraform would create, and the run's session.
+
+    Clears UNSAFE_VARIABLES and sets `environment` first; yields the session and what
+    `create_aws_resources` returned (the KMS key id, the inventory queue URL).
+    """
+    for name in UNSAFE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        session = shared_boto_session()
+        yield session, create_aws_resources(session, AWS_ENVIRONMENT)
 
 
 class LocalBackend:

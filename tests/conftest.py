@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from chalice.test import Client
-from moto import mock_aws
 
 from chalicelib import wiring
 from chalicelib.config import load_settings
-from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
-from tests.backends import LocalBackend, MotoBackend, shared_boto_session
+from devtools.aws_resources import AWS_ENVIRONMENT
+from tests.backends import LocalBackend, MotoBackend, moto_account
 from tests.helpers import ApiClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -57,13 +56,7 @@ def backend(
         yield LocalBackend(directory)
         wiring.reset()
         return
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "KMS_KEY_ID"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in AWS_ENVIRONMENT.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        session = shared_boto_session()
-        resources = create_aws_resources(session, AWS_ENVIRONMENT)
+    with moto_account(monkeypatch, AWS_ENVIRONMENT) as (session, resources):
         monkeypatch.setenv("KMS_KEY_ID", resources["kms_key_id"])
         # The wiring's own build, from this environment, on the run's shared session.
         wiring.override_service(wiring.build_service(load_settings(), boto_session=session))

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
-from tests.backends import shared_boto_session
+from devtools.aws_resources import AWS_ENVIRONMENT
+from tests.backends import moto_account
 
 FAKE_CREDENTIALS = {
     name: AWS_ENVIRONMENT[name]
@@ -25,8 +24,6 @@ FAKE_CREDENTIALS = {
         "AWS_DEFAULT_REGION",
     )
 }
-# A real endpoint or profile in the caller's shell must never receive test traffic.
-UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION")
 
 
 @dataclass(frozen=True)
@@ -45,13 +42,7 @@ class AwsResources:
 @pytest.fixture
 def aws_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsResources]:
     """Bucket, KMS key, table with its index, bus, rule and SQS target in a fresh moto account."""
-    for name in UNSAFE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        session = shared_boto_session()
-        created = create_aws_resources(session, AWS_ENVIRONMENT)
+    with moto_account(monkeypatch, FAKE_CREDENTIALS) as (session, created):
         yield AwsResources(
             session=session,
             bucket=AWS_ENVIRONMENT["CERTIFICATE_BUCKET_NAME"],
