@@ -29,7 +29,10 @@ OBJECT_PREFIX = "certificates/"
 REVOCATION_PREFIX = "revocations/"
 TEMP_PREFIX = ".tmp-"
 WRITERS = 16  # concurrent S3 writes of one bulk
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
+_ANONYMOUS_TEMP_FLAGS = getattr(os, "O_TMPFILE", 0) and os.O_TMPFILE | os.O_WRONLY | _CLOEXEC
+"""O_TMPFILE (Linux): a file with no name until it is linked; 0 where the system has none."""
 
 
 def _check_name_is_safe(name: str) -> None:
@@ -192,6 +195,27 @@ class InMemoryStore(DocumentStore):
         return iter([key for key in list(self._documents) if key.startswith(prefix)])
 
 
+def _supports_anonymous_temp(directory: Path) -> bool:
+    """O_TMPFILE works here, and /proc can give the file its name (`os.link` through
+    /proc/self/fd, as open(2) describes)."""
+    if not _ANONYMOUS_TEMP_FLAGS or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        os.close(os.open(directory, _ANONYMOUS_TEMP_FLAGS, 0o600))
+    except OSError:  # EOPNOTSUPP, EISDIR (older kernels) and the like: named temp files then
+        return False
+    return True
+
+
+def _link_anonymous(descriptor: int, path: str) -> None:
+    """Name an O_TMPFILE file: linkat(AT_SYMLINK_FOLLOW) on its /proc/self/fd entry.
+
+    Python calls linkat (not link, which would link the /proc symlink itself) only when given a
+    directory descriptor; the kernel ignores it, as the source path is absolute.
+    """
+    os.link(f"/proc/self/fd/{descriptor}", path, src_dir_fd=descriptor, follow_symlinks=True)
+
+
 def _is_absent(error: OSError) -> bool:
     """No such file; a name too long for the file system cannot have been stored either."""
     return error.errno in (errno.ENOENT, errno.ENAMETOOLONG)
@@ -202,6 +226,8 @@ class LocalDirStore(DocumentStore):
 
     `os.link` fails if the name exists, so the final file appears complete or not at all and is
     never replaced. `durable=True` also fsyncs the file and the directory (power-loss safety).
+    Where the file system offers it (Linux), the temp file is anonymous (O_TMPFILE): one
+    directory entry per write instead of three, and a crash leaves nothing behind.
     """
 
     def __init__(self, root: Path, durable: bool = False) -> None:
@@ -213,7 +239,8 @@ class LocalDirStore(DocumentStore):
             self._sync_directory(os.path.dirname(os.path.abspath(self._root)))
         self._directories: set[str] = set()  # known to exist (and, when durable, to be on disk)
         self._ensure_directory(os.path.join(self._root, OBJECT_PREFIX.rstrip("/")))
-        # Temp names: unique per process (random) and per write (counter), no name search.
+        self._anonymous_temp = _supports_anonymous_temp(self._root)
+        # Named temp files: unique per process (random) and per write (counter), no name search.
         self._temp_stem = f"{TEMP_PREFIX}{secrets.token_hex(6)}-"
         self._temp_numbers = itertools.count()
 
@@ -237,9 +264,12 @@ class LocalDirStore(DocumentStore):
                     view = view[os.write(descriptor, view) :]
                 if self._durable:
                     os.fsync(descriptor)
+                if temp_path is None:
+                    _link_anonymous(descriptor, path)
+                else:
+                    os.link(temp_path, path)
             finally:
                 os.close(descriptor)
-            os.link(temp_path, path)
             if self._durable:
                 self._sync_directory(directory)
         except FileExistsError:
@@ -247,7 +277,8 @@ class LocalDirStore(DocumentStore):
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
         finally:
-            os.unlink(temp_path)
+            if temp_path is not None:
+                os.unlink(temp_path)
 
     def _ensure_directory(self, directory: str) -> None:
         """Create `directory` (and its parents) unless this store has seen it.
@@ -266,8 +297,13 @@ class LocalDirStore(DocumentStore):
                 level = os.path.dirname(level)
         self._directories.add(directory)
 
-    def _open_temp(self, directory: str) -> tuple[str, int]:
-        """A new temp file (mode 0600) next to the final name; a leftover name is skipped."""
+    def _open_temp(self, directory: str) -> tuple[str | None, int]:
+        """A new temp file (mode 0600) next to the final name, and its name (None: anonymous).
+
+        A leftover named temp file is skipped, never reused.
+        """
+        if self._anonymous_temp:
+            return None, os.open(directory, _ANONYMOUS_TEMP_FLAGS, 0o600)
         for _ in range(100):
             temp_path = os.path.join(directory, f"{self._temp_stem}{next(self._temp_numbers)}")
             try:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -288,10 +290,23 @@ class TestConcurrentPuts:
         assert [record.serial for record in store.iter_certificates()] == [winner.serial]
 
 
-@pytest.fixture(params=[False, True], ids=["normal", "durable"])
-def local_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[LocalDirStore, Path]:
+def without_anonymous_temp_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a system without O_TMPFILE: named temp files, linked then removed."""
+    monkeypatch.setattr("chalicelib.store._ANONYMOUS_TEMP_FLAGS", 0)
+
+
+@pytest.fixture(
+    params=[(False, True), (True, True), (False, False)],
+    ids=["normal", "durable", "named-temp-files"],
+)
+def local_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[LocalDirStore, Path]:
+    durable, anonymous_temp = request.param
+    if not anonymous_temp:
+        without_anonymous_temp_files(monkeypatch)
     root = tmp_path / "certstore"
-    return LocalDirStore(root, durable=request.param), root
+    return LocalDirStore(root, durable=durable), root
 
 
 def temp_files(directory: Path) -> list[str]:
@@ -379,6 +394,7 @@ class TestLocalDirStore:
     def test_leftover_temp_files_with_the_next_names_are_skipped_and_kept(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        without_anonymous_temp_files(monkeypatch)
         monkeypatch.setattr("chalicelib.store.secrets.token_hex", lambda _: "5eed5eed5eed")
         root = tmp_path / "certstore"
         store = LocalDirStore(root)
@@ -435,6 +451,27 @@ class TestLocalDirStore:
         second.put_revocation(dataclasses.replace(revocation, fqdn=f"other.{CELL}"))
 
         assert (set(synced[:-1]), synced[-1]) == (parents, issuer_directory)
+
+    @pytest.mark.skipif(sys.platform != "linux", reason="O_TMPFILE is Linux only")
+    def test_on_linux_a_write_creates_no_named_temp_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = LocalDirStore(tmp_path / "certstore")
+        created: list[str] = []
+        real_open = os.open
+
+        def recording_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if flags & os.O_CREAT:  # a named file (O_TMPFILE opens carry no O_CREAT)
+                created.append(str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr("chalicelib.store.os.open", recording_open)
+        record = make_record()
+
+        store.put_certificate(record)
+
+        assert created == []  # the file was born anonymous and only ever got its final name
+        assert_same_record(store.get_certificate(record.fqdn), record)
 
     def test_a_failed_write_raises_storage_error(
         self, local_store: tuple[LocalDirStore, Path]
