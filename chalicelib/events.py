@@ -162,15 +162,15 @@ class EventPublisher(Protocol):
         """Deliver the events; EventDeliveryError naming those that could not be delivered."""
 
 
-def eventbridge_envelope(event: CertificateEvent) -> dict[str, Any]:
-    """The event as EventBridge hands it to a Lambda target."""
+def eventbridge_envelope(event: CertificateEvent, sent_at: str) -> dict[str, Any]:
+    """The event as EventBridge hands it to a Lambda target; `sent_at` is its `time`."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": event.detail_type,
         "source": EVENT_SOURCE,
         "account": "000000000000",
-        "time": iso_utc(datetime.now(UTC)),
+        "time": sent_at,
         "region": "local",
         "resources": [],
         "detail": event.to_detail(),
@@ -204,11 +204,12 @@ class InProcessPublisher:
             return
         failed: list[CertificateEvent] = []
         last_error: Exception | None = None
+        sent_at = iso_utc(datetime.now(UTC).replace(microsecond=0))
         try:
             with self._batch():
                 for event in events:
                     try:
-                        self._deliver(eventbridge_envelope(event))
+                        self._deliver(eventbridge_envelope(event, sent_at))
                     except Exception as err:  # the handler's failure, reported with the FQDN
                         failed.append(event)
                         last_error = err

@@ -40,15 +40,21 @@ _UPDATE_STATUS = "UPDATE inventory SET Status = ? WHERE FQDN = ? AND ParentFQDN 
 _SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ?"
 
 
-def item_to_attributes(item: InventoryItem) -> dict[str, str]:
-    """The item as DynamoDB attribute names to values (None values left out)."""
-    values = (
+def item_values(item: InventoryItem) -> tuple[str | None, ...]:
+    """The item's values in the order of ATTRIBUTES (the SQLite columns)."""
+    return (
         item.fqdn, item.parent_fqdn, item.cert_type.value, item.valid_until, item.serial,
         item.not_after, item.key_type, item.fingerprint, item.created_at, item.status,
         item.acm_certificate_arn,
     )  # fmt: skip
+
+
+def item_to_attributes(item: InventoryItem) -> dict[str, str]:
+    """The item as DynamoDB attribute names to values (None values left out)."""
     return {
-        name: value for name, value in zip(ATTRIBUTES, values, strict=True) if value is not None
+        name: value
+        for name, value in zip(ATTRIBUTES, item_values(item), strict=True)
+        if value is not None
     }
 
 
@@ -232,9 +238,8 @@ class SqliteInventory:
         return [item_from_attributes(dict(zip(ATTRIBUTES, row, strict=True))) for row in rows]
 
     def record_certificate(self, item: InventoryItem) -> bool:
-        attributes = item_to_attributes(item)
-        values = tuple(attributes.get(name) for name in ATTRIBUTES)
-        return self._write(_INSERT, values, f"could not record {item.fqdn} in the inventory") == 1
+        what = f"could not record {item.fqdn} in the inventory"
+        return self._write(_INSERT, item_values(item), what) == 1
 
     def list_children(
         self,

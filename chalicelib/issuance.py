@@ -83,6 +83,7 @@ def build_record(
     now: datetime,
     device_id: str | None = None,
 ) -> CertificateRecord:
+    certificate_pem, fingerprint = pki.pem_and_fingerprint(certificate)
     return CertificateRecord(
         fqdn=fqdn,
         cert_type=cert_type,
@@ -91,8 +92,8 @@ def build_record(
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         key_type=key_type,
-        fingerprint_sha256=pki.fingerprint_sha256(certificate),
-        certificate_pem=pki.certificate_to_pem(certificate),
+        fingerprint_sha256=fingerprint,
+        certificate_pem=certificate_pem,
         chain_pem=parent.chain_for_children if parent else "",
         private_key_pem=stored_private_key_pem,
         created_at=now,

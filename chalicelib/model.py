@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 ROOT_PARENT = "Root"
@@ -56,8 +57,13 @@ DEFAULT_VALIDITY_DAYS = {
 }
 
 
+@lru_cache(maxsize=64)
 def iso_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, to the second: the one timestamp format of the API and events."""
+    """ISO 8601 in UTC with a `Z`, to the second: the one timestamp format of the API and events.
+
+    Cached: the certificates of a bulk share their validity and creation times, and each is
+    formatted several times (record, event, inventory item, response).
+    """
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

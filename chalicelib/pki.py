@@ -7,6 +7,8 @@ one place and each profile only states its own extensions.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
@@ -255,6 +257,16 @@ def load_trusted_private_key(
 
 def fingerprint_sha256(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def pem_and_fingerprint(certificate: x509.Certificate) -> tuple[str, str]:
+    """`certificate_to_pem` and `fingerprint_sha256` from one DER encoding (each of those
+    encodes the certificate anew): every issuance needs both."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    encoded = base64.b64encode(der).decode("ascii")
+    lines = "\n".join([encoded[start : start + 64] for start in range(0, len(encoded), 64)])
+    pem = f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
+    return pem, hashlib.sha256(der).hexdigest()
 
 
 def serial_hex(certificate: x509.Certificate) -> str:

@@ -322,6 +322,16 @@ def test_serials_are_positive_fit_twenty_bytes_and_match_the_response(
     assert len(serials) == len(hierarchy.responses)
 
 
+def test_pem_and_fingerprint_are_what_cryptography_makes_of_the_certificate(
+    hierarchy: Hierarchy,
+) -> None:
+    for name, response in hierarchy.responses.items():
+        certificate = hierarchy.certificate(name)
+        pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        assert response["certificate"] == pem, name
+        assert response["fingerprint_sha256"] == certificate.fingerprint(hashes.SHA256()).hex()
+
+
 def test_signature_hash_is_sha384_for_p384_issuers_else_sha256(hierarchy: Hierarchy) -> None:
     expected = hashes.SHA384 if hierarchy.key_type == "EC_P384" else hashes.SHA256
     for name in hierarchy.responses:
