@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from chalicelib.model import CertificateRecord, CertType, InventoryItem, RevocationRecord, iso_utc
+from chalicelib.names import random_uuids
 
 EVENT_SOURCE = "certificates"
 CREATED_DETAIL_TYPE = "created"
@@ -162,11 +162,11 @@ class EventPublisher(Protocol):
         """Deliver the events; EventDeliveryError naming those that could not be delivered."""
 
 
-def eventbridge_envelope(event: CertificateEvent, sent_at: str) -> dict[str, Any]:
-    """The event as EventBridge hands it to a Lambda target; `sent_at` is its `time`."""
+def eventbridge_envelope(event: CertificateEvent, event_id: str, sent_at: str) -> dict[str, Any]:
+    """The event as EventBridge hands it to a Lambda target."""
     return {
         "version": "0",
-        "id": str(uuid.uuid4()),
+        "id": event_id,
         "detail-type": event.detail_type,
         "source": EVENT_SOURCE,
         "account": "000000000000",
@@ -207,9 +207,9 @@ class InProcessPublisher:
         sent_at = iso_utc(datetime.now(UTC).replace(microsecond=0))
         try:
             with self._batch():
-                for event in events:
+                for event, event_id in zip(events, random_uuids(len(events)), strict=True):
                     try:
-                        self._deliver(eventbridge_envelope(event, sent_at))
+                        self._deliver(eventbridge_envelope(event, event_id, sent_at))
                     except Exception as err:  # the handler's failure, reported with the FQDN
                         failed.append(event)
                         last_error = err

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -45,7 +44,13 @@ from chalicelib.model import (
     RevocationRecord,
     iso_utc,
 )
-from chalicelib.names import device_fqdn, is_ip_address, is_under, proper_suffixes
+from chalicelib.names import (
+    device_fqdn,
+    is_ip_address,
+    is_under,
+    proper_suffixes,
+    random_uuids,
+)
 from chalicelib.paging import decode_page_token, encode_page_token
 from chalicelib.store import CertificateStore
 
@@ -169,8 +174,7 @@ class CertificateService:
         else:
             sources = [None] * (request.count or 1)
         issued = []
-        for material in sources:
-            device_id = str(uuid.uuid4())
+        for material, device_id in zip(sources, random_uuids(len(sources)), strict=True):
             fqdn = device_fqdn(device_id, parent.fqdn)
             issued.append(
                 self._sign(

@@ -200,8 +200,10 @@ class TestInProcessPublisher:
 
         publisher.publish([make_event()])
         publisher.publish([make_event()])
+        publisher.publish([make_event(), make_event(), make_event()])  # one publish, three ids
 
-        assert envelopes[0]["id"] != envelopes[1]["id"]
+        assert len({envelope["id"] for envelope in envelopes}) == 5
+        assert {uuid.UUID(envelope["id"]).version for envelope in envelopes} == {4}
 
     def test_a_failing_deliver_is_wrapped_in_event_delivery_error(self) -> None:
         failure = RuntimeError("inventory table is unavailable")

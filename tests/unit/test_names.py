@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 import pytest
 
@@ -15,6 +16,7 @@ from chalicelib.names import (
     normalize_fqdn,
     normalize_subject_alt_name,
     proper_suffixes,
+    random_uuids,
 )
 from chalicelib.paging import decode_page_token, encode_page_token
 
@@ -355,3 +357,18 @@ def test_page_token_payload_is_the_parent_and_the_last_fqdn() -> None:
     payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
 
     assert payload == {"p": "Root", "a": "example.com"}
+
+
+@pytest.mark.parametrize("count", [0, 1, 1000])
+def test_random_uuids_are_distinct_version_4_uuids_in_canonical_form(count: int) -> None:
+    ids = random_uuids(count)
+
+    assert len(ids) == len(set(ids)) == count
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122), value
+        assert str(parsed) == value
+
+
+def test_random_uuids_differ_between_calls() -> None:
+    assert set(random_uuids(50)).isdisjoint(random_uuids(50))
