@@ -25,7 +25,7 @@ from bench.figures import (
     scratch_root,
     settle_disk,
 )
-from bench.issuance import BULK, ROUNDS, Samples, measure_issuance
+from bench.issuance import BULK, ROUNDS, Samples, measure_issuance, quiet_stderr
 
 
 @dataclass
@@ -219,7 +219,7 @@ def aws_call_figures(rows: list[Row]) -> None:
     calls: list[str] = []
     os.environ.update(AWS_ENVIRONMENT)
     os.environ.pop("AWS_ENDPOINT_URL", None)
-    with mock_aws():
+    with mock_aws(), quiet_stderr():  # the service's audit lines
         session = boto3.session.Session()
         os.environ["KMS_KEY_ID"] = create_aws_resources(session, AWS_ENVIRONMENT)["kms_key_id"]
         session.events.register("before-call", lambda model, **_: calls.append(model.name))
