@@ -57,14 +57,19 @@ DEFAULT_VALIDITY_DAYS = {
 }
 
 
-@lru_cache(maxsize=64)
 def iso_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, to the second: the one timestamp format of the API and events.
+    """ISO 8601 in UTC with a `Z`, to the second: the one timestamp format of the API and events."""
+    if moment.tzinfo is UTC:
+        return _format_utc(moment)
+    return _format_utc(moment.astimezone(UTC))
 
-    Cached: the certificates of a bulk share their validity and creation times, and each is
-    formatted several times (record, event, inventory item, response).
-    """
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+@lru_cache(maxsize=64)
+def _format_utc(moment: datetime) -> str:
+    """Cached for UTC times only (equal ones are the same instant): the certificates of a bulk
+    share their validity and creation times, each formatted several times (record, event,
+    inventory item, response)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -196,13 +196,19 @@ class InMemoryStore(DocumentStore):
 
 
 def _supports_anonymous_temp(directory: Path) -> bool:
-    """O_TMPFILE works here, and /proc can give the file its name (`os.link` through
-    /proc/self/fd, as open(2) describes)."""
+    """O_TMPFILE works in `directory` and /proc can give such a file its name (`os.link`
+    through /proc/self/fd, as open(2) describes): tried once, with a probe file."""
     if not _ANONYMOUS_TEMP_FLAGS or not os.path.isdir("/proc/self/fd"):
         return False
+    probe = os.path.join(directory, f"{TEMP_PREFIX}probe-{secrets.token_hex(6)}")
     try:
-        os.close(os.open(directory, _ANONYMOUS_TEMP_FLAGS, 0o600))
-    except OSError:  # EOPNOTSUPP, EISDIR (older kernels) and the like: named temp files then
+        descriptor = os.open(directory, _ANONYMOUS_TEMP_FLAGS, 0o600)
+        try:
+            _link_anonymous(descriptor, probe)
+        finally:
+            os.close(descriptor)
+        os.unlink(probe)
+    except OSError:  # EOPNOTSUPP, EISDIR (older kernels), no /proc access: named temp files
         return False
     return True
 

@@ -7,6 +7,7 @@ then runs against it too. Adapter-specific behaviour (file layout, modes) lives 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -296,8 +297,8 @@ def without_anonymous_temp_files(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(
-    params=[(False, True), (True, True), (False, False)],
-    ids=["normal", "durable", "named-temp-files"],
+    params=[(False, True), (True, True), (False, False), (True, False)],
+    ids=["normal", "durable", "named-temp-files", "durable-named-temp-files"],
 )
 def local_store(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -452,11 +453,24 @@ class TestLocalDirStore:
 
         assert (set(synced[:-1]), synced[-1]) == (parents, issuer_directory)
 
+    @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+    def test_no_descriptor_is_left_open(self, local_store: tuple[LocalDirStore, Path]) -> None:
+        store, _ = local_store
+        before = len(os.listdir("/proc/self/fd"))
+
+        store.put_certificate(make_record())
+        with pytest.raises(AlreadyExists):
+            store.put_certificate(make_record(serial="ff"))
+
+        assert len(os.listdir("/proc/self/fd")) == before
+
     @pytest.mark.skipif(sys.platform != "linux", reason="O_TMPFILE is Linux only")
     def test_on_linux_a_write_creates_no_named_temp_file(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         store = LocalDirStore(tmp_path / "certstore")
+        if not store._anonymous_temp:
+            pytest.skip(f"the file system of {tmp_path} has no O_TMPFILE")
         created: list[str] = []
         real_open = os.open
 
@@ -472,6 +486,35 @@ class TestLocalDirStore:
 
         assert created == []  # the file was born anonymous and only ever got its final name
         assert_same_record(store.get_certificate(record.fqdn), record)
+
+    @pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="O_TMPFILE is Linux only")
+    @pytest.mark.parametrize("failing", ["open", "link"])
+    def test_where_anonymous_temp_files_fail_named_ones_are_used(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+    ) -> None:
+        """O_TMPFILE refused by the file system, or no /proc to name such a file through."""
+        real_open, real_link = os.open, os.link
+
+        def refusing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if failing == "open" and flags & os.O_TMPFILE == os.O_TMPFILE:
+                raise OSError(errno.EOPNOTSUPP, "O_TMPFILE is not supported")
+            return real_open(path, flags, *args, **kwargs)
+
+        def refusing_link(source: Any, target: Any, **kwargs: Any) -> None:
+            if failing == "link" and str(source).startswith("/proc/self/fd/"):
+                raise PermissionError(errno.EACCES, "no access to /proc")
+            real_link(source, target, **kwargs)
+
+        monkeypatch.setattr("chalicelib.store.os.open", refusing_open)
+        monkeypatch.setattr("chalicelib.store.os.link", refusing_link)
+        root = tmp_path / "certstore"
+        store = LocalDirStore(root)
+        record = make_record()
+
+        store.put_certificate(record)
+
+        assert_same_record(store.get_certificate(record.fqdn), record)
+        assert temp_files(root) == temp_files(root / "certificates") == []  # probe and temp
 
     def test_a_failed_write_raises_storage_error(
         self, local_store: tuple[LocalDirStore, Path]
