@@ -12,3 +12,11 @@ def aws_error_code(error: Exception) -> str | None:
     if not isinstance(response, dict):
         return None
     return response.get("Error", {}).get("Code")
+
+
+def aws_errors() -> tuple[type[Exception], ...]:
+    """What a failed boto3 call raises: ClientError (an AWS answer) or another BotoCoreError
+    (no answer: connection, credentials, ...). For `except aws_errors() as err:`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
+from chalicelib.aws import aws_errors
 from chalicelib.model import CertificateRecord, CertType, InventoryItem, RevocationRecord, iso_utc
 from chalicelib.names import random_uuids
 
@@ -266,15 +267,13 @@ class EventBridgePublisher:
         self, pending: list[CertificateEvent]
     ) -> tuple[list[CertificateEvent], str, Exception | None]:
         """(events still undelivered, last failure, last exception) after every attempt."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         failure, last_error = "", None
         for attempt in range(self._attempts):
             if attempt:
                 self._sleep(self._backoff_seconds * 2 ** (attempt - 1))
             try:
                 response = self._client.put_events(Entries=[self._entry(e) for e in pending])
-            except (BotoCoreError, ClientError) as err:
+            except aws_errors() as err:
                 failure, last_error = str(err), err
                 continue
             results = response.get("Entries", [])

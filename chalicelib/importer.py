@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from chalicelib.aws import aws_errors
 from chalicelib.model import CertificateRecord
 
 
@@ -36,8 +37,6 @@ class AcmImporter:
     def import_server_certificate(
         self, record: CertificateRecord, private_key_pem: str
     ) -> str | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         arguments: dict[str, Any] = {
             "Certificate": record.certificate_pem.encode(),
             "PrivateKey": private_key_pem.encode(),
@@ -49,5 +48,5 @@ class AcmImporter:
         }
         try:
             return self._client.import_certificate(**arguments)["CertificateArn"]
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             raise CertificateImportError(f"ACM import of {record.fqdn} failed: {err}") from err

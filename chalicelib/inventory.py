@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from chalicelib.aws import aws_error_code
+from chalicelib.aws import aws_error_code, aws_errors
 from chalicelib.errors import StorageError
 from chalicelib.model import NO_FILTER, CertType, ChildFilter, InventoryItem, InventoryPage
 
@@ -220,15 +220,17 @@ class SqliteInventory:
             _rollback(connection)
             raise StorageError(f"could not commit the inventory: {err}") from err
 
-    def _write(self, sql: str, parameters: tuple[Any, ...], what: str) -> int:
-        """Run one write; the number of rows it changed."""
+    def _write(self, sql: str, parameters: tuple[Any, ...], what: str, fqdn: str) -> int:
+        """Run one write; the number of rows it changed. `what` names it in errors, with
+        `{fqdn}` filled in only then (a bulk writes a thousand)."""
         connection = self._connection()
         if getattr(self._local, "in_batch", False) and not connection.in_transaction:
-            raise StorageError(f"{what}: the inventory batch was already rolled back")
+            failed = what.format(fqdn=fqdn)
+            raise StorageError(f"{failed}: the inventory batch was already rolled back")
         try:
             return connection.execute(sql, parameters).rowcount
         except sqlite3.Error as err:
-            raise StorageError(f"{what}: {err}") from err
+            raise StorageError(f"{what.format(fqdn=fqdn)}: {err}") from err
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[InventoryItem]:
         try:
@@ -238,8 +240,8 @@ class SqliteInventory:
         return [item_from_attributes(dict(zip(ATTRIBUTES, row, strict=True))) for row in rows]
 
     def record_certificate(self, item: InventoryItem) -> bool:
-        what = f"could not record {item.fqdn} in the inventory"
-        return self._write(_INSERT, item_values(item), what) == 1
+        what = "could not record {fqdn} in the inventory"
+        return self._write(_INSERT, item_values(item), what, item.fqdn) == 1
 
     def list_children(
         self,
@@ -254,8 +256,8 @@ class SqliteInventory:
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         parameters = (status, fqdn, parent_fqdn)
-        what = f"could not update the inventory item of {fqdn}"
-        return self._write(_UPDATE_STATUS, parameters, what) == 1
+        what = "could not update the inventory item of {fqdn}"
+        return self._write(_UPDATE_STATUS, parameters, what, fqdn) == 1
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         items = self._query(_SELECT_ONE, (fqdn, parent_fqdn))
@@ -274,8 +276,6 @@ class DynamoInventory:
         self._index = index
 
     def record_certificate(self, item: InventoryItem) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         attributes = {name: {"S": value} for name, value in item_to_attributes(item).items()}
         try:
             self._client.put_item(
@@ -283,7 +283,7 @@ class DynamoInventory:
                 Item=attributes,
                 ConditionExpression="attribute_not_exists(FQDN)",
             )
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             if aws_error_code(err) == "ConditionalCheckFailedException":
                 return False
             raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
@@ -339,16 +339,12 @@ class DynamoInventory:
         return arguments
 
     def _query(self, arguments: dict[str, Any], parent_fqdn: str) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             return self._client.query(**arguments)
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -358,21 +354,19 @@ class DynamoInventory:
                 ExpressionAttributeNames={"#status": "Status"},
                 ExpressionAttributeValues={":status": {"S": status}},
             )
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             if aws_error_code(err) == "ConditionalCheckFailedException":
                 return False
             raise StorageError(f"could not update the inventory item of {fqdn}: {err}") from err
         return True
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             response = self._client.get_item(
                 TableName=self._table,
                 Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
             )
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             raise StorageError(f"could not read the inventory item of {fqdn}: {err}") from err
         return _from_dynamo(response["Item"]) if "Item" in response else None
 

@@ -100,8 +100,10 @@ def normalize_subject_alt_name(value: object, field: str) -> str:
     """A server SAN: an IP address, or a DNS host name (one label allowed, `*.` prefix allowed)."""
     if not isinstance(value, str) or not value:
         raise InvalidRequest(field, "must be a non-empty string")
-    if is_ip_address(value):
+    try:
         return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
     name = value.lower() if value.isascii() else ""
     labels = name.split(".")
     if labels[0] == "*" and len(labels) > 2:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from chalicelib.aws import aws_error_code
+from chalicelib.aws import aws_error_code, aws_errors
 from chalicelib.errors import AlreadyExists, NotFound, StorageError
 from chalicelib.model import CertificateRecord, RevocationRecord
 
@@ -239,7 +239,6 @@ class LocalDirStore(DocumentStore):
     def __init__(self, root: Path, durable: bool = False) -> None:
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (self._root / OBJECT_PREFIX).mkdir(exist_ok=True, mode=0o700)
         self._durable = durable
         if durable:  # the root's own entry, in case this created it
             self._sync_directory(os.path.dirname(os.path.abspath(self._root)))
@@ -392,8 +391,6 @@ class S3Store(DocumentStore):
         return BulkWrite(stored, failures[0] if failures else None)
 
     def _create(self, key: str, data: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self._client.put_object(
                 Bucket=self._bucket,
@@ -403,38 +400,32 @@ class S3Store(DocumentStore):
                 IfNoneMatch="*",
                 **self._encryption,
             )
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             if aws_error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise FileExistsError(key) from err
             raise StorageError(f"could not write {key}: {err}") from err
 
     def _read(self, key: str) -> bytes | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             if aws_error_code(err) in ("NoSuchKey", "404"):
                 return None
             raise StorageError(f"could not read {key}: {err}") from err
 
     def _exists(self, key: str) -> bool:
         """Listing, not HeadObject: a HEAD on a missing bucket is a bare 404, like a missing key."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             response = self._client.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             raise StorageError(f"could not look up {key}: {err}") from err
         return any(entry["Key"] == key for entry in response.get("Contents", []))
 
     def _keys(self, prefix: str) -> Iterator[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         paginator = self._client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
                 for entry in page.get("Contents", []):
                     yield entry["Key"]
-        except (BotoCoreError, ClientError) as err:
+        except aws_errors() as err:
             raise StorageError(f"could not list {prefix}: {err}") from err
