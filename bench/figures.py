@@ -145,7 +145,7 @@ class KeepAliveClient:
             b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
         )
         while b"\r\n\r\n" not in self._buffer:
-            self._receive()
+            self._buffer += self._receive_chunk()
         head, _, rest = self._buffer.partition(b"\r\n\r\n")
         status_line, *header_lines = head.split(b"\r\n")
         status = int(status_line.split()[1])
@@ -160,9 +160,6 @@ class KeepAliveClient:
         if status != expect_status:
             raise RuntimeError(f"POST {path}: {status} {payload[:200]!r}")
         return payload
-
-    def _receive(self) -> None:
-        self._buffer += self._receive_chunk()
 
     def _receive_chunk(self) -> bytes:
         chunk = self._socket.recv(1 << 16)

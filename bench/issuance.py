@@ -8,6 +8,7 @@ its best round, as `timeit` recommends, because noise only ever slows a run down
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -37,6 +38,7 @@ from chalicelib.model import KeyType
 
 ROUNDS = 7
 BULK = 1000
+WARMUP = 3  # untimed calls before each measurement
 
 
 @dataclass
@@ -57,8 +59,8 @@ class Samples:
     def measure(self, path: str, operation: Callable[[], object], count: int) -> None:
         write_back()
         cpu = time.process_time()
-        self.rates[path].append(rate(operation, count, warmup=3))
-        self.client_cpu[path].append((time.process_time() - cpu) / (count + 3))
+        self.rates[path].append(rate(operation, count, warmup=WARMUP))
+        self.client_cpu[path].append((time.process_time() - cpu) / (count + WARMUP))
 
 
 def write_back() -> None:
@@ -79,15 +81,15 @@ def quiet_stderr() -> Iterator[None]:
 def service_with_device_ca(directory: str, sync: str = "normal") -> Any:
     """The service layer on the local backend (`CERTSTORE_SYNC=sync`) with a device CA, made the
     service that wiring serves (the in-process events reach that one)."""
+    import app  # noqa: F401 - registers the inventory handler the local backend calls
     from chalicelib import wiring
     from chalicelib.config import load_settings
     from chalicelib.model import CertType, IssueRequest
 
-    os.environ.update(CERTSTORE_DIR=directory, BACKEND="local", CERTSTORE_SYNC=sync)
-    import app  # noqa: F401 - registers the inventory handler the local backend calls
-
-    service = wiring.build_service(load_settings())
-    os.environ["CERTSTORE_SYNC"] = "normal"
+    settings = dataclasses.replace(
+        load_settings(), backend="local", certstore_dir=Path(directory), certstore_sync=sync
+    )
+    service = wiring.build_service(settings)
     wiring.override_service(service)
     service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
     service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))

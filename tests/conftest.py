@@ -16,7 +16,7 @@ from chalice.test import Client
 from chalicelib import wiring
 from chalicelib.config import load_settings
 from devtools.aws_resources import AWS_ENVIRONMENT
-from tests.backends import LocalBackend, MotoBackend, moto_account
+from tests.backends import Backend, LocalBackend, MotoBackend, moto_account
 from tests.helpers import ApiClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def api(certstore: Path) -> Iterator[ApiClient]:
 @pytest.fixture(params=["local", "aws"])
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[LocalBackend | MotoBackend]:
+) -> Iterator[Backend]:
     """Each backend in turn: the local one, and the AWS one under moto (`mock_aws`)."""
     monkeypatch.delenv("CA_KEY_PASSPHRASE", raising=False)
     if request.param == "local":
@@ -65,7 +65,7 @@ def backend(
 
 
 @pytest.fixture
-def backend_api(backend: LocalBackend | MotoBackend) -> Iterator[ApiClient]:
+def backend_api(backend: Backend) -> Iterator[ApiClient]:
     """The HTTP test client on each backend; on AWS, events reach the handler through SQS."""
     from app import app
 

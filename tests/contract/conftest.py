@@ -52,9 +52,3 @@ def aws_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsResources]:
             kms_key_id=created["kms_key_id"],
             queue_url=created["queue_url"],
         )
-
-
-@pytest.fixture
-def aws_session(aws_resources: AwsResources) -> boto3.session.Session:
-    """A boto3 Session on moto, with the resources of `aws_resources` already created."""
-    return aws_resources.session

@@ -445,7 +445,6 @@ class TestLocalDirStore:
         parents = {str(root), str(root / "revocations")}  # the new directories' entries
         issuer_directory = str(root / "revocations" / CELL)  # the new file's entry, after it
         assert (set(synced[:-1]), synced[-1]) == (parents, issuer_directory)
-        synced.clear()
         second = LocalDirStore(root, durable=True)  # another process: the directory exists
         synced.clear()
 
@@ -622,7 +621,6 @@ class SlowThenFailingS3:
 
     def __init__(self, slow_key: str, failing_key: str) -> None:
         self.slow_key, self.failing_key = slow_key, failing_key
-        self.failed = threading.Event()
         self.started: list[str] = []
         self._lock = threading.Lock()
 
@@ -630,7 +628,6 @@ class SlowThenFailingS3:
         with self._lock:
             self.started.append(request["Key"])
         if request["Key"] == self.failing_key:
-            self.failed.set()
             error = {"Error": {"Code": "InternalError", "Message": "We encountered an error"}}
             raise ClientError(error, "PutObject")  # type: ignore[arg-type]
         time.sleep(0.5 if request["Key"] == self.slow_key else 0.005)

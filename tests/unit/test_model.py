@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
@@ -22,10 +23,9 @@ def test_other_offsets_are_converted_to_utc_even_when_an_equal_utc_time_was_form
 
 
 def test_the_repeated_hour_of_a_clock_change_gives_two_instants() -> None:
-    zoneinfo = pytest.importorskip("zoneinfo")
     try:
-        new_york = zoneinfo.ZoneInfo("America/New_York")
-    except zoneinfo.ZoneInfoNotFoundError:
+        new_york = ZoneInfo("America/New_York")
+    except ZoneInfoNotFoundError:
         pytest.skip("no time zone database on this machine")
     first = datetime(2026, 11, 1, 1, 30, tzinfo=new_york)  # EDT, UTC-4
     second = first.replace(fold=1)  # the same wall time an hour later, EST, UTC-5
