@@ -17,6 +17,7 @@ from pathlib import Path
 
 from chalicelib import pki
 from chalicelib.model import KeyType, SubjectDetails
+from devtools.procfs import child_pids, peak_resident_kb
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEVICE_PARENT = "cell.bench.example"
@@ -75,11 +76,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_server(certstore: Path) -> Iterator[int]:
-    """`chalice local --stage local` exactly as `make run` starts it, on a free port."""
+def local_server(certstore: Path, **settings: str) -> Iterator[int]:
+    """`chalice local --stage local` exactly as `make run` starts it, on a free port; `settings`
+    are extra environment variables (`SIGNING_HELPER="off"`)."""
     port = free_port()
     chalice = Path(sys.executable).parent / "chalice"
-    environment = dict(os.environ, CERTSTORE_DIR=str(certstore), BACKEND="local")
+    environment = dict(os.environ, CERTSTORE_DIR=str(certstore), BACKEND="local", **settings)
     process = subprocess.Popen(
         [str(chalice), "local", "--stage", "local", "--host", "127.0.0.1", "--port", str(port),
          "--no-autoreload"],
@@ -116,14 +118,15 @@ def server_pid(port: int) -> int | None:
 
 
 def peak_memory_mb(pid: int) -> float | None:
+    """The peak resident memory of `pid` plus that of its children (the signing helper): an
+    upper bound of what the server's processes held at once."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        peaks = [peak_resident_kb(each) for each in [pid, *child_pids(pid)]]
     except OSError:
         return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return None
+    if peaks[0] is None:
+        return None
+    return sum(peak or 0 for peak in peaks) / 1024
 
 
 class KeepAliveClient:

@@ -14,6 +14,8 @@ LOCAL_BACKEND = "local"
 AWS_BACKEND = "aws"
 SYNC_NORMAL = "normal"
 SYNC_FULL = "full"
+HELPER_AUTO = "auto"
+HELPER_OFF = "off"
 
 
 class ConfigurationError(Exception):
@@ -25,6 +27,7 @@ class Settings:
     backend: str
     certstore_dir: Path
     certstore_sync: str
+    signing_helper: str
     ca_key_passphrase: bytes | None
     certificate_bucket_name: str
     inventory_table_name: str
@@ -47,6 +50,7 @@ def load_settings() -> Settings:
         backend=_choice("BACKEND", LOCAL_BACKEND, (LOCAL_BACKEND, AWS_BACKEND)),
         certstore_dir=Path(os.environ.get("CERTSTORE_DIR", "./.certstore")),
         certstore_sync=_choice("CERTSTORE_SYNC", SYNC_NORMAL, (SYNC_NORMAL, SYNC_FULL)),
+        signing_helper=_choice("SIGNING_HELPER", HELPER_AUTO, (HELPER_AUTO, HELPER_OFF)),
         ca_key_passphrase=passphrase.encode() if passphrase else None,
         certificate_bucket_name=os.environ.get("CERTIFICATE_BUCKET_NAME", ""),
         inventory_table_name=os.environ.get("INVENTORY_TABLE_NAME", ""),

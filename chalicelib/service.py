@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
-from chalicelib import bundles, pki, revocation
+from chalicelib import bundles, pki, revocation, signing
 from chalicelib.authority import Authority, AuthorityCache
 from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
 from chalicelib.events import (
@@ -100,6 +100,7 @@ class CertificateService:
         importer: CertificateImporter,
         ca_key_passphrase: bytes | None = None,
         clock: Callable[[], datetime] = utc_now,
+        signer: signing.DeviceSigner | None = None,
     ) -> None:
         self._store = store
         self._inventory = inventory
@@ -107,6 +108,7 @@ class CertificateService:
         self._importer = importer
         self._passphrase = ca_key_passphrase
         self.clock = clock
+        self._signer = signer or signing.InProcessSigner()
         self.authorities = AuthorityCache(store, ca_key_passphrase)
 
     # Issuance -----------------------------------------------------------------------------
@@ -173,22 +175,27 @@ class CertificateService:
             sources = [KeyMaterial.from_csr(request.csr, frozenset(KeyType), "csr")]
         else:
             sources = [None] * (request.count or 1)
-        issued = []
-        for material, device_id in zip(sources, random_uuids(len(sources)), strict=True):
-            fqdn = device_fqdn(device_id, parent.fqdn)
-            issued.append(
-                self._sign(
-                    request,
-                    fqdn,
-                    parent,
-                    lambda key_type, name=fqdn: pki.device_profile(key_type, name),
-                    device_id,
-                    now,
-                    validity,
-                    material or KeyMaterial.generate(request.key_type),
-                    device_id=device_id,
-                )
+        orders = [
+            signing.DeviceOrder(device_id, device_fqdn(device_id, parent.fqdn), material)
+            for material, device_id in zip(sources, random_uuids(len(sources)), strict=True)
+        ]
+        terms = signing.BulkTerms(parent.signing, validity, request.subject, request.key_type)
+        issued = [
+            IssuedCertificate(
+                record=build_record(
+                    fqdn=order.fqdn,
+                    cert_type=request.cert_type,
+                    parent=parent,
+                    certificate=signed.certificate,
+                    key_type=signed.key_type,
+                    stored_private_key_pem=signed.private_key_pem,
+                    now=now,
+                    device_id=order.device_id,
+                ),
+                private_key_pem=signed.private_key_pem,
             )
+            for order, signed in zip(orders, self._signer.sign_devices(terms, orders), strict=True)
+        ]
         written = self._store.put_certificates(
             [certificate.record for certificate in issued], on_stored=_audit_issued
         )
@@ -237,7 +244,6 @@ class CertificateService:
         now: datetime,
         validity: pki.Validity,
         material: KeyMaterial,
-        device_id: str | None = None,
     ) -> IssuedCertificate:
         certificate = pki.sign_certificate(
             profile_for(material.key_type),
@@ -266,7 +272,6 @@ class CertificateService:
             key_type=material.key_type,
             stored_private_key_pem=stored_key,
             now=now,
-            device_id=device_id,
         )
         return IssuedCertificate(record=record, private_key_pem=leaf_key)
 

@@ -7,12 +7,14 @@ backend work is done at import time (Lambda cold start).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from chalicelib.config import (
     AWS_BACKEND,
+    HELPER_OFF,
     SYNC_FULL,
     ConfigurationError,
     Settings,
@@ -22,6 +24,7 @@ from chalicelib.events import InProcessPublisher
 from chalicelib.importer import NullImporter
 from chalicelib.inventory import SqliteInventory
 from chalicelib.service import CertificateService
+from chalicelib.signing import DeviceSigner, InProcessSigner, SharedSigner
 from chalicelib.store import LocalDirStore
 
 EventHandler = Callable[[dict[str, Any], Any], object]
@@ -29,6 +32,8 @@ EventHandler = Callable[[dict[str, Any], Any], object]
 _lock = threading.Lock()
 _service: CertificateService | None = None
 _event_handler: EventHandler | None = None
+_shared_signer: SharedSigner | None = None
+_signer_lock = threading.Lock()
 
 
 def register_event_handler(handler: EventHandler) -> None:
@@ -75,7 +80,28 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
         publisher=InProcessPublisher(_deliver_to_event_handler, batch=inventory.batch),
         importer=NullImporter(),
         ca_key_passphrase=settings.ca_key_passphrase,
+        signer=_local_signer(settings),
     )
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _local_signer(settings: Settings) -> DeviceSigner:
+    """Bulks share signing with a helper process where a second core and POSIX pipes exist.
+
+    One helper serves the process: every service built here shares it.
+    """
+    global _shared_signer
+    if settings.signing_helper == HELPER_OFF or os.name != "posix" or _usable_cpus() < 2:
+        return InProcessSigner()
+    with _signer_lock:
+        if _shared_signer is None:
+            _shared_signer = SharedSigner()
+        return _shared_signer
 
 
 def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateService:

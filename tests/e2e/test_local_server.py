@@ -6,8 +6,11 @@ interim `100 Continue` answers, several requests on one connection, JSON for unk
 
 from __future__ import annotations
 
+import email.utils
 import json
 import socket
+import time
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from tests.conftest import LocalServer
@@ -103,3 +106,27 @@ def test_an_unknown_method_gets_a_json_405_and_its_body_is_never_run_as_a_reques
         listed_status, _, listed = _read_response(stream)
     assert listed_status == 200
     assert json.loads(listed)["items"] == []
+
+
+def test_each_request_is_logged_once_as_json_and_dated(local_server: LocalServer) -> None:
+    with _connect(local_server) as connection, connection.makefile("rb") as stream:
+        for _ in range(2):
+            connection.sendall(b"GET /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, headers, _ = _read_response(stream)
+            assert status == 200
+            sent = email.utils.parsedate_to_datetime(headers["date"])
+            assert abs((sent - datetime.now(UTC)).total_seconds()) < 5
+        connection.sendall(b"BREW /certificates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert _read_response(stream)[0] == 405
+
+    deadline = time.monotonic() + TIMEOUT
+    while '"status": 405' not in local_server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = local_server.log().splitlines()
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [(line["method"], line["status"]) for line in logged if "status" in line] == [
+        ("GET", 200),
+        ("GET", 200),
+        ("BREW", 405),
+    ]
+    assert not [line for line in lines if 'HTTP/1.1" 200' in line], "a second access line"

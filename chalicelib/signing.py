@@ -1,0 +1,518 @@
+"""Signing device certificates: in this process, or shared with one helper process.
+
+A bulk of device certificates is CPU-bound (a key pair each, unless a CSR brings the public key,
+and a signature each), and one Python process signs on one core. `SharedSigner` hands chunks of a
+bulk to a helper (`python -m chalicelib.signing`, a child of the server) and signs the rest
+itself with the same `sign_device`; the results come back in request order, and nothing is
+stored until every certificate of the bulk is signed, exactly as in process.
+
+The first bulk large enough to share starts the helper and is signed here alone; later ones
+share once the helper has said it is ready, so no request waits for its start-up. If it stops,
+stalls or answers out of protocol, the bulk goes on in this process and the next one starts a new
+helper (three helpers in a row that never become ready end the attempts). The CA's key reaches
+the helper through a pipe, never a file; the helper exits when that pipe closes, which the kernel
+does when the server dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from chalicelib import pki
+from chalicelib.issuance import KeyMaterial
+from chalicelib.model import KeyType, SubjectDetails
+
+logger = logging.getLogger(__name__)
+
+MIN_SHARED = 32
+"""Smaller bulks are signed in process: the round trips would cost more than they save."""
+CHUNK = 16
+"""Orders per message to the helper (one for RSA, whose keys take long); two messages are kept
+in flight so that it never idles. A message stays far below a pipe's buffer."""
+REPLY_TIMEOUT_SECONDS = 30.0
+"""A helper silent this long while it owes a reply is taken for stalled and stopped."""
+MAX_FAILED_STARTS = 3
+
+_HEADER = struct.Struct(">I")
+_READY = b"ready"
+_TERMS = b"terms"
+_ORDERS = b"orders"
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BulkTerms:
+    """What every certificate of one bulk shares."""
+
+    authority: pki.SigningAuthority
+    validity: pki.Validity
+    subject: SubjectDetails
+    key_type: KeyType  # of the keys the server generates
+
+
+@dataclass(frozen=True)
+class DeviceOrder:
+    device_id: str  # the common name
+    fqdn: str  # the DNS SAN
+    material: KeyMaterial | None  # from a CSR; None: generate a key of the bulk's key_type
+
+
+@dataclass(frozen=True)
+class SignedDevice:
+    certificate: x509.Certificate
+    key_type: KeyType
+    private_key_pem: str | None  # None when the key came from a CSR
+
+
+def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
+    material = order.material or KeyMaterial.generate(terms.key_type)
+    certificate = pki.sign_certificate(
+        pki.device_profile(material.key_type, order.fqdn),
+        pki.build_subject(order.device_id, terms.subject),
+        material.public_key,
+        terms.validity,
+        terms.authority,
+    )
+    key_pem = (
+        pki.private_key_to_pem(material.private_key) if material.private_key is not None else None
+    )
+    return SignedDevice(certificate, material.key_type, key_pem)
+
+
+class DeviceSigner(Protocol):
+    def sign_devices(
+        self, terms: BulkTerms, orders: Sequence[DeviceOrder]
+    ) -> list[SignedDevice]: ...
+
+
+class InProcessSigner:
+    def sign_devices(self, terms: BulkTerms, orders: Sequence[DeviceOrder]) -> list[SignedDevice]:
+        return [sign_device(terms, order) for order in orders]
+
+
+# The wire format between the server and its helper: frames of byte strings ----------------
+
+
+def _frame(fields: Sequence[bytes]) -> bytes:
+    parts = [_HEADER.pack(len(fields))]
+    for value in fields:
+        parts += [_HEADER.pack(len(value)), value]
+    payload = b"".join(parts)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _fields(payload: bytes) -> list[bytes]:
+    (count,), offset, fields = _HEADER.unpack_from(payload), _HEADER.size, []
+    for _ in range(count):
+        (size,) = _HEADER.unpack_from(payload, offset)
+        offset += _HEADER.size
+        fields.append(payload[offset : offset + size])
+        offset += size
+    return fields
+
+
+def _terms_frame(terms: BulkTerms) -> bytes:
+    subject = terms.subject
+    names = (subject.country, subject.state, subject.organization)
+    return _frame([
+        _TERMS,
+        terms.authority.certificate.public_bytes(serialization.Encoding.DER),
+        pki.private_key_to_pem(terms.authority.private_key).encode("ascii"),
+        terms.validity.not_before.isoformat().encode(),
+        terms.validity.not_after.isoformat().encode(),
+        terms.key_type.value.encode(),
+        *((value or "").encode() for value in names),
+    ])  # fmt: skip
+
+
+def _read_terms(fields: list[bytes]) -> BulkTerms:
+    certificate, key, not_before, not_after, key_type, country, state, organization = fields
+    return BulkTerms(
+        pki.SigningAuthority(
+            x509.load_der_x509_certificate(certificate),
+            pki.load_trusted_private_key(key.decode("ascii"), None),
+        ),
+        pki.Validity(
+            datetime.fromisoformat(not_before.decode()),
+            datetime.fromisoformat(not_after.decode()),
+        ),
+        SubjectDetails(
+            country.decode() or None, state.decode() or None, organization.decode() or None
+        ),
+        KeyType(key_type.decode()),
+    )
+
+
+def _orders_frame(number: int, orders: Sequence[DeviceOrder]) -> bytes:
+    """Orders message `number`; the helper's reply carries the same number."""
+    fields = [_ORDERS, str(number).encode()]
+    for order in orders:
+        public_key = b""
+        if order.material is not None:
+            public_key = order.material.public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        fields += [order.device_id.encode(), order.fqdn.encode(), public_key]
+    return _frame(fields)
+
+
+def _read_orders(fields: list[bytes]) -> list[DeviceOrder]:
+    orders = []
+    for start in range(0, len(fields), 3):
+        device_id, fqdn, public_key_der = fields[start : start + 3]
+        material = None
+        if public_key_der:
+            public_key = serialization.load_der_public_key(public_key_der)
+            key_type = pki.key_type_of(public_key)
+            if key_type is None:
+                raise ValueError("an order's public key is of a kind this service does not sign")
+            material = KeyMaterial(public_key, key_type, None)
+        orders.append(DeviceOrder(device_id.decode(), fqdn.decode(), material))
+    return orders
+
+
+def _signed_fields(signed: Sequence[SignedDevice]) -> list[bytes]:
+    fields = []
+    for device in signed:
+        fields += [
+            device.certificate.public_bytes(serialization.Encoding.DER),
+            (device.private_key_pem or "").encode("ascii"),
+        ]
+    return fields
+
+
+# The server's side -------------------------------------------------------------------------
+
+
+class HelperGone(Exception):
+    """The helper stopped, stalled or answered out of protocol."""
+
+
+class _Helper:
+    """One running helper process and the pipes to it."""
+
+    def __init__(self, command: Sequence[str], reply_timeout: float) -> None:
+        path = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+            cwd=_PROJECT_ROOT, env={**os.environ, "PYTHONPATH": path},
+            process_group=0,  # Ctrl-C at the terminal is for the server, not for its helper
+        )  # fmt: skip
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._input: BinaryIO = self.process.stdin
+        self._output = self.process.stdout
+        self._readable = selectors.DefaultSelector()
+        self._readable.register(self._output, selectors.EVENT_READ)
+        self._buffer = bytearray()
+        self._reply_timeout = reply_timeout
+        self._sent = 0  # orders messages so far; each reply names the one it answers
+        self.ready = False
+
+    def send_terms(self, terms: BulkTerms) -> None:
+        self._send(_terms_frame(terms))
+
+    def send_orders(self, orders: Sequence[DeviceOrder]) -> int:
+        self._sent += 1
+        self._send(_orders_frame(self._sent, orders))
+        return self._sent
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            view = memoryview(frame)
+            while view:
+                view = view[self._input.write(view) or 0 :]
+        except OSError as err:  # BrokenPipeError and the like
+            raise HelperGone(f"the signing helper took no more work ({err})") from err
+
+    def has_reply(self) -> bool:
+        """A whole frame is buffered, or the pipe has something (data or its end) to read."""
+        return self._complete_frame_size() is not None or bool(self._readable.select(0))
+
+    def receive(self) -> list[bytes]:
+        while (size := self._complete_frame_size()) is None:
+            if not self._readable.select(self._reply_timeout):
+                raise HelperGone(f"the signing helper did not answer in {self._reply_timeout} s")
+            data = os.read(self._output.fileno(), 1 << 16)
+            if not data:
+                raise HelperGone(f"the signing helper exited (code {self.process.poll()})")
+            self._buffer += data
+        payload = bytes(self._buffer[_HEADER.size : _HEADER.size + size])
+        del self._buffer[: _HEADER.size + size]
+        try:
+            return _fields(payload)
+        except struct.error as err:
+            raise HelperGone(f"the signing helper sent a malformed message ({err})") from err
+
+    def _complete_frame_size(self) -> int | None:
+        if len(self._buffer) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(self._buffer)
+        return size if len(self._buffer) >= _HEADER.size + size else None
+
+    def poll_ready(self, timeout: float = 0) -> bool:
+        """True once the helper has said it is ready; waits at most `timeout` seconds."""
+        if not self.ready and (self.has_reply() or self._readable.select(timeout)):
+            if self.receive() != [_READY]:
+                raise HelperGone("the signing helper did not start as expected")
+            self.ready = True
+        return self.ready
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        """Close both pipes, which ends it; kill it if it does not end at once."""
+        self._readable.close()
+        for stream in (self._input, self._output):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+HELPER_COMMAND = (sys.executable, "-m", "chalicelib.signing")
+
+
+class SharedSigner:
+    """Signs bulks of at least `min_shared` devices here and in one helper process together.
+
+    One bulk at a time shares with the helper; a bulk arriving meanwhile (the local server answers
+    requests on threads) is signed in process, as are smaller bulks.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str] = HELPER_COMMAND,
+        min_shared: int = MIN_SHARED,
+        chunk: int = CHUNK,
+        reply_timeout: float = REPLY_TIMEOUT_SECONDS,
+    ) -> None:
+        self._command = tuple(command)
+        self._min_shared = max(min_shared, 2)
+        self._chunk = chunk
+        self._reply_timeout = reply_timeout
+        self._helper: _Helper | None = None
+        self._failed_starts = 0
+        self._lock = threading.Lock()  # held by the bulk that shares with the helper
+        atexit.register(self.close)
+
+    def sign_devices(self, terms: BulkTerms, orders: Sequence[DeviceOrder]) -> list[SignedDevice]:
+        helper = self._claim_helper(len(orders))
+        if helper is None:
+            return [sign_device(terms, order) for order in orders]
+        try:
+            return self._share(helper, terms, orders)
+        finally:
+            self._lock.release()
+
+    def helper_pid(self) -> int | None:
+        return self._helper.process.pid if self._helper is not None else None
+
+    def wait_until_ready(self, timeout: float) -> bool:
+        """Start the helper if needed and wait for it (tests and benchmarks)."""
+        with self._lock:
+            if self._helper is not None and not self._helper.running():
+                self._stop()
+            helper = self._helper or self._start()
+            try:
+                return helper is not None and helper.poll_ready(timeout)
+            except HelperGone:
+                self._stop()
+                return False
+
+    def close(self) -> None:
+        """Stop the helper; at exit, without waiting for a bulk that is still using it."""
+        if self._lock.acquire(timeout=1):
+            try:
+                self._stop()
+            finally:
+                self._lock.release()
+        elif self._helper is not None:
+            self._helper.process.kill()
+
+    def _claim_helper(self, count: int) -> _Helper | None:
+        """The ready helper, with the lock held for this bulk; None (lock free) to sign alone."""
+        if count < self._min_shared or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            helper = self._ready_helper()
+        except BaseException:
+            self._lock.release()
+            raise
+        if helper is None:
+            self._lock.release()
+        return helper
+
+    def _ready_helper(self) -> _Helper | None:
+        """The helper if it is ready; otherwise start one (when none runs) for later bulks."""
+        if self._helper is not None and not self._helper.running():
+            if not self._helper.ready:
+                self._failed_starts += 1
+            self._stop()
+        if self._helper is None:
+            if self._failed_starts < MAX_FAILED_STARTS:
+                self._start()
+            elif self._failed_starts == MAX_FAILED_STARTS:
+                self._failed_starts += 1
+                logger.warning("the signing helper never became ready; bulks sign in process")
+            return None
+        try:
+            if not self._helper.poll_ready():
+                return None
+        except HelperGone as err:
+            logger.warning("%s; signing in this process", err)
+            self._failed_starts += 1
+            self._stop()
+            return None
+        self._failed_starts = 0
+        return self._helper
+
+    def _start(self) -> _Helper | None:
+        try:
+            self._helper = _Helper(self._command, self._reply_timeout)
+        except OSError as err:
+            logger.warning("the signing helper could not start (%s); signing in this process", err)
+            self._failed_starts += 1
+            self._helper = None
+        return self._helper
+
+    def _stop(self) -> None:
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
+
+    def _share(
+        self, helper: _Helper, terms: BulkTerms, orders: Sequence[DeviceOrder]
+    ) -> list[SignedDevice]:
+        results: list[SignedDevice | None] = [None] * len(orders)
+        waiting = deque(range(len(orders)))  # indexes nobody signs yet, in order
+        in_flight: deque[tuple[int, list[int]]] = deque()  # (message, indexes), oldest first
+        chunk = 1 if terms.key_type.is_rsa else self._chunk
+
+        def hand_over() -> None:
+            # smaller near the end, so that neither side waits long for the other to finish
+            size = max(1, min(chunk, len(waiting) // 4))
+            indexes = [waiting.popleft() for _ in range(size)]
+            in_flight.append((helper.send_orders([orders[i] for i in indexes]), indexes))
+
+        try:
+            helper.send_terms(terms)
+            hand_over()
+            hand_over()
+            while waiting or in_flight:
+                if in_flight and (not waiting or helper.has_reply()):
+                    number, indexes = in_flight.popleft()
+                    self._take_reply(helper.receive(), number, indexes, terms, orders, results)
+                    if waiting:
+                        hand_over()
+                else:
+                    index = waiting.popleft()
+                    results[index] = sign_device(terms, orders[index])
+        except HelperGone as err:
+            logger.warning("%s; the bulk goes on in this process", err)
+            self._stop()
+            for index, result in enumerate(results):
+                if result is None:
+                    results[index] = sign_device(terms, orders[index])
+        except BaseException:
+            self._stop()  # replies it still owes must never reach a later bulk
+            raise
+        signed = [result for result in results if result is not None]
+        if len(signed) != len(orders):
+            raise RuntimeError("a bulk lost certificates while sharing its signing")
+        return signed
+
+    @staticmethod
+    def _take_reply(
+        fields: list[bytes],
+        number: int,
+        indexes: list[int],
+        terms: BulkTerms,
+        orders: Sequence[DeviceOrder],
+        results: list[SignedDevice | None],
+    ) -> None:
+        if not fields or fields[0] != str(number).encode() or len(fields) != 1 + 2 * len(indexes):
+            raise HelperGone(f"the signing helper answered out of turn (message {number})")
+        for position, index in enumerate(indexes):
+            certificate_der, key_pem = fields[1 + 2 * position : 3 + 2 * position]
+            material = orders[index].material
+            try:
+                certificate = x509.load_der_x509_certificate(certificate_der)
+                private_key_pem = key_pem.decode("ascii") or None
+            except ValueError as err:  # UnicodeDecodeError included
+                raise HelperGone(f"the signing helper sent an unreadable answer ({err})") from err
+            results[index] = SignedDevice(
+                certificate, material.key_type if material else terms.key_type, private_key_pem
+            )
+
+
+# The helper's side -------------------------------------------------------------------------
+
+
+def _read_frame(stream: BinaryIO) -> list[bytes] | None:
+    """The next frame, or None at the end of the input."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        return None
+    return _fields(payload)
+
+
+def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    """Sign the orders read from `requests` until it ends, one reply per orders message."""
+    replies.write(_frame([_READY]))
+    replies.flush()
+    terms: BulkTerms | None = None
+    while (message := _read_frame(requests)) is not None:
+        kind = message[0]
+        if kind == _TERMS:
+            terms = _read_terms(message[1:])
+        elif kind == _ORDERS and terms is not None:
+            number, orders = message[1], _read_orders(message[2:])
+            signed = [sign_device(terms, order) for order in orders]
+            replies.write(_frame([number, *_signed_fields(signed)]))
+            replies.flush()
+        else:
+            raise ValueError(f"unexpected message {kind!r}")
+
+
+def main() -> int:
+    # The server's process group gets Ctrl-C, this one does not; ignoring it besides keeps a
+    # signal sent by hand from ending a bulk's helper part-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot break the protocol
+    try:
+        serve(sys.stdin.buffer, replies)
+        replies.close()
+    except BrokenPipeError:
+        os._exit(0)  # the server has gone: nothing is left to say, nor anyone to say it to
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
