@@ -12,11 +12,17 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from chalicelib.aws import aws_errors
-from chalicelib.model import CertificateRecord, CertType, InventoryItem, RevocationRecord, iso_utc
+from chalicelib.model import (
+    CertificateRecord,
+    CertType,
+    InventoryItem,
+    RevocationRecord,
+    iso_utc,
+    utc_now,
+)
 from chalicelib.names import random_uuids
 
 EVENT_SOURCE = "certificates"
@@ -205,7 +211,7 @@ class InProcessPublisher:
             return
         failed: list[CertificateEvent] = []
         last_error: Exception | None = None
-        sent_at = iso_utc(datetime.now(UTC).replace(microsecond=0))
+        sent_at = iso_utc(utc_now())
         try:
             with self._batch():
                 for event, event_id in zip(events, random_uuids(len(events)), strict=True):

@@ -1,9 +1,12 @@
-"""The parts of issuance that need no storage: validity windows, key material, the record."""
+"""The parts of issuance that need no storage: validity windows, key material, device signing,
+the record."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -20,6 +23,7 @@ from chalicelib.model import (
     CertificateRecord,
     CertType,
     KeyType,
+    SubjectDetails,
     iso_utc,
 )
 from chalicelib.pki_documents import CsrError, public_key_from_csr
@@ -99,3 +103,53 @@ def build_record(
         created_at=now,
         device_id=device_id,
     )
+
+
+@dataclass(frozen=True)
+class BulkTerms:
+    """What every certificate of one bulk shares."""
+
+    authority: pki.SigningAuthority
+    validity: pki.Validity
+    subject: SubjectDetails
+    key_type: KeyType  # of the keys the server generates
+
+
+@dataclass(frozen=True)
+class DeviceOrder:
+    device_id: str  # the common name
+    fqdn: str  # the DNS SAN
+    material: KeyMaterial | None  # from a CSR; None: generate a key of the bulk's key_type
+
+
+@dataclass(frozen=True)
+class SignedDevice:
+    certificate: x509.Certificate
+    key_type: KeyType
+    private_key_pem: str | None  # None when the key came from a CSR
+
+
+def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
+    material = order.material or KeyMaterial.generate(terms.key_type)
+    certificate = pki.sign_certificate(
+        pki.device_profile(material.key_type, order.fqdn),
+        pki.build_subject(order.device_id, terms.subject),
+        material.public_key,
+        terms.validity,
+        terms.authority,
+    )
+    key_pem = (
+        pki.private_key_to_pem(material.private_key) if material.private_key is not None else None
+    )
+    return SignedDevice(certificate, material.key_type, key_pem)
+
+
+class DeviceSigner(Protocol):
+    def sign_devices(
+        self, terms: BulkTerms, orders: Sequence[DeviceOrder]
+    ) -> list[SignedDevice]: ...
+
+
+class InProcessSigner:
+    def sign_devices(self, terms: BulkTerms, orders: Sequence[DeviceOrder]) -> list[SignedDevice]:
+        return [sign_device(terms, order) for order in orders]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import email.utils
 import functools
 import json
-import logging
 import sys
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from chalicelib.api.middleware import request_log
 
 RESPONSE_BUFFER_BYTES = 64 * 1024  # larger bodies go out as they are written
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # what chalice local serves
@@ -31,9 +32,7 @@ def _method_not_allowed(handler: Any) -> None:
     handler.send_header("Connection", "close")  # also sets handler.close_connection
     handler.end_headers()
     handler.wfile.write(body)
-    logging.getLogger("iot_cert_service.requests").info(
-        json.dumps({"method": handler.command, "path": handler.path, "status": 405})
-    )
+    request_log.info(json.dumps({"method": handler.command, "path": handler.path, "status": 405}))
 
 
 def _other_methods(handler: Any, name: str) -> Any:

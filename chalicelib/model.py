@@ -57,6 +57,11 @@ DEFAULT_VALIDITY_DAYS = {
 }
 
 
+def utc_now() -> datetime:
+    """Now, to the second: the precision of every timestamp the service records."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, to the second: the one timestamp format of the API and events."""
     if moment.tzinfo is UTC:

@@ -10,12 +10,12 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
 
-from chalicelib import bundles, pki, revocation, signing
+from chalicelib import bundles, pki, revocation
 from chalicelib.authority import Authority, AuthorityCache
 from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
 from chalicelib.events import (
@@ -29,7 +29,15 @@ from chalicelib.events import (
 )
 from chalicelib.importer import CertificateImporter, CertificateImportError
 from chalicelib.inventory import Inventory
-from chalicelib.issuance import KeyMaterial, build_record, validity_for
+from chalicelib.issuance import (
+    BulkTerms,
+    DeviceOrder,
+    DeviceSigner,
+    InProcessSigner,
+    KeyMaterial,
+    build_record,
+    validity_for,
+)
 from chalicelib.model import (
     CA_AND_SERVER_KEY_TYPES,
     ROOT_PARENT,
@@ -43,6 +51,7 @@ from chalicelib.model import (
     KeyType,
     RevocationRecord,
     iso_utc,
+    utc_now,
 )
 from chalicelib.names import (
     device_fqdn,
@@ -79,10 +88,6 @@ def _audit_issued(record: CertificateRecord) -> None:
 ProfileFor = Callable[[KeyType], pki.Profile]
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 @dataclass(frozen=True)
 class CertificateDetails:
     """A stored certificate with its revocation, if any (GET one)."""
@@ -100,7 +105,7 @@ class CertificateService:
         importer: CertificateImporter,
         ca_key_passphrase: bytes | None = None,
         clock: Callable[[], datetime] = utc_now,
-        signer: signing.DeviceSigner | None = None,
+        signer: DeviceSigner | None = None,
     ) -> None:
         self._store = store
         self._inventory = inventory
@@ -108,7 +113,7 @@ class CertificateService:
         self._importer = importer
         self._passphrase = ca_key_passphrase
         self.clock = clock
-        self._signer = signer or signing.InProcessSigner()
+        self._signer = signer or InProcessSigner()
         self.authorities = AuthorityCache(store, ca_key_passphrase)
 
     # Issuance -----------------------------------------------------------------------------
@@ -176,10 +181,10 @@ class CertificateService:
         else:
             sources = [None] * (request.count or 1)
         orders = [
-            signing.DeviceOrder(device_id, device_fqdn(device_id, parent.fqdn), material)
+            DeviceOrder(device_id, device_fqdn(device_id, parent.fqdn), material)
             for material, device_id in zip(sources, random_uuids(len(sources)), strict=True)
         ]
-        terms = signing.BulkTerms(parent.signing, validity, request.subject, request.key_type)
+        terms = BulkTerms(parent.signing, validity, request.subject, request.key_type)
         issued = [
             IssuedCertificate(
                 record=build_record(

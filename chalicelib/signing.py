@@ -1,9 +1,9 @@
-"""Signing device certificates: in this process, or shared with one helper process.
+"""Signing device certificates shared with one helper process (local backend).
 
 A bulk of device certificates is CPU-bound (a key pair each, unless a CSR brings the public key,
 and a signature each), and one Python process signs on one core. `SharedSigner` hands chunks of a
 bulk to a helper (`python -m chalicelib.signing`, a child of the server) and signs the rest
-itself with the same `sign_device`; the results come back in request order, and nothing is
+itself with the same `issuance.sign_device`; the results come back in request order, and nothing is
 stored until every certificate of the bulk is signed, exactly as in process.
 
 The first bulk large enough to share starts the helper and is signed here alone; later ones
@@ -28,16 +28,21 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from chalicelib import pki
-from chalicelib.issuance import KeyMaterial
+from chalicelib.issuance import (
+    BulkTerms,
+    DeviceOrder,
+    KeyMaterial,
+    SignedDevice,
+    sign_device,
+)
 from chalicelib.model import KeyType, SubjectDetails
 
 logger = logging.getLogger(__name__)
@@ -56,56 +61,6 @@ _READY = b"ready"
 _TERMS = b"terms"
 _ORDERS = b"orders"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class BulkTerms:
-    """What every certificate of one bulk shares."""
-
-    authority: pki.SigningAuthority
-    validity: pki.Validity
-    subject: SubjectDetails
-    key_type: KeyType  # of the keys the server generates
-
-
-@dataclass(frozen=True)
-class DeviceOrder:
-    device_id: str  # the common name
-    fqdn: str  # the DNS SAN
-    material: KeyMaterial | None  # from a CSR; None: generate a key of the bulk's key_type
-
-
-@dataclass(frozen=True)
-class SignedDevice:
-    certificate: x509.Certificate
-    key_type: KeyType
-    private_key_pem: str | None  # None when the key came from a CSR
-
-
-def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
-    material = order.material or KeyMaterial.generate(terms.key_type)
-    certificate = pki.sign_certificate(
-        pki.device_profile(material.key_type, order.fqdn),
-        pki.build_subject(order.device_id, terms.subject),
-        material.public_key,
-        terms.validity,
-        terms.authority,
-    )
-    key_pem = (
-        pki.private_key_to_pem(material.private_key) if material.private_key is not None else None
-    )
-    return SignedDevice(certificate, material.key_type, key_pem)
-
-
-class DeviceSigner(Protocol):
-    def sign_devices(
-        self, terms: BulkTerms, orders: Sequence[DeviceOrder]
-    ) -> list[SignedDevice]: ...
-
-
-class InProcessSigner:
-    def sign_devices(self, terms: BulkTerms, orders: Sequence[DeviceOrder]) -> list[SignedDevice]:
-        return [sign_device(terms, order) for order in orders]
 
 
 # The wire format between the server and its helper: frames of byte strings ----------------

@@ -16,7 +16,6 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,19 +123,38 @@ class DocumentStore:
             key, record.to_document(), f"certificate {record.fqdn} already exists"
         )
 
+    writers = 1
+    """Writes of one bulk in flight at once: one after the other where writes are bound by the
+    CPU (local files); more where each waits on the network (S3)."""
+
     def put_certificates(
         self, records: Sequence[CertificateRecord], on_stored: OnStored = _nothing
     ) -> BulkWrite:
-        """One after the other: local writes are bound by the CPU, not by waiting."""
-        stored: list[CertificateRecord] = []
-        for record in records:
+        """Up to `writers` writes at once. Once a write fails, no further write starts; those
+        already in flight finish and are reported with what was stored."""
+        failures: list[Exception] = []  # in the order they happened
+
+        def write(record: CertificateRecord) -> bool:
+            if failures:
+                return False
             try:
                 self.put_certificate(record)
-            except Exception as err:  # reported to the caller with what was stored before it
-                return BulkWrite(stored, err)
-            stored.append(record)
+            except Exception as err:  # reported to the caller; later writes are not started
+                failures.append(err)
+                return False
             on_stored(record)
-        return BulkWrite(stored)
+            return True
+
+        writers = min(self.writers, len(records))
+        if writers < 2:
+            written = [write(record) for record in records]
+        else:
+            from concurrent.futures import ThreadPoolExecutor  # off the import path: S3 only
+
+            with ThreadPoolExecutor(writers, "store-put") as pool:
+                written = list(pool.map(write, records))
+        stored = [record for record, done in zip(records, written, strict=True) if done]
+        return BulkWrite(stored, failures[0] if failures else None)
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
         data = self._read(object_key(fqdn))
@@ -355,40 +373,14 @@ class LocalDirStore(DocumentStore):
 class S3Store(DocumentStore):
     """One S3 object per document, created with `IfNoneMatch="*"` so it is never replaced."""
 
+    writers = WRITERS  # 1000 PutObject calls one after the other would outlast API Gateway's 29 s
+
     def __init__(self, client: Any, bucket: str, kms_key_id: str | None = None) -> None:
         self._client = client
         self._bucket = bucket
         self._encryption = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
         )
-
-    def put_certificates(
-        self, records: Sequence[CertificateRecord], on_stored: OnStored = _nothing
-    ) -> BulkWrite:
-        """Up to WRITERS PutObject calls in flight: each waits tens of milliseconds on the network,
-        and a bulk of 1000 one after the other would outlast API Gateway's 29 s limit. Once a
-        write fails, no further write starts; those already in flight finish and are reported."""
-        if len(records) < 2:
-            return super().put_certificates(records, on_stored)
-        failures: list[Exception] = []  # in the order they happened
-        stop = threading.Event()
-
-        def write(record: CertificateRecord) -> bool:
-            if stop.is_set():
-                return False
-            try:
-                self.put_certificate(record)
-            except Exception as err:  # reported to the caller; later writes are not started
-                failures.append(err)
-                stop.set()
-                return False
-            on_stored(record)
-            return True
-
-        with ThreadPoolExecutor(min(WRITERS, len(records)), "s3-put") as pool:
-            written = list(pool.map(write, records))
-        stored = [record for record, done in zip(records, written, strict=True) if done]
-        return BulkWrite(stored, failures[0] if failures else None)
 
     def _create(self, key: str, data: bytes) -> None:
         try:

@@ -23,8 +23,8 @@ from chalicelib.config import (
 from chalicelib.events import InProcessPublisher
 from chalicelib.importer import NullImporter
 from chalicelib.inventory import SqliteInventory
+from chalicelib.issuance import DeviceSigner, InProcessSigner
 from chalicelib.service import CertificateService
-from chalicelib.signing import DeviceSigner, InProcessSigner, SharedSigner
 from chalicelib.store import LocalDirStore
 
 EventHandler = Callable[[dict[str, Any], Any], object]
@@ -32,7 +32,7 @@ EventHandler = Callable[[dict[str, Any], Any], object]
 _lock = threading.Lock()
 _service: CertificateService | None = None
 _event_handler: EventHandler | None = None
-_shared_signer: SharedSigner | None = None
+_shared_signer: DeviceSigner | None = None
 _signer_lock = threading.Lock()
 
 
@@ -93,13 +93,16 @@ def _usable_cpus() -> int:
 def _local_signer(settings: Settings) -> DeviceSigner:
     """Bulks share signing with a helper process where a second core and POSIX pipes exist.
 
-    One helper serves the process: every service built here shares it.
+    One helper serves the process: every service built here shares it. The helper's module
+    (subprocess, pipes) is imported only here, off the AWS backend's cold start.
     """
     global _shared_signer
     if settings.signing_helper == HELPER_OFF or os.name != "posix" or _usable_cpus() < 2:
         return InProcessSigner()
     with _signer_lock:
         if _shared_signer is None:
+            from chalicelib.signing import SharedSigner
+
             _shared_signer = SharedSigner()
         return _shared_signer
 

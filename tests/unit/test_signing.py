@@ -7,13 +7,14 @@ stop, stall or answer out of protocol part-way through a bulk.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,33 +26,55 @@ from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from chalicelib import pki, signing
-from chalicelib.issuance import KeyMaterial
-from chalicelib.model import KeyType, SubjectDetails
-from chalicelib.signing import (
+from chalicelib.issuance import (
     BulkTerms,
     DeviceOrder,
     DeviceSigner,
     InProcessSigner,
-    SharedSigner,
+    KeyMaterial,
     SignedDevice,
-    _frame,
 )
+from chalicelib.model import KeyType, SubjectDetails
+from chalicelib.signing import SharedSigner, _frame
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CSR_KEY_TYPES = (KeyType.EC_P384, KeyType.ED25519, KeyType.RSA_2048, KeyType.EC_P256)
 
 
-@pytest.fixture(scope="module")
-def terms() -> BulkTerms:
-    key = pki.generate_private_key(KeyType.EC_P256)
-    validity = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=30))
-    subject = pki.build_subject("signing.example", SubjectDetails())
-    root = pki.sign_certificate(pki.root_profile(), subject, key.public_key(), validity, None, key)
+def authority_terms(
+    ca_key_type: KeyType, details: SubjectDetails, lifetime: timedelta, key_type: KeyType
+) -> BulkTerms:
+    """A fresh self-signed CA of `ca_key_type`, and terms for devices of `lifetime` under it."""
+    key = pki.generate_private_key(ca_key_type)
+    window = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=30))
+    subject = pki.build_subject("ca.example", SubjectDetails(country="FR"))
+    root = pki.sign_certificate(pki.root_profile(), subject, key.public_key(), window, None, key)
     return BulkTerms(
         pki.SigningAuthority(root, key),
-        pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=1)),
-        SubjectDetails(country="DE", organization="Acme Devices"),
-        KeyType.EC_P256,
+        pki.Validity(NOW - timedelta(minutes=5), NOW + lifetime),
+        details,
+        key_type,
+    )
+
+
+@pytest.fixture(scope="module")
+def terms() -> BulkTerms:
+    details = SubjectDetails(country="DE", organization="Acme Devices")
+    return authority_terms(KeyType.EC_P256, details, timedelta(days=1), KeyType.EC_P256)
+
+
+@functools.cache
+def csr_materials() -> tuple[KeyMaterial, ...]:
+    """One public key per CSR_KEY_TYPES, as a CSR brings it (made once: RSA keys are slow)."""
+    return tuple(
+        KeyMaterial(pki.generate_private_key(key_type).public_key(), key_type, None)
+        for key_type in CSR_KEY_TYPES
+    )
+
+
+def spki(public_key: Any) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
@@ -61,12 +84,8 @@ def orders_for(generated: int) -> list[DeviceOrder]:
         DeviceOrder(f"device-{index}", f"device-{index}.cell.example", None)
         for index in range(generated)
     ]
-    for index, key_type in enumerate(CSR_KEY_TYPES):
-        public_key = pki.generate_private_key(key_type).public_key()
-        orders.append(
-            DeviceOrder(f"csr-{index}", f"csr-{index}.cell.example", KeyMaterial(
-                public_key, key_type, None))
-        )  # fmt: skip
+    for index, material in enumerate(csr_materials()):
+        orders.append(DeviceOrder(f"csr-{index}", f"csr-{index}.cell.example", material))
     return orders
 
 
@@ -88,33 +107,37 @@ def assert_signed_as_ordered(
         organization = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         assert [attribute.value for attribute in organization] == ["Acme Devices"]
         assert certificate.not_valid_after_utc == terms.validity.not_after
-        public_der = certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        public_der = spki(certificate.public_key())
         if order.material is not None:
             assert device.private_key_pem is None
             assert device.key_type is order.material.key_type
-            assert public_der == order.material.public_key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            assert public_der == spki(order.material.public_key)
         else:
             assert device.key_type is terms.key_type
             assert device.private_key_pem is not None
             key = serialization.load_pem_private_key(device.private_key_pem.encode(), None)
-            assert (
-                key.public_key().public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-                == public_der
-            )
+            assert spki(key.public_key()) == public_der
 
 
 @pytest.fixture
-def shared() -> Iterator[SharedSigner]:
-    signer = SharedSigner(min_shared=2, chunk=4)
+def make_signer() -> Iterator[Callable[..., SharedSigner]]:
+    """Builds SharedSigners (arguments as the class takes them) and closes them all after."""
+    made: list[SharedSigner] = []
+
+    def make(**arguments: Any) -> SharedSigner:
+        made.append(SharedSigner(**arguments))
+        return made[-1]
+
+    yield make
+    for signer in made:
+        signer.close()
+
+
+@pytest.fixture
+def shared(make_signer: Callable[..., SharedSigner]) -> SharedSigner:
+    signer = make_signer(min_shared=2, chunk=4)
     assert signer.wait_until_ready(timeout=60), "the signing helper did not start"
-    yield signer
-    signer.close()
+    return signer
 
 
 @pytest.mark.parametrize("kind", ["in process", "shared with a helper"])
@@ -159,19 +182,18 @@ def test_concurrent_bulks_are_each_signed_whole_and_in_order(
         assert_signed_as_ordered(terms, orders, signed)
 
 
-def test_bulks_below_the_threshold_are_signed_in_process(terms: BulkTerms) -> None:
-    signer = SharedSigner(min_shared=10)
-    try:
-        assert signer.wait_until_ready(timeout=60)
-        with counted_replies() as replies:
-            for orders in (orders_for(5), orders_for(0)[:1]):
-                assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
-            assert replies == []
-            orders = orders_for(20)
+def test_bulks_below_the_threshold_are_signed_in_process(
+    terms: BulkTerms, make_signer: Callable[..., SharedSigner]
+) -> None:
+    signer = make_signer(min_shared=10)
+    assert signer.wait_until_ready(timeout=60)
+    with counted_replies() as replies:
+        for orders in (orders_for(5), orders_for(0)[:1]):
             assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
-            assert replies, "a bulk over the threshold did not share"
-    finally:
-        signer.close()
+        assert replies == []
+        orders = orders_for(20)
+        assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
+        assert replies, "a bulk over the threshold did not share"
 
 
 def test_a_bulk_goes_on_in_process_when_the_helper_was_killed(
@@ -206,36 +228,36 @@ def fake_helper(body: str) -> list[str]:
     ],
 )
 def test_a_helper_that_fails_part_way_leaves_the_bulk_to_this_process(
-    body: str, warning: str, terms: BulkTerms, caplog: pytest.LogCaptureFixture
+    body: str,
+    warning: str,
+    terms: BulkTerms,
+    caplog: pytest.LogCaptureFixture,
+    make_signer: Callable[..., SharedSigner],
 ) -> None:
-    signer = SharedSigner(
+    signer = make_signer(
         command=fake_helper(body.format(frame=_frame([b"99"]))),
         min_shared=2,
         chunk=4,
         reply_timeout=1.0,
     )
-    try:
-        assert signer.wait_until_ready(timeout=60)
-        orders = orders_for(20)
-        with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
-            signed = signer.sign_devices(terms, orders)
-        assert_signed_as_ordered(terms, orders, signed)
-        assert any(re.search(warning, message) for message in caplog.messages), caplog.messages
-        assert signer.helper_pid() is None  # stopped; the next bulk starts another
-    finally:
-        signer.close()
+    assert signer.wait_until_ready(timeout=60)
+    orders = orders_for(20)
+    with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
+        signed = signer.sign_devices(terms, orders)
+    assert_signed_as_ordered(terms, orders, signed)
+    assert any(re.search(warning, message) for message in caplog.messages), caplog.messages
+    assert signer.helper_pid() is None  # stopped; the next bulk starts another
 
 
 def test_a_helper_that_cannot_start_leaves_signing_to_this_process(
-    terms: BulkTerms, caplog: pytest.LogCaptureFixture
+    terms: BulkTerms, caplog: pytest.LogCaptureFixture, make_signer: Callable[..., SharedSigner]
 ) -> None:
-    signer = SharedSigner(command=["/nonexistent/python"], min_shared=2)
+    signer = make_signer(command=["/nonexistent/python"], min_shared=2)
     orders = orders_for(5)
     with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
         assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
         assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
     assert any("could not start" in message for message in caplog.messages)
-    signer.close()
 
 
 def test_the_helper_survives_sigint_and_ends_when_its_input_closes(
@@ -279,39 +301,29 @@ def test_an_exception_part_way_stops_the_helper_so_no_later_bulk_reads_its_repli
 
 
 def test_helpers_that_never_become_ready_are_given_up(
-    terms: BulkTerms, caplog: pytest.LogCaptureFixture
+    terms: BulkTerms, caplog: pytest.LogCaptureFixture, make_signer: Callable[..., SharedSigner]
 ) -> None:
-    signer = SharedSigner(command=[sys.executable, "-c", "pass"], min_shared=2)
+    signer = make_signer(command=[sys.executable, "-c", "pass"], min_shared=2)
     started = []
-    try:
-        with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
-            for _ in range(signing.MAX_FAILED_STARTS + 2):
-                orders = orders_for(3)
-                assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
-                if signer._helper is not None:
-                    started.append(signer._helper.process.pid)
-                    signer._helper.process.wait(timeout=10)
-        assert len(started) == signing.MAX_FAILED_STARTS
-        assert signer.helper_pid() is None
-        assert any("never became ready" in message for message in caplog.messages)
-    finally:
-        signer.close()
+    with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
+        for _ in range(signing.MAX_FAILED_STARTS + 2):
+            orders = orders_for(3)
+            assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
+            if signer._helper is not None:
+                started.append(signer._helper.process.pid)
+                signer._helper.process.wait(timeout=10)
+    assert len(started) == signing.MAX_FAILED_STARTS
+    assert signer.helper_pid() is None
+    assert any("never became ready" in message for message in caplog.messages)
 
 
 @pytest.mark.parametrize("ca_key_type", [KeyType.EC_P384, KeyType.RSA_2048, KeyType.ED25519])
 def test_the_helper_signs_what_this_process_would(ca_key_type: KeyType) -> None:
     """Terms and orders cross the pipe whole: `serve` (the helper's loop) on in-memory streams
     signs certificates equal to in-process ones but for serial, signature and generated keys."""
-    key = pki.generate_private_key(ca_key_type)
-    window = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=30))
-    ca_subject = pki.build_subject("ca.example", SubjectDetails(country="FR"))
-    ca = pki.sign_certificate(pki.root_profile(), ca_subject, key.public_key(), window, None, key)
-    terms = BulkTerms(
-        pki.SigningAuthority(ca, key),
-        pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(hours=7)),
-        SubjectDetails(country="DE", state="Bayern", organization="Acme Devices"),
-        KeyType.EC_P384,
-    )
+    details = SubjectDetails(country="DE", state="Bayern", organization="Acme Devices")
+    terms = authority_terms(ca_key_type, details, timedelta(hours=7), KeyType.EC_P384)
+    ca = terms.authority.certificate
     orders = orders_for(2)
     requests = signing._terms_frame(terms) + signing._orders_frame(7, orders)
     replies = io.BytesIO()
