@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -75,8 +76,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    port: int
+    pid: int
+
+
 @contextmanager
-def local_server(certstore: Path, **settings: str) -> Iterator[int]:
+def local_server(certstore: Path, **settings: str) -> Iterator[RunningServer]:
     """`chalice local --stage local` exactly as `make run` starts it, on a free port; `settings`
     are extra environment variables (`SIGNING_HELPER="off"`)."""
     port = free_port()
@@ -97,36 +104,19 @@ def local_server(certstore: Path, **settings: str) -> Iterator[int]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("chalice local did not start") from None
                 time.sleep(0.1)
-        yield port
+        yield RunningServer(port, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def server_pid(port: int) -> int | None:
-    """The pid listening on `port` (for its peak memory), from /proc; None where unavailable."""
-    try:
-        output = subprocess.run(
-            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
-        ).stdout
-    except FileNotFoundError:
-        return None
-    marker = "pid="
-    if marker not in output:
-        return None
-    return int(output.split(marker, 1)[1].split(",", 1)[0])
-
-
 def peak_memory_mb(pid: int) -> float | None:
     """The peak resident memory of `pid` plus that of its children (the signing helper): an
     upper bound of what the server's processes held at once."""
-    try:
-        peaks = [peak_resident_kb(each) for each in [pid, *child_pids(pid)]]
-    except OSError:
+    own = peak_resident_kb(pid)
+    if own is None:
         return None
-    if peaks[0] is None:
-        return None
-    return sum(peak or 0 for peak in peaks) / 1024
+    return (own + sum(peak_resident_kb(child) or 0 for child in child_pids(pid))) / 1024
 
 
 class KeepAliveClient:
@@ -205,6 +195,12 @@ def settle_disk(directory: Path, quiet_micros: float = 50, timeout: float = 120)
         f"creating a file took {first:.0f} us at the start and {last:.0f} us after {waited:.0f} s"
         + ("" if last <= quiet_micros else f" (still above {quiet_micros:.0f} us: disk-bound)")
     )
+
+
+def seed_device_ca(client: KeepAliveClient) -> None:
+    """The root and the device CA every issuance figure signs under."""
+    client.post("/certificates/root", b'{"fqdn": "bench.example"}')
+    client.post("/certificates/intermediate", json.dumps({"fqdn": DEVICE_PARENT}).encode())
 
 
 def post_json(connection: http.client.HTTPConnection, path: str, body: object) -> dict:

@@ -32,9 +32,9 @@ from bench.figures import (
     post_json,
     rate,
     scratch_directory,
-    server_pid,
+    seed_device_ca,
 )
-from chalicelib.model import KeyType
+from chalicelib.model import CertType, IssueRequest, KeyType
 
 ROUNDS = 7
 BULK = 1000
@@ -86,7 +86,6 @@ def service_with_device_ca(
     import app  # noqa: F401 - registers the inventory handler the local backend calls
     from chalicelib import wiring
     from chalicelib.config import load_settings
-    from chalicelib.model import CertType, IssueRequest
 
     settings = dataclasses.replace(
         load_settings(),
@@ -97,28 +96,19 @@ def service_with_device_ca(
     )
     service = wiring.build_service(settings)
     wiring.override_service(service)
-    service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
-    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
+    create_device_ca(service)
     return service
 
 
-def in_process_service(directory: str, sync: str = "normal") -> Callable[[], object]:
-    """One device issuance by the service of `service_with_device_ca`, which each call makes the
-    one served (a lock and an assignment), so two such services can be measured in turn."""
-    from chalicelib import wiring
-    from chalicelib.model import CertType, IssueRequest
-
-    service = service_with_device_ca(directory, sync)
-    request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
-
-    def issue() -> object:
-        wiring.override_service(service)
-        return service.create_device(request)
-
-    return issue
+def create_device_ca(service: Any) -> None:
+    """The root and the device CA every issuance figure signs under (`seed_device_ca` over HTTP)."""
+    service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
+    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
 
 
 def measure_issuance(rounds: int = ROUNDS) -> Samples:
+    from chalicelib import wiring
+
     samples = Samples()
     raw = RawIssuer()
     samples.measure("crypto RSA_2048", lambda: raw.issue(KeyType.RSA_2048), 30)
@@ -128,23 +118,24 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
         scratch_directory() as full_sync_directory,
         scratch_directory() as server_directory,
         scratch_directory() as single_directory,
-        local_server(Path(server_directory)) as port,
-        local_server(Path(single_directory), SIGNING_HELPER="off") as single_port,
+        local_server(Path(server_directory)) as server,
+        local_server(Path(single_directory), SIGNING_HELPER="off") as single_server,
         quiet_stderr(),
     ):
         written = iter(range(10**9))
-        service_issue = in_process_service(service_directory)
-        full_sync_issue = in_process_service(full_sync_directory, "full")
-        base = f"http://127.0.0.1:{port}"
-        connection = http.client.HTTPConnection("127.0.0.1", port)
-        post_json(connection, "/certificates/root", {"fqdn": "bench.example"})
-        post_json(connection, "/certificates/intermediate", {"fqdn": DEVICE_PARENT})
+        device = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
+        in_process = {  # figure 2; each is made the service wiring serves before it is measured
+            "service": (service_with_device_ca(service_directory), 300),
+            "service, full sync": (service_with_device_ca(full_sync_directory, "full"), 100),
+        }
+        base = f"http://127.0.0.1:{server.port}"
+        connection = http.client.HTTPConnection("127.0.0.1", server.port)
         body = {"parent_fqdn": DEVICE_PARENT}
         session = requests.Session()
-        minimal = KeepAliveClient(port)
-        single = KeepAliveClient(single_port)
-        single.post("/certificates/root", b'{"fqdn": "bench.example"}')
-        single.post("/certificates/intermediate", json.dumps({"fqdn": DEVICE_PARENT}).encode())
+        minimal = KeepAliveClient(server.port)
+        single = KeepAliveClient(single_server.port)
+        seed_device_ca(minimal)
+        seed_device_ca(single)
         encoded = json.dumps(body).encode()
 
         def refused() -> None:
@@ -178,8 +169,9 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
             # about as long as one bulk request, so both get the same chance of a quiet window
             samples.measure("crypto EC_P256", lambda: raw.issue(KeyType.EC_P256), 2000)
             samples.measure("durable", durable, 200)
-            samples.measure("service", service_issue, 300)
-            samples.measure("service, full sync", full_sync_issue, 100)
+            for path, (service, count) in in_process.items():
+                wiring.override_service(service)
+                samples.measure(path, lambda s=service: s.create_device(device), count)
             samples.measure(
                 "minimal client", lambda: minimal.post("/certificates/device", encoded), 300
             )
@@ -193,6 +185,5 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
             samples.rates["bulk, helper off"].append(timed_bulk(single))
         minimal.close()
         single.close()
-        pid = server_pid(port)
-        samples.server_peak_mb = peak_memory_mb(pid) if pid else None
+        samples.server_peak_mb = peak_memory_mb(server.pid)
     return samples

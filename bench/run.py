@@ -25,7 +25,14 @@ from bench.figures import (
     scratch_root,
     settle_disk,
 )
-from bench.issuance import BULK, ROUNDS, Samples, measure_issuance, quiet_stderr
+from bench.issuance import (
+    BULK,
+    ROUNDS,
+    Samples,
+    create_device_ca,
+    measure_issuance,
+    quiet_stderr,
+)
 
 
 @dataclass
@@ -102,7 +109,7 @@ def issuance_rows(rows: list[Row], samples: Samples) -> float:
     peak = samples.server_peak_mb
     rows.append(
         Row("4 bulk: server peak memory (server + helper process)",
-            "unmeasured (no ss or /proc)" if peak is None else f"{peak:.0f} MB", "", None,
+            "unmeasured (no /proc)" if peak is None else f"{peak:.0f} MB", "", None,
             "< 200 MB", peak is not None and peak < 200)
     )  # fmt: skip
     return kept
@@ -219,18 +226,18 @@ def aws_call_figures(rows: list[Row]) -> None:
     from chalicelib import wiring
     from chalicelib.config import load_settings
     from chalicelib.model import CertType, IssueRequest
-    from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
+    from devtools.aws_resources import AWS_ENVIRONMENT, UNSAFE_VARIABLES, create_aws_resources
 
     calls: list[str] = []
+    for name in UNSAFE_VARIABLES:
+        os.environ.pop(name, None)
     os.environ.update(AWS_ENVIRONMENT)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
     with mock_aws(), quiet_stderr():  # the service's audit lines
         session = boto3.session.Session()
         os.environ["KMS_KEY_ID"] = create_aws_resources(session, AWS_ENVIRONMENT)["kms_key_id"]
         session.events.register("before-call", lambda model, **_: calls.append(model.name))
         service = wiring.build_service(load_settings(), boto_session=session)
-        service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
-        service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
+        create_device_ca(service)
         device = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
         service.create_device(device)  # warm: the CA is loaded and checked
         counts = {}

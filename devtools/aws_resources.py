@@ -21,6 +21,8 @@ AWS_ENVIRONMENT = {
     "INVENTORY_INDEX_NAME": "parent-index",
     "EVENT_BUS_NAME": "iot-certificates-test",
 }
+UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "KMS_KEY_ID")
+"""Variables that would point a moto run at a real account or a stale key: cleared first."""
 INVENTORY_RULE_NAME = "record-inventory"
 INVENTORY_QUEUE_NAME = "inventory-events"
 

@@ -6,9 +6,14 @@ from pathlib import Path
 
 
 def child_pids(pid: int) -> list[int]:
-    """The children of `pid`, gathered over its threads (one may end while they are read)."""
+    """The children of `pid`, gathered over its threads (one may end while they are read); none
+    once `pid` is gone."""
     found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return []
+    for task in tasks:
         try:
             found += [int(child) for child in (task / "children").read_text().split()]
         except FileNotFoundError:
@@ -26,3 +31,26 @@ def peak_resident_kb(pid: int) -> int | None:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return None
+
+
+def command_line(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may hold spaces): state first."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of `pid`, in clock ticks."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12])
+
+
+def is_gone(pid: int) -> bool:
+    """`pid` has exited (absent, or a zombie nobody has reaped yet)."""
+    try:
+        return _stat_fields(pid)[0] == "Z"
+    except FileNotFoundError:
+        return True

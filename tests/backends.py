@@ -20,7 +20,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
+from devtools.aws_resources import AWS_ENVIRONMENT, UNSAFE_VARIABLES, create_aws_resources
 from tests.helpers import snapshot_certstore
 
 INVENTORY_HANDLER = "record_inventory"
@@ -37,7 +37,6 @@ def shared_boto_session() -> boto3.session.Session:
 
 
 # A real endpoint or profile in the caller's shell must never receive test traffic.
-UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "KMS_KEY_ID")
 
 
 @contextmanager

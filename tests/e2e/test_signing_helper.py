@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -16,7 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from chalicelib import wiring
-from devtools.procfs import child_pids
+from devtools.procfs import child_pids, command_line, cpu_ticks, is_gone
 from tests.conftest import LocalServer
 from tests.helpers import verify_client
 
@@ -34,16 +33,10 @@ def signing_helper_of(pid: int, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in child_pids(pid):
-            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            if b"chalicelib.signing" in command:
+            if b"chalicelib.signing" in command_line(child):
                 return child
         time.sleep(0.1)
     raise AssertionError(f"no signing helper under server pid {pid}")
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def settled_cpu_ticks(pid: int, timeout: float = 30) -> int:
@@ -56,14 +49,6 @@ def settled_cpu_ticks(pid: int, timeout: float = 30) -> int:
             return ticks
         ticks = now
     raise AssertionError(f"pid {pid} kept using CPU for {timeout} s")
-
-
-def is_gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state == "Z"
 
 
 def bulk(server: LocalServer, count: int) -> list[dict[str, object]]:
