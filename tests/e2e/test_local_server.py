@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from chalicelib import localserver
 from tests.conftest import LocalServer
 
 TIMEOUT = 20  # seconds; only a hang reaches it
@@ -76,6 +77,24 @@ def test_pipelined_requests_on_one_connection_are_answered_in_order(
     assert [json.loads(body)["fqdn"] for _, _, body in responses[:3]] == names
     listed = [item["fqdn"] for item in json.loads(responses[3][2])["items"]]
     assert listed == sorted(names)
+
+
+def test_a_keep_alive_connection_is_served_after_its_poll_for_the_next_request_ends(
+    local_server: LocalServer,
+) -> None:
+    """The server polls briefly for the next request, then blocks: a client that pauses (here
+    far longer than the poll) is answered all the same, on the same connection."""
+    pause = localserver.NEXT_REQUEST_POLL_SECONDS * 100
+    with _connect(local_server) as connection, connection.makefile("rb") as stream:
+        answered = []
+        for index in range(3):
+            body = json.dumps({"fqdn": f"pause{index}.example.com"}).encode()
+            connection.sendall(_post("/certificates/root", body))
+            status, _, payload = _read_response(stream)
+            answered.append((status, json.loads(payload)["fqdn"]))
+            time.sleep(pause)
+
+    assert answered == [(201, f"pause{index}.example.com") for index in range(3)]
 
 
 def test_an_unknown_method_gets_a_json_405_and_its_body_is_never_run_as_a_request(
