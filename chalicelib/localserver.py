@@ -22,7 +22,7 @@ ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # what chalice
 NEXT_REQUEST_POLL_SECONDS = 0.0005  # a keep-alive connection polls this long before it blocks
 MAX_HEADER_LINE = 65536  # the standard library's limits (http.client)
 MAX_HEADERS = 100
-_PLAIN_REQUEST_LINE = re.compile(rb"([A-Z]+) (/\S*) HTTP/1\.([01])\r?\n")
+_PLAIN_REQUEST_LINE = re.compile(rb"([A-Z]+) (/[!-~]*) HTTP/1\.([01])\r?\n")  # printable path
 _PLAIN_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*)\r?\n")
 
 
@@ -76,7 +76,7 @@ def _continue_at_once(handler: Any) -> bool:
 
 
 def _await_next_request(handler: Any) -> None:
-    """Poll a keep-alive connection for its next request a short while before blocking on it.
+    """Poll a connection for its next request a short while before blocking on it.
 
     A client that sends requests back to back (a provisioning script, a test rig) has the next
     one on the wire a few hundred microseconds after it reads a response. Blocking at once lets
@@ -99,7 +99,7 @@ def _await_next_request(handler: Any) -> None:
             except BlockingIOError:
                 continue
     except OSError:
-        pass  # the read that follows meets the same error and handles it as usual
+        pass  # a reset connection: the read that follows finds it closed and ends it
     finally:
         connection.setblocking(True)
 
@@ -136,22 +136,30 @@ def _read_header_lines(handler: Any) -> list[bytes] | None:
 
 def _headers(handler: Any, lines: list[bytes]) -> http.client.HTTPMessage:
     """The same `HTTPMessage` the standard library builds, without its email parser for the
-    plain `Name: value` lines of every common client; any other line (folded, no colon, ...)
-    sends all of them through the email parser, as the standard library does."""
+    plain `Name: value` lines of every common client. Any other line (folded, no colon, ...),
+    or a `multipart/*` or `message/*` content type (the email parser looks for parts in the
+    empty body), sends all of them through the email parser, as the standard library does."""
     message = handler.MessageClass()
     for line in lines[:-1]:
         plain = _PLAIN_HEADER_LINE.fullmatch(line)
         if plain is None:
-            text = b"".join(lines).decode("iso-8859-1")
-            return email.parser.Parser(_class=handler.MessageClass).parsestr(text)
+            return _email_parsed(handler, lines)
         message[plain[1].decode("ascii")] = plain[2].decode("iso-8859-1")
+    if message.get_content_maintype() in ("multipart", "message"):
+        return _email_parsed(handler, lines)
     message.set_payload("")  # the email parser's body: nothing follows the blank line
     return message
 
 
+def _email_parsed(handler: Any, lines: list[bytes]) -> http.client.HTTPMessage:
+    text = b"".join(lines).decode("iso-8859-1")
+    return email.parser.Parser(_class=handler.MessageClass).parsestr(text)
+
+
 def _parse_request(handler: Any) -> bool:
     """`BaseHTTPRequestHandler.parse_request` with a fast path for the common request: an
-    `HTTP/1.0` or `HTTP/1.1` request line with an absolute path, and plain header lines.
+    `HTTP/1.0` or `HTTP/1.1` request line with an absolute path of printable ASCII, and plain
+    header lines.
 
     Any other request line goes to the standard library's parser unchanged. The result is the
     same in both: `command`, `path`, `request_version`, `headers`, `close_connection`, and the

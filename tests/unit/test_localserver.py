@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import socket
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 import pytest
@@ -36,6 +37,11 @@ class _Handler(BaseHTTPRequestHandler):
         return "Mon, 23 Nov 2026 00:00:00 GMT"  # both parsers' error pages alike
 
 
+def _comparable(payload: object) -> object:
+    """A payload that compares by content: parts (a `message/*` body) as their text."""
+    return [str(part) for part in payload] if isinstance(payload, list) else payload
+
+
 def _parsed(parse: object, request: bytes) -> dict[str, object]:
     handler = _Handler(request)
     accepted = parse(handler)  # type: ignore[operator]
@@ -49,7 +55,10 @@ def _parsed(parse: object, request: bytes) -> dict[str, object]:
         "close_connection": handler.close_connection,
         "headers": None if headers is None else list(headers.items()),
         "header_defects": None if headers is None else [type(d) for d in headers.defects],
-        "payload": None if headers is None else headers.get_payload(),
+        "payload": None if headers is None else _comparable(headers.get_payload()),
+        "as_string": None if headers is None else headers.as_string(),
+        "multipart": None if headers is None else headers.is_multipart(),
+        "epilogue": None if headers is None else headers.epilogue,
         "response": handler.wfile.getvalue(),
         "errors": handler.errors,
         "left_unread": handler.rfile.read(),
@@ -98,6 +107,15 @@ REQUESTS = {
     "tab separator": b"GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n",
     "trailing space": b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n",
     "Latin-1 path": b"GET /caf\xe9 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "no-break space in the path": b"GET /a\xa0b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "NEL ending the path": b"GET /a\x85 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "separator control in the path": b"GET /a\x1fb HTTP/1.1\r\nHost: x\r\n\r\n",
+    "multipart body": b"POST /x HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=abc\r\n"
+    b"Content-Length: 0\r\n\r\n",
+    "multipart without a boundary": b"POST /x HTTP/1.1\r\nContent-Type: MULTIPART/mixed\r\n\r\n",
+    "message body": b"POST /x HTTP/1.1\r\nContent-Type: message/rfc822\r\n\r\n",
+    "Content-Length and Transfer-Encoding": b"POST /x HTTP/1.1\r\nContent-Length: 4\r\n"
+    b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
     "bad version": b"GET / HTTPS/1.1\r\nHost: x\r\n\r\n",
     "empty request line": b"\r\n",
 }
@@ -156,29 +174,60 @@ class _Connection:
         self.rfile = connection.makefile("rb")
 
 
-def test_the_wait_returns_with_the_request_unread_and_the_socket_blocking_again() -> None:
+class _Clock:
+    """`time.perf_counter` for the wait: each reading is 0.1 ms after the one before, and
+    `on_reading` runs at a given reading (to send the request while the wait polls)."""
+
+    STEP = 0.0001
+
+    def __init__(self, on_reading: dict[int, Callable[[], object]] | None = None) -> None:
+        self.readings = 0
+        self._on_reading = on_reading or {}
+
+    def __call__(self) -> float:
+        self.readings += 1
+        if self.readings in self._on_reading:
+            self._on_reading[self.readings]()
+        return self.readings * self.STEP
+
+
+def test_with_nothing_sent_the_wait_polls_until_its_bound_then_the_read_blocks_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(localserver.time, "perf_counter", clock)
     server_side, client_side = _pair()
     with server_side, client_side:
-        client_side.sendall(b"GET / HTTP/1.1\r\n\r\n")
         handler = _Connection(server_side)
         localserver._await_next_request(handler)
 
+        polls = localserver.NEXT_REQUEST_POLL_SECONDS / _Clock.STEP
+        assert clock.readings == pytest.approx(polls + 1, abs=1)  # polled up to the bound
         assert server_side.gettimeout() is None  # blocking, as the handler reads it
-        assert handler.rfile.readline() == b"GET / HTTP/1.1\r\n"
-
-
-def test_with_nothing_sent_the_wait_gives_up_and_the_read_blocks_as_before() -> None:
-    server_side, client_side = _pair()
-    with server_side, client_side:
-        handler = _Connection(server_side)
-        localserver._await_next_request(handler)  # nothing arrives: it ends at its bound
-
-        assert server_side.gettimeout() is None
         client_side.sendall(b"late\r\n")
         assert handler.rfile.readline() == b"late\r\n"
 
 
-def test_a_request_already_buffered_is_seen_by_the_wait() -> None:
+def test_a_request_arriving_during_the_wait_ends_it_at_once_and_is_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server_side, client_side = _pair()
+    with server_side, client_side:
+        clock = _Clock({2: lambda: client_side.sendall(b"GET / HTTP/1.1\r\n\r\n")})
+        monkeypatch.setattr(localserver.time, "perf_counter", clock)
+        handler = _Connection(server_side)
+        localserver._await_next_request(handler)
+
+        assert clock.readings == 2  # the deadline, then one poll that found the request
+        assert server_side.gettimeout() is None
+        assert handler.rfile.readline() == b"GET / HTTP/1.1\r\n"
+
+
+def test_a_request_already_buffered_ends_the_wait_before_any_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(localserver.time, "perf_counter", clock)
     server_side, client_side = _pair()
     with server_side, client_side:
         client_side.sendall(b"first\r\nsecond\r\n")  # pipelined: both land in one read
@@ -186,6 +235,7 @@ def test_a_request_already_buffered_is_seen_by_the_wait() -> None:
         assert handler.rfile.readline() == b"first\r\n"
         localserver._await_next_request(handler)
 
+        assert clock.readings == 1
         assert handler.rfile.readline() == b"second\r\n"
 
 
@@ -198,11 +248,14 @@ def test_a_socket_with_a_timeout_is_left_as_it_is() -> None:
         assert server_side.gettimeout() == 7
 
 
-def test_the_wait_ends_on_a_closed_connection() -> None:
+def test_the_wait_ends_on_a_closed_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(localserver.time, "perf_counter", clock)
     server_side, client_side = _pair()
     with server_side:
         client_side.close()
         handler = _Connection(server_side)
         localserver._await_next_request(handler)
 
+        assert clock.readings <= 2  # no polling to the bound on a closed connection
         assert handler.rfile.readline() == b""
