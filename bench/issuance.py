@@ -36,7 +36,7 @@ from bench.figures import (
 )
 from chalicelib.model import CertType, IssueRequest, KeyType
 
-ROUNDS = 7
+ROUNDS = 12
 BULK = 1000
 WARMUP = 3  # untimed calls before each measurement
 
