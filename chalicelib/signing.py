@@ -2,7 +2,7 @@
 
 A bulk of device certificates is CPU-bound (a key pair each, unless a CSR brings the public key,
 and a signature each), and one Python process signs on one core. `SharedSigner` hands chunks of a
-bulk to a helper (`python -m chalicelib.signing`, a child of the server) and signs the rest
+bulk to a helper (`python -m chalicelib.signing_helper`, a child of the server) and signs the rest
 itself with the same `issuance.sign_device`; the results come back in request order, and nothing is
 stored until every certificate of the bulk is signed, exactly as in process.
 
@@ -21,29 +21,19 @@ import contextlib
 import logging
 import os
 import selectors
-import signal
 import struct
 import subprocess
 import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from chalicelib import pki
-from chalicelib.issuance import (
-    BulkTerms,
-    DeviceOrder,
-    KeyMaterial,
-    SignedDevice,
-    sign_device,
-)
-from chalicelib.model import KeyType, SubjectDetails
+from chalicelib.issuance import BulkTerms, DeviceOrder, SignedDevice, sign_device
+from chalicelib.signing_helper import HEADER, READY, orders_frame, terms_frame, unpack_fields
 
 logger = logging.getLogger(__name__)
 
@@ -56,105 +46,7 @@ REPLY_TIMEOUT_SECONDS = 30.0
 """A helper silent this long while it owes a reply is taken for stalled and stopped."""
 MAX_FAILED_STARTS = 3
 
-_HEADER = struct.Struct(">I")
-_READY = b"ready"
-_TERMS = b"terms"
-_ORDERS = b"orders"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-# The wire format between the server and its helper: frames of byte strings ----------------
-
-
-def _frame(fields: Sequence[bytes]) -> bytes:
-    parts = [_HEADER.pack(len(fields))]
-    for value in fields:
-        parts += [_HEADER.pack(len(value)), value]
-    payload = b"".join(parts)
-    return _HEADER.pack(len(payload)) + payload
-
-
-def _fields(payload: bytes) -> list[bytes]:
-    (count,), offset, fields = _HEADER.unpack_from(payload), _HEADER.size, []
-    for _ in range(count):
-        (size,) = _HEADER.unpack_from(payload, offset)
-        offset += _HEADER.size
-        fields.append(payload[offset : offset + size])
-        offset += size
-    return fields
-
-
-def _terms_frame(terms: BulkTerms) -> bytes:
-    subject = terms.subject
-    names = (subject.country, subject.state, subject.organization)
-    return _frame([
-        _TERMS,
-        terms.authority.certificate.public_bytes(serialization.Encoding.DER),
-        pki.private_key_to_pem(terms.authority.private_key).encode("ascii"),
-        terms.validity.not_before.isoformat().encode(),
-        terms.validity.not_after.isoformat().encode(),
-        terms.key_type.value.encode(),
-        *((value or "").encode() for value in names),
-    ])  # fmt: skip
-
-
-def _read_terms(fields: list[bytes]) -> BulkTerms:
-    certificate, key, not_before, not_after, key_type, country, state, organization = fields
-    return BulkTerms(
-        pki.SigningAuthority(
-            x509.load_der_x509_certificate(certificate),
-            pki.load_trusted_private_key(key.decode("ascii"), None),
-        ),
-        pki.Validity(
-            datetime.fromisoformat(not_before.decode()),
-            datetime.fromisoformat(not_after.decode()),
-        ),
-        SubjectDetails(
-            country.decode() or None, state.decode() or None, organization.decode() or None
-        ),
-        KeyType(key_type.decode()),
-    )
-
-
-def _orders_frame(number: int, orders: Sequence[DeviceOrder]) -> bytes:
-    """Orders message `number`; the helper's reply carries the same number."""
-    fields = [_ORDERS, str(number).encode()]
-    for order in orders:
-        public_key = b""
-        if order.material is not None:
-            public_key = order.material.public_key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        fields += [order.device_id.encode(), order.fqdn.encode(), public_key]
-    return _frame(fields)
-
-
-def _read_orders(fields: list[bytes]) -> list[DeviceOrder]:
-    orders = []
-    for start in range(0, len(fields), 3):
-        device_id, fqdn, public_key_der = fields[start : start + 3]
-        material = None
-        if public_key_der:
-            public_key = serialization.load_der_public_key(public_key_der)
-            key_type = pki.key_type_of(public_key)
-            if key_type is None:
-                raise ValueError("an order's public key is of a kind this service does not sign")
-            material = KeyMaterial(public_key, key_type, None)
-        orders.append(DeviceOrder(device_id.decode(), fqdn.decode(), material))
-    return orders
-
-
-def _signed_fields(signed: Sequence[SignedDevice]) -> list[bytes]:
-    fields = []
-    for device in signed:
-        fields += [
-            device.certificate.public_bytes(serialization.Encoding.DER),
-            (device.private_key_pem or "").encode("ascii"),
-        ]
-    return fields
-
-
-# The server's side -------------------------------------------------------------------------
 
 
 class HelperGone(Exception):
@@ -182,11 +74,11 @@ class _Helper:
         self.ready = False
 
     def send_terms(self, terms: BulkTerms) -> None:
-        self._send(_terms_frame(terms))
+        self._send(terms_frame(terms))
 
     def send_orders(self, orders: Sequence[DeviceOrder]) -> int:
         self._sent += 1
-        self._send(_orders_frame(self._sent, orders))
+        self._send(orders_frame(self._sent, orders))
         return self._sent
 
     def _send(self, frame: bytes) -> None:
@@ -209,23 +101,23 @@ class _Helper:
             if not data:
                 raise HelperGone(f"the signing helper exited (code {self.process.poll()})")
             self._buffer += data
-        payload = bytes(self._buffer[_HEADER.size : _HEADER.size + size])
-        del self._buffer[: _HEADER.size + size]
+        payload = bytes(self._buffer[HEADER.size : HEADER.size + size])
+        del self._buffer[: HEADER.size + size]
         try:
-            return _fields(payload)
+            return unpack_fields(payload)
         except struct.error as err:
             raise HelperGone(f"the signing helper sent a malformed message ({err})") from err
 
     def _complete_frame_size(self) -> int | None:
-        if len(self._buffer) < _HEADER.size:
+        if len(self._buffer) < HEADER.size:
             return None
-        (size,) = _HEADER.unpack_from(self._buffer)
-        return size if len(self._buffer) >= _HEADER.size + size else None
+        (size,) = HEADER.unpack_from(self._buffer)
+        return size if len(self._buffer) >= HEADER.size + size else None
 
     def poll_ready(self, timeout: float = 0) -> bool:
         """True once the helper has said it is ready; waits at most `timeout` seconds."""
         if not self.ready and (self.has_reply() or self._readable.select(timeout)):
-            if self.receive() != [_READY]:
+            if self.receive() != [READY]:
                 raise HelperGone("the signing helper did not start as expected")
             self.ready = True
         return self.ready
@@ -246,7 +138,7 @@ class _Helper:
             self.process.wait()
 
 
-HELPER_COMMAND = (sys.executable, "-m", "chalicelib.signing")
+HELPER_COMMAND = (sys.executable, "-m", "chalicelib.signing_helper")
 
 
 class SharedSigner:
@@ -420,54 +312,3 @@ class SharedSigner:
             results[index] = SignedDevice(
                 certificate, material.key_type if material else terms.key_type, private_key_pem
             )
-
-
-# The helper's side -------------------------------------------------------------------------
-
-
-def _read_frame(stream: BinaryIO) -> list[bytes] | None:
-    """The next frame, or None at the end of the input."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        return None
-    return _fields(payload)
-
-
-def serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    """Sign the orders read from `requests` until it ends, one reply per orders message."""
-    replies.write(_frame([_READY]))
-    replies.flush()
-    terms: BulkTerms | None = None
-    while (message := _read_frame(requests)) is not None:
-        kind = message[0]
-        if kind == _TERMS:
-            terms = _read_terms(message[1:])
-        elif kind == _ORDERS and terms is not None:
-            number, orders = message[1], _read_orders(message[2:])
-            signed = [sign_device(terms, order) for order in orders]
-            replies.write(_frame([number, *_signed_fields(signed)]))
-            replies.flush()
-        else:
-            raise ValueError(f"unexpected message {kind!r}")
-
-
-def main() -> int:
-    # The server's process group gets Ctrl-C, this one does not; ignoring it besides keeps a
-    # signal sent by hand from ending a bulk's helper part-way.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot break the protocol
-    try:
-        serve(sys.stdin.buffer, replies)
-        replies.close()
-    except BrokenPipeError:
-        os._exit(0)  # the server has gone: nothing is left to say, nor anyone to say it to
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

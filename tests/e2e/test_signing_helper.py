@@ -33,7 +33,7 @@ def signing_helper_of(pid: int, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in child_pids(pid):
-            if b"chalicelib.signing" in command_line(child):
+            if b"chalicelib.signing_helper" in command_line(child):
                 return child
         time.sleep(0.1)
     raise AssertionError(f"no signing helper under server pid {pid}")

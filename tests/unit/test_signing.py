@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from chalicelib import pki, signing
+from chalicelib import pki, signing, signing_helper
 from chalicelib.issuance import (
     BulkTerms,
     DeviceOrder,
@@ -35,7 +35,7 @@ from chalicelib.issuance import (
     SignedDevice,
 )
 from chalicelib.model import KeyType, SubjectDetails
-from chalicelib.signing import SharedSigner, _frame
+from chalicelib.signing import SharedSigner
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CSR_KEY_TYPES = (KeyType.EC_P384, KeyType.ED25519, KeyType.RSA_2048, KeyType.EC_P256)
@@ -213,7 +213,7 @@ def test_a_bulk_goes_on_in_process_when_the_helper_was_killed(
 
 def fake_helper(body: str) -> list[str]:
     """A helper that says ready, then does `body` (Python) instead of signing."""
-    ready = _frame([b"ready"])
+    ready = signing_helper.frame([b"ready"])
     script = f"import os, sys, time\nos.write(1, {ready!r})\n{body}\n"
     return [sys.executable, "-c", script]
 
@@ -235,7 +235,7 @@ def test_a_helper_that_fails_part_way_leaves_the_bulk_to_this_process(
     make_signer: Callable[..., SharedSigner],
 ) -> None:
     signer = make_signer(
-        command=fake_helper(body.format(frame=_frame([b"99"]))),
+        command=fake_helper(body.format(frame=signing_helper.frame([b"99"]))),
         min_shared=2,
         chunk=4,
         reply_timeout=1.0,
@@ -325,15 +325,15 @@ def test_the_helper_signs_what_this_process_would(ca_key_type: KeyType) -> None:
     terms = authority_terms(ca_key_type, details, timedelta(hours=7), KeyType.EC_P384)
     ca = terms.authority.certificate
     orders = orders_for(2)
-    requests = signing._terms_frame(terms) + signing._orders_frame(7, orders)
+    requests = signing_helper.terms_frame(terms) + signing_helper.orders_frame(7, orders)
     replies = io.BytesIO()
-    signing.serve(io.BytesIO(requests), replies)
+    signing_helper.serve(io.BytesIO(requests), replies)
 
     stream = io.BytesIO(replies.getvalue())
-    assert signing._read_frame(stream) == [b"ready"]
-    reply = signing._read_frame(stream)
+    assert signing_helper.read_frame(stream) == [b"ready"]
+    reply = signing_helper.read_frame(stream)
     assert reply is not None and reply[0] == b"7"
-    assert signing._read_frame(stream) is None
+    assert signing_helper.read_frame(stream) is None
     for position, order in enumerate(orders):
         certificate = x509.load_der_x509_certificate(reply[1 + 2 * position])
         expected = signing.sign_device(terms, order).certificate
