@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from chalice import Chalice
 from chalice.app import CloudWatchEvent
 
@@ -11,7 +13,6 @@ from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
 from chalicelib.api.spec import spec
 from chalicelib.events import INVENTORY_EVENT_PATTERN
-from chalicelib.localserver import tune_local_server
 
 app = Chalice(app_name="iot-cert-service")
 app.api.binary_types.extend(BINARY_TYPES)
@@ -30,4 +31,7 @@ def record_inventory(event: CloudWatchEvent) -> None:
 
 
 wiring.register_event_handler(record_inventory)
-tune_local_server()
+if "chalice.local" in sys.modules:  # under `chalice local`: its HTTP server is off Lambda's path
+    from chalicelib.localserver import tune_local_server
+
+    tune_local_server()

@@ -1,4 +1,4 @@
-"""Adjustments to the `chalice local` development server, applied only when it is loaded."""
+"""Adjustments to the `chalice local` development server; `app` applies them only under it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import http.client
 import json
 import re
 import socket
-import sys
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -204,14 +203,14 @@ def tune_local_server() -> None:
     formatted once per second. Plain requests skip the standard library's email-based header
     parser, and a keep-alive connection polls briefly for its next request before it blocks.
     """
-    local = sys.modules.get("chalice.local")
-    if local is not None:
-        handler = local.ChaliceRequestHandler
-        handler.disable_nagle_algorithm = True
-        handler.wbufsize = RESPONSE_BUFFER_BYTES
-        handler.handle_expect_100 = _continue_at_once
-        handler.date_time_string = _date_header
-        handler.log_request = _no_access_line
-        handler.__getattr__ = _other_methods
-        handler.handle_one_request = _handle_one_request
-        handler.parse_request = _parse_request
+    from chalice.local import ChaliceRequestHandler  # loaded: this runs under chalice local
+
+    handler = ChaliceRequestHandler
+    handler.disable_nagle_algorithm = True
+    handler.wbufsize = RESPONSE_BUFFER_BYTES
+    handler.handle_expect_100 = _continue_at_once
+    handler.date_time_string = _date_header
+    handler.log_request = _no_access_line
+    handler.__getattr__ = _other_methods
+    handler.handle_one_request = _handle_one_request
+    handler.parse_request = _parse_request
