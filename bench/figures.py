@@ -15,12 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from chalicelib import pki
-from chalicelib.model import KeyType, SubjectDetails
+from chalicelib.model import CertType, IssueRequest, KeyType, SubjectDetails
 from devtools.procfs import child_pids, peak_resident_kb
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ROOT_FQDN = "bench.example"
 DEVICE_PARENT = "cell.bench.example"
 
 
@@ -41,7 +43,7 @@ class RawIssuer:
         now = datetime.now(UTC)
         key = pki.generate_private_key(KeyType.EC_P256)
         validity = pki.Validity(now - timedelta(minutes=5), now + timedelta(days=30))
-        subject = pki.build_subject("bench.example", SubjectDetails())
+        subject = pki.build_subject(ROOT_FQDN, SubjectDetails())
         root = pki.sign_certificate(
             pki.root_profile(), subject, key.public_key(), validity, None, key
         )
@@ -199,8 +201,14 @@ def settle_disk(directory: Path, quiet_micros: float = 50, timeout: float = 120)
 
 def seed_device_ca(client: KeepAliveClient) -> None:
     """The root and the device CA every issuance figure signs under."""
-    client.post("/certificates/root", b'{"fqdn": "bench.example"}')
+    client.post("/certificates/root", json.dumps({"fqdn": ROOT_FQDN}).encode())
     client.post("/certificates/intermediate", json.dumps({"fqdn": DEVICE_PARENT}).encode())
+
+
+def create_device_ca(service: Any) -> None:
+    """The same CA in process, through the service layer."""
+    service.create_root(IssueRequest(CertType.ROOT, fqdn=ROOT_FQDN))
+    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
 
 
 def post_json(connection: http.client.HTTPConnection, path: str, body: object) -> dict:

@@ -25,6 +25,7 @@ from bench.figures import (
     DEVICE_PARENT,
     KeepAliveClient,
     RawIssuer,
+    create_device_ca,
     durable_write,
     file_create_micros,
     local_server,
@@ -34,6 +35,7 @@ from bench.figures import (
     scratch_directory,
     seed_device_ca,
 )
+from chalicelib.config import HELPER_AUTO, HELPER_OFF, SYNC_FULL, SYNC_NORMAL
 from chalicelib.model import CertType, IssueRequest, KeyType
 
 ROUNDS = 12
@@ -79,7 +81,7 @@ def quiet_stderr() -> Iterator[None]:
 
 
 def service_with_device_ca(
-    directory: str, sync: str = "normal", signing_helper: str = "auto"
+    directory: str, sync: str = SYNC_NORMAL, signing_helper: str = HELPER_AUTO
 ) -> Any:
     """The service layer on the local backend (`CERTSTORE_SYNC=sync`, `SIGNING_HELPER=...`) with
     a device CA, made the service that wiring serves (the in-process events reach that one)."""
@@ -100,12 +102,6 @@ def service_with_device_ca(
     return service
 
 
-def create_device_ca(service: Any) -> None:
-    """The root and the device CA every issuance figure signs under (`seed_device_ca` over HTTP)."""
-    service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
-    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
-
-
 def measure_issuance(rounds: int = ROUNDS) -> Samples:
     from chalicelib import wiring
 
@@ -119,14 +115,14 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
         scratch_directory() as server_directory,
         scratch_directory() as single_directory,
         local_server(Path(server_directory)) as server,
-        local_server(Path(single_directory), SIGNING_HELPER="off") as single_server,
+        local_server(Path(single_directory), SIGNING_HELPER=HELPER_OFF) as single_server,
         quiet_stderr(),
     ):
         written = iter(range(10**9))
         device = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
         in_process = {  # figure 2; each is made the service wiring serves before it is measured
             "service": (service_with_device_ca(service_directory), 300),
-            "service, full sync": (service_with_device_ca(full_sync_directory, "full"), 100),
+            "service, full sync": (service_with_device_ca(full_sync_directory, SYNC_FULL), 100),
         }
         base = f"http://127.0.0.1:{server.port}"
         connection = http.client.HTTPConnection("127.0.0.1", server.port)

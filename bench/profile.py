@@ -34,6 +34,7 @@ from bench.figures import (
     settle_disk,
 )
 from bench.issuance import BULK, quiet_stderr, service_with_device_ca, write_back
+from chalicelib.config import HELPER_OFF
 from chalicelib.model import CertType, IssueRequest, KeyType
 
 ROUNDS = 3
@@ -55,6 +56,18 @@ def _timed(
     return patch.object(owner, name, timed)
 
 
+def _bulk_micros(service: Any, request: IssueRequest) -> float:
+    """Microseconds per certificate of one bulk by `service`, made the service wiring serves (the
+    inventory events go to its own), after the files of earlier bulks are written back."""
+    from chalicelib import wiring
+
+    wiring.override_service(service)
+    write_back()
+    started = time.perf_counter()
+    service.create_devices(request)
+    return (time.perf_counter() - started) * 1e6 / BULK
+
+
 def bulk_breakdown(directory: str, shared_directory: str) -> Any:
     """Stages of one bulk request per certificate with SIGNING_HELPER=off, and in the same rounds
     the whole bulk with signing shared; best round of each. Returns the first service, which
@@ -63,7 +76,7 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
     from chalicelib import wiring
 
     shared = service_with_device_ca(shared_directory)
-    service = service_with_device_ca(directory, signing_helper="off")
+    service = service_with_device_ca(directory, signing_helper=HELPER_OFF)
     if not shared._signer.wait_until_ready(timeout=30):
         print("(the signing helper did not start: the shared bulks are signed in process)")
     request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT, count=BULK)
@@ -75,8 +88,6 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
         totals.clear()
         disk = file_create_micros(Path(directory) / "probe")
         crypto = 1e6 / rate(lambda: raw.issue(KeyType.EC_P256), 2000)
-        wiring.override_service(service)  # inventory events go to the issuing service's own
-        write_back()
         with contextlib.ExitStack() as timers:
             for owner, name, label in (
                 (service._signer, "sign_devices", "signing (keys, certificates, key PEM)"),
@@ -86,18 +97,14 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
                 (service_module, "_audit_issued", "audit lines"),
             ):
                 timers.enter_context(_timed(owner, name, totals, label))
-            started = time.perf_counter()
-            service.create_devices(request)
-            total = (time.perf_counter() - started) * 1e6 / BULK
+            total = _bulk_micros(service, request)
         stages = {label: seconds * 1e6 / BULK for label, seconds in totals.items()}
         stages["rest (ids, lists, responses)"] = total - sum(stages.values())
         run = {"raw crypto (figure 1)": crypto, "disk probe (one file)": disk, **stages}
         run["bulk total"] = total
         if best is None or total < best["bulk total"]:
             best = run
-        wiring.override_service(shared)
-        write_back()
-        shared_runs.append(1e6 / rate(lambda: shared.create_devices(request), 1, warmup=0) / BULK)
+        shared_runs.append(_bulk_micros(shared, request))
     wiring.override_service(service)
     assert best is not None
     print(f"Bulk of {BULK}, in process, SIGNING_HELPER=off, us per certificate (best of {ROUNDS}):")

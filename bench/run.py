@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.figures import (
     DEVICE_PARENT,
     PROJECT_ROOT,
+    create_device_ca,
     rate,
     scratch_directory,
     scratch_root,
@@ -29,7 +30,6 @@ from bench.issuance import (
     BULK,
     ROUNDS,
     Samples,
-    create_device_ca,
     measure_issuance,
     quiet_stderr,
 )

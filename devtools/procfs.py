@@ -34,7 +34,11 @@ def peak_resident_kb(pid: int) -> int | None:
 
 
 def command_line(pid: int) -> list[bytes]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    """The arguments of `pid`; none once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return []
 
 
 def _stat_fields(pid: int) -> list[str]:

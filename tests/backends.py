@@ -36,9 +36,6 @@ def shared_boto_session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-# A real endpoint or profile in the caller's shell must never receive test traffic.
-
-
 @contextmanager
 def moto_account(
     monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]

@@ -139,9 +139,9 @@ def test_each_request_is_logged_once_as_json_and_dated(local_server: LocalServer
         assert _read_response(stream)[0] == 405
 
     deadline = time.monotonic() + TIMEOUT
-    while '"status": 405' not in local_server.log() and time.monotonic() < deadline:
+    while '"status": 405' not in (log := local_server.log()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    lines = local_server.log().splitlines()
+    lines = log.splitlines()
     logged = [json.loads(line) for line in lines if line.startswith("{")]
     assert [(line["method"], line["status"]) for line in logged if "status" in line] == [
         ("GET", 200),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 
 import pytest
@@ -161,11 +161,6 @@ def test_a_folded_header_goes_through_the_email_parser(monkeypatch: pytest.Monke
     assert dict(parsed["headers"])["X-A"] == "one\r\n  two"  # type: ignore[arg-type]
 
 
-def _pair() -> tuple[socket.socket, socket.socket]:
-    server_side, client_side = socket.socketpair()
-    return server_side, client_side
-
-
 class _Connection:
     """The two attributes of a request handler the wait uses."""
 
@@ -180,82 +175,89 @@ class _Clock:
 
     STEP = 0.0001
 
-    def __init__(self, on_reading: dict[int, Callable[[], object]] | None = None) -> None:
+    def __init__(self) -> None:
         self.readings = 0
-        self._on_reading = on_reading or {}
+        self.on_reading: dict[int, Callable[[], object]] = {}
 
     def __call__(self) -> float:
         self.readings += 1
-        if self.readings in self._on_reading:
-            self._on_reading[self.readings]()
+        if self.readings in self.on_reading:
+            self.on_reading[self.readings]()
         return self.readings * self.STEP
 
 
-def test_with_nothing_sent_the_wait_polls_until_its_bound_then_the_read_blocks_as_before(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     clock = _Clock()
     monkeypatch.setattr(localserver.time, "perf_counter", clock)
-    server_side, client_side = _pair()
-    with server_side, client_side:
-        handler = _Connection(server_side)
-        localserver._await_next_request(handler)
+    return clock
 
-        polls = localserver.NEXT_REQUEST_POLL_SECONDS / _Clock.STEP
-        assert clock.readings == pytest.approx(polls + 1, abs=1)  # polled up to the bound
-        assert server_side.gettimeout() is None  # blocking, as the handler reads it
-        client_side.sendall(b"late\r\n")
-        assert handler.rfile.readline() == b"late\r\n"
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(the server's side, the client's side) of one connection."""
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        yield server_side, client_side
+
+
+def test_with_nothing_sent_the_wait_polls_until_its_bound_then_the_read_blocks_as_before(
+    clock: _Clock, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    server_side, client_side = sockets
+    handler = _Connection(server_side)
+    localserver._await_next_request(handler)
+
+    polls = localserver.NEXT_REQUEST_POLL_SECONDS / _Clock.STEP
+    assert clock.readings == pytest.approx(polls + 1, abs=1)  # polled up to the bound
+    assert server_side.gettimeout() is None  # blocking, as the handler reads it
+    client_side.sendall(b"late\r\n")
+    assert handler.rfile.readline() == b"late\r\n"
 
 
 def test_a_request_arriving_during_the_wait_ends_it_at_once_and_is_read_whole(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: _Clock, sockets: tuple[socket.socket, socket.socket]
 ) -> None:
-    server_side, client_side = _pair()
-    with server_side, client_side:
-        clock = _Clock({2: lambda: client_side.sendall(b"GET / HTTP/1.1\r\n\r\n")})
-        monkeypatch.setattr(localserver.time, "perf_counter", clock)
-        handler = _Connection(server_side)
-        localserver._await_next_request(handler)
+    server_side, client_side = sockets
+    clock.on_reading[2] = lambda: client_side.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    handler = _Connection(server_side)
+    localserver._await_next_request(handler)
 
-        assert clock.readings == 2  # the deadline, then one poll that found the request
-        assert server_side.gettimeout() is None
-        assert handler.rfile.readline() == b"GET / HTTP/1.1\r\n"
+    assert clock.readings == 2  # the deadline, then one poll that found the request
+    assert server_side.gettimeout() is None
+    assert handler.rfile.readline() == b"GET / HTTP/1.1\r\n"
 
 
 def test_a_request_already_buffered_ends_the_wait_before_any_poll(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: _Clock, sockets: tuple[socket.socket, socket.socket]
 ) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(localserver.time, "perf_counter", clock)
-    server_side, client_side = _pair()
-    with server_side, client_side:
-        client_side.sendall(b"first\r\nsecond\r\n")  # pipelined: both land in one read
-        handler = _Connection(server_side)
-        assert handler.rfile.readline() == b"first\r\n"
-        localserver._await_next_request(handler)
+    server_side, client_side = sockets
+    client_side.sendall(b"first\r\nsecond\r\n")  # pipelined: both land in one read
+    handler = _Connection(server_side)
+    assert handler.rfile.readline() == b"first\r\n"
+    localserver._await_next_request(handler)
 
-        assert clock.readings == 1
-        assert handler.rfile.readline() == b"second\r\n"
+    assert clock.readings == 1
+    assert handler.rfile.readline() == b"second\r\n"
 
 
-def test_a_socket_with_a_timeout_is_left_as_it_is() -> None:
-    server_side, client_side = _pair()
-    with server_side, client_side:
-        server_side.settimeout(7)
-        localserver._await_next_request(_Connection(server_side))
+def test_a_socket_with_a_timeout_is_left_as_it_is(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    server_side, _ = sockets
+    server_side.settimeout(7)
+    localserver._await_next_request(_Connection(server_side))
 
-        assert server_side.gettimeout() == 7
+    assert server_side.gettimeout() == 7
 
 
-def test_the_wait_ends_on_a_closed_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(localserver.time, "perf_counter", clock)
-    server_side, client_side = _pair()
-    with server_side:
-        client_side.close()
-        handler = _Connection(server_side)
-        localserver._await_next_request(handler)
+def test_the_wait_ends_on_a_closed_connection(
+    clock: _Clock, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    server_side, client_side = sockets
+    client_side.close()
+    handler = _Connection(server_side)
+    localserver._await_next_request(handler)
 
-        assert clock.readings <= 2  # no polling to the bound on a closed connection
-        assert handler.rfile.readline() == b""
+    assert clock.readings <= 2  # no polling to the bound on a closed connection
+    assert handler.rfile.readline() == b""

@@ -155,9 +155,9 @@ def counted_replies() -> Iterator[list[int]]:
     replies: list[int] = []
     original = SharedSigner._take_reply
 
-    def counting(*args: Any) -> None:
-        original(*args)
-        replies.append(len(args[2]))
+    def counting(fields: list[bytes], number: int, indexes: list[int], *rest: Any) -> None:
+        original(fields, number, indexes, *rest)
+        replies.append(len(indexes))
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SharedSigner, "_take_reply", staticmethod(counting))
@@ -213,7 +213,7 @@ def test_a_bulk_goes_on_in_process_when_the_helper_was_killed(
 
 def fake_helper(body: str) -> list[str]:
     """A helper that says ready, then does `body` (Python) instead of signing."""
-    ready = signing_helper.frame([b"ready"])
+    ready = signing_helper.frame([signing_helper.READY])
     script = f"import os, sys, time\nos.write(1, {ready!r})\n{body}\n"
     return [sys.executable, "-c", script]
 
@@ -347,11 +347,11 @@ def test_the_helper_signs_what_this_process_would(ca_key_type: KeyType) -> None:
         if order.material is None:
             assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
             assert isinstance(certificate.public_key(), type(expected.public_key()))
-            skip = x509.SubjectKeyIdentifier
+            skip: tuple[type, ...] = (x509.SubjectKeyIdentifier,)
         else:
             assert key_pem == b""
             assert certificate.public_key() == expected.public_key()
-            skip = None
-        assert [e for e in certificate.extensions if not isinstance(e.value, skip or ())] == [
-            e for e in expected.extensions if not isinstance(e.value, skip or ())
+            skip = ()
+        assert [e for e in certificate.extensions if not isinstance(e.value, skip)] == [
+            e for e in expected.extensions if not isinstance(e.value, skip)
         ]
