@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +34,27 @@ def rate(operation: Callable[[], object], count: int, warmup: int = 10) -> float
     for _ in range(count):
         operation()
     return count / (time.perf_counter() - started)
+
+
+def timed_window(operation: Callable[[], object], seconds: float, warmup: int) -> tuple[int, float]:
+    """Calls of `operation` in a window of at least `seconds` after `warmup` untimed ones, and
+    the window's exact length.
+
+    Windows of one length give every path the same exposure to the machine's noise; a fixed
+    count would give a slow path a longer window, and so a smaller chance of a quiet one.
+    """
+    for _ in range(warmup):
+        operation()
+    clock = time.perf_counter
+    started = clock()
+    deadline = started + seconds
+    count = 0
+    while True:
+        operation()
+        count += 1
+        now = clock()
+        if now >= deadline:
+            return count, now - started
 
 
 class RawIssuer:
@@ -85,14 +106,17 @@ class RunningServer:
 
 
 @contextmanager
-def local_server(certstore: Path, **settings: str) -> Iterator[RunningServer]:
+def local_server(
+    certstore: Path, launcher: Sequence[str] = (), **settings: str
+) -> Iterator[RunningServer]:
     """`chalice local --stage local` exactly as `make run` starts it, on a free port; `settings`
-    are extra environment variables (`SIGNING_HELPER="off"`)."""
+    are extra environment variables (`SIGNING_HELPER="off"`). `launcher` replaces the `chalice`
+    command, given the same arguments (`python -m bench.server_timers`)."""
     port = free_port()
-    chalice = Path(sys.executable).parent / "chalice"
+    command = list(launcher) or [str(Path(sys.executable).parent / "chalice")]
     environment = dict(os.environ, CERTSTORE_DIR=str(certstore), BACKEND="local", **settings)
     process = subprocess.Popen(
-        [str(chalice), "local", "--stage", "local", "--host", "127.0.0.1", "--port", str(port),
+        [*command, "local", "--stage", "local", "--host", "127.0.0.1", "--port", str(port),
          "--no-autoreload"],
         cwd=PROJECT_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -181,10 +205,14 @@ def file_create_micros(directory: Path, files: int = 100) -> float:
 def settle_disk(directory: Path, quiet_micros: float = 50, timeout: float = 120) -> str:
     """Wait until creating a file is cheap again (twice in a row), at most `timeout` seconds.
 
-    After many files are deleted (a test run, a previous benchmark), a file system mounted with
-    `discard` can make every file creation ten or more times slower for a minute or more.
-    Returns a summary for the report.
+    After many files are deleted (a test run, a previous benchmark, a `pip install`), ext4
+    without a journal keeps their inodes from reuse for 60 s, or 300 s while their inode-table
+    block is not yet written back, and each new file's inode search steps over every one of
+    them: file creation can cost ten or more times its usual time. Writing everything back first
+    (`sync`) shortens that window to its 60 s. Returns a summary for the report.
     """
+    if hasattr(os, "sync"):
+        os.sync()
     first = last = file_create_micros(directory)
     quiet = 1 if last <= quiet_micros else 0
     started = time.monotonic()

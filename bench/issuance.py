@@ -1,8 +1,9 @@
 """Figures 1-4, measured in interleaved rounds: each round runs every issuance path once.
 
-The machine's speed drifts (other tenants, file-system background work), so no figure may get a
-quiet minute its baseline did not get. Every round measures each path in turn; each figure is
-its best round, as `timeit` recommends, because noise only ever slows a run down.
+The machine's speed drifts (other tenants, the file system's state), so no figure may get a
+quiet minute its baseline did not get. Every round measures each path in turn, in windows of one
+length; each figure is its best round, as `timeit` recommends, because noise only ever slows a
+run down.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bench.figures import (
     rate,
     scratch_directory,
     seed_device_ca,
+    timed_window,
 )
 from chalicelib.config import HELPER_AUTO, HELPER_OFF, SYNC_FULL, SYNC_NORMAL
 from chalicelib.model import CertType, IssueRequest, KeyType
@@ -41,6 +43,8 @@ from chalicelib.model import CertType, IssueRequest, KeyType
 ROUNDS = 12
 BULK = 1000
 WARMUP = 3  # untimed calls before each measurement
+DEVICE_PATH = "/certificates/device"
+WINDOW_SECONDS = 0.25  # each measurement of a path: about as long as one bulk request
 
 
 @dataclass
@@ -58,11 +62,13 @@ class Samples:
     def client_ms(self, path: str) -> float:
         return min(self.client_cpu[path]) * 1e3
 
-    def measure(self, path: str, operation: Callable[[], object], count: int) -> None:
+    def measure(self, path: str, operation: Callable[[], object]) -> None:
+        """One window of `path`; the client's CPU per call counts the warm-up calls too."""
         write_back()
         cpu = time.process_time()
-        self.rates[path].append(rate(operation, count, warmup=WARMUP))
-        self.client_cpu[path].append((time.process_time() - cpu) / (count + WARMUP))
+        calls, seconds = timed_window(operation, WINDOW_SECONDS, WARMUP)
+        self.rates[path].append(calls / seconds)
+        self.client_cpu[path].append((time.process_time() - cpu) / (calls + WARMUP))
 
 
 def write_back() -> None:
@@ -107,7 +113,7 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
 
     samples = Samples()
     raw = RawIssuer()
-    samples.measure("crypto RSA_2048", lambda: raw.issue(KeyType.RSA_2048), 30)
+    samples.rates["crypto RSA_2048"].append(rate(lambda: raw.issue(KeyType.RSA_2048), 30))
     with (
         scratch_directory() as durable_directory,
         scratch_directory() as service_directory,
@@ -120,10 +126,9 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
     ):
         written = iter(range(10**9))
         device = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
-        in_process = {  # figure 2; each is made the service wiring serves before it is measured
-            "service": (service_with_device_ca(service_directory), 300),
-            "service, full sync": (service_with_device_ca(full_sync_directory, SYNC_FULL), 100),
-        }
+        # figure 2; each is made the service wiring serves before it is measured
+        service = service_with_device_ca(service_directory)
+        full_sync_service = service_with_device_ca(full_sync_directory, SYNC_FULL)
         base = f"http://127.0.0.1:{server.port}"
         connection = http.client.HTTPConnection("127.0.0.1", server.port)
         body = {"parent_fqdn": DEVICE_PARENT}
@@ -136,47 +141,43 @@ def measure_issuance(rounds: int = ROUNDS) -> Samples:
 
         def refused() -> None:
             """The same route refused (400) before any service work: HTTP and dispatch only."""
-            minimal.post("/certificates/device", b"{}", expect_status=400)
+            minimal.post(DEVICE_PATH, b"{}", expect_status=400)
 
         def durable() -> None:
             durable_write(Path(durable_directory), raw.issue(KeyType.EC_P256), next(written))
 
         def with_session() -> None:
-            session.post(f"{base}/certificates/device", json=body).raise_for_status()
+            session.post(base + DEVICE_PATH, json=body).raise_for_status()
 
         def new_connection() -> None:
-            requests.post(f"{base}/certificates/device", json=body).raise_for_status()
+            requests.post(base + DEVICE_PATH, json=body).raise_for_status()
 
         bulk_body = json.dumps({**body, "count": BULK}).encode()
         # untimed: the first bulk starts the signing helper, which the next ones share work with
-        minimal.post("/certificates/device", json.dumps({**body, "count": 100}).encode())
+        minimal.post(DEVICE_PATH, json.dumps({**body, "count": 100}).encode())
 
         def timed_bulk(client: KeepAliveClient) -> float:
             write_back()
             started = time.perf_counter()
-            issued = client.post("/certificates/device", bulk_body)
+            issued = client.post(DEVICE_PATH, bulk_body)
             elapsed = time.perf_counter() - started
             if json.loads(issued)["count"] != BULK:  # checked after the clock stopped
                 raise RuntimeError(f"the bulk request did not issue {BULK} certificates")
             return BULK / elapsed
 
-        for _ in range(rounds):
+        for _ in range(rounds):  # a target's path runs right after its baseline
             samples.file_create_us.append(file_create_micros(Path(durable_directory) / "probe"))
-            # about as long as one bulk request, so both get the same chance of a quiet window
-            samples.measure("crypto EC_P256", lambda: raw.issue(KeyType.EC_P256), 2000)
-            samples.measure("durable", durable, 200)
-            for path, (service, count) in in_process.items():
-                wiring.override_service(service)
-                samples.measure(path, lambda s=service: s.create_device(device), count)
-            samples.measure(
-                "minimal client", lambda: minimal.post("/certificates/device", encoded), 300
-            )
-            samples.measure("HTTP floor", refused, 300)
-            samples.measure(
-                "http.client", lambda: post_json(connection, "/certificates/device", body), 300
-            )
-            samples.measure("requests.Session", with_session, 200)
-            samples.measure("new connection", new_connection, 100)
+            wiring.override_service(full_sync_service)
+            samples.measure("service, full sync", lambda: full_sync_service.create_device(device))
+            samples.measure("durable", durable)
+            wiring.override_service(service)
+            samples.measure("service", lambda: service.create_device(device))
+            samples.measure("minimal client", lambda: minimal.post(DEVICE_PATH, encoded))
+            samples.measure("http.client", lambda: post_json(connection, DEVICE_PATH, body))
+            samples.measure("HTTP floor", refused)
+            samples.measure("requests.Session", with_session)
+            samples.measure("new connection", new_connection)
+            samples.measure("crypto EC_P256", lambda: raw.issue(KeyType.EC_P256))
             samples.rates["bulk"].append(timed_bulk(minimal))
             samples.rates["bulk, helper off"].append(timed_bulk(single))
         minimal.close()
