@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -38,27 +37,16 @@ from bench.figures import (
     settle_disk,
 )
 from bench.issuance import BULK, quiet_stderr, service_with_device_ca, write_back
-from bench.server_timers import DISPATCH, SERVICE, TIMERS_FILE_VARIABLE
+from bench.server_timers import DISPATCH, SERVICE, TIMERS_FILE_VARIABLE, Total, timed
 from chalicelib.config import HELPER_OFF
 from chalicelib.model import CertType, IssueRequest, KeyType
 
 ROUNDS = 3
 
 
-def _timed(
-    owner: Any, name: str, totals: dict[str, float], label: str
-) -> contextlib.AbstractContextManager[object]:
-    """While in use, `owner.name` adds its time up under `label`."""
-    original: Callable[..., Any] = getattr(owner, name)
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            totals[label] += time.perf_counter() - started
-
-    return patch.object(owner, name, timed)
+def _timed(owner: Any, name: str, total: Total) -> contextlib.AbstractContextManager[object]:
+    """While in use, `owner.name` adds its time up in `total`."""
+    return patch.object(owner, name, timed(getattr(owner, name), total))
 
 
 def _bulk_micros(service: Any, request: IssueRequest) -> float:
@@ -85,7 +73,7 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
     if not shared._signer.wait_until_ready(timeout=30):
         print("(the signing helper did not start: the shared bulks are signed in process)")
     request = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT, count=BULK)
-    totals: dict[str, float] = defaultdict(float)
+    totals: dict[str, Total] = defaultdict(Total)
     raw = RawIssuer()
     best: dict[str, float] | None = None
     shared_runs = []
@@ -101,9 +89,9 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
                 (service, "_announce", "inventory events"),
                 (service_module, "_audit_issued", "audit lines"),
             ):
-                timers.enter_context(_timed(owner, name, totals, label))
+                timers.enter_context(_timed(owner, name, totals[label]))
             total = _bulk_micros(service, request)
-        stages = {label: seconds * 1e6 / BULK for label, seconds in totals.items()}
+        stages = {label: total.seconds * 1e6 / BULK for label, total in totals.items()}
         stages["rest (ids, lists, responses)"] = total - sum(stages.values())
         run = {"raw crypto (figure 1)": crypto, "disk probe (one file)": disk, **stages}
         run["bulk total"] = total

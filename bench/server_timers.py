@@ -17,36 +17,52 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 TIMERS_FILE_VARIABLE = "BENCH_TIMERS_FILE"
 SERVICE = "service call"
 DISPATCH = "chalice dispatch"
 
-_totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+
+@dataclass
+class Total:
+    """The calls of one timed function and their seconds, added up."""
+
+    calls: int = 0
+    seconds: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.calls += 1
+        self.seconds += seconds
+
+    def reset(self) -> None:
+        self.calls, self.seconds = 0, 0.0
 
 
-def _add_timer(owner: Any, name: str, label: str) -> None:
-    original: Callable[..., Any] = getattr(owner, name)
+def timed(original: Callable[..., Any], total: Total) -> Callable[..., Any]:
+    """`original`, adding the time of each call to `total`."""
 
-    def timed(*args: Any, **kwargs: Any) -> Any:
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
-            total = _totals[label]
-            total[0] += 1
-            total[1] += time.perf_counter() - started
+            total.add(time.perf_counter() - started)
 
-    setattr(owner, name, timed)
+    return timed_call
+
+
+_totals: dict[str, Total] = defaultdict(Total)
 
 
 def _write_totals(signum: int, frame: object) -> None:
     path = os.environ[TIMERS_FILE_VARIABLE]
     with open(f"{path}.partial", "w") as handle:
-        json.dump(dict(_totals), handle)
+        json.dump({label: [total.calls, total.seconds] for label, total in _totals.items()}, handle)
     os.replace(f"{path}.partial", path)  # the reader never sees half a file
-    _totals.clear()
+    for total in _totals.values():  # in place: each timed function holds its own
+        total.reset()
 
 
 def main() -> None:
@@ -55,8 +71,11 @@ def main() -> None:
 
     from chalicelib.service import CertificateService
 
-    _add_timer(LocalGateway, "handle_request", DISPATCH)
-    _add_timer(CertificateService, "create_devices", SERVICE)
+    for owner, name, label in (
+        (LocalGateway, "handle_request", DISPATCH),
+        (CertificateService, "create_devices", SERVICE),
+    ):
+        setattr(owner, name, timed(getattr(owner, name), _totals[label]))
     signal.signal(signal.SIGUSR1, _write_totals)
     sys.argv = ["chalice", *sys.argv[1:]]
     chalice_main()
