@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -35,8 +36,17 @@ from bench.figures import (
     scratch_root,
     seed_device_ca,
     settle_disk,
+    timed_window,
 )
-from bench.issuance import BULK, quiet_stderr, service_with_device_ca, write_back
+from bench.issuance import (
+    BULK,
+    DEVICE_PATH,
+    WARMUP,
+    WINDOW_SECONDS,
+    quiet_stderr,
+    service_with_device_ca,
+    write_back,
+)
 from bench.server_timers import DISPATCH, SERVICE, TIMERS_FILE_VARIABLE, Total, timed
 from chalicelib.config import HELPER_OFF
 from chalicelib.model import CertType, IssueRequest, KeyType
@@ -91,7 +101,7 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
             ):
                 timers.enter_context(_timed(owner, name, totals[label]))
             total = _bulk_micros(service, request)
-        stages = {label: total.seconds * 1e6 / BULK for label, total in totals.items()}
+        stages = {label: timer.seconds * 1e6 / BULK for label, timer in totals.items()}
         stages["rest (ids, lists, responses)"] = total - sum(stages.values())
         run = {"raw crypto (figure 1)": crypto, "disk probe (one file)": disk, **stages}
         run["bulk total"] = total
@@ -109,6 +119,12 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
     print(f"  bulk total, signing shared with the helper process: {shared_micros:7.1f}")
     print(f"  ratio raw crypto / bulk, signing shared: {crypto / shared_micros:.2f}")
     return service
+
+
+def _window_micros(operation: Callable[[], object], warmup: int) -> float:
+    """Microseconds per call over one of the bench's windows."""
+    calls, seconds = timed_window(operation, WINDOW_SECONDS, warmup)
+    return seconds * 1e6 / calls
 
 
 def _server_totals(server: RunningServer, path: Path) -> dict[str, list[float]]:
@@ -137,9 +153,9 @@ def http_breakdown(service: Any, server_directory: str) -> None:
         client = KeepAliveClient(server.port)
         seed_device_ca(client)
         for _ in range(ROUNDS):
-            in_process = 1e6 / rate(lambda: service.create_device(request), 300)
+            in_process = _window_micros(lambda: service.create_device(request), WARMUP)
             _server_totals(server, totals_file)  # from here on
-            whole = 1e6 / rate(lambda: client.post("/certificates/device", body), 300, warmup=0)
+            whole = _window_micros(lambda: client.post(DEVICE_PATH, body), 0)  # all counted
             inside = {label: seconds * 1e6 / calls for label, (calls, seconds) in
                       _server_totals(server, totals_file).items()}  # fmt: skip
             rounds.append({
