@@ -75,6 +75,7 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
     """Stages of one bulk request per certificate with SIGNING_HELPER=off, and in the same rounds
     the whole bulk with signing shared; best round of each. Returns the first service, which
     wiring serves after."""
+    from chalicelib import issuance as issuance_module
     from chalicelib import service as service_module
     from chalicelib import wiring
 
@@ -93,7 +94,7 @@ def bulk_breakdown(directory: str, shared_directory: str) -> Any:
         crypto = 1e6 / rate(lambda: raw.issue(KeyType.EC_P256), 2000)
         with contextlib.ExitStack() as timers:
             for owner, name, label in (
-                (service._signer, "sign_devices", "signing (keys, certificates, key PEM)"),
+                (issuance_module, "sign_device", "signing (keys, certificates, key PEM)"),
                 (service_module, "build_record", "record (PEM, fingerprint)"),
                 (service._store, "put_certificate", "store write"),
                 (service, "_announce", "inventory events"),

@@ -6,9 +6,10 @@ once), so each CA's certificate and decrypted key are loaded once per process an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -163,8 +164,9 @@ class CertificateService:
     def create_devices(self, request: IssueRequest) -> list[IssuedCertificate]:
         """One device certificate, or a bulk of them (`count` or `csrs`) in one request.
 
-        Every CSR is checked before anything is signed or stored; the inventory events go out
-        together at the end, ten to a PutEvents call on AWS.
+        Every CSR is checked before anything is signed; each certificate is stored as soon as
+        it is signed (the signer may go on meanwhile), and the inventory events go out together
+        at the end, ten to a PutEvents call on AWS.
         """
         now = self.clock()
         parent = self.authorities.active(
@@ -185,25 +187,26 @@ class CertificateService:
             for material, device_id in zip(sources, random_uuids(len(sources)), strict=True)
         ]
         terms = BulkTerms(parent.signing, validity, request.subject, request.key_type)
-        issued = [
-            IssuedCertificate(
-                record=build_record(
-                    fqdn=order.fqdn,
-                    cert_type=request.cert_type,
-                    parent=parent,
-                    certificate=signed.certificate,
-                    key_type=signed.key_type,
-                    stored_private_key_pem=signed.private_key_pem,
-                    now=now,
-                    device_id=order.device_id,
-                ),
-                private_key_pem=signed.private_key_pem,
-            )
-            for order, signed in zip(orders, self._signer.sign_devices(terms, orders), strict=True)
-        ]
-        written = self._store.put_certificates(
-            [certificate.record for certificate in issued], on_stored=_audit_issued
-        )
+        issued: list[IssuedCertificate] = []
+
+        def records() -> Iterator[CertificateRecord]:
+            with contextlib.closing(self._signer.sign_devices(terms, orders)) as signed_devices:
+                for order, signed in zip(orders, signed_devices, strict=True):
+                    record = build_record(
+                        fqdn=order.fqdn,
+                        cert_type=request.cert_type,
+                        parent=parent,
+                        certificate=signed.certificate,
+                        key_type=signed.key_type,
+                        stored_private_key_pem=signed.private_key_pem,
+                        now=now,
+                        device_id=order.device_id,
+                    )
+                    issued.append(IssuedCertificate(record, signed.private_key_pem))
+                    yield record
+
+        with contextlib.closing(records()) as signed_records:  # a failed write stops signing
+            written = self._store.put_certificates(signed_records, on_stored=_audit_issued)
         # a store failure part-way still tells the inventory about what was stored
         self._announce([CertificateCreated.from_record(record) for record in written.stored])
         if written.failure is not None:

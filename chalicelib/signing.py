@@ -3,8 +3,8 @@
 A bulk of device certificates is CPU-bound (a key pair each, unless a CSR brings the public key,
 and a signature each), and one Python process signs on one core. `SharedSigner` hands chunks of a
 bulk to a helper (`python -m chalicelib.signing_helper`, a child of the server) and signs the rest
-itself with the same `issuance.sign_device`; the results come back in request order, and nothing is
-stored until every certificate of the bulk is signed, exactly as in process.
+itself with the same `issuance.sign_device`. The certificates come out in request order, each as
+soon as it and every one before it are signed: the server stores them while the helper signs on.
 
 The first bulk large enough to share starts the helper and is signed here alone; later ones
 share once the helper has said it is ready, so no request waits for its start-up. If it stops,
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -164,12 +164,16 @@ class SharedSigner:
         self._lock = threading.Lock()  # held by the bulk that shares with the helper
         atexit.register(self.close)
 
-    def sign_devices(self, terms: BulkTerms, orders: Sequence[DeviceOrder]) -> list[SignedDevice]:
+    def sign_devices(
+        self, terms: BulkTerms, orders: Sequence[DeviceOrder]
+    ) -> Iterator[SignedDevice]:
         helper = self._claim_helper(len(orders))
         if helper is None:
-            return [sign_device(terms, order) for order in orders]
+            for order in orders:
+                yield sign_device(terms, order)
+            return
         try:
-            return self._share(helper, terms, orders)
+            yield from self._share(helper, terms, orders)
         finally:
             self._lock.release()
 
@@ -251,11 +255,12 @@ class SharedSigner:
 
     def _share(
         self, helper: _Helper, terms: BulkTerms, orders: Sequence[DeviceOrder]
-    ) -> list[SignedDevice]:
+    ) -> Iterator[SignedDevice]:
         results: list[SignedDevice | None] = [None] * len(orders)
         waiting = deque(range(len(orders)))  # indexes nobody signs yet, in order
         in_flight: deque[tuple[int, list[int]]] = deque()  # (message, indexes), oldest first
         chunk = 1 if terms.key_type.is_rsa else self._chunk
+        given = 0  # results[:given] are out
 
         def hand_over() -> None:
             # smaller near the end, so that neither side waits long for the other to finish
@@ -272,23 +277,21 @@ class SharedSigner:
                     number, indexes = in_flight.popleft()
                     self._take_reply(helper.receive(), number, indexes, terms, orders, results)
                     if waiting:
-                        hand_over()
+                        hand_over()  # before the caller stores: the helper never idles
                 else:
                     index = waiting.popleft()
                     results[index] = sign_device(terms, orders[index])
+                while given < len(orders) and (ready := results[given]) is not None:
+                    given += 1
+                    yield ready  # the caller stores it while the helper signs on
         except HelperGone as err:
             logger.warning("%s; the bulk goes on in this process", err)
             self._stop()
-            for index, result in enumerate(results):
-                if result is None:
-                    results[index] = sign_device(terms, orders[index])
-        except BaseException:
+        except BaseException:  # the caller stopped early (GeneratorExit) included
             self._stop()  # replies it still owes must never reach a later bulk
             raise
-        signed = [result for result in results if result is not None]
-        if len(signed) != len(orders):
-            raise RuntimeError("a bulk lost certificates while sharing its signing")
-        return signed
+        for index in range(given, len(orders)):  # the helper's share, after it failed
+            yield results[index] or sign_device(terms, orders[index])
 
     @staticmethod
     def _take_reply(

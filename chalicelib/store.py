@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,9 +63,11 @@ class CertificateStore(Protocol):
         """Write a new certificate; AlreadyExists if the FQDN is taken (nothing overwritten)."""
 
     def put_certificates(
-        self, records: Sequence[CertificateRecord], on_stored: OnStored = _nothing
+        self, records: Iterable[CertificateRecord], on_stored: OnStored = _nothing
     ) -> BulkWrite:
-        """Write several new certificates (a bulk); no write starts after one has failed.
+        """Write several new certificates (a bulk), taking each record as `records` yields it
+        (a bulk is stored while it is signed); once a write has failed, no further record is
+        taken and no further write starts.
 
         `on_stored(record)` runs as each write succeeds (an adapter may write concurrently,
         then it runs on a worker thread). Returns every record stored, in the given order (not
@@ -128,10 +130,11 @@ class DocumentStore:
     CPU (local files); more where each waits on the network (S3)."""
 
     def put_certificates(
-        self, records: Sequence[CertificateRecord], on_stored: OnStored = _nothing
+        self, records: Iterable[CertificateRecord], on_stored: OnStored = _nothing
     ) -> BulkWrite:
-        """Up to `writers` writes at once. Once a write fails, no further write starts; those
-        already in flight finish and are reported with what was stored."""
+        """Up to `writers` writes at once, each started as its record arrives. Once a write
+        fails, no further record is taken; writes already in flight finish and are reported
+        with what was stored."""
         failures: list[Exception] = []  # in the order they happened
 
         def write(record: CertificateRecord) -> bool:
@@ -145,15 +148,23 @@ class DocumentStore:
             on_stored(record)
             return True
 
-        writers = min(self.writers, len(records))
-        if writers < 2:
-            written = [write(record) for record in records]
+        written: list[tuple[CertificateRecord, bool]] = []
+        if self.writers < 2 or (isinstance(records, Sized) and len(records) < 2):
+            for record in records:
+                written.append((record, write(record)))
+                if failures:
+                    break
         else:
             from concurrent.futures import ThreadPoolExecutor  # off the import path: S3 only
 
-            with ThreadPoolExecutor(writers, "store-put") as pool:
-                written = list(pool.map(write, records))
-        stored = [record for record, done in zip(records, written, strict=True) if done]
+            with ThreadPoolExecutor(self.writers, "store-put") as pool:
+                futures = []
+                for record in records:
+                    if failures:
+                        break
+                    futures.append((record, pool.submit(write, record)))
+            written = [(record, future.result()) for record, future in futures]
+        stored = [record for record, done in written if done]
         return BulkWrite(stored, failures[0] if failures else None)
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:

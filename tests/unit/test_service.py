@@ -6,7 +6,7 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from chalicelib.events import (
 )
 from chalicelib.importer import NullImporter
 from chalicelib.inventory import InMemoryInventory
+from chalicelib.issuance import BulkTerms, DeviceOrder, InProcessSigner, SignedDevice
 from chalicelib.model import (
     CertificateRecord,
     CertType,
@@ -71,7 +72,7 @@ class CountingStore:
         self._inner.put_certificate(record)
 
     def put_certificates(
-        self, records: Sequence[CertificateRecord], on_stored: OnStored
+        self, records: Iterable[CertificateRecord], on_stored: OnStored
     ) -> BulkWrite:
         return self._inner.put_certificates(records, on_stored)
 
@@ -308,6 +309,55 @@ def test_a_bulk_that_fails_part_way_keeps_lists_and_audits_what_was_stored(
     assert sorted(item.fqdn for item in listed) == devices
     assert sorted(line["fqdn"] for line in audit_lines.lines) == devices
     assert {line["audit"] for line in audit_lines.lines} == {"issued"}
+
+
+class CountingSigner(InProcessSigner):
+    """Signs in process and counts the certificates signed so far."""
+
+    def __init__(self) -> None:
+        self.signed = 0
+
+    def sign_devices(
+        self, terms: BulkTerms, orders: Sequence[DeviceOrder]
+    ) -> Iterator[SignedDevice]:
+        for signed in super().sign_devices(terms, orders):
+            self.signed += 1
+            yield signed
+
+
+class SigningWatchingStore(FailingAfter):
+    """Notes how many certificates were signed when each device certificate was written."""
+
+    def __init__(self, signer: CountingSigner, good: int) -> None:
+        super().__init__(good)
+        self.signer = signer
+        self.signed_at_write: list[int] = []
+
+    def put_certificate(self, record: CertificateRecord) -> None:
+        if record.cert_type is CertType.CLIENT:
+            self.signed_at_write.append(self.signer.signed)
+        super().put_certificate(record)
+
+
+def test_a_bulk_is_stored_as_it_is_signed_and_a_failed_write_stops_the_signing() -> None:
+    signer = CountingSigner()
+    store = SigningWatchingStore(signer, good=4)
+    service = CertificateService(
+        store=store,
+        inventory=InMemoryInventory(),
+        publisher=RecordingPublisher(),
+        importer=NullImporter(),
+        clock=fixed_clock,
+        signer=signer,
+    )
+    root(service)
+    intermediate(service)
+
+    with pytest.raises(StorageError, match="no space left"):
+        service.create_devices(IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=CELL, count=50))
+
+    assert store.signed_at_write == [1, 2, 3, 4, 5]  # each written before the next is signed
+    assert signer.signed == 5  # nothing signed after the failed write
 
 
 def test_a_replayed_event_leaves_one_inventory_item() -> None:

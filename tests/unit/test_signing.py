@@ -146,7 +146,7 @@ def test_signers_sign_every_order_as_asked_and_in_order(
 ) -> None:
     signer: DeviceSigner = InProcessSigner() if kind == "in process" else shared
     orders = orders_for(40)
-    assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
+    assert_signed_as_ordered(terms, orders, list(signer.sign_devices(terms, orders)))
 
 
 @contextlib.contextmanager
@@ -167,7 +167,7 @@ def counted_replies() -> Iterator[list[int]]:
 def test_the_helper_signs_part_of_a_bulk(terms: BulkTerms, shared: SharedSigner) -> None:
     orders = orders_for(60)
     with counted_replies() as replies:
-        signed = shared.sign_devices(terms, orders)
+        signed = list(shared.sign_devices(terms, orders))
     assert_signed_as_ordered(terms, orders, signed)
     assert 0 < sum(replies) < len(orders), "the helper signed none or all of the bulk"
 
@@ -177,7 +177,7 @@ def test_concurrent_bulks_are_each_signed_whole_and_in_order(
 ) -> None:
     bulks = [orders_for(40) for _ in range(3)]
     with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda orders: shared.sign_devices(terms, orders), bulks))
+        results = list(pool.map(lambda orders: list(shared.sign_devices(terms, orders)), bulks))
     for orders, signed in zip(bulks, results, strict=True):
         assert_signed_as_ordered(terms, orders, signed)
 
@@ -189,10 +189,10 @@ def test_bulks_below_the_threshold_are_signed_in_process(
     assert signer.wait_until_ready(timeout=60)
     with counted_replies() as replies:
         for orders in (orders_for(5), orders_for(0)[:1]):
-            assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
+            assert_signed_as_ordered(terms, orders, list(signer.sign_devices(terms, orders)))
         assert replies == []
         orders = orders_for(20)
-        assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
+        assert_signed_as_ordered(terms, orders, list(signer.sign_devices(terms, orders)))
         assert replies, "a bulk over the threshold did not share"
 
 
@@ -205,7 +205,7 @@ def test_a_bulk_goes_on_in_process_when_the_helper_was_killed(
     assert shared._helper is not None
     shared._helper.process.wait(timeout=10)
     orders = orders_for(20)
-    assert_signed_as_ordered(terms, orders, shared.sign_devices(terms, orders))
+    assert_signed_as_ordered(terms, orders, list(shared.sign_devices(terms, orders)))
     # a new helper is started for the next bulk
     new_pid = shared.helper_pid()
     assert new_pid is not None and new_pid != pid
@@ -243,7 +243,7 @@ def test_a_helper_that_fails_part_way_leaves_the_bulk_to_this_process(
     assert signer.wait_until_ready(timeout=60)
     orders = orders_for(20)
     with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
-        signed = signer.sign_devices(terms, orders)
+        signed = list(signer.sign_devices(terms, orders))
     assert_signed_as_ordered(terms, orders, signed)
     assert any(re.search(warning, message) for message in caplog.messages), caplog.messages
     assert signer.helper_pid() is None  # stopped; the next bulk starts another
@@ -255,8 +255,8 @@ def test_a_helper_that_cannot_start_leaves_signing_to_this_process(
     signer = make_signer(command=["/nonexistent/python"], min_shared=2)
     orders = orders_for(5)
     with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
-        assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
-        assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
+        assert_signed_as_ordered(terms, orders, list(signer.sign_devices(terms, orders)))
+        assert_signed_as_ordered(terms, orders, list(signer.sign_devices(terms, orders)))
     assert any("could not start" in message for message in caplog.messages)
 
 
@@ -268,7 +268,7 @@ def test_the_helper_survives_sigint_and_ends_when_its_input_closes(
     helper.process.send_signal(signal.SIGINT)
     orders = orders_for(30)
     with counted_replies() as replies:
-        assert_signed_as_ordered(terms, orders, shared.sign_devices(terms, orders))
+        assert_signed_as_ordered(terms, orders, list(shared.sign_devices(terms, orders)))
     assert replies and shared._helper is helper, "the helper did not go on after SIGINT"
     assert helper.process.stdin is not None
     helper.process.stdin.close()
@@ -290,14 +290,32 @@ def test_an_exception_part_way_stops_the_helper_so_no_later_bulk_reads_its_repli
 
     monkeypatch.setattr(signing, "sign_device", failing)
     with pytest.raises(MemoryError):
-        shared.sign_devices(terms, orders_for(40))
+        list(shared.sign_devices(terms, orders_for(40)))
     assert shared.helper_pid() is None  # the replies it owed went with it
     monkeypatch.setattr(signing, "sign_device", original)
     assert shared.wait_until_ready(timeout=60)
     orders = orders_for(40)
     with counted_replies() as replies:
-        assert_signed_as_ordered(terms, orders, shared.sign_devices(terms, orders))
+        assert_signed_as_ordered(terms, orders, list(shared.sign_devices(terms, orders)))
     assert replies
+
+
+def test_a_caller_that_stops_part_way_frees_the_signer_for_the_next_bulk(
+    terms: BulkTerms, shared: SharedSigner
+) -> None:
+    """The server stores a bulk as it comes out; a failed write closes the rest unsigned."""
+    orders = orders_for(40)
+    with counted_replies() as replies:
+        signed = shared.sign_devices(terms, orders)
+        first = [next(signed) for _ in range(3)]
+        signed.close()
+    assert_signed_as_ordered(terms, orders[:3], first)
+    assert sum(replies) < len(orders) - 3, "the rest of the bulk was signed anyway"
+    assert shared.helper_pid() is None  # the replies it still owed went with it
+    assert shared.wait_until_ready(timeout=60)
+    with counted_replies() as replies:
+        assert_signed_as_ordered(terms, orders, list(shared.sign_devices(terms, orders)))
+    assert replies, "the next bulk did not share: the signer stayed claimed"
 
 
 def test_helpers_that_never_become_ready_are_given_up(
@@ -308,7 +326,7 @@ def test_helpers_that_never_become_ready_are_given_up(
     with caplog.at_level(logging.WARNING, logger="chalicelib.signing"):
         for _ in range(signing.MAX_FAILED_STARTS + 2):
             orders = orders_for(3)
-            assert_signed_as_ordered(terms, orders, signer.sign_devices(terms, orders))
+            assert_signed_as_ordered(terms, orders, list(signer.sign_devices(terms, orders)))
             if signer._helper is not None:
                 started.append(signer._helper.process.pid)
                 signer._helper.process.wait(timeout=10)
