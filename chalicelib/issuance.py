@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
@@ -86,8 +87,9 @@ def build_record(
     stored_private_key_pem: str | None,
     now: datetime,
     device_id: str | None = None,
+    certificate_der: bytes | None = None,
 ) -> CertificateRecord:
-    certificate_pem, fingerprint = pki.pem_and_fingerprint(certificate)
+    certificate_pem, fingerprint = pki.pem_and_fingerprint(certificate, certificate_der)
     return CertificateRecord(
         fqdn=fqdn,
         cert_type=cert_type,
@@ -125,6 +127,7 @@ class DeviceOrder:
 @dataclass(frozen=True)
 class SignedDevice:
     certificate: x509.Certificate
+    certificate_der: bytes  # its encoding, made once: the record and the helper's reply use it
     key_type: KeyType
     private_key_pem: str | None  # None when the key came from a CSR
 
@@ -141,7 +144,8 @@ def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
     key_pem = (
         pki.private_key_to_pem(material.private_key) if material.private_key is not None else None
     )
-    return SignedDevice(certificate, material.key_type, key_pem)
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return SignedDevice(certificate, der, material.key_type, key_pem)
 
 
 class DeviceSigner(Protocol):

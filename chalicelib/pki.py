@@ -259,10 +259,12 @@ def fingerprint_sha256(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def pem_and_fingerprint(certificate: x509.Certificate) -> tuple[str, str]:
+def pem_and_fingerprint(certificate: x509.Certificate, der: bytes | None = None) -> tuple[str, str]:
     """`certificate_to_pem` and `fingerprint_sha256` from one DER encoding (each of those
-    encodes the certificate anew): every issuance needs both."""
-    der = certificate.public_bytes(serialization.Encoding.DER)
+    encodes the certificate anew, and encoding is most of their cost): every issuance needs
+    both. `der`, when the caller has it, is the certificate's encoding already made."""
+    if der is None:
+        der = certificate.public_bytes(serialization.Encoding.DER)
     encoded = base64.b64encode(der).decode("ascii")
     lines = "\n".join([encoded[start : start + 64] for start in range(0, len(encoded), 64)])
     pem = f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"

@@ -201,6 +201,7 @@ class CertificateService:
                         stored_private_key_pem=signed.private_key_pem,
                         now=now,
                         device_id=order.device_id,
+                        certificate_der=signed.certificate_der,
                     )
                     issued.append(IssuedCertificate(record, signed.private_key_pem))
                     yield record

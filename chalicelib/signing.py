@@ -313,5 +313,8 @@ class SharedSigner:
             except ValueError as err:  # UnicodeDecodeError included
                 raise HelperGone(f"the signing helper sent an unreadable answer ({err})") from err
             results[index] = SignedDevice(
-                certificate, material.key_type if material else terms.key_type, private_key_pem
+                certificate,
+                certificate_der,
+                material.key_type if material else terms.key_type,
+                private_key_pem,
             )

@@ -120,7 +120,7 @@ def signed_fields(signed: Sequence[SignedDevice]) -> list[bytes]:
     fields = []
     for device in signed:
         fields += [
-            device.certificate.public_bytes(serialization.Encoding.DER),
+            device.certificate_der,
             (device.private_key_pem or "").encode("ascii"),
         ]
     return fields

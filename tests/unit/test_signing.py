@@ -99,6 +99,7 @@ def assert_signed_as_ordered(
     assert len(serials) == len(orders)
     for order, device in zip(orders, signed, strict=True):
         certificate = device.certificate
+        assert device.certificate_der == certificate.public_bytes(serialization.Encoding.DER)
         verified = verifier.verify(certificate, [])
         assert verified.chain[-1] == root
         assert x509.DNSName(order.fqdn) in verified.subjects
