@@ -40,7 +40,7 @@ from bench.figures import (
 from chalicelib.config import HELPER_AUTO, HELPER_OFF, SYNC_FULL, SYNC_NORMAL
 from chalicelib.model import CertType, IssueRequest, KeyType
 
-ROUNDS = 12
+ROUNDS = 20  # quick phases of the machine come and go over tens of seconds
 BULK = 1000
 WARMUP = 3  # untimed calls before each measurement
 DEVICE_PATH = "/certificates/device"
