@@ -202,7 +202,7 @@ def file_create_micros(directory: Path, files: int = 100) -> float:
     return (time.perf_counter() - started) / files * 1e6
 
 
-def settle_disk(directory: Path, quiet_micros: float = 50, timeout: float = 120) -> str:
+def settle_disk(directory: Path, quiet_micros: float = 50, timeout: float = 90) -> str:
     """Wait until creating a file is cheap again (twice in a row), at most `timeout` seconds.
 
     After many files are deleted (a test run, a previous benchmark, a `pip install`), ext4
