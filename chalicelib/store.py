@@ -66,8 +66,9 @@ class CertificateStore(Protocol):
         self, records: Iterable[CertificateRecord], on_stored: OnStored = _nothing
     ) -> BulkWrite:
         """Write several new certificates (a bulk), taking each record as `records` yields it
-        (a bulk is stored while it is signed); once a write has failed, no further record is
-        taken and no further write starts.
+        (a bulk is stored while it is signed); once a write has failed, or `records` has raised
+        (its exception is then the failure reported), no further record is taken and no further
+        write starts.
 
         `on_stored(record)` runs as each write succeeds (an adapter may write concurrently,
         then it runs on a worker thread). Returns every record stored, in the given order (not
@@ -133,8 +134,8 @@ class DocumentStore:
         self, records: Iterable[CertificateRecord], on_stored: OnStored = _nothing
     ) -> BulkWrite:
         """Up to `writers` writes at once, each started as its record arrives. Once a write
-        fails, no further record is taken; writes already in flight finish and are reported
-        with what was stored."""
+        fails, or `records` itself does (the signing behind it), no further record is taken;
+        writes already in flight finish and are reported with what was stored."""
         failures: list[Exception] = []  # in the order they happened
 
         def write(record: CertificateRecord) -> bool:
@@ -150,19 +151,25 @@ class DocumentStore:
 
         written: list[tuple[CertificateRecord, bool]] = []
         if self.writers < 2 or (isinstance(records, Sized) and len(records) < 2):
-            for record in records:
-                written.append((record, write(record)))
-                if failures:
-                    break
+            try:
+                for record in records:
+                    written.append((record, write(record)))
+                    if failures:
+                        break
+            except Exception as err:  # the source of the records failed
+                failures.append(err)
         else:
             from concurrent.futures import ThreadPoolExecutor  # off the import path: S3 only
 
+            futures = []
             with ThreadPoolExecutor(self.writers, "store-put") as pool:
-                futures = []
-                for record in records:
-                    if failures:
-                        break
-                    futures.append((record, pool.submit(write, record)))
+                try:
+                    for record in records:
+                        if failures:
+                            break
+                        futures.append((record, pool.submit(write, record)))
+                except Exception as err:  # the source of the records failed
+                    failures.append(err)
             written = [(record, future.result()) for record, future in futures]
         stored = [record for record, done in written if done]
         return BulkWrite(stored, failures[0] if failures else None)

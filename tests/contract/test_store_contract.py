@@ -15,7 +15,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,6 +254,30 @@ class TestCertificateStoreContract:
             if record.fqdn in stored:  # everything reported as stored is there...
                 assert_same_record(store.get_certificate(record.fqdn), record)
             elif record is not taken:  # ...and nothing else was written
+                assert not store.exists(record.fqdn)
+
+    def test_put_certificates_takes_records_as_they_come_and_stops_when_their_source_fails(
+        self, store: CertificateStore
+    ) -> None:
+        records = [make_record(f"bulk-{n:02d}.{CELL}", serial=f"{n:040x}") for n in range(5)]
+        taken: list[str] = []
+
+        def signed_records() -> Iterator[CertificateRecord]:
+            for record in records[:3]:
+                taken.append(record.fqdn)
+                yield record
+            raise MemoryError("signing failed part-way")
+
+        written = store.put_certificates(signed_records())
+
+        assert isinstance(written.failure, MemoryError)
+        assert taken == [record.fqdn for record in records[:3]]  # nothing asked after the failure
+        stored = [record.fqdn for record in written.stored]
+        assert stored == [fqdn for fqdn in taken if fqdn in stored]
+        for record in records:  # what is reported as stored is there, and nothing else
+            if record.fqdn in stored:
+                assert_same_record(store.get_certificate(record.fqdn), record)
+            else:
                 assert not store.exists(record.fqdn)
 
 

@@ -360,6 +360,42 @@ def test_a_bulk_is_stored_as_it_is_signed_and_a_failed_write_stops_the_signing()
     assert signer.signed == 5  # nothing signed after the failed write
 
 
+class FailingSigner(InProcessSigner):
+    """Signs `good` certificates, then fails as an unexpected error in the signing would."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+
+    def sign_devices(
+        self, terms: BulkTerms, orders: Sequence[DeviceOrder]
+    ) -> Iterator[SignedDevice]:
+        yield from super().sign_devices(terms, orders[: self.good])
+        raise MemoryError("signing failed part-way")
+
+
+def test_a_bulk_whose_signing_fails_part_way_lists_what_was_stored() -> None:
+    inventory = InMemoryInventory()
+    handler = InventoryHandler()
+    service = CertificateService(
+        store=InMemoryStore(),
+        inventory=inventory,
+        publisher=InProcessPublisher(handler),
+        importer=NullImporter(),
+        clock=fixed_clock,
+        signer=FailingSigner(good=3),
+    )
+    handler.service = service
+    root(service)
+    intermediate(service)
+
+    with pytest.raises(MemoryError):
+        service.create_devices(IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=CELL, count=10))
+
+    stored = sorted(r.fqdn for r in service._store.iter_certificates() if r.parent_fqdn == CELL)
+    assert len(stored) == 3
+    assert sorted(item.fqdn for item in inventory.list_children(CELL, 100, None).items) == stored
+
+
 def test_a_replayed_event_leaves_one_inventory_item() -> None:
     service, inventory, handler = wired_end_to_end()
     root(service)
