@@ -98,6 +98,23 @@ class BulkWrite:
     failure: Exception | None = None
 
 
+def _until_failed(
+    records: Iterable[CertificateRecord], failures: list[Exception]
+) -> Iterator[CertificateRecord]:
+    """`records` until `failures` holds one (none is asked for after it: each may cost a
+    signature); an exception of `records` itself joins them."""
+    remaining = iter(records)
+    while not failures:
+        try:
+            record = next(remaining)
+        except StopIteration:
+            return
+        except Exception as err:  # the source of the records (the signing behind it) failed
+            failures.append(err)
+            return
+        yield record
+
+
 class DocumentStore:
     """The CertificateStore methods, over the byte-level primitives of an adapter."""
 
@@ -149,27 +166,14 @@ class DocumentStore:
             on_stored(record)
             return True
 
-        written: list[tuple[CertificateRecord, bool]] = []
+        taken = _until_failed(records, failures)
         if self.writers < 2 or (isinstance(records, Sized) and len(records) < 2):
-            try:
-                for record in records:
-                    written.append((record, write(record)))
-                    if failures:
-                        break
-            except Exception as err:  # the source of the records failed
-                failures.append(err)
+            written = [(record, write(record)) for record in taken]
         else:
             from concurrent.futures import ThreadPoolExecutor  # off the import path: S3 only
 
-            futures = []
             with ThreadPoolExecutor(self.writers, "store-put") as pool:
-                try:
-                    for record in records:
-                        if failures:
-                            break
-                        futures.append((record, pool.submit(write, record)))
-                except Exception as err:  # the source of the records failed
-                    failures.append(err)
+                futures = [(record, pool.submit(write, record)) for record in taken]
             written = [(record, future.result()) for record, future in futures]
         stored = [record for record, done in written if done]
         return BulkWrite(stored, failures[0] if failures else None)
