@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,9 +150,10 @@ class DocumentStore:
     def put_certificates(
         self, records: Iterable[CertificateRecord], on_stored: OnStored = _nothing
     ) -> BulkWrite:
-        """Up to `writers` writes at once, each started as its record arrives. Once a write
-        fails, or `records` itself does (the signing behind it), no further record is taken;
-        writes already in flight finish and are reported with what was stored."""
+        """Up to `writers` writes at once, each started as its record arrives (threads only
+        from a second record on: a single issuance is written on the calling thread). Once a
+        write fails, or `records` itself does (the signing behind it), no further record is
+        taken; writes already in flight finish and are reported with what was stored."""
         failures: list[Exception] = []  # in the order they happened
 
         def write(record: CertificateRecord) -> bool:
@@ -167,13 +168,18 @@ class DocumentStore:
             return True
 
         taken = _until_failed(records, failures)
-        if self.writers < 2 or (isinstance(records, Sized) and len(records) < 2):
-            written = [(record, write(record)) for record in taken]
+        first, second = next(taken, None), None
+        if self.writers >= 2 and first is not None:
+            second = next(taken, None)
+        if second is None:  # one writer, or one record (a single issuance): no threads
+            written = [(record, write(record)) for record in itertools.chain([first], taken)
+                       if record is not None]  # fmt: skip
         else:
             from concurrent.futures import ThreadPoolExecutor  # off the import path: S3 only
 
             with ThreadPoolExecutor(self.writers, "store-put") as pool:
-                futures = [(record, pool.submit(write, record)) for record in taken]
+                futures = [(record, pool.submit(write, record))
+                           for record in itertools.chain([first, second], taken)]  # fmt: skip
             written = [(record, future.result()) for record, future in futures]
         stored = [record for record, done in written if done]
         return BulkWrite(stored, failures[0] if failures else None)
