@@ -20,9 +20,10 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 venv: $(INSTALLED)
 
-## Start the API on the embedded local backend at http://127.0.0.1:$(PORT) (data in ./.certstore).
+## Start the API on the embedded local backend at http://127.0.0.1:$(PORT) (data in ./.certstore):
+## gunicorn, one worker per usable CPU (WORKERS=N to choose).
 run: venv
-	$(BIN)/chalice local --stage local --host 127.0.0.1 --port $(PORT) --no-autoreload
+	$(BIN)/python -m chalicelib.server --host 127.0.0.1 --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 ## The AWS backend against a local moto server (fake credentials, no AWS account).
 run-moto: venv
@@ -31,6 +32,10 @@ run-moto: venv
 ## Rebuild missing inventory items from the certificate store (backend from the environment).
 reconcile: venv
 	$(BIN)/python -m chalicelib.reconcile
+
+## Check the local store after a crash; REPAIR=1 removes leftovers and adds missing inventory items.
+fsck: venv
+	$(BIN)/python -m chalicelib.fsck $(if $(REPAIR),--repair)
 
 ## Everything CI checks: lint, the infrastructure checks, then the whole test suite.
 test: lint tf-validate checkov pytest

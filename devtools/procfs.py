@@ -21,16 +21,39 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
-def peak_resident_kb(pid: int) -> int | None:
-    """VmHWM of `pid`, or None when it is gone or the kernel does not say."""
+def _status_kb(pid: int, field: str) -> int | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return None
+
+
+def peak_resident_kb(pid: int) -> int | None:
+    """VmHWM of `pid`, or None when it is gone or the kernel does not say."""
+    return _status_kb(pid, "VmHWM")
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid`'s children, their children, and so on."""
+    found, pending = [], child_pids(pid)
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending += child_pids(child)
+    return found
+
+
+def resident_kb_of_tree(pids: list[int]) -> int:
+    """The resident memory (VmRSS) of `pids` and all their descendants, in kB."""
+    total = 0
+    for pid in pids:
+        for member in (pid, *descendants(pid)):
+            total += _status_kb(member, "VmRSS") or 0
+    return total
 
 
 def command_line(pid: int) -> list[bytes]:

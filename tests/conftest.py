@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from chalice.test import Client
 from chalicelib import wiring
 from chalicelib.config import load_settings
 from devtools.aws_resources import AWS_ENVIRONMENT
+from devtools.procfs import child_pids
 from tests.backends import Backend, LocalBackend, MotoBackend, moto_account
 from tests.helpers import ApiClient
 
@@ -83,56 +86,66 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"chalice local exited early with {process.returncode}")
+            raise RuntimeError(f"the server exited early with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"chalice local did not listen on port {port} within {timeout}s")
+    raise RuntimeError(f"the server did not listen on port {port} within {timeout}s")
 
 
 class LocalServer:
-    """`chalice local --stage local` as `make run` starts it, on a free port and its own store."""
+    """The `make run` server (`python -m chalicelib.server`) on a free port and its own store,
+    in a process group of its own (master, workers and their signing processes)."""
 
-    def __init__(self, certstore: Path, log_path: Path) -> None:
+    def __init__(
+        self, certstore: Path, log_path: Path, workers: int = 2, **environment: str
+    ) -> None:
         self.certstore = certstore
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self._environment = environment
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        environment = dict(os.environ, CERTSTORE_DIR=str(self.certstore), BACKEND="local")
-        chalice = Path(sys.executable).parent / "chalice"
+        environment = dict(
+            os.environ, CERTSTORE_DIR=str(self.certstore), BACKEND="local", **self._environment
+        )
+        command = [sys.executable, "-m", "chalicelib.server", "--port", str(self.port),
+                   "--workers", str(self.workers)]  # fmt: skip
         with open(self._log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [
-                    str(chalice),
-                    "local",
-                    "--stage",
-                    "local",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--no-autoreload",
-                ],
-                cwd=PROJECT_ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+                command, cwd=PROJECT_ROOT, env=environment, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         wait_for_port(self.port, self.process)
 
+    def kill(self) -> None:
+        """SIGKILL to every process of the server at once, as a crash or `kill -9 -<pgid>`."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
     def stop(self) -> None:
+        """SIGINT, gunicorn's quick shutdown (as Ctrl-C): idle keep-alive connections are not
+        waited for."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
+        if self.process is not None:  # workers and signing processes left behind, if any
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        return child_pids(self.process.pid)
 
     def log(self) -> str:
         return self._log_path.read_text(errors="replace")

@@ -1,4 +1,5 @@
-"""kill -9 of the local server mid-stream loses no acknowledged certificate, and fsck tidies up."""
+"""kill -9 of the local server, or of one of its workers, mid-stream loses no acknowledged
+certificate, and `make fsck` tidies up what the crash left."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ CELL = "cell.example.com"
 
 
 def _issue_until_stopped(
-    url: str, acknowledged: list[dict[str, Any]], stop: threading.Event
+    url: str, acknowledged: list[dict[str, Any]], stop: threading.Event, reconnect: bool = False
 ) -> None:
+    """Issue devices on one keep-alive connection until `stop`; when the connection breaks,
+    give up, or with `reconnect` go on with a new one (a worker died, its master lives)."""
     session = requests.Session()
     while not stop.is_set():
         try:
@@ -29,7 +32,10 @@ def _issue_until_stopped(
                 f"{url}/certificates/device", json={"parent_fqdn": CELL}, timeout=10
             )
         except requests.RequestException:
-            return  # the server is gone
+            if not reconnect:
+                return  # the server is gone
+            session = requests.Session()
+            continue
         if response.status_code == 201:
             acknowledged.append(response.json())
 
@@ -71,9 +77,7 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_certificate(tmp_path: Path)
     deadline = time.monotonic() + 30
     while len(acknowledged) < 150 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert server.process is not None
-    server.process.send_signal(signal.SIGKILL)  # requests are in flight on three connections
-    server.process.wait(timeout=10)
+    server.kill()  # master and workers at once, with requests in flight on three connections
     stop.set()
     for client in clients:
         client.join(timeout=30)
@@ -109,3 +113,47 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_certificate(tmp_path: Path)
         assert {c["fqdn"] for c in acknowledged} <= listed
     finally:
         restarted.stop()
+
+
+def test_sigkill_of_one_worker_loses_nothing_and_the_server_serves_on(tmp_path: Path) -> None:
+    certstore = tmp_path / "certstore"
+    server = LocalServer(certstore, tmp_path / "server.log", workers=2)
+    server.start()
+    try:
+        for kind, body in (("root", {"fqdn": "example.com"}), ("intermediate", {"fqdn": CELL})):
+            assert requests.post(f"{server.url}/certificates/{kind}", json=body, timeout=10).ok
+        acknowledged: list[dict[str, Any]] = []
+        stop = threading.Event()
+        clients = [
+            threading.Thread(
+                target=_issue_until_stopped, args=(server.url, acknowledged, stop, True)
+            )
+            for _ in range(3)
+        ]
+        for client in clients:
+            client.start()
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        victim = server.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        count_at_kill = len(acknowledged)
+        while len(acknowledged) < count_at_kill + 100 and time.monotonic() < deadline + 30:
+            time.sleep(0.01)  # the clients that lost their connection reconnect
+        stop.set()
+        for client in clients:
+            client.join(timeout=30)
+
+        assert victim not in server.worker_pids()
+        assert len(server.worker_pids()) == 2, "the master starts a new worker"
+        assert len(acknowledged) >= count_at_kill + 100, server.log()
+        repaired = _fsck(certstore, "--repair")
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        listed = _listed(server.url, CELL)
+        for certificate in acknowledged:
+            fetched = requests.get(f"{server.url}/certificates/{certificate['fqdn']}", timeout=10)
+            assert fetched.json()["serial"] == certificate["serial"]
+        assert {c["fqdn"] for c in acknowledged} <= listed
+        assert _fsck(certstore).stdout.strip() == "fsck: clean"
+    finally:
+        server.stop()

@@ -1,7 +1,8 @@
-"""`make run-moto`: chalice local on the `dev` stage against a local moto server."""
+"""`make run-moto`: the `make run` server on the `dev` stage against a local moto server."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,10 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from devtools.aws_resources import AWS_ENVIRONMENT
+from devtools.run_moto import EventPump
+from tests.backends import moto_account
 from tests.conftest import PROJECT_ROOT, free_port, wait_for_port
 from tests.e2e.test_readme_walkthrough import walkthrough_script
 from tests.helpers import verify_client
@@ -81,3 +86,28 @@ def test_readme_walkthrough_runs_against_the_moto_backend(
         "chain": (tmp_path / "device-chain.pem").read_text(),
     }
     verify_client(device, root_pem)
+
+
+def test_the_event_pump_dead_letters_a_failing_event_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with moto_account(monkeypatch, AWS_ENVIRONMENT) as (session, resources):
+        events = session.client("events")
+        bus = AWS_ENVIRONMENT["EVENT_BUS_NAME"]
+        for name in ("first.example.com", "poison.example.com", "third.example.com"):
+            detail = json.dumps({"FQDN": name})
+            entry = {"Source": "certificates", "DetailType": "created", "Detail": detail}
+            events.put_events(Entries=[{**entry, "EventBusName": bus}])
+        handled: list[str] = []
+
+        def handler(envelope: dict[str, Any], context: object) -> None:
+            if envelope["detail"]["FQDN"] == "poison.example.com":
+                raise ValueError("malformed detail")
+            handled.append(envelope["detail"]["FQDN"])
+
+        pump = EventPump(session.client("sqs"), resources["queue_url"], handler)
+        delivered = sum(pump.pump_once(wait_seconds=0) for _ in range(3))
+
+    assert delivered == 2
+    assert sorted(handled) == ["first.example.com", "third.example.com"]
+    assert [letter["detail"]["FQDN"] for letter in pump.dead_letters] == ["poison.example.com"]
