@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from chalice import Chalice
 from chalice.app import CloudWatchEvent
 
@@ -25,13 +23,7 @@ middleware.configure_logging()
 
 @app.on_cw_event(INVENTORY_EVENT_PATTERN, name="record_inventory")
 def record_inventory(event: CloudWatchEvent) -> None:
-    """Keeps the inventory: `created` adds an item, `revoked` marks it (EventBridge on AWS,
-    in-process locally)."""
+    """Keeps the inventory on AWS: `created` adds an item, `revoked` marks it. (Locally the
+    service hands its events to the same inventory keeper in process.)"""
     wiring.certificate_service().record_event(event.detail_type, event.detail)
 
-
-wiring.register_event_handler(record_inventory)
-if "chalice.local" in sys.modules:  # under `chalice local`: its HTTP server is off Lambda's path
-    from chalicelib.localserver import tune_local_server
-
-    tune_local_server()

@@ -1,8 +1,11 @@
-"""Loaded CAs, cached for the life of the process.
+"""Loaded CAs, cached for the life of the process, and their revocation checked per issuance.
 
 A CA's object is written once and never replaced, so its certificate and decrypted key can be
 kept after the first load: a warm Lambda or the local server signs without reading the store or
-decrypting the key again.
+decrypting the key again. A revocation is a document of its own that may appear at any time,
+written by any process: whether a CA (or one above it) is revoked is asked of the store again at
+every issuance (locally a stat per CA of the chain), or, where each look-up is a network call
+(S3), at most once per `revocation_recheck`.
 """
 
 from __future__ import annotations
@@ -36,15 +39,22 @@ class Authority:
         return self.record.certificate_pem + self.record.chain_pem
 
 
-REVOCATION_RECHECK = timedelta(seconds=60)
-"""How long a process trusts that a CA is not revoked before reading the store again. A
-revocation made by this process applies at once; one made elsewhere within this delay."""
+REMOTE_REVOCATION_RECHECK = timedelta(seconds=60)
+"""On a remote store (S3): how long a process trusts that a CA is not revoked before asking the
+store again. A revocation made by this process applies at once; one made elsewhere within this
+delay."""
 
 
 class AuthorityCache:
-    def __init__(self, store: CertificateStore, passphrase: bytes | None) -> None:
+    def __init__(
+        self,
+        store: CertificateStore,
+        passphrase: bytes | None,
+        revocation_recheck: timedelta = timedelta(0),
+    ) -> None:
         self._store = store
         self._passphrase = passphrase
+        self._recheck = revocation_recheck
         self._authorities: dict[str, Authority] = {}
         self._checked_unrevoked: dict[str, datetime] = {}
         self._revoked_here: set[str] = set()
@@ -61,17 +71,20 @@ class AuthorityCache:
         return authority
 
     def _refuse_if_revoked(self, authority: Authority, now: datetime) -> None:
-        checked = self._checked_unrevoked.get(authority.fqdn)
-        recent = checked is not None and now - checked < REVOCATION_RECHECK
-        if recent and authority.fqdn not in self._revoked_here:
-            return
-        revocation = self._store.get_revocation(authority.record.parent_fqdn, authority.fqdn)
-        if revocation is not None:
-            raise Conflict(
-                f"CA {authority.fqdn} was revoked on {iso_utc(revocation.revoked_at)} "
-                f"({revocation.reason}) and issues no more certificates"
-            )
-        self._checked_unrevoked[authority.fqdn] = now
+        if self._recheck:
+            checked = self._checked_unrevoked.get(authority.fqdn)
+            recent = checked is not None and now - checked < self._recheck
+            if recent and authority.fqdn not in self._revoked_here:
+                return
+        issuer = authority.record.parent_fqdn
+        if self._store.is_revoked(issuer, authority.fqdn):
+            revocation = self._store.get_revocation(issuer, authority.fqdn)
+            when = ""
+            if revocation is not None:
+                when = f" on {iso_utc(revocation.revoked_at)} ({revocation.reason})"
+            raise Conflict(f"CA {authority.fqdn} was revoked{when} and issues no more certificates")
+        if self._recheck:
+            self._checked_unrevoked[authority.fqdn] = now
 
     def forget(self, fqdn: str) -> None:
         """Called when this process revokes `fqdn`: every later issuance under it reads the

@@ -14,8 +14,7 @@ LOCAL_BACKEND = "local"
 AWS_BACKEND = "aws"
 SYNC_NORMAL = "normal"
 SYNC_FULL = "full"
-HELPER_AUTO = "auto"
-HELPER_OFF = "off"
+AUTO = "auto"
 
 
 class ConfigurationError(Exception):
@@ -27,7 +26,8 @@ class Settings:
     backend: str
     certstore_dir: Path
     certstore_sync: str
-    signing_helper: str
+    signing_processes: int
+    """Local backend: processes that sign a large bulk, per server worker (0: in process)."""
     ca_key_passphrase: bytes | None
     certificate_bucket_name: str
     inventory_table_name: str
@@ -50,7 +50,7 @@ def load_settings() -> Settings:
         backend=_choice("BACKEND", LOCAL_BACKEND, (LOCAL_BACKEND, AWS_BACKEND)),
         certstore_dir=Path(os.environ.get("CERTSTORE_DIR", "./.certstore")),
         certstore_sync=_choice("CERTSTORE_SYNC", SYNC_NORMAL, (SYNC_NORMAL, SYNC_FULL)),
-        signing_helper=_choice("SIGNING_HELPER", HELPER_AUTO, (HELPER_AUTO, HELPER_OFF)),
+        signing_processes=_signing_processes(),
         ca_key_passphrase=passphrase.encode() if passphrase else None,
         certificate_bucket_name=os.environ.get("CERTIFICATE_BUCKET_NAME", ""),
         inventory_table_name=os.environ.get("INVENTORY_TABLE_NAME", ""),
@@ -59,6 +59,31 @@ def load_settings() -> Settings:
         kms_key_id=os.environ.get("KMS_KEY_ID") or None,
         api_token=api_token(),
     )
+
+
+def usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _whole_number(name: str, default: str) -> int:
+    value = os.environ.get(name, default).strip() or default
+    if not value.isdigit():
+        raise ConfigurationError(f"{name}={value!r}: must be a whole number")
+    return int(value)
+
+
+def _signing_processes() -> int:
+    """`SIGNING_PROCESSES`: a number, or `auto`: this worker's share of the usable CPUs
+    (`WORKERS` server workers share them), at least one where there are two CPUs or more."""
+    value = os.environ.get("SIGNING_PROCESSES", AUTO).strip().lower() or AUTO
+    if value != AUTO:
+        return _whole_number("SIGNING_PROCESSES", AUTO)
+    cpus = usable_cpus()
+    if cpus < 2:
+        return 0
+    return max(1, cpus // max(1, _whole_number("WORKERS", "1")))
 
 
 def api_token() -> str | None:

@@ -1,8 +1,7 @@
 """The `created` event, the EventPublisher port and its in-process adapter.
 
-Locally, events are delivered synchronously to the same inventory handler that Lambda runs for
-the EventBridge rule, wrapped in the same envelope EventBridge uses, so both paths share one
-handler and one event shape.
+Locally, events are handed synchronously to the inventory keeper, the use case that the Lambda
+handler of the EventBridge rule runs after parsing the envelope: both paths share it.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -21,9 +19,7 @@ from chalicelib.model import (
     InventoryItem,
     RevocationRecord,
     iso_utc,
-    utc_now,
 )
-from chalicelib.names import random_uuids
 
 EVENT_SOURCE = "certificates"
 CREATED_DETAIL_TYPE = "created"
@@ -169,21 +165,6 @@ class EventPublisher(Protocol):
         """Deliver the events; EventDeliveryError naming those that could not be delivered."""
 
 
-def eventbridge_envelope(event: CertificateEvent, event_id: str, sent_at: str) -> dict[str, Any]:
-    """The event as EventBridge hands it to a Lambda target."""
-    return {
-        "version": "0",
-        "id": event_id,
-        "detail-type": event.detail_type,
-        "source": EVENT_SOURCE,
-        "account": "000000000000",
-        "time": sent_at,
-        "region": "local",
-        "resources": [],
-        "detail": event.to_detail(),
-    }
-
-
 def _undelivered(events: Sequence[CertificateEvent], failure: str) -> EventDeliveryError:
     names = ", ".join(f"{event.detail_type} {event.fqdn}" for event in events[:10])
     more = f" and {len(events) - 10} more" if len(events) > 10 else ""
@@ -191,39 +172,19 @@ def _undelivered(events: Sequence[CertificateEvent], failure: str) -> EventDeliv
 
 
 class InProcessPublisher:
-    """Calls `deliver(envelope)` synchronously: locally, the Lambda inventory handler itself.
+    """Hands the events to `deliver` synchronously: locally, the inventory keeper itself (the
+    use case the Lambda handler runs once it has parsed EventBridge's envelope)."""
 
-    `batch` wraps the deliveries of one `publish` call (the local inventory makes it one SQLite
-    transaction, so a bulk of a thousand devices commits once). If leaving it fails, none of
-    the batch counts as delivered.
-    """
-
-    def __init__(
-        self,
-        deliver: Callable[[dict[str, Any]], object],
-        batch: Callable[[], AbstractContextManager[object]] = nullcontext,
-    ) -> None:
+    def __init__(self, deliver: Callable[[Sequence[CertificateEvent]], object]) -> None:
         self._deliver = deliver
-        self._batch = batch
 
     def publish(self, events: Sequence[CertificateEvent]) -> None:
         if not events:
             return
-        failed: list[CertificateEvent] = []
-        last_error: Exception | None = None
-        sent_at = iso_utc(utc_now())
         try:
-            with self._batch():
-                for event, event_id in zip(events, random_uuids(len(events)), strict=True):
-                    try:
-                        self._deliver(eventbridge_envelope(event, event_id, sent_at))
-                    except Exception as err:  # the handler's failure, reported with the FQDN
-                        failed.append(event)
-                        last_error = err
-        except Exception as err:  # the batch did not hold: a handler's error says why, if any
-            failed, last_error = list(events), last_error or err
-        if failed:
-            raise _undelivered(failed, f"inventory handler failed: {last_error}") from last_error
+            self._deliver(events)
+        except Exception as err:  # the inventory's failure, reported with the FQDNs
+            raise _undelivered(events, f"inventory handler failed: {err}") from err
 
 
 class EventBridgePublisher:

@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from bisect import bisect_right
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,6 +102,10 @@ class Inventory(Protocol):
 
     def contains(self, fqdn: str, parent_fqdn: str) -> bool: ...
 
+    def batch(self) -> AbstractContextManager[object]:
+        """Writes inside commit together where the adapter can (one SQLite transaction); a
+        no-op where each write stands alone (DynamoDB, in memory)."""
+
 
 class InMemoryInventory:
     """For unit tests: same contract, kept in sorted lists per parent."""
@@ -152,6 +156,9 @@ class InMemoryInventory:
 
     def contains(self, fqdn: str, parent_fqdn: str) -> bool:
         return (fqdn, parent_fqdn) in self._items
+
+    def batch(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
@@ -372,6 +379,9 @@ class DynamoInventory:
 
     def contains(self, fqdn: str, parent_fqdn: str) -> bool:
         return self.find(fqdn, parent_fqdn) is not None
+
+    def batch(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
 
 def _from_dynamo(item: dict[str, dict[str, str]]) -> InventoryItem:

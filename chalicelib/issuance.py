@@ -23,10 +23,12 @@ from chalicelib.model import (
     ROOT_PARENT,
     CertificateRecord,
     CertType,
+    IssueRequest,
     KeyType,
     SubjectDetails,
     iso_utc,
 )
+from chalicelib.names import device_fqdn, random_uuids
 from chalicelib.pki_documents import CsrError, public_key_from_csr
 
 BACKDATE = timedelta(minutes=5)
@@ -130,6 +132,25 @@ class SignedDevice:
     certificate_der: bytes  # its encoding, made once: the record and the helper's reply use it
     key_type: KeyType
     private_key_pem: str | None  # None when the key came from a CSR
+
+
+def device_orders(request: IssueRequest, parent_fqdn: str) -> list[DeviceOrder]:
+    """One order per device of the request, each with a new UUID; every CSR is checked here,
+    before anything is signed (400 naming `csr` or `csrs[i]`)."""
+    sources: Sequence[KeyMaterial | None]
+    if request.csrs:
+        sources = [
+            KeyMaterial.from_csr(csr, frozenset(KeyType), f"csrs[{index}]")
+            for index, csr in enumerate(request.csrs)
+        ]
+    elif request.csr is not None:
+        sources = [KeyMaterial.from_csr(request.csr, frozenset(KeyType), "csr")]
+    else:
+        sources = [None] * (request.count or 1)
+    return [
+        DeviceOrder(device_id, device_fqdn(device_id, parent_fqdn), material)
+        for material, device_id in zip(sources, random_uuids(len(sources)), strict=True)
+    ]
 
 
 def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:

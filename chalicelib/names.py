@@ -7,6 +7,7 @@ import binascii
 import ipaddress
 import os
 import re
+import uuid
 
 from chalicelib.errors import InvalidRequest
 
@@ -73,6 +74,8 @@ def decode_certificate_name(value: str, field: str) -> str:
 def random_uuids(count: int) -> list[str]:
     """`count` random (version 4) UUIDs as strings, from one read of the system's random source:
     a bulk names a thousand devices, and `uuid.uuid4()` costs several times as much per id."""
+    if count == 1:
+        return [str(uuid.uuid4())]
     raw = bytearray(os.urandom(16 * count))
     raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
     raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant

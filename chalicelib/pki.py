@@ -8,6 +8,7 @@ one place and each profile only states its own extensions.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass
@@ -61,6 +62,11 @@ class SigningAuthority:
 
     certificate: x509.Certificate
     private_key: CertificateIssuerPrivateKeyTypes
+
+    @functools.cached_property
+    def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        """The AKI of everything this CA signs (read from its certificate once)."""
+        return authority_key_identifier(self.certificate)
 
 
 @dataclass(frozen=True)
@@ -198,9 +204,7 @@ def sign_certificate(
             x509.SubjectAlternativeName(list(profile.subject_alt_names)), critical=False
         )
     if authority is not None:
-        builder = builder.add_extension(
-            authority_key_identifier(authority.certificate), critical=False
-        )
+        builder = builder.add_extension(authority.authority_key_identifier, critical=False)
     return builder.sign(signing_key, signature_hash(signing_key))
 
 

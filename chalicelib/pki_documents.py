@@ -21,7 +21,6 @@ from chalicelib.model import KeyType
 from chalicelib.pki import (
     SigningAuthority,
     Validity,
-    authority_key_identifier,
     key_type_of,
     signature_hash,
 )
@@ -76,7 +75,7 @@ def build_crl(
         .issuer_name(authority.certificate.subject)
         .last_update(validity.not_before)
         .next_update(validity.not_after)
-        .add_extension(authority_key_identifier(authority.certificate), critical=False)
+        .add_extension(authority.authority_key_identifier, critical=False)
         .add_extension(x509.CRLNumber(crl_number), critical=False)
     )
     for serial, revoked_at, reason in revoked:

@@ -1,7 +1,8 @@
 """Use cases: issue, fetch and list certificates, and keep the inventory.
 
 Depends on `pki` and the ports only. CA material is immutable once written (objects are written
-once), so each CA's certificate and decrypted key are loaded once per process and cached.
+once), so each CA's certificate and decrypted key are loaded once per process and cached; whether
+a CA is revoked is asked of the store (see `authority`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -18,31 +20,31 @@ from cryptography import x509
 
 from chalicelib import bundles, pki, revocation
 from chalicelib.authority import Authority, AuthorityCache
-from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
+from chalicelib.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from chalicelib.events import (
-    CREATED_DETAIL_TYPE,
-    REVOKED_DETAIL_TYPE,
     CertificateCreated,
     CertificateEvent,
-    CertificateRevoked,
     EventDeliveryError,
     EventPublisher,
 )
 from chalicelib.importer import CertificateImporter, CertificateImportError
 from chalicelib.inventory import Inventory
+from chalicelib.inventory_keeping import InventoryKeeper
 from chalicelib.issuance import (
     BulkTerms,
     DeviceOrder,
     DeviceSigner,
     InProcessSigner,
     KeyMaterial,
+    SignedDevice,
     build_record,
+    device_orders,
+    sign_device,
     validity_for,
 )
 from chalicelib.model import (
     CA_AND_SERVER_KEY_TYPES,
     ROOT_PARENT,
-    STATUS_REVOKED,
     CertificatePage,
     CertificateRecord,
     CertType,
@@ -54,13 +56,7 @@ from chalicelib.model import (
     iso_utc,
     utc_now,
 )
-from chalicelib.names import (
-    device_fqdn,
-    is_ip_address,
-    is_under,
-    proper_suffixes,
-    random_uuids,
-)
+from chalicelib.names import is_ip_address, is_under, proper_suffixes
 from chalicelib.paging import decode_page_token, encode_page_token
 from chalicelib.store import CertificateStore
 
@@ -87,6 +83,14 @@ def _audit_issued(record: CertificateRecord) -> None:
 
 
 ProfileFor = Callable[[KeyType], pki.Profile]
+REVOCATION_CHECK_EVERY = 50
+REVOCATION_CHECK_SECONDS = 0.2
+"""A bulk asks again whether its CA (or one above it) was revoked after this many certificates
+or this long, whichever comes first (slow RSA keys take long per certificate)."""
+
+
+class RevokedDuringBulk(Conflict):
+    """The issuing CA, or one above it, was revoked while a bulk was being signed."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class CertificateService:
         ca_key_passphrase: bytes | None = None,
         clock: Callable[[], datetime] = utc_now,
         signer: DeviceSigner | None = None,
+        revocation_recheck: timedelta = timedelta(0),
     ) -> None:
         self._store = store
         self._inventory = inventory
@@ -115,7 +120,8 @@ class CertificateService:
         self._passphrase = ca_key_passphrase
         self.clock = clock
         self._signer = signer or InProcessSigner()
-        self.authorities = AuthorityCache(store, ca_key_passphrase)
+        self.authorities = AuthorityCache(store, ca_key_passphrase, revocation_recheck)
+        self.inventory_keeper = InventoryKeeper(store, inventory, clock)
 
     # Issuance -----------------------------------------------------------------------------
 
@@ -173,46 +179,58 @@ class CertificateService:
             _required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn", now
         )
         validity = validity_for(now, CertType.CLIENT, request.validity_days, parent)
-        if request.csrs:
-            sources: Sequence[KeyMaterial | None] = [
-                KeyMaterial.from_csr(csr, frozenset(KeyType), f"csrs[{index}]")
-                for index, csr in enumerate(request.csrs)
-            ]
-        elif request.csr is not None:
-            sources = [KeyMaterial.from_csr(request.csr, frozenset(KeyType), "csr")]
-        else:
-            sources = [None] * (request.count or 1)
-        orders = [
-            DeviceOrder(device_id, device_fqdn(device_id, parent.fqdn), material)
-            for material, device_id in zip(sources, random_uuids(len(sources)), strict=True)
-        ]
+        orders = device_orders(request, parent.fqdn)
         terms = BulkTerms(parent.signing, validity, request.subject, request.key_type)
+        if len(orders) == 1:
+            return [self._store_device(parent, orders[0], sign_device(terms, orders[0]), now)]
+        return self._create_bulk(parent, terms, orders, now)
+
+    def _store_device(
+        self, parent: Authority, order: DeviceOrder, signed: SignedDevice, now: datetime
+    ) -> IssuedCertificate:
+        record = _device_record(parent, order, signed, now)
+        self._store.put_certificate(record)
+        _audit_issued(record)
+        self._announce([CertificateCreated.from_record(record)])
+        return IssuedCertificate(record, signed.private_key_pem)
+
+    def _create_bulk(
+        self, parent: Authority, terms: BulkTerms, orders: Sequence[DeviceOrder], now: datetime
+    ) -> list[IssuedCertificate]:
         issued: list[IssuedCertificate] = []
 
         def records() -> Iterator[CertificateRecord]:
+            checked_at = time.monotonic()
             with contextlib.closing(self._signer.sign_devices(terms, orders)) as signed_devices:
-                for order, signed in zip(orders, signed_devices, strict=True):
-                    record = build_record(
-                        fqdn=order.fqdn,
-                        cert_type=request.cert_type,
-                        parent=parent,
-                        certificate=signed.certificate,
-                        key_type=signed.key_type,
-                        stored_private_key_pem=signed.private_key_pem,
-                        now=now,
-                        device_id=order.device_id,
-                        certificate_der=signed.certificate_der,
-                    )
+                for index, (order, signed) in enumerate(zip(orders, signed_devices, strict=True)):
+                    since = time.monotonic() - checked_at
+                    due = index % REVOCATION_CHECK_EVERY == 0 or since > REVOCATION_CHECK_SECONDS
+                    if index and due:
+                        self._refuse_if_revoked_meanwhile(parent)
+                        checked_at = time.monotonic()
+                    record = _device_record(parent, order, signed, now)
                     issued.append(IssuedCertificate(record, signed.private_key_pem))
                     yield record
 
         with contextlib.closing(records()) as signed_records:  # a failed write stops signing
             written = self._store.put_certificates(signed_records, on_stored=_audit_issued)
-        # a store failure part-way still tells the inventory about what was stored
+        # a failure part-way still tells the inventory about what was stored
         self._announce([CertificateCreated.from_record(record) for record in written.stored])
+        if isinstance(written.failure, RevokedDuringBulk):
+            raise RevokedDuringBulk(
+                f"{written.failure}: it was revoked while this bulk was signed; "
+                f"{len(written.stored)} of {len(orders)} certificates were issued before that "
+                f"and stay stored (listed under {parent.fqdn}), the rest were not signed"
+            ) from written.failure
         if written.failure is not None:
             raise written.failure
         return issued
+
+    def _refuse_if_revoked_meanwhile(self, parent: Authority) -> None:
+        try:
+            self.authorities.active(parent.fqdn, "parent_fqdn", self.clock())
+        except Conflict as err:
+            raise RevokedDuringBulk(str(err)) from err
 
     def _issue(
         self,
@@ -389,40 +407,31 @@ class CertificateService:
 
     def record_event(self, detail_type: str, detail: dict[str, Any]) -> bool:
         """The inventory handler: idempotent, so a replayed event leaves one item."""
-        if detail_type == CREATED_DETAIL_TYPE:
-            event = CertificateCreated.from_detail(detail)
-            item = event.to_inventory_item(iso_utc(self.clock()))
-            return self._inventory.record_certificate(item)
-        if detail_type == REVOKED_DETAIL_TYPE:
-            revoked = CertificateRevoked.from_detail(detail)
-            if not self._inventory.update_status(revoked.fqdn, revoked.parent_fqdn, STATUS_REVOKED):
-                raise NotFound(f"no inventory item for {revoked.fqdn} yet; retry the event")
-            return True
-        raise ValueError(f"unknown event detail-type {detail_type!r}")
+        return self.inventory_keeper.record_detail(detail_type, detail)
 
     def missing_inventory_items(self) -> list[str]:
         """FQDNs of stored certificates that the inventory does not list."""
-        return sorted(
-            record.fqdn
-            for record in self._store.iter_certificates()
-            if not self._inventory.contains(record.fqdn, record.parent_fqdn)
-        )
+        return self.inventory_keeper.missing_items()
 
     def reconcile_inventory(self) -> int:
         """Add missing inventory items and statuses from the store; the number changed."""
-        changed = 0
-        for record in self._store.iter_certificates():
-            revocation = self._store.get_revocation(record.parent_fqdn, record.fqdn)
-            item = self._inventory.find(record.fqdn, record.parent_fqdn)
-            if item is None:
-                created = CertificateCreated.from_record(record).to_inventory_item(
-                    iso_utc(record.created_at)
-                )
-                changed += self._inventory.record_certificate(created)
-            if revocation is not None and (item is None or item.status != STATUS_REVOKED):
-                self._inventory.update_status(record.fqdn, record.parent_fqdn, STATUS_REVOKED)
-                changed += item is not None
-        return changed
+        return self.inventory_keeper.reconcile()
+
+
+def _device_record(
+    parent: Authority, order: DeviceOrder, signed: SignedDevice, now: datetime
+) -> CertificateRecord:
+    return build_record(
+        fqdn=order.fqdn,
+        cert_type=CertType.CLIENT,
+        parent=parent,
+        certificate=signed.certificate,
+        key_type=signed.key_type,
+        stored_private_key_pem=signed.private_key_pem,
+        now=now,
+        device_id=order.device_id,
+        certificate_der=signed.certificate_der,
+    )
 
 
 def _required(value: str | None, field: str) -> str:

@@ -88,6 +88,9 @@ class CertificateStore(Protocol):
 
     def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None: ...
 
+    def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:
+        """Whether a revocation is filed (cheaper than reading it: a stat locally)."""
+
     def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
         """The revocations of the certificates `issuer_fqdn` issued (for its CRL)."""
 
@@ -208,6 +211,9 @@ class DocumentStore:
         data = self._read(revocation_key(issuer_fqdn, fqdn))
         return None if data is None else RevocationRecord.from_document(json.loads(data))
 
+    def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:
+        return self._exists(revocation_key(issuer_fqdn, fqdn))
+
     def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
         prefix = revocation_key(issuer_fqdn, "x").removesuffix("x.json")
         revocations = []
@@ -241,7 +247,7 @@ class InMemoryStore(DocumentStore):
         return iter([key for key in list(self._documents) if key.startswith(prefix)])
 
 
-def _supports_anonymous_temp(directory: Path) -> bool:
+def _supports_anonymous_temp(directory: str) -> bool:
     """O_TMPFILE works in `directory` and /proc can give such a file its name (`os.link`
     through /proc/self/fd, as open(2) describes): tried once, with a probe file."""
     if not _ANONYMOUS_TEMP_FLAGS or not os.path.isdir("/proc/self/fd"):
@@ -283,8 +289,8 @@ class LocalDirStore(DocumentStore):
     """
 
     def __init__(self, root: Path, durable: bool = False) -> None:
-        self._root = Path(root)
-        self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        Path(root).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._root = os.fspath(root)  # joined with keys on every call: a str, not a Path
         self._durable = durable
         if durable:  # the root's own entry, in case this created it
             self._sync_directory(os.path.dirname(os.path.abspath(self._root)))
@@ -364,7 +370,7 @@ class LocalDirStore(DocumentStore):
         raise FileExistsError(errno.EEXIST, "no free temp file name", directory)
 
     @staticmethod
-    def _sync_directory(directory: Path) -> None:
+    def _sync_directory(directory: str) -> None:
         descriptor = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(descriptor)
@@ -373,7 +379,8 @@ class LocalDirStore(DocumentStore):
 
     def _read(self, key: str) -> bytes | None:
         try:
-            return (self._root / key).read_bytes()
+            with open(os.path.join(self._root, key), "rb") as file:
+                return file.read()
         except OSError as err:
             if _is_absent(err):
                 return None
@@ -381,7 +388,7 @@ class LocalDirStore(DocumentStore):
 
     def _exists(self, key: str) -> bool:
         try:
-            os.stat(self._root / key)
+            os.stat(os.path.join(self._root, key))
         except OSError as err:
             if _is_absent(err):
                 return False
@@ -390,7 +397,7 @@ class LocalDirStore(DocumentStore):
 
     def _keys(self, prefix: str) -> Iterator[str]:
         try:
-            entries = list(os.scandir(self._root / prefix))
+            entries = list(os.scandir(os.path.join(self._root, prefix)))
         except FileNotFoundError:
             return
         for entry in entries:

@@ -7,45 +7,31 @@ backend work is done at import time (Lambda cold start).
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
+from chalicelib.authority import REMOTE_REVOCATION_RECHECK
 from chalicelib.config import (
     AWS_BACKEND,
-    HELPER_OFF,
     SYNC_FULL,
     ConfigurationError,
     Settings,
     load_settings,
 )
-from chalicelib.events import InProcessPublisher
+from chalicelib.events import CertificateEvent, InProcessPublisher
 from chalicelib.importer import NullImporter
 from chalicelib.inventory import SqliteInventory
 from chalicelib.issuance import DeviceSigner, InProcessSigner
 from chalicelib.service import CertificateService
 from chalicelib.store import LocalDirStore
 
-EventHandler = Callable[[dict[str, Any], Any], object]
-
 _lock = threading.Lock()
 _service: CertificateService | None = None
-_event_handler: EventHandler | None = None
-_shared_signer: DeviceSigner | None = None
+_pool_signers: dict[int, DeviceSigner] = {}
 _signer_lock = threading.Lock()
-
-
-def register_event_handler(handler: EventHandler) -> None:
-    """app.py registers its `on_cw_event` inventory handler; the local backend calls it."""
-    global _event_handler
-    _event_handler = handler
-
-
-def _deliver_to_event_handler(envelope: dict[str, Any]) -> object:
-    if _event_handler is None:
-        raise ConfigurationError("no inventory event handler is registered (import app first)")
-    return _event_handler(envelope, None)
 
 
 def certificate_service() -> CertificateService:
@@ -73,38 +59,38 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
     if settings.backend == AWS_BACKEND:
         return _build_aws_service(settings, boto_session)
     durable = settings.certstore_sync == SYNC_FULL
-    inventory = SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable)
-    return CertificateService(
+    service: CertificateService
+
+    def deliver(events: Sequence[CertificateEvent]) -> None:
+        """Locally, events go straight to the inventory keeper, in process."""
+        service.inventory_keeper.record(events)
+
+    service = CertificateService(
         store=LocalDirStore(settings.certstore_dir, durable=durable),
-        inventory=inventory,
-        publisher=InProcessPublisher(_deliver_to_event_handler, batch=inventory.batch),
+        inventory=SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable),
+        publisher=InProcessPublisher(deliver),
         importer=NullImporter(),
         ca_key_passphrase=settings.ca_key_passphrase,
         signer=_local_signer(settings),
     )
-
-
-def _usable_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return service
 
 
 def _local_signer(settings: Settings) -> DeviceSigner:
-    """Bulks share signing with a helper process where a second core and POSIX pipes exist.
-
-    One helper serves the process: every service built here shares it. The helper's module
-    (subprocess, pipes) is imported only here, off the AWS backend's cold start.
-    """
-    global _shared_signer
-    if settings.signing_helper == HELPER_OFF or os.name != "posix" or _usable_cpus() < 2:
+    """Large bulks are signed by a process pool (one per process, whatever services are built
+    here: a pool outlives the services of tests that reset the wiring). Its module is imported
+    only here, off the AWS backend's cold start."""
+    if settings.signing_processes < 1 or os.name != "posix":
         return InProcessSigner()
     with _signer_lock:
-        if _shared_signer is None:
-            from chalicelib.signing import SharedSigner
+        signer = _pool_signers.get(settings.signing_processes)
+        if signer is None:
+            from chalicelib.signing_pool import PoolSigner
 
-            _shared_signer = SharedSigner()
-        return _shared_signer
+            pool_signer = PoolSigner(settings.signing_processes)
+            atexit.register(pool_signer.close)  # before the interpreter takes modules apart
+            signer = _pool_signers[settings.signing_processes] = pool_signer
+        return signer
 
 
 def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateService:
@@ -141,4 +127,5 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
         publisher=EventBridgePublisher(session.client("events"), settings.event_bus_name),
         importer=AcmImporter(session.client("acm")),
         ca_key_passphrase=settings.ca_key_passphrase,
+        revocation_recheck=REMOTE_REVOCATION_RECHECK,
     )

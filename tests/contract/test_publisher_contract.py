@@ -7,10 +7,7 @@ the EventBridgePublisher runs on moto and is read back through the SQS queue its
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -86,9 +83,9 @@ PublisherUnderTest = tuple[EventPublisher, Callable[[], list[CertificateCreated]
 
 
 def _in_process(request: pytest.FixtureRequest) -> PublisherUnderTest:
-    envelopes: list[dict[str, Any]] = []
-    publisher = InProcessPublisher(envelopes.append)
-    return publisher, lambda: [CertificateCreated.from_detail(e["detail"]) for e in envelopes]
+    delivered: list[CertificateCreated] = []
+    publisher = InProcessPublisher(delivered.extend)
+    return publisher, lambda: list(delivered)
 
 
 def _recording(request: pytest.FixtureRequest) -> PublisherUnderTest:
@@ -163,131 +160,40 @@ class TestEventPublisherContract:
 
 
 class TestInProcessPublisher:
-    def test_delivers_an_eventbridge_shaped_envelope(self) -> None:
-        envelopes: list[dict[str, Any]] = []
-        event = make_event()
+    """Locally the events go to the inventory keeper as they are: no envelope to build and
+    parse again in the same process (the EventBridge envelope is tested on moto below)."""
 
-        InProcessPublisher(envelopes.append).publish([event])
+    def test_one_publish_is_one_delivery_of_the_same_events(self) -> None:
+        deliveries: list[tuple[CertificateCreated, ...]] = []
+        events = [make_event(), make_event(f"two.{make_event().parent_fqdn}"), make_root_event()]
 
-        (envelope,) = envelopes
-        assert set(envelope) == ENVELOPE_KEYS
-        assert envelope["source"] == "certificates"
-        assert envelope["detail-type"] == "created"
-        assert envelope["version"] == "0"
-        assert envelope["resources"] == []
-        assert isinstance(envelope["account"], str)
-        assert isinstance(envelope["region"], str)
-        assert uuid.UUID(envelope["id"]).version == 4
-        assert envelope["time"].endswith("Z")
-        assert (
-            datetime.fromisoformat(envelope["time"].replace("Z", "+00:00")).utcoffset() is not None
+        InProcessPublisher(lambda batch: deliveries.append(tuple(batch))).publish(events)
+
+        assert len(deliveries) == 1
+        assert all(
+            delivered is event for delivered, event in zip(deliveries[0], events, strict=True)
         )
-        assert set(envelope["detail"]) == DETAIL_KEYS
-        assert envelope["detail"] == {
-            "FQDN": event.fqdn,
-            "Type": "Client",
-            "ParentFQDN": "cell1.devices.example.com",
-            "ValidUntil": "2027-01-01",
-            "Serial": event.serial,
-            "NotAfter": "2027-01-01T00:00:00Z",
-            "KeyType": "EC_P256",
-            "Fingerprint": event.fingerprint,
-        }
-
-    def test_each_envelope_has_its_own_id(self) -> None:
-        envelopes: list[dict[str, Any]] = []
-        publisher = InProcessPublisher(envelopes.append)
-
-        publisher.publish([make_event()])
-        publisher.publish([make_event()])
-        publisher.publish([make_event(), make_event(), make_event()])  # one publish, three ids
-
-        assert len({envelope["id"] for envelope in envelopes}) == 5
-        assert {uuid.UUID(envelope["id"]).version for envelope in envelopes} == {4}
 
     def test_a_failing_deliver_is_wrapped_in_event_delivery_error(self) -> None:
-        failure = RuntimeError("inventory table is unavailable")
-
-        def deliver(envelope: dict[str, Any]) -> None:
-            raise failure
-
-        with pytest.raises(EventDeliveryError) as raised:
-            InProcessPublisher(deliver).publish([make_root_event()])
-
-        assert raised.value.__cause__ is failure
-        assert "example.com" in str(raised.value)
-
-
-class TestInProcessPublisherBatch:
-    """`batch` wraps one publish call: the local inventory commits a bulk once."""
-
-    def test_every_delivery_of_one_publish_runs_inside_one_batch(self) -> None:
-        log: list[str] = []
-
-        @contextmanager
-        def batch() -> Iterator[None]:
-            log.append("begin")
-            yield
-            log.append("commit")
-
-        publisher = InProcessPublisher(
-            lambda envelope: log.append(envelope["detail"]["FQDN"]), batch
-        )
-        events = [make_event(), make_event(), make_root_event()]
-
-        publisher.publish(events)
-
-        assert log == ["begin", *(event.fqdn for event in events), "commit"]
-
-    def test_a_batch_that_cannot_commit_reports_every_event_undelivered(self) -> None:
         failure = StorageError("could not commit the inventory: disk I/O error")
-        delivered: list[dict[str, Any]] = []
 
-        @contextmanager
-        def batch() -> Iterator[None]:
-            yield
+        def deliver(events: object) -> None:
             raise failure
 
         events = [make_event(), make_root_event()]
         with pytest.raises(EventDeliveryError) as raised:
-            InProcessPublisher(delivered.append, batch).publish(events)
+            InProcessPublisher(deliver).publish(events)
 
-        assert len(delivered) == 2
         assert raised.value.__cause__ is failure
         for event in events:
             assert event.fqdn in str(raised.value)
 
+    def test_publishing_nothing_delivers_nothing(self) -> None:
+        deliveries: list[object] = []
 
-def test_when_a_delivery_fails_and_the_batch_then_fails_the_delivery_error_is_the_cause() -> None:
-    disk_full = StorageError("could not record x: database or disk is full")
-    rolled_back = StorageError("the inventory batch was rolled back after a failed write")
+        InProcessPublisher(deliveries.append).publish([])
 
-    def deliver(envelope: dict[str, Any]) -> None:
-        raise disk_full
-
-    @contextmanager
-    def batch() -> Iterator[None]:
-        yield
-        raise rolled_back
-
-    with pytest.raises(EventDeliveryError) as raised:
-        InProcessPublisher(deliver, batch).publish([make_event(), make_root_event()])
-
-    assert raised.value.__cause__ is disk_full
-    assert "disk is full" in str(raised.value)
-
-
-def test_publishing_nothing_does_not_open_a_batch() -> None:
-    opened: list[str] = []
-
-    @contextmanager
-    def batch() -> Iterator[None]:
-        opened.append("begin")
-        yield
-
-    InProcessPublisher(lambda envelope: None, batch).publish([])
-
-    assert opened == []
+        assert deliveries == []
 
 
 class TestRecordingPublisher:

@@ -92,6 +92,9 @@ class CountingStore:
     def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None:
         return self._inner.get_revocation(issuer_fqdn, fqdn)
 
+    def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:
+        return self._inner.is_revoked(issuer_fqdn, fqdn)
+
     def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
         return self._inner.list_revocations(issuer_fqdn)
 
@@ -109,18 +112,19 @@ class FailingPublisher:
 
 @dataclass
 class InventoryHandler:
-    """The inventory event handler as Lambda runs it; `failing` simulates a broken delivery."""
+    """The local delivery (wiring): events straight to the service's inventory keeper;
+    `failing` simulates a broken delivery."""
 
     service: CertificateService | None = None
     failing: bool = False
-    delivered: list[dict[str, Any]] = field(default_factory=list)
+    delivered: list[CertificateEvent] = field(default_factory=list)
 
-    def __call__(self, envelope: dict[str, Any]) -> bool:
+    def __call__(self, events: Sequence[CertificateEvent]) -> int:
         if self.failing:
             raise ConnectionError("inventory table unreachable")
         assert self.service is not None
-        self.delivered.append(envelope)
-        return self.service.record_event(envelope["detail-type"], envelope["detail"])
+        self.delivered.extend(events)
+        return self.service.inventory_keeper.record(events)
 
 
 def make_service(
@@ -400,7 +404,8 @@ def test_a_replayed_event_leaves_one_inventory_item() -> None:
     service, inventory, handler = wired_end_to_end()
     root(service)
 
-    assert service.record_event("created", handler.delivered[0]["detail"]) is False
+    event = handler.delivered[0]
+    assert service.record_event(event.detail_type, event.to_detail()) is False
 
     assert len(inventory.list_children("Root", 100, None).items) == 1
 

@@ -1,0 +1,111 @@
+"""Keeping the inventory: what each event does to it, and rebuilding it from the store.
+
+Events reach `InventoryKeeper.record` two ways: on AWS, the Lambda handler parses EventBridge's
+envelope (`record_detail`); locally, the in-process publisher hands over the event objects
+themselves, with no envelope to build and parse again. Recording is idempotent, so a replayed
+event leaves one item, and order-tolerant: a `revoked` that arrives before its `created` builds
+the item from the stored certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from chalicelib.errors import NotFound
+from chalicelib.events import (
+    CREATED_DETAIL_TYPE,
+    REVOKED_DETAIL_TYPE,
+    CertificateCreated,
+    CertificateEvent,
+    CertificateRevoked,
+)
+from chalicelib.inventory import Inventory
+from chalicelib.model import STATUS_REVOKED, iso_utc
+from chalicelib.store import CertificateStore
+
+logger = logging.getLogger(__name__)
+
+
+def parse_event(detail_type: str, detail: dict[str, Any]) -> CertificateEvent:
+    """An EventBridge detail as an event; ValueError/KeyError for one this service never sends."""
+    if detail_type == CREATED_DETAIL_TYPE:
+        return CertificateCreated.from_detail(detail)
+    if detail_type == REVOKED_DETAIL_TYPE:
+        return CertificateRevoked.from_detail(detail)
+    raise ValueError(f"unknown event detail-type {detail_type!r}")
+
+
+class InventoryKeeper:
+    def __init__(
+        self, store: CertificateStore, inventory: Inventory, clock: Callable[[], datetime]
+    ) -> None:
+        self._store = store
+        self._inventory = inventory
+        self._clock = clock
+
+    def record(self, events: Sequence[CertificateEvent]) -> int:
+        """Apply the events (several commit together where the inventory can); how many
+        changed an item."""
+        created_at = iso_utc(self._clock())
+        if len(events) == 1:  # a write of its own commits by itself
+            return int(self._apply(events[0], created_at))
+        changed = 0
+        with self._inventory.batch():
+            for event in events:
+                changed += self._apply(event, created_at)
+        return changed
+
+    def record_detail(self, detail_type: str, detail: dict[str, Any]) -> bool:
+        """The Lambda handler's entry: one EventBridge event detail."""
+        return self.record([parse_event(detail_type, detail)]) == 1
+
+    def _apply(self, event: CertificateEvent, created_at: str) -> bool:
+        if isinstance(event, CertificateCreated):
+            return self._inventory.record_certificate(event.to_inventory_item(created_at))
+        if isinstance(event, CertificateRevoked):
+            if self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED):
+                return True
+            return self._record_revoked_from_store(event, created_at)
+        raise ValueError(f"unknown event {event!r}")
+
+    def _record_revoked_from_store(self, event: CertificateRevoked, created_at: str) -> bool:
+        """A `revoked` whose `created` has not arrived (or was lost): the item comes from the
+        stored certificate, already revoked; the late `created` then finds it and adds nothing."""
+        try:
+            record = self._store.get_certificate(event.fqdn)
+        except NotFound:
+            logger.warning("revoked event for %s, which is not stored; ignored", event.fqdn)
+            return False
+        item = CertificateCreated.from_record(record).to_inventory_item(created_at)
+        if self._inventory.record_certificate(replace(item, status=STATUS_REVOKED)):
+            return True
+        # created meanwhile (a concurrent delivery): mark that one
+        return self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED)
+
+    def missing_items(self) -> list[str]:
+        """FQDNs of stored certificates that the inventory does not list."""
+        return sorted(
+            record.fqdn
+            for record in self._store.iter_certificates()
+            if not self._inventory.contains(record.fqdn, record.parent_fqdn)
+        )
+
+    def reconcile(self) -> int:
+        """Add missing inventory items and statuses from the store; the number changed."""
+        changed = 0
+        for record in self._store.iter_certificates():
+            revocation = self._store.get_revocation(record.parent_fqdn, record.fqdn)
+            item = self._inventory.find(record.fqdn, record.parent_fqdn)
+            if item is None:
+                created = CertificateCreated.from_record(record).to_inventory_item(
+                    iso_utc(record.created_at)
+                )
+                changed += self._inventory.record_certificate(created)
+            if revocation is not None and (item is None or item.status != STATUS_REVOKED):
+                self._inventory.update_status(record.fqdn, record.parent_fqdn, STATUS_REVOKED)
+                changed += item is not None
+        return changed

@@ -1,0 +1,105 @@
+"""Several workers share one store: a revocation acknowledged by one is honoured by all at once,
+and a bulk that is running when its CA is revoked stops signing and says so."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devtools.procfs import cpu_ticks
+from tests.conftest import LocalServer
+
+ROOT = "example.com"
+DEVICES = "devices.example.com"
+CELL = "cell1.devices.example.com"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LocalServer]:
+    started = LocalServer(tmp_path / "certstore", tmp_path / "server.log", workers=2)
+    started.start()
+    try:
+        for kind, body in (
+            ("root", {"fqdn": ROOT}),
+            ("intermediate", {"fqdn": DEVICES, "path_length": 1}),
+            ("intermediate", {"fqdn": CELL}),
+        ):
+            created = requests.post(f"{started.url}/certificates/{kind}", json=body, timeout=30)
+            assert created.status_code == 201, created.text
+        yield started
+    finally:
+        started.stop()
+
+
+def _issue_on_new_connections(url: str, parent: str, count: int) -> list[int]:
+    """`count` device requests, each on a connection of its own, eight at a time."""
+
+    def issue(_: int) -> int:
+        response = requests.post(
+            f"{url}/certificates/device",
+            json={"parent_fqdn": parent},
+            headers={"Connection": "close"},
+            timeout=30,
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(issue, range(count)))
+
+
+def test_an_acknowledged_revocation_stops_issuance_in_every_worker(server: LocalServer) -> None:
+    workers = server.worker_pids()
+    assert len(workers) == 2
+    # Both workers load and check the CAs first (each keeps them in its memory).
+    assert set(_issue_on_new_connections(server.url, CELL, 40)) == {201}
+
+    revoked = requests.post(
+        f"{server.url}/certificates/{DEVICES}/revoke", json={"reason": "keyCompromise"}, timeout=30
+    )
+    assert revoked.status_code == 200, revoked.text
+    ticks_before = {pid: cpu_ticks(pid) for pid in workers}
+    refused = _issue_on_new_connections(server.url, CELL, 60)
+    ticks_after = {pid: cpu_ticks(pid) for pid in workers}
+
+    assert refused == [409] * 60  # under the revoked CA's child, from whichever worker
+    assert all(ticks_after[pid] > ticks_before[pid] for pid in workers), "one worker was idle"
+    answer = requests.post(
+        f"{server.url}/certificates/device", json={"parent_fqdn": CELL}, timeout=30
+    ).json()
+    assert f"CA {DEVICES} was revoked" in answer["Message"]
+
+
+def test_a_bulk_running_when_its_ca_is_revoked_stops_and_says_so(server: LocalServer) -> None:
+    outcome: dict[str, Any] = {}
+
+    def bulk() -> None:
+        response = requests.post(
+            f"{server.url}/certificates/device",
+            json={"parent_fqdn": CELL, "count": 100, "key_type": "RSA_2048"},
+            timeout=120,
+        )
+        outcome["status"], outcome["body"] = response.status_code, response.json()
+
+    running = threading.Thread(target=bulk)
+    running.start()
+    time.sleep(1.0)  # RSA keys take far longer than this for a hundred devices
+    revoked = requests.post(f"{server.url}/certificates/{CELL}/revoke", json={}, timeout=30)
+    running.join(timeout=120)
+
+    assert revoked.status_code == 200, revoked.text
+    assert outcome["status"] == 409, outcome["body"]
+    message = outcome["body"]["Message"]
+    assert "revoked while this bulk was signed" in message
+    stored_count = int(message.split(" of 100 certificates")[0].rsplit("; ", 1)[1])
+    assert 0 < stored_count < 100
+    listed = requests.get(f"{server.url}/certificates?parent={CELL}&limit=1000", timeout=30).json()[
+        "items"
+    ]
+    assert len(listed) == stored_count  # what was stored before the revocation is listed

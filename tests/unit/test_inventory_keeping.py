@@ -1,0 +1,122 @@
+"""The inventory keeper: what each event does to the inventory, in whatever order events come."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pytest
+
+from chalicelib.events import CertificateCreated, CertificateRevoked
+from chalicelib.inventory import InMemoryInventory
+from chalicelib.inventory_keeping import InventoryKeeper
+from chalicelib.model import STATUS_ACTIVE, STATUS_REVOKED, CertificateRecord
+from chalicelib.store import InMemoryStore
+from tests.contract.test_store_contract import CELL, make_record
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class BatchCountingInventory(InMemoryInventory):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self.batches += 1
+        yield
+
+
+def keeper_with(*records: CertificateRecord) -> tuple[InventoryKeeper, BatchCountingInventory]:
+    store = InMemoryStore()
+    for record in records:
+        store.put_certificate(record)
+    inventory = BatchCountingInventory()
+    return InventoryKeeper(store, inventory, lambda: NOW), inventory
+
+
+def revoked_event(record: CertificateRecord) -> CertificateRevoked:
+    return CertificateRevoked(
+        record.fqdn, record.parent_fqdn, record.serial, "keyCompromise", "2026-03-01T00:00:00Z"
+    )
+
+
+def test_created_adds_the_item_and_a_replay_changes_nothing() -> None:
+    record = make_record()
+    keeper, inventory = keeper_with(record)
+    created = CertificateCreated.from_record(record)
+
+    assert keeper.record([created]) == 1
+    assert keeper.record([created]) == 0
+
+    item = inventory.find(record.fqdn, CELL)
+    assert item == created.to_inventory_item("2026-03-01T00:00:00Z")
+    assert len(inventory.list_children(CELL, 10, None).items) == 1
+
+
+def test_revoked_marks_the_item() -> None:
+    record = make_record()
+    keeper, inventory = keeper_with(record)
+    keeper.record([CertificateCreated.from_record(record)])
+
+    assert keeper.record([revoked_event(record)]) == 1
+
+    item = inventory.find(record.fqdn, CELL)
+    assert item is not None and item.status == STATUS_REVOKED
+
+
+def test_a_revoked_before_its_created_builds_the_item_from_the_store() -> None:
+    record = make_record()
+    keeper, inventory = keeper_with(record)
+
+    assert keeper.record([revoked_event(record)]) == 1
+    assert keeper.record([CertificateCreated.from_record(record)]) == 0  # late, and harmless
+
+    item = inventory.find(record.fqdn, CELL)
+    assert item is not None
+    assert (item.status, item.serial, item.not_after) == (
+        STATUS_REVOKED,
+        record.serial,
+        CertificateCreated.from_record(record).not_after,
+    )
+
+
+def test_a_revoked_for_a_certificate_never_stored_is_logged_and_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keeper, inventory = keeper_with()
+    record = make_record()
+
+    with caplog.at_level(logging.WARNING, logger="chalicelib.inventory_keeping"):
+        assert keeper.record([revoked_event(record)]) == 0
+
+    assert not inventory.contains(record.fqdn, CELL)
+    assert record.fqdn in caplog.text
+
+
+def test_several_events_commit_in_one_batch_and_one_event_in_none() -> None:
+    records = [make_record(f"device{index}.{CELL}") for index in range(3)]
+    keeper, inventory = keeper_with(*records)
+
+    keeper.record([CertificateCreated.from_record(records[0])])
+    assert inventory.batches == 0
+    keeper.record([CertificateCreated.from_record(record) for record in records[1:]])
+    assert inventory.batches == 1
+    assert [item.status for item in inventory.list_children(CELL, 10, None).items] == [
+        STATUS_ACTIVE
+    ] * 3
+
+
+def test_the_lambda_entry_parses_the_detail_and_refuses_unknown_types() -> None:
+    record = make_record()
+    keeper, inventory = keeper_with(record)
+    detail = CertificateCreated.from_record(record).to_detail()
+
+    assert keeper.record_detail("created", detail) is True
+    assert keeper.record_detail("created", detail) is False
+    with pytest.raises(ValueError, match="unknown event detail-type 'renamed'"):
+        keeper.record_detail("renamed", detail)
+    assert inventory.contains(record.fqdn, CELL)

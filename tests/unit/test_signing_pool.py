@@ -1,0 +1,212 @@
+"""Bulk signing in a process pool gives the certificates in-process signing gives, in order;
+it falls back to signing in process while the pool starts and when a pool process dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from chalicelib import pki
+from chalicelib.issuance import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice
+from chalicelib.model import KeyType, SubjectDetails
+from chalicelib.names import device_fqdn, random_uuids
+from chalicelib.signing_pool import MIN_POOLED, PoolSigner
+from devtools.procfs import child_pids, is_gone
+from tests.conftest import PROJECT_ROOT
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+CELL = "cell.example.com"
+
+
+def make_terms(key_type: KeyType = KeyType.EC_P256) -> BulkTerms:
+    key = pki.generate_private_key(KeyType.EC_P256)
+    window = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=30))
+    subject = pki.build_subject(CELL, SubjectDetails())
+    ca = pki.sign_certificate(pki.root_profile(), subject, key.public_key(), window, None, key)
+    details = SubjectDetails(country="DE", organization="Acme Devices")
+    validity = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=1))
+    return BulkTerms(pki.SigningAuthority(ca, key), validity, details, key_type)
+
+
+def make_orders(count: int, materials: list[KeyMaterial | None] | None = None) -> list[DeviceOrder]:
+    materials = materials or [None] * count
+    return [
+        DeviceOrder(device_id, device_fqdn(device_id, CELL), material)
+        for device_id, material in zip(random_uuids(count), materials, strict=True)
+    ]
+
+
+@pytest.fixture(scope="module")
+def warm_signer() -> Iterator[PoolSigner]:
+    """A pool signer whose pool has started (its first bulk is signed in process)."""
+    signer = PoolSigner(2)
+    terms = make_terms()
+    list(signer.sign_devices(terms, make_orders(MIN_POOLED)))
+    deadline = time.monotonic() + 60
+    while signer._ready_executor() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield signer
+    finally:
+        signer.close()
+
+
+def check_device(signed: SignedDevice, order: DeviceOrder, terms: BulkTerms) -> None:
+    certificate = signed.certificate
+    assert certificate.public_bytes(serialization.Encoding.DER) == signed.certificate_der
+    common_name = certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    assert common_name[0].value == order.device_id
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [order.fqdn]
+    verifier = (
+        PolicyBuilder()
+        .store(Store([terms.authority.certificate]))
+        .time(NOW)
+        .build_client_verifier()
+    )
+    verifier.verify(certificate, [])
+    if signed.private_key_pem is not None:
+        key = serialization.load_pem_private_key(signed.private_key_pem.encode(), None)
+        assert spki(key.public_key()) == spki(certificate.public_key())
+
+
+def spki(public_key: object) -> bytes:
+    return public_key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_a_pooled_bulk_comes_back_in_order_and_verifies(warm_signer: PoolSigner) -> None:
+    terms = make_terms()
+    orders = make_orders(100)
+    pooled_before = warm_signer.pooled_bulks
+
+    signed = list(warm_signer.sign_devices(terms, orders))
+
+    assert warm_signer.pooled_bulks == pooled_before + 1
+    assert len(signed) == len(orders)
+    for device, order in zip(signed, orders, strict=True):
+        check_device(device, order, terms)
+        assert device.key_type is KeyType.EC_P256
+    assert len({device.certificate.serial_number for device in signed}) == len(orders)
+
+
+def test_csr_keys_travel_to_the_pool_and_back(warm_signer: PoolSigner) -> None:
+    key_types = [KeyType.EC_P384, KeyType.ED25519, KeyType.RSA_2048, KeyType.EC_P256] * 10
+    private_keys = {key_type: pki.generate_private_key(key_type) for key_type in set(key_types)}
+    materials: list[KeyMaterial | None] = [
+        KeyMaterial(private_keys[key_type].public_key(), key_type, None) for key_type in key_types
+    ]
+    terms = make_terms()
+    orders = make_orders(len(materials), materials)
+
+    signed = list(warm_signer.sign_devices(terms, orders))
+
+    for device, order, key_type in zip(signed, orders, key_types, strict=True):
+        check_device(device, order, terms)
+        assert device.private_key_pem is None
+        assert device.key_type is key_type
+        assert spki(device.certificate.public_key()) == spki(private_keys[key_type].public_key())
+
+
+def test_small_bulks_and_a_cold_pool_are_signed_in_process() -> None:
+    signer = PoolSigner(1)
+    terms = make_terms()
+    try:
+        small = list(signer.sign_devices(terms, make_orders(MIN_POOLED - 1)))
+        first_large = list(signer.sign_devices(terms, make_orders(MIN_POOLED)))
+        assert signer.pooled_bulks == 0  # the first large bulk starts the pool, without it
+        assert len(small) == MIN_POOLED - 1 and len(first_large) == MIN_POOLED
+    finally:
+        signer.close()
+
+
+def test_a_caller_that_stops_early_leaves_the_pool_usable(warm_signer: PoolSigner) -> None:
+    terms = make_terms()
+    bulk = warm_signer.sign_devices(terms, make_orders(500))
+    first = [next(bulk) for _ in range(5)]
+    bulk.close()  # cancels what was still queued
+
+    orders = make_orders(64)
+    after = list(warm_signer.sign_devices(terms, orders))
+
+    assert len(first) == 5
+    for device, order in zip(after, orders, strict=True):
+        check_device(device, order, terms)
+
+
+def test_a_pool_process_killed_mid_bulk_costs_no_certificate() -> None:
+    signer = PoolSigner(1)
+    terms = make_terms()
+    try:
+        list(signer.sign_devices(terms, make_orders(MIN_POOLED)))  # starts the pool
+        deadline = time.monotonic() + 60
+        while signer._ready_executor() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        orders = make_orders(400)
+        bulk = signer.sign_devices(terms, orders)
+        signed = [next(bulk)]
+        for pid in child_pids(os.getpid()):
+            if b"spawn_main" in _command(pid):  # not the resource tracker
+                os.kill(pid, signal.SIGKILL)
+        signed += list(bulk)
+
+        assert len(signed) == len(orders)
+        for device, order in zip(signed, orders, strict=True):
+            check_device(device, order, terms)
+        again = make_orders(MIN_POOLED)
+        assert len(list(signer.sign_devices(terms, again))) == MIN_POOLED  # a new pool starts
+    finally:
+        signer.close()
+
+
+def _command(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        return b""
+
+
+OWNER = """
+import json, sys, time
+from tests.unit.test_signing_pool import make_orders, make_terms
+from chalicelib.signing_pool import MIN_POOLED, PoolSigner
+from devtools.procfs import child_pids
+import os
+signer = PoolSigner(2)
+list(signer.sign_devices(make_terms(), make_orders(MIN_POOLED)))
+while signer._ready_executor() is None:
+    time.sleep(0.05)
+print(json.dumps(child_pids(os.getpid())), flush=True)
+time.sleep(600)
+"""
+
+
+def test_pool_processes_leave_when_their_owner_is_killed() -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    with owner.stdout:
+        try:
+            pool = json.loads(owner.stdout.readline())
+            assert len(pool) >= 2
+        finally:
+            owner.send_signal(signal.SIGKILL)
+            owner.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not all(is_gone(pid) for pid in pool) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(is_gone(pid) for pid in pool), "pool processes outlived their owner"
