@@ -10,7 +10,7 @@ TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench bench-profile clean
+.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -76,9 +76,18 @@ clean:
 		$(TF_DIR)/chalice.tf.json $(TF_DIR)/deployment.zip
 
 ## Benchmarks: see bench/run.py; writes bench/RESULTS.md; exits non-zero when a target is missed.
-bench: venv
+## The peer (cfssl) and the load generator (wrk) come from Debian's packages where apt can install.
+bench: venv bench-tools
 	$(BIN)/python -m bench.run
 
-## Where the time of a bulk and of one HTTP issuance goes (us per certificate, and cProfile).
-bench-profile: venv
-	$(BIN)/python -m bench.profile
+bench-tools:
+	@missing=""; \
+	command -v cfssl >/dev/null || missing="$$missing golang-cfssl"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "bench:$$missing not installed, no apt-get as root: those rows are SKIPPED"; \
+		fi; \
+	fi

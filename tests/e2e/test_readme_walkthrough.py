@@ -1,4 +1,4 @@
-"""The README walk-through, run as written against `chalice local` started as `make run` does."""
+"""The README walk-through, run as written against the server started as `make run` does."""
 
 from __future__ import annotations
 
