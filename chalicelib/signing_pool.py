@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -38,6 +38,8 @@ MIN_POOLED = 32
 CHUNK = 16
 """Orders per task (one for RSA keys, whose generation is slow and uneven)."""
 PARENT_CHECK_SECONDS = 1.0
+MAX_FAILED_STARTS = 3
+"""After this many pools in a row whose processes never came up, bulks stay in process."""
 
 WireOrder = tuple[str, str, bytes | None, str | None]
 """device_id, fqdn, and for a CSR its public key (SubjectPublicKeyInfo DER) and key type."""
@@ -134,11 +136,15 @@ def _ready() -> bool:
 class PoolSigner:
     """A DeviceSigner that signs large bulks in `processes` pool processes."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(
+        self, processes: int, initializer: Callable[[int], None] = _exit_with_parent
+    ) -> None:
         self._processes = processes
+        self._initializer = initializer
         self._executor: ProcessPoolExecutor | None = None
         self._warm: Future[bool] | None = None
         self._unavailable = False
+        self._failed_starts = 0
         self._lock = threading.Lock()
         self.pooled_bulks = 0  # bulks the pool signed (observable in tests and benchmarks)
 
@@ -146,29 +152,39 @@ class PoolSigner:
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
     ) -> Iterator[SignedDevice]:
         executor = self._ready_executor() if len(orders) >= MIN_POOLED else None
-        if executor is None:
+        tasks = self._submit(executor, terms, orders) if executor is not None else None
+        if executor is None or tasks is None:
             for order in orders:
                 yield sign_device(terms, order)
             return
         self.pooled_bulks += 1
-        chunk = 1 if terms.key_type.is_rsa else CHUNK
-        wire_terms = WireTerms.from_terms(terms)
-        chunks = [orders[start : start + chunk] for start in range(0, len(orders), chunk)]
-        tasks = [
-            (part, executor.submit(sign_chunk, wire_terms, [_wire_order(o) for o in part]))
-            for part in chunks
-        ]
         try:
             for chunk_orders, future in tasks:
                 try:
                     signed = [_from_wire(device) for device in future.result()]
-                except BrokenProcessPool:
+                except BrokenProcessPool:  # a pool process died: what it owed is signed here
                     self._discard(executor)
                     signed = [sign_device(terms, order) for order in chunk_orders]
                 yield from signed
         finally:  # a caller that stops early leaves nothing signing on its behalf
             for _, future in tasks:
                 future.cancel()
+
+    def _submit(
+        self, executor: ProcessPoolExecutor, terms: BulkTerms, orders: Sequence[DeviceOrder]
+    ) -> list[tuple[Sequence[DeviceOrder], Future[list[WireDevice]]]] | None:
+        """Every chunk of the bulk, queued; None when the pool broke before taking them."""
+        chunk = 1 if terms.key_type.is_rsa else CHUNK
+        wire_terms = WireTerms.from_terms(terms)
+        chunks = [orders[start : start + chunk] for start in range(0, len(orders), chunk)]
+        try:
+            return [
+                (part, executor.submit(sign_chunk, wire_terms, [_wire_order(o) for o in part]))
+                for part in chunks
+            ]
+        except BrokenProcessPool:
+            self._discard(executor)
+            return None
 
     def _ready_executor(self) -> ProcessPoolExecutor | None:
         """The pool once it has started; the first call starts it and returns None."""
@@ -180,7 +196,7 @@ class PoolSigner:
                     self._executor = ProcessPoolExecutor(
                         self._processes,
                         mp_context=multiprocessing.get_context("spawn"),
-                        initializer=_exit_with_parent,
+                        initializer=self._initializer,
                         initargs=(os.getpid(),),
                     )
                     self._warm = self._executor.submit(_ready)
@@ -188,8 +204,17 @@ class PoolSigner:
                     logger.warning("bulks are signed in process: no process pool (%s)", err)
                     self._unavailable = True
                 return None
-            if self._warm is not None and not self._warm.done():
-                return None
+            if self._warm is not None:
+                if not self._warm.done():
+                    return None
+                if self._warm.exception() is not None:  # no pool process came up
+                    self._failed_starts += 1
+                    self._unavailable = self._failed_starts >= MAX_FAILED_STARTS
+                    broken, self._executor, self._warm = self._executor, None, None
+                    broken.shutdown(wait=False, cancel_futures=True)
+                    logger.warning("the signing pool did not start; bulks are signed in process")
+                    return None
+                self._warm = None
             return self._executor
 
     def _discard(self, executor: ProcessPoolExecutor) -> None:

@@ -171,6 +171,28 @@ def test_a_pool_process_killed_mid_bulk_costs_no_certificate() -> None:
         signer.close()
 
 
+def die_at_start(parent_pid: int) -> None:
+    """A pool process initializer that fails as an unimportable module or a full disk would."""
+    os._exit(3)
+
+
+def test_a_pool_that_never_starts_leaves_bulks_in_process_then_is_given_up() -> None:
+    signer = PoolSigner(1, initializer=die_at_start)
+    terms = make_terms()
+    try:
+        deadline = time.monotonic() + 60
+        while not signer._unavailable and time.monotonic() < deadline:
+            orders = make_orders(MIN_POOLED)
+            signed = list(signer.sign_devices(terms, orders))
+            for device, order in zip(signed, orders, strict=True):
+                check_device(device, order, terms)
+            time.sleep(0.2)  # a broken pool is seen as such once its warm-up has failed
+        assert signer._unavailable  # three failed starts in a row: no fourth
+        assert signer.pooled_bulks == 0
+    finally:
+        signer.close()
+
+
 def _command(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as file:
