@@ -4,10 +4,11 @@
 # - the administrators (kms_admin_arns, default the account root) manage the key but hold no
 #   cryptographic permission, so no administrator can decrypt a certificate document;
 # - only the API function's role may decrypt and generate data keys, and only through S3: it is
-#   the one principal that can read the documents holding CA and leaf private keys;
-# - through DynamoDB only, the two function roles (which read and write the inventory) and the
-#   administrators (who create the table) may use the key as DynamoDB requires; the inventory
-#   holds certificate metadata, never a key.
+#   the one principal that can read the documents holding CA and leaf private keys, unless
+#   key_reader_arns names others (none by default);
+# - through DynamoDB only, the two function roles (which read and write the inventory), the
+#   administrators (who create the table) and the readers may use the key as DynamoDB requires;
+#   the inventory holds certificate metadata, never a key.
 locals {
   kms_admins = length(var.kms_admin_arns) > 0 ? var.kms_admin_arns : [
     "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root",
@@ -61,7 +62,7 @@ data "aws_iam_policy_document" "key" {
 
     principals {
       type        = "AWS"
-      identifiers = [aws_iam_role.lambda.arn]
+      identifiers = concat([aws_iam_role.lambda.arn], var.key_reader_arns)
     }
 
     condition {
@@ -85,8 +86,10 @@ data "aws_iam_policy_document" "key" {
     resources = ["*"]
 
     principals {
-      type        = "AWS"
-      identifiers = concat([aws_iam_role.lambda.arn, aws_iam_role.inventory.arn], local.kms_admins)
+      type = "AWS"
+      identifiers = distinct(concat(
+        [aws_iam_role.lambda.arn, aws_iam_role.inventory.arn], local.kms_admins, var.key_reader_arns,
+      ))
     }
 
     condition {

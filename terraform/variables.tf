@@ -75,6 +75,12 @@ variable "kms_admin_arns" {
   default     = []
 }
 
+variable "key_reader_arns" {
+  description = "IAM principals besides the API function that may decrypt certificate documents through S3, and so read every CA and leaf key: e.g. an operator role that runs make reconcile or make fsck against the stage. None by default."
+  type        = list(string)
+  default     = []
+}
+
 variable "alarm_actions" {
   description = "ARNs (e.g. SNS topics) notified when an inventory event fails or lands in the dead-letter queue."
   type        = list(string)
