@@ -4,7 +4,7 @@ Applied, not planned: every resource is created by Terraform on a local moto ser
 in its own workspace, so its own state), listed back through boto3, and checked to belong to its
 stage only. Then alice's destroy is refused by the teardown guard (nothing changes), and the
 documented two-step teardown (apply, then destroy, with `allow_teardown=true`) removes alice and
-leaves bob whole.
+leaves bob whole. The tests share one apply of both stages and run in file order, teardown last.
 
 What moto cannot do, and how this test handles it, without changing the real stack:
 - moto's API Gateway import refuses Swagger 2.0 ("Only OpenAPI 3.x.x are currently supported"),
@@ -213,9 +213,9 @@ def module(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Modu
 def apply(module: Module, *stages: str, extra: tuple[str, ...] = ()) -> None:
     """`terraform apply -var stage=<stage>` in each stage's workspace, the stages in parallel."""
     running = {stage: _start_apply(module, stage, extra) for stage in stages}
+    outputs = {stage: process.communicate(timeout=600)[0] for stage, process in running.items()}
     for stage, process in running.items():
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, f"{stage}: {output}"
+        assert process.returncode == 0, f"{stage}: {outputs[stage]}"
 
 
 def _start_apply(module: Module, stage: str, extra: tuple[str, ...]) -> subprocess.Popen[str]:
