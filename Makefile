@@ -9,6 +9,9 @@ TF_DIR := terraform
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
+# The stage `make package` packages for: every resource name comes from Terraform's `-var stage`,
+# so one package serves any stage (see devtools/chalice_tf.py and README, Deploy to AWS).
+STAGE ?= dev
 
 .PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench bench-tools clean
 
@@ -47,11 +50,9 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## terraform/chalice.tf.json + deployment.zip for the dev stage, fitted to terraform/*.tf.
+## terraform/chalice.tf.json + deployment.zip for STAGE (default dev), fitted to terraform/*.tf.
 package: venv
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
-		$(BIN)/chalice package --pkg-format terraform --stage dev $(TF_DIR)
-	$(BIN)/python -m devtools.chalice_tf $(TF_DIR)/chalice.tf.json
+	$(BIN)/python -m devtools.chalice_tf package --stage $(STAGE) $(TF_DIR)
 
 tf-validate: package
 	@if ! command -v terraform >/dev/null; then \

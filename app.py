@@ -13,7 +13,7 @@ from chalicelib.api.spec import spec
 from chalicelib.events import INVENTORY_EVENT_PATTERN
 
 app = Chalice(app_name="iot-cert-service")
-app.api.binary_types.extend(BINARY_TYPES)
+app.api.binary_types = list(BINARY_TYPES)  # only what the API serves; see BINARY_TYPES
 app.register_blueprint(certificates)
 app.register_blueprint(documents)
 app.register_blueprint(spec)

@@ -1,9 +1,14 @@
-# The inventory: one item per certificate, listed by parent through parent-index.
+# The inventory: one item per certificate, listed by parent through the parent index.
+locals {
+  inventory_index = "parent-index"
+}
+
 resource "aws_dynamodb_table" "inventory" {
-  name         = "${var.app_name}-${var.stage}-inventory"
-  billing_mode = "PAY_PER_REQUEST"
-  hash_key     = "FQDN"
-  range_key    = "ParentFQDN"
+  name                        = "${local.name}-inventory"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "FQDN"
+  range_key                   = "ParentFQDN"
+  deletion_protection_enabled = !var.allow_teardown
 
   attribute {
     name = "FQDN"
@@ -16,7 +21,7 @@ resource "aws_dynamodb_table" "inventory" {
   }
 
   global_secondary_index {
-    name            = "parent-index"
+    name            = local.inventory_index
     hash_key        = "ParentFQDN"
     range_key       = "FQDN"
     projection_type = "ALL"

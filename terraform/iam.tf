@@ -1,5 +1,11 @@
-# The role of both Lambda functions (Chalice's own IAM generation is off in the dev stage).
-# Only the actions the code calls, on only this stack's resources.
+# One role per function (Chalice's own IAM generation is off; make package assigns the roles).
+# Each lists only the actions its function's code calls, on only this stack's resources:
+# - the API function (aws_iam_role.lambda) reads and writes certificate documents in S3, reads
+#   inventory items by key (GetItem: a server certificate's ACM ARN) and lists them through the
+#   parent index (Query), publishes events and imports server certificates into ACM;
+# - the inventory function (aws_iam_role.inventory) only records events: PutItem for `created`,
+#   UpdateItem for `revoked`; a failed event goes to the dead-letter queue.
+# KMS use is granted by the key's policy (kms.tf), which names these roles.
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -12,15 +18,22 @@ data "aws_iam_policy_document" "lambda_assume" {
 }
 
 resource "aws_iam_role" "lambda" {
-  name               = "${var.app_name}-${var.stage}-lambda"
+  name               = "${local.name}-api"
+  description        = "${local.name}: the API function"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
-data "aws_iam_policy_document" "lambda" {
+resource "aws_iam_role" "inventory" {
+  name               = "${local.name}-inventory"
+  description        = "${local.name}: the inventory event handler"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "api" {
   statement {
     sid       = "WriteLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = [for group in aws_cloudwatch_log_group.functions : "${group.arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.functions["api_handler"].arn}:*"]
   }
 
   statement {
@@ -39,15 +52,21 @@ data "aws_iam_policy_document" "lambda" {
   }
 
   statement {
-    sid       = "UseTheKey"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    sid       = "EncryptedObjects"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.certificates.arn]
   }
 
   statement {
-    sid       = "Inventory"
-    actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]
-    resources = [aws_dynamodb_table.inventory.arn, "${aws_dynamodb_table.inventory.arn}/index/parent-index"]
+    sid       = "ReadInventoryItems"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.inventory.arn]
+  }
+
+  statement {
+    sid       = "ListChildren"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.inventory.arn}/index/${local.inventory_index}"]
   }
 
   statement {
@@ -65,8 +84,34 @@ data "aws_iam_policy_document" "lambda" {
   }
 }
 
-resource "aws_iam_role_policy" "lambda" {
-  name   = "${var.app_name}-${var.stage}-lambda"
+resource "aws_iam_role_policy" "api" {
+  name   = "${local.name}-api"
   role   = aws_iam_role.lambda.id
-  policy = data.aws_iam_policy_document.lambda.json
+  policy = data.aws_iam_policy_document.api.json
+}
+
+data "aws_iam_policy_document" "inventory" {
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.functions["record_inventory"].arn}:*"]
+  }
+
+  statement {
+    sid       = "RecordEvents"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.inventory.arn]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.inventory_dead_letters.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "inventory" {
+  name   = "${local.name}-inventory"
+  role   = aws_iam_role.inventory.id
+  policy = data.aws_iam_policy_document.inventory.json
 }

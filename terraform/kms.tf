@@ -1,11 +1,124 @@
 # One customer managed key encrypts certificates and keys in S3 and the inventory table.
+#
+# Its policy is the whole truth about who can use it (no statement delegates to IAM policies):
+# - the administrators (kms_admin_arns, default the account root) manage the key but hold no
+#   cryptographic permission, so no administrator can decrypt a certificate document;
+# - only the API function's role may decrypt and generate data keys, and only through S3: it is
+#   the one principal that can read the documents holding CA and leaf private keys, unless
+#   key_reader_arns names others (none by default);
+# - through DynamoDB only, the two function roles (which read and write the inventory), the
+#   administrators (who create the table) and the readers may use the key as DynamoDB requires;
+#   the inventory holds certificate metadata, never a key.
+locals {
+  kms_admins = length(var.kms_admin_arns) > 0 ? var.kms_admin_arns : [
+    "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root",
+  ]
+}
+
+data "aws_iam_policy_document" "key" {
+  # A key policy's Resource "*" means "this key" (its only possible value): see checkov.yaml.
+  #checkov:skip=CKV_AWS_109:Resource "*" in a key policy is the key itself
+  #checkov:skip=CKV_AWS_111:Resource "*" in a key policy is the key itself
+  #checkov:skip=CKV_AWS_356:Resource "*" in a key policy is the key itself
+  statement {
+    sid = "AdministerTheKeyWithoutUsingIt"
+    actions = [
+      "kms:CancelKeyDeletion",
+      "kms:CreateAlias",
+      "kms:DeleteAlias",
+      "kms:DescribeKey",
+      "kms:DisableKey",
+      "kms:DisableKeyRotation",
+      "kms:EnableKey",
+      "kms:EnableKeyRotation",
+      "kms:GetKeyPolicy",
+      "kms:GetKeyRotationStatus",
+      "kms:ListAliases",
+      "kms:ListGrants",
+      "kms:ListKeyPolicies",
+      "kms:ListKeyRotations",
+      "kms:ListResourceTags",
+      "kms:PutKeyPolicy",
+      "kms:RevokeGrant",
+      "kms:RotateKeyOnDemand",
+      "kms:ScheduleKeyDeletion",
+      "kms:TagResource",
+      "kms:UntagResource",
+      "kms:UpdateAlias",
+      "kms:UpdateKeyDescription",
+    ]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = local.kms_admins
+    }
+  }
+
+  statement {
+    sid       = "CertificateDocumentsThroughS3"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = concat([aws_iam_role.lambda.arn], var.key_reader_arns)
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid = "InventoryThroughDynamoDB"
+    actions = [
+      "kms:CreateGrant",
+      "kms:Decrypt",
+      "kms:DescribeKey",
+      "kms:Encrypt",
+      "kms:GenerateDataKey",
+      "kms:ReEncryptFrom",
+      "kms:ReEncryptTo",
+    ]
+    resources = ["*"]
+
+    principals {
+      type = "AWS"
+      identifiers = distinct(concat(
+        [aws_iam_role.lambda.arn, aws_iam_role.inventory.arn], local.kms_admins, var.key_reader_arns,
+      ))
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["dynamodb.${var.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "DynamoDBWatchesTheKey"
+    actions   = ["kms:DescribeKey", "kms:ListGrants"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["dynamodb.amazonaws.com"]
+    }
+  }
+}
+
 resource "aws_kms_key" "certificates" {
-  description             = "${var.app_name}-${var.stage}: certificates, private keys and inventory"
+  description             = "${local.name}: certificates, private keys and inventory"
   enable_key_rotation     = true
   deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.key.json
 }
 
 resource "aws_kms_alias" "certificates" {
-  name          = "alias/${var.app_name}-${var.stage}"
+  name          = "alias/${local.name}"
   target_key_id = aws_kms_key.certificates.key_id
 }

@@ -1,11 +1,9 @@
-# Log groups of the two functions Chalice generates, created here so retention is bounded and the
-# role needs no logs:CreateLogGroup.
+# A log group per function of chalice.tf.json (whose local.function_names make package writes),
+# created here before the functions, so retention is bounded and no role needs
+# logs:CreateLogGroup.
 resource "aws_cloudwatch_log_group" "functions" {
-  for_each = toset([
-    "/aws/lambda/${var.app_name}-${var.stage}",
-    "/aws/lambda/${var.app_name}-${var.stage}-record_inventory",
-  ])
+  for_each = local.function_names
 
-  name              = each.value
+  name              = "/aws/lambda/${each.value}"
   retention_in_days = var.log_retention_days
 }

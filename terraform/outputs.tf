@@ -54,6 +54,19 @@ output "event_bus" {
   value = aws_cloudwatch_event_bus.certificates.name
 }
 
+output "inventory_dead_letter_queue_url" {
+  description = "Inventory events that could not be recorded (README: draining the dead-letter queue)."
+  value       = aws_sqs_queue.inventory_dead_letters.url
+}
+
+output "kms_key_arn" {
+  value = aws_kms_key.certificates.arn
+}
+
+output "function_names" {
+  value = local.function_names
+}
+
 output "api_reader_policy" {
   description = "IAM policy for callers who may only read certificates (no private keys)."
   value       = data.aws_iam_policy_document.api_reader.json

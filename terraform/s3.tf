@@ -1,7 +1,11 @@
 # certificates/<fqdn>.json: one object per certificate, written once (If-None-Match: *).
 resource "aws_s3_bucket" "certificates" {
-  bucket_prefix = "${var.app_name}-${var.stage}-certs-"
-  force_destroy = var.force_destroy_bucket
+  bucket_prefix = "${local.name}-certs-"
+  force_destroy = var.allow_teardown
+
+  # Destroyed before the key, never after: while the bucket still holds objects (and refuses to
+  # be deleted), the key they are encrypted under is not scheduled for deletion.
+  depends_on = [aws_kms_key.certificates]
 }
 
 resource "aws_s3_bucket_versioning" "certificates" {

@@ -4,16 +4,63 @@ variable "region" {
   default     = "eu-central-1"
 }
 
+# Every resource name is "<app_name>-<stage>...", so the tightest AWS limit bounds both together:
+# the S3 bucket_prefix "<app_name>-<stage>-certs-" (37 characters), then the Lambda function and
+# event rule "<app_name>-<stage>-record_inventory" (64), then the IAM role
+# "<app_name>-<stage>-inventory" (64). They are checked here, before any AWS call.
 variable "app_name" {
-  description = "Application name; a prefix of every resource name."
+  description = "Application name; the first part of every resource name."
   type        = string
   default     = "iot-cert-service"
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]*[a-z0-9])?$", var.app_name))
+    error_message = "app_name: lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen (the characters S3 bucket names allow, and every other name accepts)."
+  }
 }
 
 variable "stage" {
-  description = "Chalice stage packaged into chalice.tf.json (make package uses dev)."
+  description = "Stage name, e.g. your user name: the second part of every resource name, so that stages share an account. It must be the name of the selected workspace (the default workspace is dev's)."
   type        = string
   default     = "dev"
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]*[a-z0-9])?$", var.stage))
+    error_message = "stage: lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen (the characters S3 bucket names allow, and every other name accepts)."
+  }
+
+  validation {
+    condition     = length("${var.app_name}-${var.stage}-certs-") <= 37
+    error_message = "stage: the S3 bucket_prefix \"${var.app_name}-${var.stage}-certs-\" has ${length("${var.app_name}-${var.stage}-certs-")} characters; S3 allows at most 37 for a bucket_prefix, so app_name and stage together may have at most 29 characters."
+  }
+
+  validation {
+    condition     = length("${var.app_name}-${var.stage}-record_inventory") <= 64
+    error_message = "stage: the Lambda function and event rule name \"${var.app_name}-${var.stage}-record_inventory\" has ${length("${var.app_name}-${var.stage}-record_inventory")} characters; AWS Lambda and EventBridge allow at most 64."
+  }
+
+  validation {
+    condition     = length("${var.app_name}-${var.stage}-inventory") <= 64
+    error_message = "stage: the IAM role name \"${var.app_name}-${var.stage}-inventory\" has ${length("${var.app_name}-${var.stage}-inventory")} characters; IAM allows at most 64."
+  }
+
+  # One state per stage: the workspace named after it (the default workspace stands for dev), so
+  # that with a shared backend two stages never share, and overwrite, one state.
+  validation {
+    condition     = var.stage == (terraform.workspace == "default" ? "dev" : terraform.workspace)
+    error_message = "stage: \"${var.stage}\" is not the selected workspace \"${terraform.workspace}\". Each stage keeps its state in the workspace of its name (the default workspace is dev's): run `terraform workspace select -or-create ${var.stage}`."
+  }
+}
+
+variable "api_endpoint_type" {
+  description = "API Gateway endpoint type: REGIONAL (callers in or near the region: CI, test rigs, the dev account's own compute) or EDGE (through CloudFront, for callers far from the region)."
+  type        = string
+  default     = "REGIONAL"
+
+  validation {
+    condition     = contains(["REGIONAL", "EDGE"], var.api_endpoint_type)
+    error_message = "api_endpoint_type: REGIONAL or EDGE (a PRIVATE API needs a VPC endpoint and a resource policy, which this stack does not create)."
+  }
 }
 
 variable "log_retention_days" {
@@ -22,8 +69,26 @@ variable "log_retention_days" {
   default     = 365
 }
 
-variable "force_destroy_bucket" {
-  description = "Let terraform destroy delete the certificate bucket with every certificate in it."
+variable "kms_admin_arns" {
+  description = "IAM principals that administer the stack's KMS key (policy, rotation, deletion) and let DynamoDB use it for the tables they create; none of them may decrypt certificate documents. Empty means the account root, i.e. IAM principals of this account whose own policies allow those actions. Include whoever runs terraform."
+  type        = list(string)
+  default     = []
+}
+
+variable "key_reader_arns" {
+  description = "IAM principals besides the API function that may decrypt certificate documents through S3, and so read every CA and leaf key: e.g. an operator role that runs make reconcile or make fsck against the stage. None by default."
+  type        = list(string)
+  default     = []
+}
+
+variable "alarm_actions" {
+  description = "ARNs (e.g. SNS topics) notified when an inventory event fails or lands in the dead-letter queue."
+  type        = list(string)
+  default     = []
+}
+
+variable "allow_teardown" {
+  description = "Set to true, apply, then destroy: only then may terraform destroy delete the certificate bucket (with every certificate and key in it), the inventory table and the KMS key."
   type        = bool
   default     = false
 }

@@ -15,7 +15,7 @@ from chalicelib.api.queries import (
     parse_revocation_reason,
 )
 from chalicelib.api.views import revoked_view
-from chalicelib.bundles import PEM_TYPE, Bundle
+from chalicelib.bundles import PEM_TYPE, PKCS12_TYPE, Bundle
 from chalicelib.names import decode_certificate_name
 from chalicelib.pki_documents import crl_bytes
 from chalicelib.wiring import certificate_service
@@ -23,7 +23,18 @@ from chalicelib.wiring import certificate_service
 documents = Blueprint(__name__)
 _errors = http_errors(documents)
 CRL_TYPE = "application/pkix-crl"
-BINARY_TYPES = (CRL_TYPE, "application/x-pkcs12")
+BINARY_TYPES = (CRL_TYPE, PKCS12_TYPE)
+"""`app.api.binary_types`: the response types that leave the function base64-encoded.
+
+The rule, end to end: Chalice base64-encodes a body and sets `isBase64Encoded` when the response's
+Content-Type is one of these, and answers 400 instead when the request has no Accept header or one
+naming neither such a type nor `*/*` (anywhere in it). API Gateway (REST API, Lambda proxy
+integration) then decodes such a body to bytes only when the request's FIRST Accept media type
+matches one of the API's binary media types, and otherwise hands the client the base64 text. curl
+and Python requests send `Accept: */*`, which no concrete type matches, so the deployed API lists
+`*/*` as well (devtools/chalice_tf.py adds it). JSON and PEM responses are never encoded and pass
+as text whatever the Accept.
+"""
 
 
 def _fqdn(certificate: str) -> str:

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -210,6 +211,45 @@ def test_pkcs12_by_get_with_the_password_header(
     with pytest.raises(ValueError):
         pkcs12.load_pkcs12(response.body, PASSWORD.upper().encode())
     assert backend.snapshot() == before
+
+
+ACCEPT_CASES = {
+    "curl's default": "*/*",
+    "its own type": PKCS12_TYPE,
+    "python requests": requests.utils.default_headers()["Accept"],
+}
+
+
+@pytest.mark.parametrize("accept", ACCEPT_CASES.values(), ids=ACCEPT_CASES.keys())
+def test_pkcs12_arrives_as_bytes_for_curl_requests_and_its_own_type(
+    api: ApiClient, accept: str
+) -> None:
+    """Chalice admits each of these Accept headers and base64-encodes the body for API Gateway,
+    which decodes it for them (its side: tests/unit/test_chalice_tf.py)."""
+    create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL1)
+    response = request(
+        api,
+        "GET",
+        f"/certificates/{device['fqdn']}/bundle?format=pkcs12",
+        headers={"Accept": accept, "X-Bundle-Password": PASSWORD},
+    )
+    assert response.status_code == 200, response.body
+    assert response.headers["Content-Type"] == PKCS12_TYPE
+    assert isinstance(response.body, bytes)
+    assert_pkcs12_holds(response.body, device)
+
+
+def test_pkcs12_is_refused_to_a_client_that_accepts_only_json(api: ApiClient) -> None:
+    create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL1)
+    response = request(
+        api,
+        "GET",
+        f"/certificates/{device['fqdn']}/bundle?format=pkcs12",
+        headers={"Accept": "application/json", "X-Bundle-Password": PASSWORD},
+    )
+    assert PKCS12_TYPE in error_message(response, 400)
 
 
 # Refusals ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -161,6 +162,41 @@ def test_crl_lists_exactly_the_revoked_device_and_is_signed_by_its_ca(
     other_crl = load_crl(backend_api, CELL2)  # the sibling CA's CRL is empty and its own
     assert other_crl.is_signature_valid(load_certificate(hierarchy[CELL2]).public_key())
     assert list(other_crl) == []
+
+
+ACCEPT_CASES = {
+    "curl's default": "*/*",
+    "its own type": "application/pkix-crl",
+    "python requests": requests.utils.default_headers()["Accept"],
+}
+
+
+@pytest.mark.parametrize("accept", ACCEPT_CASES.values(), ids=ACCEPT_CASES.keys())
+def test_the_der_crl_arrives_as_bytes_for_curl_requests_and_its_own_type(
+    api: ApiClient, accept: str
+) -> None:
+    """Chalice admits each of these Accept headers and base64-encodes the body for API Gateway,
+    which decodes it for them (its side: tests/unit/test_chalice_tf.py)."""
+    hierarchy = create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL1)
+    assert revoke(api, device["fqdn"], {"reason": "keyCompromise"}).status_code == 200
+    response = api.chalice_client.http.get(f"/certificates/{CELL1}/crl", headers={"Accept": accept})
+    assert response.status_code == 200, response.body
+    assert response.headers["Content-Type"] == "application/pkix-crl"
+    assert isinstance(response.body, bytes)
+    crl = x509.load_der_x509_crl(response.body)
+    assert crl.public_bytes(Encoding.DER) == response.body
+    assert crl.is_signature_valid(load_certificate(hierarchy[CELL1]).public_key())
+    assert [entry.serial_number for entry in crl] == [int(device["serial"], 16)]
+
+
+def test_the_der_crl_is_refused_to_a_client_that_accepts_only_json(api: ApiClient) -> None:
+    create_hierarchy(api)
+    response = api.chalice_client.http.get(
+        f"/certificates/{CELL1}/crl", headers={"Accept": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "application/pkix-crl" in response.json_body["Message"]
 
 
 def test_unspecified_revocation_has_no_reason_extension(

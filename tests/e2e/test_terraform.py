@@ -1,17 +1,21 @@
-"""Terraform: the packaged module validates, and plans against a local moto server.
+"""Terraform: `make package STAGE=...` makes a stage-free module that validates, refuses bad stage
+names before any AWS call, and plans against a local moto server with nothing named `-dev`.
 
-Needs the `terraform` binary and the AWS provider 5.x (from TF_PLUGIN_DIR, a local provider mirror,
-or the registry); each test skips with the reason when they are missing.
+Needs the `terraform` binary and the AWS provider 5.x: from TF_PLUGIN_DIR or /opt/tf-plugins (a
+local provider mirror, which must then work with the committed lock file), else the registry; the
+tests skip, saying so, when terraform is missing or no provider can be installed. The two-stage
+apply and destroy is in test_terraform_stages.py, on the helpers here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,62 +29,89 @@ TERRAFORM = shutil.which("terraform")
 PLUGIN_DIR = os.environ.get("TF_PLUGIN_DIR") or (
     "/opt/tf-plugins" if Path("/opt/tf-plugins").is_dir() else ""
 )
+LOCK_FILE = ".terraform.lock.hcl"
+REGION = "us-east-1"
+API_GATEWAY_TIMEOUT_SECONDS = 29
 pytestmark = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed")
 
+_SERVICES = (
+    "s3", "dynamodb", "sts", "iam", "kms", "events", "lambda", "apigateway", "logs", "acm", "sqs",
+    "cloudwatch",
+)  # fmt: skip
 
-def _run(arguments: list[str], cwd: Path, **options: Any) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1")
-    environment.update(options.pop("env", {}))
+
+def run(
+    arguments: list[str], cwd: Path, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    merged = dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", **(environment or {}))
     return subprocess.run(
-        arguments, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600,
-        check=False, **options,
-    )  # fmt: skip
+        arguments, cwd=cwd, env=merged, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def package(directory: Path, stage: str) -> None:
+    """`make package STAGE=<stage>` into `directory`, as an engineer runs it into terraform/."""
+    packaged = run(["make", "-s", "package", f"STAGE={stage}", f"TF_DIR={directory}"], PROJECT_ROOT)
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+
+
+@dataclass
+class Module:
+    """A scratch copy of terraform/ (with the lock file), packaged and initialised."""
+
+    directory: Path
+
+    def terraform(
+        self, *arguments: str, workspace: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        environment = {"TF_WORKSPACE": workspace} if workspace else {}
+        return run([str(TERRAFORM), *arguments], self.directory, environment)
+
+    def point_at(self, endpoint: str, max_retries: int = 25) -> None:
+        """A provider override: every service at `endpoint` (moto), fake credentials."""
+        endpoints = "\n".join(f'    {name} = "{endpoint}"' for name in _SERVICES)
+        (self.directory / "moto_override.tf").write_text(
+            'provider "aws" {\n'
+            f'  region                      = "{REGION}"\n'
+            f"  max_retries                 = {max_retries}\n"
+            '  access_key                  = "testing"\n'
+            '  secret_key                  = "testing"\n'
+            "  skip_credentials_validation = true\n"
+            "  skip_metadata_api_check     = true\n"
+            "  skip_requesting_account_id  = true\n"
+            "  s3_use_path_style           = true\n"
+            f"  endpoints {{\n{endpoints}\n  }}\n"
+            "}\n"
+        )
+
+    def generated(self) -> dict[str, Any]:
+        return json.loads((self.directory / "chalice.tf.json").read_text())
+
+
+def packaged_module(directory: Path, stage: str) -> Module:
+    for source in (PROJECT_ROOT / "terraform").glob("*.tf"):
+        shutil.copy(source, directory)
+    shutil.copy(PROJECT_ROOT / "terraform" / LOCK_FILE, directory)
+    package(directory, stage)
+    module = Module(directory)
+    init = ["init", "-backend=false", "-input=false", "-no-color"]
+    initialised = module.terraform(*init, *([f"-plugin-dir={PLUGIN_DIR}"] if PLUGIN_DIR else []))
+    if not PLUGIN_DIR and initialised.returncode != 0:
+        pytest.skip(f"no provider mirror and the registry failed: {initialised.stderr}")
+    assert initialised.returncode == 0, initialised.stdout + initialised.stderr
+    return module
 
 
 @pytest.fixture(scope="module")
-def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make package` into a scratch copy of terraform/, then `terraform init`."""
-    directory = tmp_path_factory.mktemp("terraform")
-    for source in (PROJECT_ROOT / "terraform").glob("*.tf"):
-        shutil.copy(source, directory)
-    chalice = Path(sys.executable).parent / "chalice"
-    packaged = _run(
-        [str(chalice), "package", "--pkg-format", "terraform", "--stage", "dev", str(directory)],
-        cwd=PROJECT_ROOT, env={"AWS_DEFAULT_REGION": "us-east-1"},
-    )  # fmt: skip
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-    processed = _run(
-        [sys.executable, "-m", "devtools.chalice_tf", str(directory / "chalice.tf.json")],
-        cwd=PROJECT_ROOT,
-    )
-    assert processed.returncode == 0, processed.stderr
-    init = [TERRAFORM, "init", "-backend=false", "-input=false", "-no-color"]
-    if PLUGIN_DIR:
-        init.append(f"-plugin-dir={PLUGIN_DIR}")
-    initialised = _run(init, cwd=directory)
-    if initialised.returncode != 0:
-        pytest.skip(f"terraform init failed (no AWS provider 5.x available): {initialised.stderr}")
-    return directory
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Module:
+    """Packaged for alice, with alice's workspace (each stage's state is its workspace)."""
+    module = packaged_module(tmp_path_factory.mktemp("terraform"), "alice")
+    created = module.terraform("workspace", "new", "alice")
+    assert created.returncode == 0, created.stderr
+    return module
 
 
-def test_the_packaged_module_validates(packaged: Path) -> None:
-    result = _run([TERRAFORM, "validate", "-no-color", "-json"], cwd=packaged)
-    report = json.loads(result.stdout)
-    assert report["valid"], report
-    assert report["warning_count"] == 0, report["diagnostics"]
-
-
-def test_hand_written_files_are_formatted() -> None:
-    result = _run(
-        [TERRAFORM, "fmt", "-check", "-diff", "-no-color"], cwd=PROJECT_ROOT / "terraform"
-    )
-    assert result.returncode == 0, result.stdout
-
-
-_SERVICES = ("s3", "dynamodb", "sts", "iam", "kms", "events", "lambda", "apigateway", "logs", "acm")
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -91,37 +122,129 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+def test_the_package_carries_no_stage_and_serves_every_stage(
+    packaged: Module, tmp_path: Path
+) -> None:
+    """Packaged for alice or for bob, the file is the same: names come from var.stage alone."""
+    other = tmp_path / "bob"
+    other.mkdir()
+    package(other, "bob")
+    text = (packaged.directory / "chalice.tf.json").read_text()
+    assert (other / "chalice.tf.json").read_text() == text
+    for packaged_name in ("alice", "bob", "dev", "iot-cert-service"):
+        assert not re.search(rf"\b{packaged_name}\b", text), packaged_name
+    functions = packaged.generated()["resource"]["aws_lambda_function"]
+    assert 0 < functions["api_handler"]["timeout"] <= API_GATEWAY_TIMEOUT_SECONDS
+
+
+def test_the_packaged_module_validates(packaged: Module) -> None:
+    result = packaged.terraform("validate", "-no-color", "-json")
+    report = json.loads(result.stdout)
+    assert report["valid"], report
+    assert report["warning_count"] == 0, report["diagnostics"]
+
+
+def test_hand_written_files_are_formatted() -> None:
+    result = run(
+        [str(TERRAFORM), "fmt", "-check", "-diff", "-no-color"], PROJECT_ROOT / "terraform"
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.skipif(not PLUGIN_DIR, reason="no provider mirror to check the lock file against")
+def test_the_committed_lock_file_matches_the_mirror(packaged: Module) -> None:
+    """init verified the mirror's provider against the committed hashes and changed nothing."""
+    committed = (PROJECT_ROOT / "terraform" / LOCK_FILE).read_text()
+    assert (packaged.directory / LOCK_FILE).read_text() == committed
+    assert re.search(r'version\s+=\s+"5\.\d+\.\d+"', committed)
+    assert re.search(r'"h1:[A-Za-z0-9+/=]+"', committed)
+
+
+@pytest.mark.parametrize(
+    ("stage", "messages"),
+    [
+        ("thirteen-char", []),  # the longest with the default app_name: 16 + 13 characters
+        ("fourteen-chars", ["S3 allows at most 37 for a bucket_prefix"]),
+        (
+            "a" * 40,
+            [
+                "S3 allows at most 37 for a bucket_prefix",
+                "AWS Lambda and EventBridge allow at most 64",
+                "IAM allows at most 64",
+            ],
+        ),
+        ("Alice_1", ["lowercase letters, digits and hyphens"]),
+        ("alice-", ["lowercase letters, digits and hyphens"]),
+    ],
+)
+def test_stage_names_are_checked_before_any_aws_call(
+    packaged: Module, stage: str, messages: list[str]
+) -> None:
+    """Every endpoint points at a closed port: a refusal names the limit, not a network error."""
+    if not messages:  # a valid name, in its own workspace
+        created = packaged.terraform("workspace", "new", stage)
+        assert created.returncode == 0, created.stderr
+    packaged.point_at(f"http://127.0.0.1:{free_port()}", max_retries=1)
+    try:
+        planned = packaged.terraform(
+            "plan", "-input=false", "-no-color", f"-var=stage={stage}",
+            workspace=None if messages else stage,
+        )  # fmt: skip
+    finally:
+        (packaged.directory / "moto_override.tf").unlink()
+    output = " ".join((planned.stdout + planned.stderr).split())
+    assert planned.returncode != 0
+    for message in messages:
+        assert message in output
+    if messages:
+        assert "Invalid value for variable" in output
+        assert "connection refused" not in output
+    else:  # a valid name passes validation and only then fails, on the closed port
+        assert "Invalid value for variable" not in output
+        assert "connection refused" in output
+
+
 def _planned_resources(module: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {resource["address"]: resource for resource in module.get("resources", [])}
 
 
-def test_plan_against_moto_creates_the_stack(packaged: Path, moto_endpoint: str) -> None:
-    endpoints = "\n".join(f'    {name} = "{moto_endpoint}"' for name in _SERVICES)
-    (packaged / "moto_override.tf").write_text(
-        'provider "aws" {\n'
-        '  region                      = "us-east-1"\n'
-        '  access_key                  = "testing"\n'
-        '  secret_key                  = "testing"\n'
-        "  skip_credentials_validation = true\n"
-        "  skip_metadata_api_check     = true\n"
-        "  skip_requesting_account_id  = true\n"
-        "  s3_use_path_style           = true\n"
-        f"  endpoints {{\n{endpoints}\n  }}\n"
-        "}\n"
-    )
+def plan_json(module: Module, endpoint: str, *variables: str) -> dict[str, Any]:
+    """`terraform plan -var stage=alice ...` in alice's workspace, as JSON."""
+    module.point_at(endpoint)
     try:
-        planned = _run(
-            [TERRAFORM, "plan", "-input=false", "-no-color", "-out=plan.bin",
-             "-var=region=us-east-1"],
-            cwd=packaged,
+        planned = module.terraform(
+            "plan", "-input=false", "-no-color", "-out=plan.bin", f"-var=region={REGION}",
+            "-var=stage=alice", *(f"-var={variable}" for variable in variables),
+            workspace="alice",
         )  # fmt: skip
         assert planned.returncode == 0, planned.stdout + planned.stderr
-        shown = _run([TERRAFORM, "show", "-json", "plan.bin"], cwd=packaged)
+        shown = module.terraform("show", "-json", "plan.bin", workspace="alice")
     finally:
-        (packaged / "moto_override.tf").unlink()
-    plan = json.loads(shown.stdout)
+        (module.directory / "moto_override.tf").unlink()
+    return dict(json.loads(shown.stdout))
+
+
+def _names_in(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _names_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _names_in(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_plan_against_moto_creates_the_stack_for_its_stage(
+    packaged: Module, moto_endpoint: str
+) -> None:
+    plan = plan_json(packaged, moto_endpoint)
     resources = _planned_resources(plan["planned_values"]["root_module"])
     configuration = _planned_resources(plan["configuration"]["root_module"])
+    known = [name for resource in resources.values() for name in _names_in(resource.get("values"))]
+    assert not [name for name in known if re.search(r"-dev\b|stage=dev", name)]
+    named = [name for name in known if "iot-cert-service-" in name]
+    assert len(named) >= 15 and all("iot-cert-service-alice" in name for name in named), named
 
     versioning = resources["aws_s3_bucket_versioning.certificates"]["values"]
     assert versioning["versioning_configuration"][0]["status"] == "Enabled"
@@ -141,6 +264,10 @@ def test_plan_against_moto_creates_the_stack(packaged: Path, moto_endpoint: str)
             "restrict_public_buckets",
         )
     )
+    bucket = resources["aws_s3_bucket.certificates"]["values"]
+    assert bucket["bucket_prefix"] == "iot-cert-service-alice-certs-"
+    assert bucket["force_destroy"] is False
+    assert configuration["aws_s3_bucket.certificates"]["depends_on"] == ["aws_kms_key.certificates"]
 
     table = resources["aws_dynamodb_table.inventory"]["values"]
     assert (table["hash_key"], table["range_key"], table["billing_mode"]) == (
@@ -152,12 +279,37 @@ def test_plan_against_moto_creates_the_stack(packaged: Path, moto_endpoint: str)
     )  # fmt: skip
     assert index["projection_type"] == "ALL"
     assert table["point_in_time_recovery"][0]["enabled"] is True
+    assert table["deletion_protection_enabled"] is True
 
     bus = resources["aws_cloudwatch_event_bus.certificates"]["values"]
     rule = resources["aws_cloudwatch_event_rule.record_inventory-event"]["values"]
     target = resources["aws_cloudwatch_event_target.record_inventory-event"]["values"]
-    assert rule["event_bus_name"] == bus["name"] == target["event_bus_name"]
+    assert (
+        rule["event_bus_name"]
+        == bus["name"]
+        == target["event_bus_name"]
+        == "iot-cert-service-alice"
+    )
     assert json.loads(rule["event_pattern"]) == INVENTORY_EVENT_PATTERN
+    assert target["retry_policy"][0]["maximum_retry_attempts"] > 0
     target_config = configuration["aws_cloudwatch_event_target.record_inventory-event"]
     assert "aws_lambda_function.record_inventory" in json.dumps(target_config["expressions"])
+    assert "aws_sqs_queue.inventory_dead_letters" in json.dumps(target_config["expressions"])
+    queue = resources["aws_sqs_queue.inventory_dead_letters"]["values"]
+    assert queue["sqs_managed_sse_enabled"] is True
     assert resources["aws_kms_key.certificates"]["values"]["enable_key_rotation"] is True
+
+    api = resources["aws_lambda_function.api_handler"]["values"]
+    assert api["function_name"] == "iot-cert-service-alice"
+    assert 0 < api["timeout"] <= API_GATEWAY_TIMEOUT_SECONDS
+    rest_api = resources["aws_api_gateway_rest_api.rest_api"]["values"]
+    assert rest_api["name"] == "iot-cert-service-alice"
+    assert rest_api["endpoint_configuration"][0]["types"] == ["REGIONAL"]
+    assert "*/*" in rest_api["binary_media_types"]
+
+
+def test_the_endpoint_type_is_a_variable(packaged: Module, moto_endpoint: str) -> None:
+    plan = plan_json(packaged, moto_endpoint, "api_endpoint_type=EDGE")
+    resources = _planned_resources(plan["planned_values"]["root_module"])
+    rest_api = resources["aws_api_gateway_rest_api.rest_api"]["values"]
+    assert rest_api["endpoint_configuration"][0]["types"] == ["EDGE"]

@@ -1,0 +1,438 @@
+"""Two stages, alice and bob, applied side by side into one moto account, then alice torn down.
+
+Applied, not planned: every resource is created by Terraform on a local moto server (each stage
+in its own workspace, so its own state), listed back through boto3, and checked to belong to its
+stage only. Then alice's destroy is refused by the teardown guard (nothing changes), and the
+documented two-step teardown (apply, then destroy, with `allow_teardown=true`) removes alice and
+leaves bob whole. The tests share one apply of both stages and run in file order, teardown last.
+
+What moto cannot do, and how this test handles it, without changing the real stack:
+- moto's API Gateway import refuses Swagger 2.0 ("Only OpenAPI 3.x.x are currently supported"),
+  and Chalice generates Swagger 2.0. A test-only override file gives the REST API the same routes,
+  integrations, SigV4 scheme and binary media types as an OpenAPI 3.0 document; everything else
+  about the API (name, endpoint type, deployment, stage, invoke permission) is the real one.
+- moto stores neither a function's dead-letter target (GetFunction omits DeadLetterConfig) nor
+  the API's binary media types (its PATCH leaves empty strings), so neither can be read back:
+  both are checked in the configuration instead (the plan test in test_terraform.py and
+  tests/unit/test_chalice_tf.py).
+- moto does not invoke a Lambda target of a rule, so no event flows here; the rule, its target,
+  the retry policy and the dead-letter queue are created and read back.
+- moto's server speaks plain HTTP and enforces the bucket's TLS-only policy, so no object can be
+  stored (the refusal is asserted): the guard is shown on an empty bucket, which it refuses to
+  destroy all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.e2e.test_terraform import (
+    API_GATEWAY_TIMEOUT_SECONDS,
+    REGION,
+    TERRAFORM,
+    Module,
+    moto_endpoint,
+    packaged_module,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed"),
+]
+__all__ = ["moto_endpoint"]  # the module-scoped moto server fixture, shared by name
+STAGES = ("alice", "bob")
+APP = "iot-cert-service"
+ALLOW_TEARDOWN = "-var=allow_teardown=true"
+
+# Resource types with a name, and the attribute that holds it; the others are listed in UNNAMED,
+# so a new resource type makes this test fail until it is classified.
+NAMED = {
+    "aws_api_gateway_rest_api": "name",
+    "aws_cloudwatch_event_bus": "name",
+    "aws_cloudwatch_event_rule": "name",
+    "aws_cloudwatch_log_group": "name",
+    "aws_cloudwatch_metric_alarm": "alarm_name",
+    "aws_dynamodb_table": "name",
+    "aws_iam_role": "name",
+    "aws_iam_role_policy": "name",
+    "aws_kms_alias": "name",
+    "aws_lambda_function": "function_name",
+    "aws_s3_bucket": "bucket",
+    "aws_sqs_queue": "name",
+}
+UNNAMED = {
+    "aws_api_gateway_deployment",
+    "aws_api_gateway_stage",
+    "aws_cloudwatch_event_target",
+    "aws_kms_key",
+    "aws_lambda_permission",
+    "aws_s3_bucket_ownership_controls",
+    "aws_s3_bucket_policy",
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_versioning",
+    "terraform_data",
+}
+
+
+def openapi3_override(generated: dict[str, Any]) -> dict[str, Any]:
+    """The generated Swagger 2.0 routes as OpenAPI 3.0, for moto's import (see module doc)."""
+    swagger = json.loads(generated["locals"]["chalice_api_swagger"])
+    paths: dict[str, dict[str, Any]] = {}
+    for path, operations in swagger["paths"].items():
+        for method, operation in operations.items():
+            converted = {
+                key: value
+                for key, value in operation.items()
+                if key in ("security", "x-amazon-apigateway-integration")
+            }
+            converted["responses"] = {"200": {"description": "200 response"}}
+            converted["parameters"] = [
+                {key: value for key, value in parameter.items() if key != "type"}
+                | {"schema": {"type": parameter["type"]}}
+                for parameter in operation.get("parameters", [])
+            ]
+            paths.setdefault(path, {})[method] = converted
+    document = {
+        "openapi": "3.0.1",
+        "info": swagger["info"],
+        "paths": paths,
+        "components": {"securitySchemes": swagger["securityDefinitions"]},
+        "x-amazon-apigateway-binary-media-types": swagger["x-amazon-apigateway-binary-media-types"],
+    }
+    return {"resource": {"aws_api_gateway_rest_api": {"rest_api": {"body": json.dumps(document)}}}}
+
+
+class Account:
+    """boto3 clients on the moto server, and what the account holds, by resource type."""
+
+    def __init__(self, endpoint: str) -> None:
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        self.client: Callable[[str], Any] = lambda name: session.client(name, endpoint_url=endpoint)
+
+    def names(self) -> dict[str, set[str]]:
+        roles = [role["RoleName"] for role in self.client("iam").list_roles()["Roles"]]
+        events = self.client("events")
+        buses = [bus["Name"] for bus in events.list_event_buses()["EventBuses"]]
+        return {
+            "aws_api_gateway_rest_api": {
+                api["name"] for api in self.client("apigateway").get_rest_apis()["items"]
+            },
+            "aws_cloudwatch_event_bus": set(buses) - {"default"},
+            "aws_cloudwatch_event_rule": {
+                rule["Name"]
+                for bus in buses
+                for rule in events.list_rules(EventBusName=bus)["Rules"]
+            },
+            "aws_cloudwatch_log_group": {
+                group["logGroupName"]
+                for group in self.client("logs").describe_log_groups()["logGroups"]
+            },
+            "aws_cloudwatch_metric_alarm": {
+                alarm["AlarmName"]
+                for alarm in self.client("cloudwatch").describe_alarms()["MetricAlarms"]
+            },
+            "aws_dynamodb_table": set(self.client("dynamodb").list_tables()["TableNames"]),
+            "aws_iam_role": set(roles),
+            "aws_iam_role_policy": {
+                name
+                for role in roles
+                for name in self.client("iam").list_role_policies(RoleName=role)["PolicyNames"]
+            },
+            "aws_kms_alias": {
+                alias["AliasName"] for alias in self.client("kms").list_aliases()["Aliases"]
+            },
+            "aws_lambda_function": {
+                function["FunctionName"]
+                for function in self.client("lambda").list_functions()["Functions"]
+            },
+            "aws_s3_bucket": {
+                bucket["Name"] for bucket in self.client("s3").list_buckets()["Buckets"]
+            },
+            "aws_sqs_queue": {
+                url.rsplit("/", 1)[-1]
+                for url in self.client("sqs").list_queues().get("QueueUrls", [])
+            },
+        }
+
+    def key_state(self, key_id: str) -> str:
+        return str(self.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"])
+
+
+class Stack:
+    """One stage's resources as its Terraform state records them."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        recorded = state.get("values", {}).get("root_module", {}).get("resources", [])
+        self.resources = {
+            resource["address"]: resource for resource in recorded if resource["mode"] == "managed"
+        }
+
+    def types(self) -> set[str]:
+        return {resource["type"] for resource in self.resources.values()}
+
+    def names(self) -> dict[str, set[str]]:
+        names: dict[str, set[str]] = {kind: set() for kind in NAMED}
+        for resource in self.resources.values():
+            if resource["type"] in NAMED:
+                names[resource["type"]].add(resource["values"][NAMED[resource["type"]]])
+        return names
+
+    def values(self, address: str) -> dict[str, Any]:
+        return dict(self.resources[address]["values"])
+
+
+def _all(names: dict[str, set[str]]) -> set[str]:
+    return {name for group in names.values() for name in group}
+
+
+@pytest.fixture(scope="module")
+def module(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Module:
+    """One package (`make package STAGE=alice`) and one directory; a workspace per stage."""
+    packaged = packaged_module(tmp_path_factory.mktemp("stages"), "alice")
+    packaged.point_at(moto_endpoint)
+    override = openapi3_override(packaged.generated())
+    (packaged.directory / "moto_api_override.tf.json").write_text(json.dumps(override))
+    for stage in STAGES:
+        created = packaged.terraform("workspace", "new", stage)
+        assert created.returncode == 0, created.stderr
+    return packaged
+
+
+def apply(module: Module, *stages: str, extra: tuple[str, ...] = ()) -> None:
+    """`terraform apply -var stage=<stage>` in each stage's workspace, the stages in parallel."""
+    running = {stage: _start_apply(module, stage, extra) for stage in stages}
+    outputs = {stage: process.communicate(timeout=600)[0] for stage, process in running.items()}
+    for stage, process in running.items():
+        assert process.returncode == 0, f"{stage}: {outputs[stage]}"
+
+
+def _start_apply(module: Module, stage: str, extra: tuple[str, ...]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(TERRAFORM), "apply", "-auto-approve", "-input=false", "-no-color",
+         f"-var=region={REGION}", f"-var=stage={stage}", *extra],
+        cwd=module.directory, env=_environment(stage), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _environment(stage: str) -> dict[str, str]:
+    return dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_WORKSPACE=stage)
+
+
+def destroy(module: Module, stage: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return module.terraform(
+        "destroy", "-auto-approve", "-input=false", "-no-color", f"-var=region={REGION}",
+        f"-var=stage={stage}", *extra, workspace=stage,
+    )  # fmt: skip
+
+
+def stack(module: Module, stage: str) -> Stack:
+    shown = module.terraform("show", "-json", workspace=stage)
+    assert shown.returncode == 0, shown.stderr
+    return Stack(json.loads(shown.stdout))
+
+
+@pytest.fixture(scope="module")
+def stacks(module: Module) -> Iterator[dict[str, Stack]]:
+    apply(module, *STAGES)
+    yield {stage: stack(module, stage) for stage in STAGES}
+
+
+def test_each_stage_names_only_its_own_resources(
+    stacks: dict[str, Stack], moto_endpoint: str
+) -> None:
+    in_account = Account(moto_endpoint).names()
+    for stage, resources in stacks.items():
+        assert resources.types() <= set(NAMED) | UNNAMED, resources.types() - UNNAMED
+        names = resources.names()
+        assert all(names.values()), names  # at least one of each named type
+        assert len(names["aws_lambda_function"]) == 2 and len(names["aws_iam_role"]) == 2
+        for kind, group in names.items():
+            assert group <= in_account[kind], (kind, group - in_account[kind])
+        prefix = f"{APP}-{stage}"
+        for name in _all(names):
+            assert re.search(rf"(^|/){re.escape(prefix)}($|-)", name), name
+    alice, bob = (_all(stacks[stage].names()) for stage in STAGES)
+    assert not alice & bob
+    assert not [name for name in _all(in_account) if re.search(r"-dev($|-)", name)]
+
+
+def test_a_stage_cannot_be_applied_in_another_stage_s_workspace(module: Module) -> None:
+    planned = module.terraform(
+        "plan", "-input=false", "-no-color", "-var=stage=bob", workspace="alice"
+    )
+    output = " ".join((planned.stdout + planned.stderr).split())
+    assert planned.returncode != 0
+    assert 'is not the selected workspace "alice"' in output
+
+
+def test_the_functions_fit_api_gateway_and_dead_letter_their_events(
+    stacks: dict[str, Stack], moto_endpoint: str
+) -> None:
+    account = Account(moto_endpoint)
+    for stage, resources in stacks.items():
+        api = account.client("lambda").get_function_configuration(FunctionName=f"{APP}-{stage}")
+        assert 0 < api["Timeout"] <= API_GATEWAY_TIMEOUT_SECONDS
+        queue = resources.values("aws_sqs_queue.inventory_dead_letters")
+        handler = resources.values("aws_lambda_function.record_inventory")
+        assert handler["role"].endswith(f":role/{APP}-{stage}-inventory")
+        [target] = account.client("events").list_targets_by_rule(
+            Rule=f"{APP}-{stage}-record_inventory", EventBusName=f"{APP}-{stage}"
+        )["Targets"]
+        assert target["Arn"] == handler["arn"]
+        assert target["DeadLetterConfig"] == {"Arn": queue["arn"]}
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+        attributes = account.client("sqs").get_queue_attributes(
+            QueueUrl=queue["url"], AttributeNames=["All"]
+        )["Attributes"]
+        assert attributes["SqsManagedSseEnabled"] == "true"
+        [statement] = json.loads(attributes["Policy"])["Statement"]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Condition"]["ArnLike"]["aws:SourceArn"].endswith(f":rule/{APP}-{stage}/*")
+        alarms = account.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{APP}-{stage}-")
+        watched = {
+            (alarm["MetricName"], alarm["Dimensions"][0]["Value"])
+            for alarm in alarms["MetricAlarms"]
+        }
+        assert watched == {
+            ("ApproximateNumberOfMessagesVisible", queue["name"]),
+            ("Errors", handler["function_name"]),
+        }
+        [rest_api] = [
+            api
+            for api in account.client("apigateway").get_rest_apis()["items"]
+            if api["name"] == f"{APP}-{stage}"
+        ]
+        assert rest_api["endpointConfiguration"]["types"] == ["REGIONAL"]
+
+
+def _role_policy(account: Account, role: str) -> dict[str, set[str]]:
+    """Action -> resources of a role's inline policy, as moto holds it."""
+    iam = account.client("iam")
+    [name] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    granted: dict[str, set[str]] = {}
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            granted.setdefault(action, set()).update(_as_list(statement["Resource"]))
+    return granted
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def test_each_role_may_call_only_what_its_function_calls(
+    stacks: dict[str, Stack], moto_endpoint: str
+) -> None:
+    account = Account(moto_endpoint)
+    resources = stacks["alice"]
+    table = resources.values("aws_dynamodb_table.inventory")["arn"]
+    key = resources.values("aws_kms_key.certificates")["arn"]
+    certificates = f"arn:aws:acm:{REGION}:123456789012:certificate/*"  # ACM picks the ids
+    api = _role_policy(account, f"{APP}-alice-api")
+    assert set(api) == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject", "s3:PutObject",
+        "s3:ListBucket", "kms:Decrypt", "kms:GenerateDataKey", "dynamodb:GetItem",
+        "dynamodb:Query", "events:PutEvents", "acm:ImportCertificate", "acm:AddTagsToCertificate",
+    }  # fmt: skip
+    assert api["dynamodb:GetItem"] == {table}
+    assert api["dynamodb:Query"] == {f"{table}/index/parent-index"}
+    inventory = _role_policy(account, f"{APP}-alice-inventory")
+    assert set(inventory) == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:PutItem", "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+    }  # fmt: skip
+    assert inventory["dynamodb:PutItem"] == inventory["dynamodb:UpdateItem"] == {table}
+    for granted in (api, inventory):
+        assert not [action for action in granted if "*" in action]
+        for resource in {resource for group in granted.values() for resource in group}:
+            assert resource in (key, certificates) or f"{APP}-alice" in resource, resource
+
+
+def test_only_the_api_role_can_decrypt_through_s3_and_admins_cannot_decrypt(
+    stacks: dict[str, Stack], moto_endpoint: str
+) -> None:
+    account = Account(moto_endpoint)
+    key = stacks["alice"].values("aws_kms_key.certificates")
+    policy = json.loads(
+        account.client("kms").get_key_policy(KeyId=key["key_id"], PolicyName="default")["Policy"]
+    )
+    api_role = stacks["alice"].values("aws_iam_role.lambda")["arn"]
+    cryptographic = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom"}
+    decrypting: list[tuple[set[str], dict[str, Any]]] = []
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions = set(_as_list(statement["Action"]))
+        assert not [action for action in actions if "*" in action]
+        principals = set(_as_list(statement["Principal"].get("AWS", [])))
+        if statement["Sid"] == "AdministerTheKeyWithoutUsingIt":
+            assert principals == {"arn:aws:iam::123456789012:root"}
+            assert not actions & cryptographic
+            assert "kms:PutKeyPolicy" in actions and "kms:ScheduleKeyDeletion" in actions
+        elif "kms:Decrypt" in actions:
+            decrypting.append((principals, statement["Condition"]["StringEquals"]))
+    via = {conditions["kms:ViaService"]: principals for principals, conditions in decrypting}
+    assert via[f"s3.{REGION}.amazonaws.com"] == {api_role}
+    assert set(via) == {f"s3.{REGION}.amazonaws.com", f"dynamodb.{REGION}.amazonaws.com"}
+
+
+def test_every_resource_waits_for_the_teardown_guard(stacks: dict[str, Stack]) -> None:
+    """The guard is destroyed first, so a refused destroy changes nothing."""
+    for resources in stacks.values():
+        guard = resources.resources["terraform_data.teardown_guard"]
+        waiting = {re.sub(r"\[.*\]$", "", address) for address in guard["depends_on"]}
+        others = {re.sub(r"\[.*\]$", "", address) for address in resources.resources}
+        assert others - {guard["address"]} <= waiting, others - waiting
+        bucket = resources.resources["aws_s3_bucket.certificates"]
+        assert "aws_kms_key.certificates" in bucket["depends_on"]
+
+
+def test_alice_tears_down_only_when_allowed_and_leaves_bob_whole(
+    module: Module, stacks: dict[str, Stack], moto_endpoint: str
+) -> None:
+    account = Account(moto_endpoint)
+    alice, bob = stacks["alice"], stacks["bob"]
+    bucket = alice.values("aws_s3_bucket.certificates")["bucket"]
+    alice_key = alice.values("aws_kms_key.certificates")["key_id"]
+    bob_key = bob.values("aws_kms_key.certificates")["key_id"]
+    with pytest.raises(ClientError, match="Forbidden"):  # moto enforces the TLS-only policy
+        account.client("s3").put_object(Bucket=bucket, Key="certificates/a.json", Body=b"{}")
+    before = account.names()
+
+    refused = destroy(module, "alice")
+    assert refused.returncode != 0
+    assert "allow_teardown is not set for stage alice" in refused.stdout + refused.stderr
+    assert account.names() == before
+    assert stack(module, "alice").resources.keys() == alice.resources.keys()
+    assert account.key_state(alice_key) == "Enabled"
+
+    apply(module, "alice", extra=(ALLOW_TEARDOWN,))
+    allowed = stack(module, "alice")
+    assert allowed.values("aws_s3_bucket.certificates")["force_destroy"] is True
+    assert allowed.values("aws_dynamodb_table.inventory")["deletion_protection_enabled"] is False
+    torn_down = destroy(module, "alice", ALLOW_TEARDOWN)
+    assert torn_down.returncode == 0, torn_down.stdout + torn_down.stderr
+
+    after = account.names()
+    for kind, group in alice.names().items():
+        assert not group & after[kind], (kind, group & after[kind])
+    assert account.key_state(alice_key) == "PendingDeletion"
+    for kind, group in bob.names().items():
+        assert group <= after[kind], (kind, group - after[kind])
+    assert account.key_state(bob_key) == "Enabled"
+    assert stack(module, "bob").resources.keys() == bob.resources.keys()
+    assert stack(module, "alice").resources == {}
