@@ -24,6 +24,7 @@ from bench.figures import (
     cold_start_rows,
     http_rows,
     listing_rows,
+    scratch_parent,
 )
 from bench.servers import PROJECT_ROOT
 
@@ -66,7 +67,8 @@ def main() -> int:
         f"{versions()}; `make bench` took {time.perf_counter() - started:.0f} s.\n\n"
         f"HTTP figures: `wrk` against each server in turn, {HTTP_ROUNDS} rounds of "
         f"{HTTP_SECONDS:g} s per load, the ratio of the medians. Bulk: the median of "
-        f"{BULK_ROUNDS} rounds, each next to a round of raw crypto.\n\n{render(rows)}\n"
+        f"{BULK_ROUNDS} rounds, each next to a round of raw crypto. The servers' stores: "
+        f"{scratch_parent()}.\n\n{render(rows)}\n"
     )
     print(report)
     (PROJECT_ROOT / "bench" / "RESULTS.md").write_text(report)

@@ -104,7 +104,9 @@ def cfssl_server() -> Iterator[Endpoint]:
     cfssl, cfssljson = shutil.which("cfssl"), shutil.which("cfssljson")
     if cfssl is None or cfssljson is None:
         raise FileNotFoundError(CFSSL_MISSING)
-    with tempfile.TemporaryDirectory(prefix="bench-cfssl-") as directory:
+    with tempfile.TemporaryDirectory(
+        prefix=".scratch-cfssl-", dir=PROJECT_ROOT / "bench"
+    ) as directory:
         work = Path(directory)
         request = {"CN": ROOT_FQDN, "key": {"algo": "ecdsa", "size": 256}}
         (work / "ca.json").write_text(json.dumps(request))
