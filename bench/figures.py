@@ -295,3 +295,93 @@ def aws_call_rows() -> list[Row]:
             met=len(counts[label]) <= limit)
         for label, limit in (("device", 2), ("server", 3))
     ]  # fmt: skip
+
+
+# Platform limits (API Gateway 29 s, Lambda 6 MB) ---------------------------------------------
+
+LAMBDA_FULL_VCPU_MB = 1769
+"""Lambda's CPU share grows with memory; at 1,769 MB a function has one full vCPU."""
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+
+
+def _lambda_settings() -> tuple[int, int]:
+    """The API function's memory (MB) and timeout (s) from .chalice/config.json's dev stage."""
+    import json
+
+    stage = json.loads((PROJECT_ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
+    function = stage["lambda_functions"]["api_handler"]
+    return function["lambda_memory_size"], function["lambda_timeout"]
+
+
+def limit_rows() -> list[Row]:
+    """Every largest accepted bulk, signed in process as the Lambda signs it: the slowest one's
+    CPU time, scaled to the Lambda's CPU share, against its timeout; the largest response
+    (the Lambda proxy payload) against Lambda's 6 MB."""
+    import json
+
+    from chalice.test import Client
+
+    from chalicelib import wiring
+    from chalicelib.api.parsing import MAX_BULK, MAX_BULK_BY_KEY_TYPE
+
+    memory_mb, timeout_s = _lambda_settings()
+    share = memory_mb / LAMBDA_FULL_VCPU_MB
+    cpu: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    with (
+        scratch() as directory,
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stderr(devnull),
+        environment(CERTSTORE_DIR=str(directory), BACKEND="local", SIGNING_PROCESSES="0"),
+    ):
+        wiring.reset()
+        from app import app
+
+        with Client(app, stage_name="test") as client:
+            subject = {"organization": "O" * 64}
+            for kind, body in (("root", {"fqdn": "bench.example"}),
+                               ("intermediate", {"fqdn": DEVICE_PARENT})):  # fmt: skip
+                client.http.post(f"/certificates/{kind}", headers=JSON,
+                                 body=json.dumps({**body, **subject}))  # fmt: skip
+            for key_type in ("EC_P256", "EC_P384", "ED25519", *MAX_BULK_BY_KEY_TYPE):
+                count = MAX_BULK_BY_KEY_TYPE.get(key_type, MAX_BULK)
+                label = f"{key_type} x {count}"
+                body = {"parent_fqdn": DEVICE_PARENT, "count": count, "key_type": key_type}
+                started = time.process_time()
+                response = client.http.post("/certificates/device", headers=JSON,
+                                            body=json.dumps({**body, **subject}))  # fmt: skip
+                cpu[label] = time.process_time() - started
+                if response.status_code != 201:
+                    raise RuntimeError(f"{label}: {response.status_code} {response.body[:200]!r}")
+                payload = {"statusCode": 201, "body": response.body.decode()}
+                sizes[label] = len(json.dumps(payload))
+        wiring.reset()
+    slowest = max(cpu, key=cpu.__getitem__)
+    largest = max(sizes, key=sizes.__getitem__)
+    at_lambda = cpu[slowest] / share
+    return [
+        Row(f"slowest accepted bulk ({slowest}), in process: at {memory_mb} MB "
+            f"({share:.2f} vCPU)", f"{at_lambda:.1f} s", f"{timeout_s} s timeout",
+            at_lambda / timeout_s, "<= 0.50", at_lambda / timeout_s <= 0.5),
+        Row(f"largest accepted bulk response ({largest})", f"{sizes[largest] / 1e6:.2f} MB",
+            "6 MB Lambda limit", sizes[largest] / LAMBDA_RESPONSE_LIMIT, "<= 0.50",
+            sizes[largest] / LAMBDA_RESPONSE_LIMIT <= 0.5),
+    ]  # fmt: skip
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """These environment variables for the block, the previous ones restored after it."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -23,6 +23,7 @@ from bench.figures import (
     bulk_rows,
     cold_start_rows,
     http_rows,
+    limit_rows,
     listing_rows,
     scratch_parent,
 )
@@ -55,6 +56,7 @@ def main() -> int:
     for name, figure in (
         ("HTTP issuance vs cfssl serve", http_rows),
         ("bulk vs raw crypto", bulk_rows),
+        ("platform limits", limit_rows),
         ("listing", listing_rows),
         ("cold start", cold_start_rows),
         ("AWS calls", aws_call_rows),

@@ -13,7 +13,7 @@ from chalicelib.api.parsing import (
     read_json_object,
 )
 from chalicelib.api.queries import parse_list_query
-from chalicelib.api.views import certificate_view, issued_view, list_item_view
+from chalicelib.api.views import bulk_view, certificate_view, issued_view, list_item_view
 from chalicelib.model import CertType, IssuedCertificate, IssueRequest
 from chalicelib.names import decode_certificate_name
 from chalicelib.wiring import certificate_service
@@ -57,13 +57,12 @@ def create_server_certificate() -> Response:
 @certificates.route("/certificates/device", methods=["POST"])
 @_errors
 def create_device_certificate() -> Response:
-    """One device, or with `count` / `csrs` many: then `{"items": [...], "count": n}`."""
+    """One device, or with `count` / `csrs` many: then `{"items": [...], "chain", "count"}`."""
     request = _issue_request(CertType.CLIENT, MAX_BULK_BODY_BYTES)
     issued = certificate_service().create_devices(request)
     if not request.is_bulk:
         return _created(issued[0])
-    body = {"items": [issued_view(certificate) for certificate in issued], "count": len(issued)}
-    return Response(body=body, status_code=201)
+    return Response(body=bulk_view(issued), status_code=201)
 
 
 @certificates.route("/certificates", methods=["GET"])

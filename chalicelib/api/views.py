@@ -64,6 +64,17 @@ def issued_view(issued: IssuedCertificate) -> dict[str, Any]:
     return view
 
 
+def bulk_view(issued: list[IssuedCertificate]) -> dict[str, Any]:
+    """POST /certificates/device with `count` or `csrs`: every item as a single issuance's
+    response but for `chain`, which all items share and is given once."""
+    items = []
+    for certificate in issued:
+        item = issued_view(certificate)
+        del item["chain"]
+        items.append(item)
+    return {"items": items, "chain": issued[0].record.chain_pem, "count": len(issued)}
+
+
 def list_item_view(item: InventoryItem) -> dict[str, Any]:
     return {
         "fqdn": item.fqdn,

@@ -107,6 +107,11 @@ def assert_rejected(
 # Bulk by count -------------------------------------------------------------------------------
 
 
+def with_chain(item: dict[str, Any], bulk: dict[str, Any]) -> dict[str, Any]:
+    """A bulk item with the chain its response gives once for all: a single issuance's shape."""
+    return {**item, "chain": bulk["chain"]}
+
+
 def test_bulk_count_issues_unique_verifiable_devices_listed_in_the_inventory(
     backend_api: ApiClient, backend: Backend, hierarchy: dict[str, dict[str, Any]]
 ) -> None:
@@ -116,9 +121,11 @@ def test_bulk_count_issues_unique_verifiable_devices_listed_in_the_inventory(
     )
 
     assert response.status_code == 201, response.body
-    assert set(response.body) == {"items", "count"}
+    assert set(response.body) == {"items", "chain", "count"}
     assert response.body["count"] == size
-    devices = response.body["items"]
+    assert response.body["chain"] == hierarchy[CELL1]["certificate"] + hierarchy[CELL1]["chain"]
+    devices = [with_chain(item, response.body) for item in response.body["items"]]
+    assert all("chain" not in item for item in response.body["items"])
     assert len(devices) == size
     assert len({device["serial"] for device in devices}) == size
     assert len({device["fqdn"] for device in devices}) == size
@@ -155,7 +162,8 @@ def test_bulk_count_of_one_is_still_a_list_and_takes_a_key_type(
     assert response.status_code == 201, response.body
     assert response.body["count"] == 3
     assert [device["key_type"] for device in response.body["items"]] == ["ED25519"] * 3
-    for device in response.body["items"]:
+    for item in response.body["items"]:
+        device = with_chain(item, response.body)
         assert isinstance(leaf_of(device).public_key(), ed25519.Ed25519PublicKey)
         verify_client(device, hierarchy[ROOT]["certificate"])
     assert single.status_code == 201, single.body
@@ -181,7 +189,7 @@ def test_bulk_csrs_keep_the_order_and_keys_of_the_requests(
 
     assert response.status_code == 201, response.body
     assert response.body["count"] == len(keys)
-    devices = response.body["items"]
+    devices = [with_chain(item, response.body) for item in response.body["items"]]
     assert [public_key_der(leaf_of(device).public_key()) for device in devices] == [
         public_key_der(key.public_key()) for key in keys
     ]
@@ -220,6 +228,9 @@ BAD_BULK_BODIES: dict[str, tuple[Any, str]] = {
     "count-true": ({"count": True}, "count"),
     "count-float": ({"count": 2.5}, "count"),
     "count-with-csrs": ({"count": 2, "csrs": "CSRS"}, "csrs"),
+    "rsa-2048-over-its-limit": ({"count": 101, "key_type": "RSA_2048"}, "count"),
+    "rsa-3072-over-its-limit": ({"count": 26, "key_type": "RSA_3072"}, "count"),
+    "rsa-4096-over-its-limit": ({"count": 11, "key_type": "RSA_4096"}, "count"),
     "csrs-empty": ({"csrs": []}, "csrs"),
     "csrs-not-a-list": ({"csrs": "CSR"}, "csrs"),
     "csrs-1001": ({"csrs": "1001"}, "csrs"),
@@ -496,3 +507,41 @@ def test_ed25519_is_for_devices_only(
         backend_api.post(f"/certificates/{kind}", {**body, "key_type": "EC_P256"}).status_code
         == 201
     )
+
+
+# Platform limits -----------------------------------------------------------------------------
+
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+
+
+def lambda_payload_size(response: Any) -> int:
+    """The size of the Lambda proxy response API Gateway receives: the body is a JSON string
+    inside a JSON document, so its quotes and line breaks are escaped once more."""
+    return len(json.dumps({"statusCode": response.status_code, "body": response.body.decode()}))
+
+
+def test_the_largest_accepted_bulk_responses_fit_lambdas_6_mb(
+    api: ApiClient, subtests: pytest.Subtests
+) -> None:
+    organization = "O" * 64  # the longest subject a caller may ask for, on every certificate
+    api.create("root", fqdn=ROOT, organization=organization, state="S" * 128)
+    api.create("intermediate", fqdn=CELL1, path_length=0, organization=organization)
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    one_csr = csr_pem(rsa_key)  # the largest key a CSR may bring: the largest certificates
+    fitting = (1024 * 1024 - 200) // (len(json.dumps(one_csr)) + 2)  # as many as the body takes
+    largest_csrs = [one_csr] * (min(MAX_BULK, fitting) + 1)
+    bodies = {
+        "EC_P384 x 1000": {"count": MAX_BULK, "key_type": "EC_P384"},
+        "RSA_4096 x 10": {"count": 10, "key_type": "RSA_4096"},
+        f"RSA CSRs x {len(largest_csrs) - 1}": {"csrs": largest_csrs[:-1]},
+    }
+    for case, fields in bodies.items():
+        with subtests.test(case=case):
+            response = api.chalice_client.http.post(
+                "/certificates/device",
+                headers={"Content-Type": "application/json"},
+                body=json.dumps({"parent_fqdn": CELL1, "organization": organization, **fields}),
+            )
+            assert response.status_code == 201, response.body[:300]
+            size = lambda_payload_size(response)
+            assert size < LAMBDA_RESPONSE_LIMIT * 0.5, f"{case}: {size} bytes"
