@@ -26,4 +26,3 @@ def record_inventory(event: CloudWatchEvent) -> None:
     """Keeps the inventory on AWS: `created` adds an item, `revoked` marks it. (Locally the
     service hands its events to the same inventory keeper in process.)"""
     wiring.certificate_service().record_event(event.detail_type, event.detail)
-

@@ -35,6 +35,9 @@ class Settings:
     event_bus_name: str
     kms_key_id: str | None
     api_token: str | None
+    public_base_url: str | None = None
+    """Where `/certificates/{ca}/crl` is published: issued certificates then name their issuer's
+    CRL there (CRL Distribution Point)."""
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -58,7 +61,19 @@ def load_settings() -> Settings:
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
         kms_key_id=os.environ.get("KMS_KEY_ID") or None,
         api_token=api_token(),
+        public_base_url=_public_base_url(),
     )
+
+
+def _public_base_url() -> str | None:
+    value = os.environ.get("PUBLIC_BASE_URL", "").strip()
+    if not value:
+        return None
+    if not value.startswith(("https://", "http://")) or any(c in value for c in "?# "):
+        raise ConfigurationError(
+            f"PUBLIC_BASE_URL={value!r}: must be an http(s) URL without query or fragment"
+        )
+    return value.rstrip("/")
 
 
 def usable_cpus() -> int:

@@ -117,6 +117,7 @@ class BulkTerms:
     validity: pki.Validity
     subject: SubjectDetails
     key_type: KeyType  # of the keys the server generates
+    crl_url: str | None = None  # the issuer's CRL Distribution Point, when one is published
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def device_orders(request: IssueRequest, parent_fqdn: str) -> list[DeviceOrder]:
 def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
     material = order.material or KeyMaterial.generate(terms.key_type)
     certificate = pki.sign_certificate(
-        pki.device_profile(material.key_type, order.fqdn),
+        pki.device_profile(material.key_type, order.fqdn, terms.crl_url),
         pki.build_subject(order.device_id, terms.subject),
         material.public_key,
         terms.validity,

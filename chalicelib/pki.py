@@ -84,6 +84,7 @@ class Profile:
     key_usage: x509.KeyUsage
     extended_key_usage: tuple[x509.ObjectIdentifier, ...] = ()
     subject_alt_names: tuple[x509.GeneralName, ...] = ()
+    crl_url: str | None = None  # where the issuer's CRL is published (CRL Distribution Point)
 
 
 def _key_usage(
@@ -112,9 +113,12 @@ def root_profile() -> Profile:
     )
 
 
-def intermediate_profile(path_length: int) -> Profile:
+def intermediate_profile(path_length: int, crl_url: str | None = None) -> Profile:
     return Profile(
-        ca=True, path_length=path_length, key_usage=_key_usage(key_cert_sign=True, crl_sign=True)
+        ca=True,
+        path_length=path_length,
+        key_usage=_key_usage(key_cert_sign=True, crl_sign=True),
+        crl_url=crl_url,
     )
 
 
@@ -122,7 +126,9 @@ def _leaf_key_usage(key_type: KeyType) -> x509.KeyUsage:
     return _key_usage(digital_signature=True, key_encipherment=key_type.is_rsa)
 
 
-def server_profile(key_type: KeyType, dns_names: list[str], ip_addresses: list[str]) -> Profile:
+def server_profile(
+    key_type: KeyType, dns_names: list[str], ip_addresses: list[str], crl_url: str | None = None
+) -> Profile:
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
     return Profile(
@@ -131,16 +137,18 @@ def server_profile(key_type: KeyType, dns_names: list[str], ip_addresses: list[s
         key_usage=_leaf_key_usage(key_type),
         extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH,),
         subject_alt_names=tuple(names),
+        crl_url=crl_url,
     )
 
 
-def device_profile(key_type: KeyType, dns_name: str) -> Profile:
+def device_profile(key_type: KeyType, dns_name: str, crl_url: str | None = None) -> Profile:
     return Profile(
         ca=False,
         path_length=None,
         key_usage=_leaf_key_usage(key_type),
         extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
         subject_alt_names=(x509.DNSName(dns_name),),
+        crl_url=crl_url,
     )
 
 
@@ -205,7 +213,20 @@ def sign_certificate(
         )
     if authority is not None:
         builder = builder.add_extension(authority.authority_key_identifier, critical=False)
+    if profile.crl_url is not None:
+        builder = builder.add_extension(crl_distribution_points(profile.crl_url), critical=False)
     return builder.sign(signing_key, signature_hash(signing_key))
+
+
+def crl_distribution_points(url: str) -> x509.CRLDistributionPoints:
+    """One distribution point, a full name (the URL): where relying parties fetch the CRL."""
+    point = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        reasons=None,
+        crl_issuer=None,
+    )
+    return x509.CRLDistributionPoints([point])
 
 
 def authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:

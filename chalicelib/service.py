@@ -112,6 +112,7 @@ class CertificateService:
         clock: Callable[[], datetime] = utc_now,
         signer: DeviceSigner | None = None,
         revocation_recheck: timedelta = timedelta(0),
+        public_base_url: str | None = None,
     ) -> None:
         self._store = store
         self._inventory = inventory
@@ -121,6 +122,7 @@ class CertificateService:
         self.clock = clock
         self._signer = signer or InProcessSigner()
         self.authorities = AuthorityCache(store, ca_key_passphrase, revocation_recheck)
+        self._public_base_url = public_base_url
         self.inventory_keeper = InventoryKeeper(store, inventory, clock)
 
     # Issuance -----------------------------------------------------------------------------
@@ -146,7 +148,7 @@ class CertificateService:
                     f"(its path_length is {parent.path_length})",
                 )
         self._refuse_existing(fqdn)
-        profile = pki.intermediate_profile(request.path_length)
+        profile = pki.intermediate_profile(request.path_length, self._crl_url(parent))
         return self._issue(request, fqdn, parent, lambda _: profile, fqdn)
 
     def create_server(self, request: IssueRequest) -> IssuedCertificate:
@@ -156,11 +158,12 @@ class CertificateService:
         # import, and skipping the lookup keeps issuance within three AWS calls.
         ips = list(dict.fromkeys(name for name in request.sans if is_ip_address(name)))
         dns_names = list(dict.fromkeys([fqdn, *(n for n in request.sans if n not in ips)]))
+        crl_url = self._crl_url(parent)
         return self._issue(
             request,
             fqdn,
             parent,
-            lambda key_type: pki.server_profile(key_type, dns_names, ips),
+            lambda key_type: pki.server_profile(key_type, dns_names, ips, crl_url),
             fqdn,
         )
 
@@ -180,7 +183,9 @@ class CertificateService:
         )
         validity = validity_for(now, CertType.CLIENT, request.validity_days, parent)
         orders = device_orders(request, parent.fqdn)
-        terms = BulkTerms(parent.signing, validity, request.subject, request.key_type)
+        terms = BulkTerms(
+            parent.signing, validity, request.subject, request.key_type, self._crl_url(parent)
+        )
         if len(orders) == 1:
             return [self._store_device(parent, orders[0], sign_device(terms, orders[0]), now)]
         return self._create_bulk(parent, terms, orders, now)
@@ -327,6 +332,12 @@ class CertificateService:
                 "stored, but the inventory was not told (%s); reconcile_inventory() restores it",
                 err,
             )
+
+    def _crl_url(self, issuer: Authority) -> str | None:
+        """The issuer's CRL Distribution Point, when CRLs are published (PUBLIC_BASE_URL)."""
+        if self._public_base_url is None:
+            return None
+        return f"{self._public_base_url}/certificates/{issuer.fqdn}/crl"
 
     # CA lookup ----------------------------------------------------------------------------
 

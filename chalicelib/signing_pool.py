@@ -57,6 +57,7 @@ class WireTerms:
     not_after: datetime
     subject: SubjectDetails
     key_type: KeyType
+    crl_url: str | None
 
     @classmethod
     def from_terms(cls, terms: BulkTerms) -> WireTerms:
@@ -72,6 +73,7 @@ class WireTerms:
             terms.validity.not_after,
             terms.subject,
             terms.key_type,
+            terms.crl_url,
         )
 
 
@@ -99,6 +101,7 @@ def sign_chunk(terms: WireTerms, orders: Sequence[WireOrder]) -> list[WireDevice
         pki.Validity(terms.not_before, terms.not_after),
         terms.subject,
         terms.key_type,
+        terms.crl_url,
     )
     signed = []
     for device_id, fqdn, public_der, key_type in orders:

@@ -72,6 +72,7 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
         importer=NullImporter(),
         ca_key_passphrase=settings.ca_key_passphrase,
         signer=_local_signer(settings),
+        public_base_url=settings.public_base_url,
     )
     return service
 
@@ -128,4 +129,5 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
         importer=AcmImporter(session.client("acm")),
         ca_key_passphrase=settings.ca_key_passphrase,
         revocation_recheck=REMOTE_REVOCATION_RECHECK,
+        public_base_url=settings.public_base_url,
     )

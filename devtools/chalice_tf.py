@@ -54,6 +54,7 @@ FUNCTION_ENVIRONMENT = {
     "INVENTORY_INDEX_NAME": "${local.inventory_index}",
     "EVENT_BUS_NAME": EVENT_BUS,
     "KMS_KEY_ID": "${aws_kms_key.certificates.arn}",
+    "PUBLIC_BASE_URL": "${var.public_base_url}",
 }
 ENDPOINT_TYPE = "${var.api_endpoint_type}"
 ANY_MEDIA_TYPE = "*/*"

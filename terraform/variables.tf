@@ -81,6 +81,17 @@ variable "key_reader_arns" {
   default     = []
 }
 
+variable "public_base_url" {
+  description = "Where relying parties fetch CRLs without credentials: a URL under which /certificates/<ca>/crl is served (e.g. a proxy or CloudFront distribution in front of the API, which requires SigV4). When set, every certificate issued from then on names its issuer's CRL there (CRL Distribution Point); empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.public_base_url == "" || can(regex("^https?://[^?#\\s]+$", var.public_base_url))
+    error_message = "public_base_url: an http(s) URL without query or fragment, e.g. https://pki.example.net, or empty."
+  }
+}
+
 variable "alarm_actions" {
   description = "ARNs (e.g. SNS topics) notified when an inventory event fails or lands in the dead-letter queue."
   type        = list(string)

@@ -313,3 +313,25 @@ def test_the_endpoint_type_is_a_variable(packaged: Module, moto_endpoint: str) -
     resources = _planned_resources(plan["planned_values"]["root_module"])
     rest_api = resources["aws_api_gateway_rest_api.rest_api"]["values"]
     assert rest_api["endpoint_configuration"][0]["types"] == ["EDGE"]
+
+
+def test_the_public_base_url_reaches_the_functions(packaged: Module, moto_endpoint: str) -> None:
+    plan = plan_json(packaged, moto_endpoint, "public_base_url=https://pki.example.net/api")
+    assert plan["variables"]["public_base_url"]["value"] == "https://pki.example.net/api"
+    configuration = _planned_resources(plan["configuration"]["root_module"])
+    for function in ("api_handler", "record_inventory"):
+        expressions = configuration[f"aws_lambda_function.{function}"]["expressions"]
+        assert "var.public_base_url" in json.dumps(expressions["environment"])
+
+
+def test_a_public_base_url_that_is_no_url_is_refused(packaged: Module) -> None:
+    packaged.point_at(f"http://127.0.0.1:{free_port()}", max_retries=1)
+    try:
+        planned = packaged.terraform(
+            "plan", "-input=false", "-no-color", "-var=public_base_url=pki.example.net?x=1"
+        )
+    finally:
+        (packaged.directory / "moto_override.tf").unlink()
+    output = " ".join((planned.stdout + planned.stderr).split())
+    assert planned.returncode != 0
+    assert "public_base_url: an http(s) URL without query or fragment" in output

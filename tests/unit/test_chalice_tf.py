@@ -148,6 +148,7 @@ def test_each_function_gets_its_role_and_the_aws_backend_environment(
         assert variables["INVENTORY_INDEX_NAME"] == "${local.inventory_index}"
         assert variables["EVENT_BUS_NAME"] == "${aws_cloudwatch_event_bus.certificates.name}"
         assert variables["KMS_KEY_ID"] == "${aws_kms_key.certificates.arn}"
+        assert variables["PUBLIC_BASE_URL"] == "${var.public_base_url}"
 
 
 def test_the_api_function_ends_before_api_gateway_cuts_the_request(

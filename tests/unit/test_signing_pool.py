@@ -29,14 +29,14 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 CELL = "cell.example.com"
 
 
-def make_terms(key_type: KeyType = KeyType.EC_P256) -> BulkTerms:
+def make_terms(key_type: KeyType = KeyType.EC_P256, crl_url: str | None = None) -> BulkTerms:
     key = pki.generate_private_key(KeyType.EC_P256)
     window = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=30))
     subject = pki.build_subject(CELL, SubjectDetails())
     ca = pki.sign_certificate(pki.root_profile(), subject, key.public_key(), window, None, key)
     details = SubjectDetails(country="DE", organization="Acme Devices")
     validity = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=1))
-    return BulkTerms(pki.SigningAuthority(ca, key), validity, details, key_type)
+    return BulkTerms(pki.SigningAuthority(ca, key), validity, details, key_type, crl_url)
 
 
 def make_orders(count: int, materials: list[KeyMaterial | None] | None = None) -> list[DeviceOrder]:
@@ -118,6 +118,17 @@ def test_csr_keys_travel_to_the_pool_and_back(warm_signer: PoolSigner) -> None:
         assert device.private_key_pem is None
         assert device.key_type is key_type
         assert spki(device.certificate.public_key()) == spki(private_keys[key_type].public_key())
+
+
+def test_the_crl_distribution_point_travels_to_the_pool(warm_signer: PoolSigner) -> None:
+    url = f"https://pki.example.net/certificates/{CELL}/crl"
+    terms = make_terms(crl_url=url)
+
+    signed = list(warm_signer.sign_devices(terms, make_orders(MIN_POOLED * 2)))
+
+    for device in signed:
+        points = device.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        assert [name.value for name in points.value[0].full_name or []] == [url]
 
 
 def test_small_bulks_and_a_cold_pool_are_signed_in_process() -> None:
