@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from chalicelib import pki
 from chalicelib.aws import aws_errors
+from chalicelib.errors import StorageError
 from chalicelib.model import CertificateRecord
 
 
@@ -18,6 +21,10 @@ class CertificateImporter(Protocol):
     ) -> str | None:
         """Import the certificate with its chain and key; the imported certificate's ARN."""
 
+    def find_imported(self, records: Sequence[CertificateRecord]) -> dict[str, str]:
+        """FQDN to ARN of those of `records` that were imported (`make reconcile` restores the
+        ARN of a server certificate whose `created` event, which carried it, was lost)."""
+
 
 class NullImporter:
     """The local backend has no ACM: nothing is imported and no ARN is returned."""
@@ -26,6 +33,9 @@ class NullImporter:
         self, record: CertificateRecord, private_key_pem: str
     ) -> str | None:
         return None
+
+    def find_imported(self, records: Sequence[CertificateRecord]) -> dict[str, str]:
+        return {}
 
 
 class AcmImporter:
@@ -50,3 +60,26 @@ class AcmImporter:
             return self._client.import_certificate(**arguments)["CertificateArn"]
         except aws_errors() as err:
             raise CertificateImportError(f"ACM import of {record.fqdn} failed: {err}") from err
+
+    def find_imported(self, records: Sequence[CertificateRecord]) -> dict[str, str]:
+        """One pass over the account's certificates: those named like a record are fetched and
+        compared by fingerprint, so a certificate someone else imported for the name is never
+        taken for ours."""
+        wanted = {record.fqdn: record for record in records}
+        found: dict[str, str] = {}
+        if not wanted:
+            return found
+        try:
+            for page in self._client.get_paginator("list_certificates").paginate():
+                for summary in page.get("CertificateSummaryList", []):
+                    record = wanted.get(summary.get("DomainName", ""))
+                    if record is None or record.fqdn in found:
+                        continue
+                    arn = summary["CertificateArn"]
+                    pem = self._client.get_certificate(CertificateArn=arn)["Certificate"]
+                    imported = pki.fingerprint_sha256(pki.load_certificate(pem))
+                    if imported == record.fingerprint_sha256:
+                        found[record.fqdn] = arn
+        except aws_errors() as err:
+            raise StorageError(f"could not look up imported certificates in ACM: {err}") from err
+        return found

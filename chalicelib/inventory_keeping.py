@@ -24,10 +24,16 @@ from chalicelib.events import (
     CertificateRevoked,
 )
 from chalicelib.inventory import Inventory
-from chalicelib.model import STATUS_REVOKED, iso_utc
+from chalicelib.model import STATUS_REVOKED, CertificateRecord, CertType, iso_utc
 from chalicelib.store import CertificateStore
 
 logger = logging.getLogger(__name__)
+
+FindImported = Callable[[list[CertificateRecord]], dict[str, str]]
+
+
+def _none_imported(records: list[CertificateRecord]) -> dict[str, str]:
+    return {}
 
 
 def parse_event(detail_type: str, detail: dict[str, Any]) -> CertificateEvent:
@@ -94,18 +100,33 @@ class InventoryKeeper:
             if not self._inventory.contains(record.fqdn, record.parent_fqdn)
         )
 
-    def reconcile(self) -> int:
-        """Add missing inventory items and statuses from the store; the number changed."""
+    def reconcile(self, find_imported: FindImported = _none_imported) -> int:
+        """Add missing inventory items and statuses from the store; the number changed.
+
+        A missing server certificate's item also gets back its ACM ARN, which only its lost
+        `created` event carried (the stored document is written before the import): the ARNs
+        come from `find_imported`, asked once for every such certificate.
+        """
         changed = 0
+        missing: list[tuple[CertificateRecord, bool]] = []  # and whether it is revoked
         for record in self._store.iter_certificates():
-            revocation = self._store.get_revocation(record.parent_fqdn, record.fqdn)
+            revoked = self._store.is_revoked(record.parent_fqdn, record.fqdn)
             item = self._inventory.find(record.fqdn, record.parent_fqdn)
             if item is None:
-                created = CertificateCreated.from_record(record).to_inventory_item(
-                    iso_utc(record.created_at)
+                missing.append((record, revoked))
+            elif revoked and item.status != STATUS_REVOKED:
+                changed += self._inventory.update_status(
+                    record.fqdn, record.parent_fqdn, STATUS_REVOKED
                 )
-                changed += self._inventory.record_certificate(created)
-            if revocation is not None and (item is None or item.status != STATUS_REVOKED):
-                self._inventory.update_status(record.fqdn, record.parent_fqdn, STATUS_REVOKED)
-                changed += item is not None
+        servers = [record for record, _ in missing if record.cert_type is CertType.SERVER]
+        arns = find_imported(servers) if servers else {}
+        for record, revoked in missing:
+            arn = arns.get(record.fqdn) if record.acm_certificate_arn is None else None
+            restored = replace(record, acm_certificate_arn=arn) if arn else record
+            item = CertificateCreated.from_record(restored).to_inventory_item(
+                iso_utc(record.created_at)
+            )
+            changed += self._inventory.record_certificate(
+                replace(item, status=STATUS_REVOKED) if revoked else item
+            )
         return changed

@@ -426,7 +426,7 @@ class CertificateService:
 
     def reconcile_inventory(self) -> int:
         """Add missing inventory items and statuses from the store; the number changed."""
-        return self.inventory_keeper.reconcile()
+        return self.inventory_keeper.reconcile(self._importer.find_imported)
 
 
 def _device_record(

@@ -165,6 +165,20 @@ class TestCertificateImporterContract:
             first is not None and second is not None and first != second
         )
 
+    def test_what_was_imported_is_found_again_and_nothing_else(
+        self, importer: CertificateImporter
+    ) -> None:
+        imported, key = make_server_certificate("found.example.com")
+        arn = importer.import_server_certificate(imported, key)
+        never_imported, _ = make_server_certificate("never.example.com")
+        same_name_other_certificate, _ = make_server_certificate("found.example.com")
+
+        found = importer.find_imported([imported, never_imported])
+        impostor = importer.find_imported([same_name_other_certificate])
+
+        assert found == ({} if arn is None else {imported.fqdn: arn})
+        assert impostor == {}
+
 
 class TestNullImporter:
     def test_nothing_is_imported_and_no_arn_is_returned(self) -> None:

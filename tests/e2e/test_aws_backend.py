@@ -184,3 +184,28 @@ def test_stored_objects_are_encrypted_with_the_kms_key(backend: MotoBackend) -> 
     assert settings.kms_key_id and settings.kms_key_id in head["SSEKMSKeyId"]
     document = json.loads(backend.object_bytes("example.com"))
     assert document["type"] == "Root" and "BEGIN PRIVATE KEY" in document["private_key"]
+
+
+@aws_only
+def test_a_server_certificates_acm_arn_survives_its_lost_created_event(
+    backend: MotoBackend, chalice_client: Any
+) -> None:
+    """The ARN travels only in the `created` event (the S3 document is written before the
+    import): when that event is lost, `make reconcile` finds the certificate in ACM again."""
+    delivered = ApiClient(chalice_client, backend)
+    create_hierarchy(delivered)
+    undelivered = ApiClient(chalice_client)  # events wait in the queue
+    server = undelivered.create("server", fqdn="mqtt.servers.example.com")
+    lost = backend.receive_events()  # ... and are dropped
+    assert [envelope["detail"]["FQDN"] for envelope in lost] == [server["fqdn"]]
+    assert server["acm_certificate_arn"]
+
+    before = delivered.get(f"/certificates/{server['fqdn']}").body
+    assert before["acm_certificate_arn"] is None  # the stored document has none
+
+    assert wiring.certificate_service().reconcile_inventory() == 1
+
+    after = delivered.get(f"/certificates/{server['fqdn']}").body
+    assert after["acm_certificate_arn"] == server["acm_certificate_arn"]
+    listed = delivered.get("/certificates?parent=servers.example.com").body["items"]
+    assert [item["fqdn"] for item in listed] == [server["fqdn"]]
