@@ -103,3 +103,20 @@ def test_a_bulk_running_when_its_ca_is_revoked_stops_and_says_so(server: LocalSe
         "items"
     ]
     assert len(listed) == stored_count  # what was stored before the revocation is listed
+
+
+def test_a_creation_race_across_workers_gives_exactly_one_201(server: LocalServer) -> None:
+    def create(_: int) -> int:
+        return requests.post(
+            f"{server.url}/certificates/intermediate",
+            json={"fqdn": f"race.{CELL}"},
+            headers={"Connection": "close"},
+            timeout=30,
+        ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(create, range(8)))
+
+    assert statuses == [201] + [409] * 7
+    stored = server.certstore / "certificates" / f"race.{CELL}.json"
+    assert stored.exists()
