@@ -7,17 +7,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.ports import free_port, wait_for_port
 from devtools.procfs import descendants, peak_resident_kb
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,24 +28,6 @@ CFSSL_BODY = json.dumps(
                  "key": {"algo": "ecdsa", "size": 256}}}
 )  # fmt: skip
 """The same work for both: a P-256 key made by the server, a client certificate signed."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"nothing listens on port {port}") from None
-            time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from chalice.test import Client
 from chalicelib import wiring
 from chalicelib.config import load_settings
 from devtools.aws_resources import AWS_ENVIRONMENT
+from devtools.ports import free_port, wait_for_port
 from devtools.procfs import child_pids
 from tests.backends import Backend, LocalBackend, MotoBackend, moto_account
 from tests.helpers import ApiClient
@@ -76,25 +75,6 @@ def backend_api(backend: Backend) -> Iterator[ApiClient]:
         yield ApiClient(client, backend)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited early with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the server did not listen on port {port} within {timeout}s")
-
-
 class LocalServer:
     """The `make run` server (`python -m chalicelib.server`) on a free port and its own store,
     in a process group of its own (master, workers and their signing processes)."""
@@ -150,12 +130,15 @@ class LocalServer:
     def log(self) -> str:
         return self._log_path.read_text(errors="replace")
 
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.stop()
+
 
 @pytest.fixture
 def local_server(tmp_path: Path) -> Iterator[LocalServer]:
-    server = LocalServer(tmp_path / "server-certstore", tmp_path / "server.log")
-    server.start()
-    try:
+    with LocalServer(tmp_path / "server-certstore", tmp_path / "server.log") as server:
         yield server
-    finally:
-        server.stop()

@@ -55,6 +55,17 @@ class ApiClient:
         return response.body
 
 
+def binary_accepts(media_type: str) -> dict[str, str]:
+    """The Accept headers a binary download (DER CRL, PKCS#12) must arrive as bytes for."""
+    import requests
+
+    return {
+        "curl's default": "*/*",
+        "its own type": media_type,
+        "python requests": requests.utils.default_headers()["Accept"],
+    }
+
+
 def _json_or_text(body: bytes | str) -> Any:
     try:
         return json.loads(body)

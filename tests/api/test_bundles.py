@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -23,6 +22,7 @@ from tests.helpers import (
     ROOT,
     SERVER_CA,
     ApiClient,
+    binary_accepts,
     create_hierarchy,
     load_pem_chain,
     verify_client,
@@ -213,19 +213,11 @@ def test_pkcs12_by_get_with_the_password_header(
     assert backend.snapshot() == before
 
 
-ACCEPT_CASES = {
-    "curl's default": "*/*",
-    "its own type": PKCS12_TYPE,
-    "python requests": requests.utils.default_headers()["Accept"],
-}
+ACCEPT_CASES = binary_accepts(PKCS12_TYPE)
 
 
-@pytest.mark.parametrize("accept", ACCEPT_CASES.values(), ids=ACCEPT_CASES.keys())
-def test_pkcs12_arrives_as_bytes_for_curl_requests_and_its_own_type(
-    api: ApiClient, accept: str
-) -> None:
-    """Chalice admits each of these Accept headers and base64-encodes the body for API Gateway,
-    which decodes it for them (its side: tests/unit/test_chalice_tf.py)."""
+def pkcs12_download(api: ApiClient, accept: str) -> tuple[Any, dict[str, Any]]:
+    """A device's PKCS#12 bundle asked for with `accept`: the response and the device."""
     create_hierarchy(api)
     device = api.create("device", parent_fqdn=CELL1)
     response = request(
@@ -234,6 +226,16 @@ def test_pkcs12_arrives_as_bytes_for_curl_requests_and_its_own_type(
         f"/certificates/{device['fqdn']}/bundle?format=pkcs12",
         headers={"Accept": accept, "X-Bundle-Password": PASSWORD},
     )
+    return response, device
+
+
+@pytest.mark.parametrize("accept", ACCEPT_CASES.values(), ids=ACCEPT_CASES.keys())
+def test_pkcs12_arrives_as_bytes_for_curl_requests_and_its_own_type(
+    api: ApiClient, accept: str
+) -> None:
+    """Chalice admits each of these Accept headers and base64-encodes the body for API Gateway,
+    which decodes it for them (its side: tests/unit/test_chalice_tf.py)."""
+    response, device = pkcs12_download(api, accept)
     assert response.status_code == 200, response.body
     assert response.headers["Content-Type"] == PKCS12_TYPE
     assert isinstance(response.body, bytes)
@@ -241,14 +243,7 @@ def test_pkcs12_arrives_as_bytes_for_curl_requests_and_its_own_type(
 
 
 def test_pkcs12_is_refused_to_a_client_that_accepts_only_json(api: ApiClient) -> None:
-    create_hierarchy(api)
-    device = api.create("device", parent_fqdn=CELL1)
-    response = request(
-        api,
-        "GET",
-        f"/certificates/{device['fqdn']}/bundle?format=pkcs12",
-        headers={"Accept": "application/json", "X-Bundle-Password": PASSWORD},
-    )
+    response, _ = pkcs12_download(api, "application/json")
     assert PKCS12_TYPE in error_message(response, 400)
 
 

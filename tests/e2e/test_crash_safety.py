@@ -20,24 +20,49 @@ from tests.conftest import PROJECT_ROOT, LocalServer
 CELL = "cell.example.com"
 
 
-def _issue_until_stopped(
-    url: str, acknowledged: list[dict[str, Any]], stop: threading.Event, reconnect: bool = False
-) -> None:
-    """Issue devices on one keep-alive connection until `stop`; when the connection breaks,
-    give up, or with `reconnect` go on with a new one (a worker died, its master lives)."""
-    session = requests.Session()
-    while not stop.is_set():
-        try:
-            response = session.post(
-                f"{url}/certificates/device", json={"parent_fqdn": CELL}, timeout=10
-            )
-        except requests.RequestException:
-            if not reconnect:
-                return  # the server is gone
-            session = requests.Session()
-            continue
-        if response.status_code == 201:
-            acknowledged.append(response.json())
+class IssuingClients:
+    """Three clients issuing devices, each on a keep-alive connection, until stopped; when a
+    connection breaks they give up, or with `reconnect` go on with a new one (a worker died, its
+    master lives). `acknowledged` holds every certificate answered with a 201."""
+
+    def __init__(self, url: str, reconnect: bool = False) -> None:
+        self.acknowledged: list[dict[str, Any]] = []
+        self._url = url
+        self._reconnect = reconnect
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._issue) for _ in range(3)]
+        for thread in self._threads:
+            thread.start()
+
+    def _issue(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            try:
+                response = session.post(
+                    f"{self._url}/certificates/device", json={"parent_fqdn": CELL}, timeout=10
+                )
+            except requests.RequestException:
+                if not self._reconnect:
+                    return  # the server is gone
+                session = requests.Session()
+                continue
+            if response.status_code == 201:
+                self.acknowledged.append(response.json())
+
+    def wait_for(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acknowledged) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def _create_cell(url: str) -> None:
+    for kind, body in (("root", {"fqdn": "example.com"}), ("intermediate", {"fqdn": CELL})):
+        assert requests.post(f"{url}/certificates/{kind}", json=body, timeout=10).ok
 
 
 def _listed(url: str, parent: str) -> set[str]:
@@ -64,28 +89,15 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_certificate(tmp_path: Path)
     certstore = tmp_path / "certstore"
     server = LocalServer(certstore, tmp_path / "server.log")
     server.start()
-    for kind, body in (("root", {"fqdn": "example.com"}), ("intermediate", {"fqdn": CELL})):
-        assert requests.post(f"{server.url}/certificates/{kind}", json=body, timeout=10).ok
-    acknowledged: list[dict[str, Any]] = []
-    stop = threading.Event()
-    clients = [
-        threading.Thread(target=_issue_until_stopped, args=(server.url, acknowledged, stop))
-        for _ in range(3)
-    ]
-    for client in clients:
-        client.start()
-    deadline = time.monotonic() + 30
-    while len(acknowledged) < 150 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _create_cell(server.url)
+    clients = IssuingClients(server.url)
+    clients.wait_for(150)
     server.kill()  # master and workers at once, with requests in flight on three connections
-    stop.set()
-    for client in clients:
-        client.join(timeout=30)
+    clients.stop()
+    acknowledged = clients.acknowledged
     assert len(acknowledged) >= 150, server.log()
 
-    restarted = LocalServer(certstore, tmp_path / "restarted.log")
-    restarted.start()
-    try:
+    with LocalServer(certstore, tmp_path / "restarted.log") as restarted:
         for certificate in acknowledged:
             fetched = requests.get(
                 f"{restarted.url}/certificates/{certificate['fqdn']}", timeout=10
@@ -111,38 +123,20 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_certificate(tmp_path: Path)
         listed = _listed(restarted.url, CELL)
         assert listed == stored - {"example.com", CELL}
         assert {c["fqdn"] for c in acknowledged} <= listed
-    finally:
-        restarted.stop()
 
 
 def test_sigkill_of_one_worker_loses_nothing_and_the_server_serves_on(tmp_path: Path) -> None:
     certstore = tmp_path / "certstore"
-    server = LocalServer(certstore, tmp_path / "server.log", workers=2)
-    server.start()
-    try:
-        for kind, body in (("root", {"fqdn": "example.com"}), ("intermediate", {"fqdn": CELL})):
-            assert requests.post(f"{server.url}/certificates/{kind}", json=body, timeout=10).ok
-        acknowledged: list[dict[str, Any]] = []
-        stop = threading.Event()
-        clients = [
-            threading.Thread(
-                target=_issue_until_stopped, args=(server.url, acknowledged, stop, True)
-            )
-            for _ in range(3)
-        ]
-        for client in clients:
-            client.start()
-        deadline = time.monotonic() + 30
-        while len(acknowledged) < 100 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with LocalServer(certstore, tmp_path / "server.log", workers=2) as server:
+        _create_cell(server.url)
+        clients = IssuingClients(server.url, reconnect=True)
+        clients.wait_for(100)
         victim = server.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
-        count_at_kill = len(acknowledged)
-        while len(acknowledged) < count_at_kill + 100 and time.monotonic() < deadline + 30:
-            time.sleep(0.01)  # the clients that lost their connection reconnect
-        stop.set()
-        for client in clients:
-            client.join(timeout=30)
+        count_at_kill = len(clients.acknowledged)
+        clients.wait_for(count_at_kill + 100)  # those that lost their connection reconnect
+        clients.stop()
+        acknowledged = clients.acknowledged
 
         assert victim not in server.worker_pids()
         assert len(server.worker_pids()) == 2, "the master starts a new worker"
@@ -155,5 +149,3 @@ def test_sigkill_of_one_worker_loses_nothing_and_the_server_serves_on(tmp_path: 
             assert fetched.json()["serial"] == certificate["serial"]
         assert {c["fqdn"] for c in acknowledged} <= listed
         assert _fsck(certstore).stdout.strip() == "fsck: clean"
-    finally:
-        server.stop()

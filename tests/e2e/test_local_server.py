@@ -30,12 +30,8 @@ ROOT_BODY = json.dumps({"fqdn": "example.com"}).encode()
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """One server for the module: each test uses FQDNs of its own."""
     directory = tmp_path_factory.mktemp("http")
-    started = LocalServer(directory / "certstore", directory / "server.log")
-    started.start()
-    try:
+    with LocalServer(directory / "certstore", directory / "server.log") as started:
         yield started
-    finally:
-        started.stop()
 
 
 def _connect(server: LocalServer) -> socket.socket:
@@ -348,15 +344,13 @@ def test_an_unknown_method_gets_a_json_405_and_its_body_is_never_run(server: Loc
 
 
 def test_each_request_is_logged_once_as_json(tmp_path: Path) -> None:
-    server = LocalServer(tmp_path / "certstore", tmp_path / "server.log", workers=1)
-    server.start()
-    try:
-        with requests.Session() as session:
-            assert session.get(f"{server.url}/certificates").status_code == 200
-            assert session.get(f"{server.url}/certificates").status_code == 200
-            assert session.request("BREW", f"{server.url}/certificates").status_code == 405
-    finally:
-        server.stop()
+    with (
+        LocalServer(tmp_path / "certstore", tmp_path / "server.log", workers=1) as server,
+        requests.Session() as session,
+    ):
+        assert session.get(f"{server.url}/certificates").status_code == 200
+        assert session.get(f"{server.url}/certificates").status_code == 200
+        assert session.request("BREW", f"{server.url}/certificates").status_code == 405
 
     lines = server.log().splitlines()
     logged = [json.loads(line) for line in lines if line.startswith("{")]

@@ -16,9 +16,10 @@ import pytest
 import requests
 
 from devtools.aws_resources import AWS_ENVIRONMENT
+from devtools.ports import free_port, wait_for_port
 from devtools.run_moto import EventPump
 from tests.backends import moto_account
-from tests.conftest import PROJECT_ROOT, free_port, wait_for_port
+from tests.conftest import PROJECT_ROOT
 from tests.e2e.test_readme_walkthrough import walkthrough_script
 from tests.helpers import verify_client
 

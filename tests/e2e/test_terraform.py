@@ -23,7 +23,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from chalicelib.events import INVENTORY_EVENT_PATTERN
-from tests.conftest import PROJECT_ROOT, free_port
+from devtools.ports import free_port
+from tests.conftest import PROJECT_ROOT
 
 TERRAFORM = shutil.which("terraform")
 PLUGIN_DIR = os.environ.get("TF_PLUGIN_DIR") or (
