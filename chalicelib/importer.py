@@ -10,6 +10,13 @@ from chalicelib.aws import aws_errors
 from chalicelib.errors import StorageError
 from chalicelib.model import CertificateRecord
 
+ACM_KEY_TYPES = (
+    "RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096",
+    "EC_prime256v1", "EC_secp384r1", "EC_secp521r1",
+)  # fmt: skip
+"""Every key type ACM holds: ListCertificates returns only RSA 1024 and 2048 unless asked for
+more, and the service's server certificates are EC P-256 by default."""
+
 
 class CertificateImportError(Exception):
     """The certificate could not be imported; it is stored all the same."""
@@ -70,7 +77,10 @@ class AcmImporter:
         if not wanted:
             return found
         try:
-            for page in self._client.get_paginator("list_certificates").paginate():
+            pages = self._client.get_paginator("list_certificates").paginate(
+                Includes={"keyTypes": list(ACM_KEY_TYPES)}
+            )
+            for page in pages:
                 for summary in page.get("CertificateSummaryList", []):
                     record = wanted.get(summary.get("DomainName", ""))
                     if record is None or record.fqdn in found:

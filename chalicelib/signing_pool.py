@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
@@ -165,7 +165,8 @@ class PoolSigner:
             for chunk_orders, future in tasks:
                 try:
                     signed = [_from_wire(device) for device in future.result()]
-                except BrokenProcessPool:  # a pool process died: what it owed is signed here
+                except (BrokenProcessPool, CancelledError):  # a pool process died (the broken
+                    # pool's shutdown may cancel what it had not failed yet): signed here
                     self._discard(executor)
                     signed = [sign_device(terms, order) for order in chunk_orders]
                 yield from signed

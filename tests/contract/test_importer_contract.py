@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -178,6 +178,37 @@ class TestCertificateImporterContract:
 
         assert found == ({} if arn is None else {imported.fqdn: arn})
         assert impostor == {}
+
+
+class TestAcmImporterLookup:
+    def test_every_key_type_the_service_issues_is_found(self, acm_importer: AcmImporter) -> None:
+        records = {}
+        for key_type in (KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA_2048, KeyType.RSA_3072):
+            record, key = make_server_certificate(f"{key_type.value.lower()}.example.com", key_type)
+            records[record.fqdn] = acm_importer.import_server_certificate(record, key), record
+
+        found = acm_importer.find_imported([record for _, record in records.values()])
+
+        assert found == {fqdn: arn for fqdn, (arn, _) in records.items()}
+
+    def test_the_listing_asks_acm_for_ec_keys_too(self, aws_resources: AwsResources) -> None:
+        """ACM's ListCertificates answers only RSA 1024 and 2048 keys unless asked for others
+        (moto answers every key type either way, so the request itself is checked here)."""
+        client = aws_resources.session.client("acm")
+        asked: list[dict[str, Any]] = []
+        client.meta.events.register(
+            "provide-client-params.acm.ListCertificates",
+            lambda params, **_: asked.append(dict(params)),
+        )
+        record, key = make_server_certificate("asked.example.com")
+        AcmImporter(client).import_server_certificate(record, key)
+
+        AcmImporter(client).find_imported([record])
+
+        assert asked and all(
+            {"EC_prime256v1", "EC_secp384r1"} <= set(params["Includes"]["keyTypes"])
+            for params in asked
+        )
 
 
 class TestNullImporter:
