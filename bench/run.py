@@ -19,15 +19,13 @@ from bench.figures import (
     HTTP_ROUNDS,
     HTTP_SECONDS,
     Row,
-    aws_call_rows,
     bulk_rows,
-    cold_start_rows,
     http_rows,
-    limit_rows,
-    listing_rows,
     scratch_parent,
 )
+from bench.limits import limit_rows
 from bench.servers import PROJECT_ROOT
+from bench.service_figures import aws_call_rows, cold_start_rows, listing_rows
 
 
 def versions() -> str:

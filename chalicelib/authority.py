@@ -63,12 +63,17 @@ class AuthorityCache:
     def active(self, fqdn: str, field: str, now: datetime) -> Authority:
         """The CA, after checking that neither it nor a CA above it is revoked (409 if so)."""
         authority = self.get(fqdn, field)
+        self.refuse_if_revoked(authority, now, field)
+        return authority
+
+    def refuse_if_revoked(self, authority: Authority, now: datetime, field: str) -> None:
+        """Conflict when the CA or one above it is revoked: asked again right before a
+        certificate it signed is stored, so that none is stored after a revocation is filed."""
         current: Authority | None = authority
         while current is not None:
             self._refuse_if_revoked(current, now)
             parent = current.record.parent_fqdn
             current = None if parent == ROOT_PARENT else self.get(parent, field)
-        return authority
 
     def _refuse_if_revoked(self, authority: Authority, now: datetime) -> None:
         if self._recheck:

@@ -89,6 +89,14 @@ def _whole_number(name: str, default: str) -> int:
     return int(value)
 
 
+def server_workers() -> int:
+    """`WORKERS`: the local server's worker processes, one per usable CPU by default."""
+    workers = _whole_number("WORKERS", str(usable_cpus()))
+    if workers < 1:
+        raise ConfigurationError(f"WORKERS={workers}: must be at least 1")
+    return workers
+
+
 def _signing_processes() -> int:
     """`SIGNING_PROCESSES`: a number, or `auto`: this worker's share of the usable CPUs
     (`WORKERS` server workers share them), at least one where there are two CPUs or more."""

@@ -11,19 +11,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from chalicelib import wiring
 from chalicelib.config import LOCAL_BACKEND, load_settings
 from chalicelib.store import TEMP_PREFIX
 
+LEFTOVER_AGE_SECONDS = 60
+"""A named temporary file younger than this may be a write in progress (of a running server on
+a file system without O_TMPFILE): it is neither reported nor removed."""
 
-def temporary_files(root: Path) -> list[Path]:
+
+def temporary_files(root: Path, older_than: float = LEFTOVER_AGE_SECONDS) -> list[Path]:
+    """Named temporary files of interrupted writes: untouched for `older_than` seconds."""
+    cutoff = time.time() - older_than
     return sorted(
-        Path(directory) / name
+        path
         for directory, _, names in os.walk(root)
         for name in names
         if name.startswith(TEMP_PREFIX)
+        and (path := Path(directory) / name).stat().st_mtime < cutoff
     )
 
 

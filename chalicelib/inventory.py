@@ -37,6 +37,10 @@ _SELECT_CHILDREN = (
     "AND (? IS NULL OR NotAfter <= ?) AND (? IS NULL OR Status = ?) ORDER BY FQDN LIMIT ?"
 )
 _UPDATE_STATUS = "UPDATE inventory SET Status = ? WHERE FQDN = ? AND ParentFQDN = ?"
+_SET_ARN = (
+    "UPDATE inventory SET AcmCertificateArn = ? "
+    "WHERE FQDN = ? AND ParentFQDN = ? AND AcmCertificateArn IS NULL"
+)
 _SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ?"
 
 
@@ -97,6 +101,9 @@ class Inventory(Protocol):
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         """Set the item's status; False when there is no such item."""
 
+    def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
+        """Give the item the ARN it lacks; False when there is no such item or it has one."""
+
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         """The item, or None when the inventory has none for this key."""
 
@@ -149,6 +156,14 @@ class InMemoryInventory:
             if item is None:
                 return False
             self._items[(fqdn, parent_fqdn)] = replace(item, status=status)
+            return True
+
+    def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
+        with self._lock:
+            item = self._items.get((fqdn, parent_fqdn))
+            if item is None or item.acm_certificate_arn is not None:
+                return False
+            self._items[(fqdn, parent_fqdn)] = replace(item, acm_certificate_arn=arn)
             return True
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
@@ -270,6 +285,10 @@ class SqliteInventory:
         what = "could not update the inventory item of {fqdn}"
         return self._write(_UPDATE_STATUS, parameters, what, fqdn) == 1
 
+    def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
+        what = "could not set the ACM ARN of {fqdn} in the inventory"
+        return self._write(_SET_ARN, (arn, fqdn, parent_fqdn), what, fqdn) == 1
+
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         items = self._query(_SELECT_ONE, (fqdn, parent_fqdn))
         return items[0] if items else None
@@ -369,6 +388,23 @@ class DynamoInventory:
             if aws_error_code(err) == "ConditionalCheckFailedException":
                 return False
             raise StorageError(f"could not update the inventory item of {fqdn}: {err}") from err
+        return True
+
+    def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
+                UpdateExpression="SET AcmCertificateArn = :arn",
+                ConditionExpression=(
+                    "attribute_exists(FQDN) AND attribute_not_exists(AcmCertificateArn)"
+                ),
+                ExpressionAttributeValues={":arn": {"S": arn}},
+            )
+        except aws_errors() as err:
+            if aws_error_code(err) == "ConditionalCheckFailedException":
+                return False
+            raise StorageError(f"could not set the ACM ARN of {fqdn}: {err}") from err
         return True
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:

@@ -9,7 +9,6 @@ the item from the stored certificate.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -26,8 +25,6 @@ from chalicelib.events import (
 from chalicelib.inventory import Inventory
 from chalicelib.model import STATUS_REVOKED, CertificateRecord, CertType, iso_utc
 from chalicelib.store import CertificateStore
-
-logger = logging.getLogger(__name__)
 
 FindImported = Callable[[list[CertificateRecord]], dict[str, str]]
 
@@ -71,7 +68,14 @@ class InventoryKeeper:
 
     def _apply(self, event: CertificateEvent, created_at: str) -> bool:
         if isinstance(event, CertificateCreated):
-            return self._inventory.record_certificate(event.to_inventory_item(created_at))
+            if self._inventory.record_certificate(event.to_inventory_item(created_at)):
+                return True
+            # there already (a replay, or built by an earlier `revoked`): only the ARN, which
+            # nothing but this event carries, may still be missing
+            arn = event.acm_certificate_arn
+            return bool(arn) and self._inventory.set_acm_certificate_arn(
+                event.fqdn, event.parent_fqdn, arn
+            )
         if isinstance(event, CertificateRevoked):
             if self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED):
                 return True
@@ -83,9 +87,8 @@ class InventoryKeeper:
         stored certificate, already revoked; the late `created` then finds it and adds nothing."""
         try:
             record = self._store.get_certificate(event.fqdn)
-        except NotFound:
-            logger.warning("revoked event for %s, which is not stored; ignored", event.fqdn)
-            return False
+        except NotFound as err:  # raised, so that the event is retried, then dead-lettered
+            raise NotFound(f"revoked event for {event.fqdn}, which is not stored") from err
         item = CertificateCreated.from_record(record).to_inventory_item(created_at)
         if self._inventory.record_certificate(replace(item, status=STATUS_REVOKED)):
             return True
@@ -103,30 +106,41 @@ class InventoryKeeper:
     def reconcile(self, find_imported: FindImported = _none_imported) -> int:
         """Add missing inventory items and statuses from the store; the number changed.
 
-        A missing server certificate's item also gets back its ACM ARN, which only its lost
-        `created` event carried (the stored document is written before the import): the ARNs
-        come from `find_imported`, asked once for every such certificate.
+        A server certificate's item also gets back the ACM ARN that only its `created` event
+        carried (the stored document is written before the import), when that event was lost
+        or came after a `revoked` that built the item: the ARNs come from `find_imported`,
+        asked once for every server certificate whose item has none.
         """
-        changed = 0
         missing: list[tuple[CertificateRecord, bool]] = []  # and whether it is revoked
+        without_arn: list[CertificateRecord] = []
+        changed = 0
         for record in self._store.iter_certificates():
             revoked = self._store.is_revoked(record.parent_fqdn, record.fqdn)
             item = self._inventory.find(record.fqdn, record.parent_fqdn)
             if item is None:
                 missing.append((record, revoked))
-            elif revoked and item.status != STATUS_REVOKED:
+                continue
+            if revoked and item.status != STATUS_REVOKED:
                 changed += self._inventory.update_status(
                     record.fqdn, record.parent_fqdn, STATUS_REVOKED
                 )
+            if record.cert_type is CertType.SERVER and item.acm_certificate_arn is None:
+                without_arn.append(record)
         servers = [record for record, _ in missing if record.cert_type is CertType.SERVER]
-        arns = find_imported(servers) if servers else {}
+        arns = find_imported(servers + without_arn) if servers or without_arn else {}
         for record, revoked in missing:
-            arn = arns.get(record.fqdn) if record.acm_certificate_arn is None else None
-            restored = replace(record, acm_certificate_arn=arn) if arn else record
-            item = CertificateCreated.from_record(restored).to_inventory_item(
-                iso_utc(record.created_at)
-            )
-            changed += self._inventory.record_certificate(
-                replace(item, status=STATUS_REVOKED) if revoked else item
-            )
+            changed += self._record_from_store(record, revoked, arns.get(record.fqdn))
+        for record in without_arn:
+            if record.fqdn in arns:
+                changed += self._inventory.set_acm_certificate_arn(
+                    record.fqdn, record.parent_fqdn, arns[record.fqdn]
+                )
         return changed
+
+    def _record_from_store(self, record: CertificateRecord, revoked: bool, arn: str | None) -> bool:
+        if arn and record.acm_certificate_arn is None:
+            record = replace(record, acm_certificate_arn=arn)
+        item = CertificateCreated.from_record(record).to_inventory_item(iso_utc(record.created_at))
+        return self._inventory.record_certificate(
+            replace(item, status=STATUS_REVOKED) if revoked else item
+        )

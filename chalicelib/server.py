@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from chalicelib.config import usable_cpus
+from chalicelib.config import ConfigurationError, server_workers
 
 KEEPALIVE_SECONDS = 15
 BACKLOG = 2048
@@ -73,12 +73,14 @@ def main(arguments: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--stage", default="local", help="Chalice stage (.chalice/config.json)")
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(os.environ.get("WORKERS") or usable_cpus()),
-        help="worker processes (default: WORKERS, else one per usable CPU)",
+        "--workers", type=int, help="worker processes (default: WORKERS, else one per usable CPU)"
     )
     parsed = parser.parse_args(arguments)
+    if parsed.workers is None:
+        try:
+            parsed.workers = server_workers()
+        except ConfigurationError as err:
+            parser.error(str(err))
     if parsed.workers < 1:
         parser.error("--workers must be at least 1")
     os.environ["WORKERS"] = str(parsed.workers)  # the workers size their bulk signing by it

@@ -7,11 +7,8 @@ a CA is revoked is asked of the store (see `authority`).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,8 +16,10 @@ from typing import Any
 from cryptography import x509
 
 from chalicelib import bundles, pki, revocation
+from chalicelib.audit import audit, audit_issued
 from chalicelib.authority import Authority, AuthorityCache
-from chalicelib.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
+from chalicelib.devices import DeviceIssuer
+from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
 from chalicelib.events import (
     CertificateCreated,
     CertificateEvent,
@@ -32,14 +31,11 @@ from chalicelib.inventory import Inventory
 from chalicelib.inventory_keeping import InventoryKeeper
 from chalicelib.issuance import (
     BulkTerms,
-    DeviceOrder,
     DeviceSigner,
     InProcessSigner,
     KeyMaterial,
-    SignedDevice,
     build_record,
     device_orders,
-    sign_device,
     validity_for,
 )
 from chalicelib.model import (
@@ -61,36 +57,7 @@ from chalicelib.paging import decode_page_token, encode_page_token
 from chalicelib.store import CertificateStore
 
 logger = logging.getLogger(__name__)
-audit_log = logging.getLogger("iot_cert_service.audit")
-
-
-def _audit(action: str, record: CertificateRecord, **extra: str) -> None:
-    """One JSON line per issuance or revocation: what, which certificate, by which CA."""
-    line = {
-        "audit": action,
-        "fqdn": record.fqdn,
-        "type": record.cert_type.value,
-        "parent_fqdn": record.parent_fqdn,
-        "serial": record.serial,
-        **extra,
-    }
-    audit_log.info(json.dumps(line))
-
-
-def _audit_issued(record: CertificateRecord) -> None:
-    """Written as each certificate is stored, so a crash part-way loses no stored one's line."""
-    _audit("issued", record, key_type=record.key_type.value)
-
-
 ProfileFor = Callable[[KeyType], pki.Profile]
-REVOCATION_CHECK_EVERY = 50
-REVOCATION_CHECK_SECONDS = 0.2
-"""A bulk asks again whether its CA (or one above it) was revoked after this many certificates
-or this long, whichever comes first (slow RSA keys take long per certificate)."""
-
-
-class RevokedDuringBulk(Conflict):
-    """The issuing CA, or one above it, was revoked while a bulk was being signed."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +87,12 @@ class CertificateService:
         self._importer = importer
         self._passphrase = ca_key_passphrase
         self.clock = clock
-        self._signer = signer or InProcessSigner()
         self.authorities = AuthorityCache(store, ca_key_passphrase, revocation_recheck)
         self._public_base_url = public_base_url
         self.inventory_keeper = InventoryKeeper(store, inventory, clock)
+        self._devices = DeviceIssuer(
+            store, self.authorities, signer or InProcessSigner(), self._announce, clock
+        )
 
     # Issuance -----------------------------------------------------------------------------
 
@@ -171,12 +140,8 @@ class CertificateService:
         return self.create_devices(request)[0]
 
     def create_devices(self, request: IssueRequest) -> list[IssuedCertificate]:
-        """One device certificate, or a bulk of them (`count` or `csrs`) in one request.
-
-        Every CSR is checked before anything is signed; each certificate is stored as soon as
-        it is signed (the signer may go on meanwhile), and the inventory events go out together
-        at the end, ten to a PutEvents call on AWS.
-        """
+        """One device certificate, or a bulk of them (`count` or `csrs`) in one request (see
+        chalicelib.devices)."""
         now = self.clock()
         parent = self.authorities.active(
             _required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn", now
@@ -186,56 +151,7 @@ class CertificateService:
         terms = BulkTerms(
             parent.signing, validity, request.subject, request.key_type, self._crl_url(parent)
         )
-        if len(orders) == 1:
-            return [self._store_device(parent, orders[0], sign_device(terms, orders[0]), now)]
-        return self._create_bulk(parent, terms, orders, now)
-
-    def _store_device(
-        self, parent: Authority, order: DeviceOrder, signed: SignedDevice, now: datetime
-    ) -> IssuedCertificate:
-        record = _device_record(parent, order, signed, now)
-        self._store.put_certificate(record)
-        _audit_issued(record)
-        self._announce([CertificateCreated.from_record(record)])
-        return IssuedCertificate(record, signed.private_key_pem)
-
-    def _create_bulk(
-        self, parent: Authority, terms: BulkTerms, orders: Sequence[DeviceOrder], now: datetime
-    ) -> list[IssuedCertificate]:
-        issued: list[IssuedCertificate] = []
-
-        def records() -> Iterator[CertificateRecord]:
-            checked_at = time.monotonic()
-            with contextlib.closing(self._signer.sign_devices(terms, orders)) as signed_devices:
-                for index, (order, signed) in enumerate(zip(orders, signed_devices, strict=True)):
-                    since = time.monotonic() - checked_at
-                    due = index % REVOCATION_CHECK_EVERY == 0 or since > REVOCATION_CHECK_SECONDS
-                    if index and due:
-                        self._refuse_if_revoked_meanwhile(parent)
-                        checked_at = time.monotonic()
-                    record = _device_record(parent, order, signed, now)
-                    issued.append(IssuedCertificate(record, signed.private_key_pem))
-                    yield record
-
-        with contextlib.closing(records()) as signed_records:  # a failed write stops signing
-            written = self._store.put_certificates(signed_records, on_stored=_audit_issued)
-        # a failure part-way still tells the inventory about what was stored
-        self._announce([CertificateCreated.from_record(record) for record in written.stored])
-        if isinstance(written.failure, RevokedDuringBulk):
-            raise RevokedDuringBulk(
-                f"{written.failure}: it was revoked while this bulk was signed; "
-                f"{len(written.stored)} of {len(orders)} certificates were issued before that "
-                f"and stay stored (listed under {parent.fqdn}), the rest were not signed"
-            ) from written.failure
-        if written.failure is not None:
-            raise written.failure
-        return issued
-
-    def _refuse_if_revoked_meanwhile(self, parent: Authority) -> None:
-        try:
-            self.authorities.active(parent.fqdn, "parent_fqdn", self.clock())
-        except Conflict as err:
-            raise RevokedDuringBulk(str(err)) from err
+        return self._devices.issue(parent, terms, orders, now)
 
     def _issue(
         self,
@@ -256,8 +172,10 @@ class CertificateService:
         issued = self._sign(
             request, fqdn, parent, profile_for, common_name, now, validity, material
         )
+        if parent is not None:  # asked again: an RSA key can take seconds to make
+            self.authorities.refuse_if_revoked(parent, self.clock(), "parent_fqdn")
         self._store.put_certificate(issued.record)
-        _audit_issued(issued.record)
+        audit_issued(issued.record)
         if request.cert_type is CertType.SERVER and issued.private_key_pem is not None:
             issued = replace(
                 issued,
@@ -399,7 +317,7 @@ class CertificateService:
         revoked, event = revocation.revoke(
             self._store, self._inventory, self.authorities, self.clock(), fqdn, reason
         )
-        _audit("revoked", revoked.record, reason=reason)
+        audit("revoked", revoked.record, reason=reason)
         self._announce([event])
         return revoked
 
@@ -427,22 +345,6 @@ class CertificateService:
     def reconcile_inventory(self) -> int:
         """Add missing inventory items and statuses from the store; the number changed."""
         return self.inventory_keeper.reconcile(self._importer.find_imported)
-
-
-def _device_record(
-    parent: Authority, order: DeviceOrder, signed: SignedDevice, now: datetime
-) -> CertificateRecord:
-    return build_record(
-        fqdn=order.fqdn,
-        cert_type=CertType.CLIENT,
-        parent=parent,
-        certificate=signed.certificate,
-        key_type=signed.key_type,
-        stored_private_key_pem=signed.private_key_pem,
-        now=now,
-        device_id=order.device_id,
-        certificate_der=signed.certificate_der,
-    )
 
 
 def _required(value: str | None, field: str) -> str:

@@ -150,6 +150,7 @@ class PoolSigner:
         self._failed_starts = 0
         self._lock = threading.Lock()
         self.pooled_bulks = 0  # bulks the pool signed (observable in tests and benchmarks)
+        self.rescued_chunks = 0  # chunks a broken pool owed, signed in process instead
 
     def sign_devices(
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
@@ -168,6 +169,7 @@ class PoolSigner:
                 except (BrokenProcessPool, CancelledError):  # a pool process died (the broken
                     # pool's shutdown may cancel what it had not failed yet): signed here
                     self._discard(executor)
+                    self.rescued_chunks += 1
                     signed = [sign_device(terms, order) for order in chunk_orders]
                 yield from signed
         finally:  # a caller that stops early leaves nothing signing on its behalf
@@ -219,6 +221,7 @@ class PoolSigner:
                     logger.warning("the signing pool did not start; bulks are signed in process")
                     return None
                 self._warm = None
+                self._failed_starts = 0
             return self._executor
 
     def _discard(self, executor: ProcessPoolExecutor) -> None:

@@ -67,41 +67,34 @@ class EventPump:
             self.pump_once()
 
 
+def start_moto(port: int) -> tuple[ThreadedMotoServer, dict[str, str]]:
+    """moto on `port`, this process's environment pointed at it, the stack's resources made."""
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    os.environ.update(AWS_ENVIRONMENT)
+    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+    resources = create_aws_resources(boto3.session.Session(), AWS_ENVIRONMENT)
+    os.environ["KMS_KEY_ID"] = resources["kms_key_id"]
+    return moto, resources
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8000, help="API port")
     parser.add_argument("--moto-port", type=int, default=5000, help="moto server port")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=arguments.moto_port, verbose=False)
-    moto.start()
-    os.environ.update(AWS_ENVIRONMENT)
-    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{arguments.moto_port}"
-    resources = create_aws_resources(boto3.session.Session(), AWS_ENVIRONMENT)
-    os.environ["KMS_KEY_ID"] = resources["kms_key_id"]
+    moto, resources = start_moto(arguments.moto_port)
 
     from app import record_inventory
 
     stop = threading.Event()
-    pump = EventPump(
-        boto3.session.Session().client("sqs"), resources["queue_url"], record_inventory
-    )
-    pumping = threading.Thread(target=pump.run, args=(stop,), daemon=True)
-    pumping.start()
+    sqs = boto3.session.Session().client("sqs")
+    pump = EventPump(sqs, resources["queue_url"], record_inventory)
+    threading.Thread(target=pump.run, args=(stop,), daemon=True).start()
     print(f"moto on {os.environ['AWS_ENDPOINT_URL']}; API on http://127.0.0.1:{arguments.port}")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chalicelib.server",
-            "--stage",
-            "dev",
-            "--port",
-            str(arguments.port),
-        ],
-        cwd=PROJECT_ROOT,
-    )
+    command = [sys.executable, "-m", "chalicelib.server", "--stage", "dev"]
+    server = subprocess.Popen([*command, "--port", str(arguments.port)], cwd=PROJECT_ROOT)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on SIGTERM too
     try:
         return server.wait()

@@ -10,6 +10,7 @@ import random
 import threading
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,6 +149,19 @@ class TestInventoryContract:
 
         assert inventory.list_children(ROOT, 10, None).items == [item]
         assert inventory.find("mqtt.example.com", ROOT) == item
+
+    def test_an_acm_arn_is_given_once_to_an_item_without_one(self, inventory: Inventory) -> None:
+        arn = "arn:aws:acm:eu-central-1:123456789012:certificate/1f2e3d4c"
+        item = make_item("mqtt.example.com", ROOT, CertType.SERVER)
+        inventory.record_certificate(item)
+
+        assert inventory.set_acm_certificate_arn(item.fqdn, ROOT, arn) is True
+        assert inventory.set_acm_certificate_arn(item.fqdn, ROOT, arn + "-other") is False
+        assert inventory.set_acm_certificate_arn("absent.example.com", ROOT, arn) is False
+
+        found = inventory.find(item.fqdn, ROOT)
+        assert found == replace(item, acm_certificate_arn=arn)
+        assert not inventory.contains("absent.example.com", ROOT)
 
     def test_find_returns_the_item_of_exactly_that_key(self, inventory: Inventory) -> None:
         fqdn = f"device-0001.{CELL1}"

@@ -99,6 +99,11 @@ def test_a_bulk_running_when_its_ca_is_revoked_stops_and_says_so(server: LocalSe
         "items"
     ]
     assert len(listed) == stored_count  # what was stored before the revocation is listed
+    filed = (server.certstore / "revocations" / DEVICES / f"{CELL}.json").stat().st_mtime
+    stored = list((server.certstore / "certificates").glob(f"*.{CELL}.json"))
+    assert len(stored) == stored_count
+    late = [path.name for path in stored if path.stat().st_mtime > filed + 0.02]
+    assert late == [], f"{len(late)} stored after the revocation was filed"
 
 
 def test_a_creation_race_across_workers_gives_exactly_one_201(server: LocalServer) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
+from chalicelib.errors import NotFound
 from chalicelib.events import CertificateCreated, CertificateRevoked
 from chalicelib.inventory import InMemoryInventory
 from chalicelib.inventory_keeping import InventoryKeeper
-from chalicelib.model import STATUS_ACTIVE, STATUS_REVOKED, CertificateRecord
+from chalicelib.model import STATUS_ACTIVE, STATUS_REVOKED, CertificateRecord, CertType
 from chalicelib.store import InMemoryStore
 from tests.contract.test_store_contract import CELL, make_record
 
@@ -84,17 +85,29 @@ def test_a_revoked_before_its_created_builds_the_item_from_the_store() -> None:
     )
 
 
-def test_a_revoked_for_a_certificate_never_stored_is_logged_and_ignored(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_revoked_for_a_certificate_never_stored_fails_to_be_retried() -> None:
+    """Raised, so that EventBridge retries the event and then dead-letters it."""
     keeper, inventory = keeper_with()
     record = make_record()
 
-    with caplog.at_level(logging.WARNING, logger="chalicelib.inventory_keeping"):
-        assert keeper.record([revoked_event(record)]) == 0
+    with pytest.raises(NotFound, match=record.fqdn):
+        keeper.record([revoked_event(record)])
 
     assert not inventory.contains(record.fqdn, CELL)
-    assert record.fqdn in caplog.text
+
+
+def test_a_late_created_gives_a_server_item_built_by_its_revoked_the_acm_arn() -> None:
+    arn = "arn:aws:acm:eu-central-1:123456789012:certificate/1f2e3d4c"
+    server = make_record("mqtt.example.com", cert_type=CertType.SERVER, acm_certificate_arn=None)
+    keeper, inventory = keeper_with(server)
+    created = CertificateCreated.from_record(replace(server, acm_certificate_arn=arn))
+
+    keeper.record([revoked_event(server)])
+    assert keeper.record([created]) == 1
+    assert keeper.record([created]) == 0  # a replay changes nothing more
+
+    item = inventory.find(server.fqdn, CELL)
+    assert item is not None and (item.acm_certificate_arn, item.status) == (arn, STATUS_REVOKED)
 
 
 def test_several_events_commit_in_one_batch_and_one_event_in_none() -> None:
@@ -120,3 +133,32 @@ def test_the_lambda_entry_parses_the_detail_and_refuses_unknown_types() -> None:
     with pytest.raises(ValueError, match="unknown event detail-type 'renamed'"):
         keeper.record_detail("renamed", detail)
     assert inventory.contains(record.fqdn, CELL)
+
+
+def test_reconcile_restores_the_acm_arns_that_only_lost_events_carried() -> None:
+    arn = "arn:aws:acm:eu-central-1:123456789012:certificate/{}"
+    lost = make_record("lost.example.com", cert_type=CertType.SERVER, acm_certificate_arn=None)
+    late = make_record("late.example.com", cert_type=CertType.SERVER, acm_certificate_arn=None)
+    never_imported = make_record(
+        "csr.example.com", cert_type=CertType.SERVER, acm_certificate_arn=None
+    )
+    keeper, inventory = keeper_with(lost, late, never_imported)
+    keeper.record([revoked_event(late)])  # its item, built from the store, has no ARN
+    asked: list[list[str]] = []
+
+    def find_imported(records: list[CertificateRecord]) -> dict[str, str]:
+        asked.append(sorted(record.fqdn for record in records))
+        return {
+            record.fqdn: arn.format(record.fqdn)
+            for record in records
+            if record.fqdn != never_imported.fqdn
+        }
+
+    assert keeper.reconcile(find_imported) == 3  # two items added, one ARN set on the third
+
+    assert asked == [sorted([lost.fqdn, late.fqdn, never_imported.fqdn])]  # one look-up
+    for record in (lost, late):
+        found = inventory.find(record.fqdn, CELL)
+        assert found is not None and found.acm_certificate_arn == arn.format(record.fqdn)
+    found = inventory.find(never_imported.fqdn, CELL)
+    assert found is not None and found.acm_certificate_arn is None

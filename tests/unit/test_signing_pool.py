@@ -51,11 +51,8 @@ def make_orders(count: int, materials: list[KeyMaterial | None] | None = None) -
 def warm_signer() -> Iterator[PoolSigner]:
     """A pool signer whose pool has started (its first bulk is signed in process)."""
     signer = PoolSigner(2)
-    terms = make_terms()
-    list(signer.sign_devices(terms, make_orders(MIN_POOLED)))
-    deadline = time.monotonic() + 60
-    while signer._ready_executor() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    list(signer.sign_devices(make_terms(), make_orders(MIN_POOLED)))
+    wait_until_ready(signer)
     try:
         yield signer
     finally:
@@ -157,15 +154,21 @@ def test_a_caller_that_stops_early_leaves_the_pool_usable(warm_signer: PoolSigne
         check_device(device, order, terms)
 
 
+def wait_until_ready(signer: PoolSigner) -> None:
+    deadline = time.monotonic() + 60
+    while signer._ready_executor() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_pool_process_killed_mid_bulk_costs_no_certificate() -> None:
+    """RSA orders (one a chunk, tens of milliseconds each): the pool is killed while it still
+    owes most of them; those are signed in process, and the next bulks get a new pool."""
     signer = PoolSigner(1)
-    terms = make_terms()
+    terms = make_terms(KeyType.RSA_2048)
     try:
-        list(signer.sign_devices(terms, make_orders(MIN_POOLED)))  # starts the pool
-        deadline = time.monotonic() + 60
-        while signer._ready_executor() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        orders = make_orders(400)
+        list(signer.sign_devices(make_terms(), make_orders(MIN_POOLED)))  # starts the pool
+        wait_until_ready(signer)
+        orders = make_orders(MIN_POOLED)
         bulk = signer.sign_devices(terms, orders)
         signed = [next(bulk)]
         for pid in child_pids(os.getpid()):
@@ -173,11 +176,15 @@ def test_a_pool_process_killed_mid_bulk_costs_no_certificate() -> None:
                 os.kill(pid, signal.SIGKILL)
         signed += list(bulk)
 
+        assert signer.rescued_chunks > 0
         assert len(signed) == len(orders)
         for device, order in zip(signed, orders, strict=True):
             check_device(device, order, terms)
-        again = make_orders(MIN_POOLED)
-        assert len(list(signer.sign_devices(terms, again))) == MIN_POOLED  # a new pool starts
+        pooled = signer.pooled_bulks
+        list(signer.sign_devices(make_terms(), make_orders(MIN_POOLED)))  # starts a new pool
+        wait_until_ready(signer)
+        list(signer.sign_devices(make_terms(), make_orders(MIN_POOLED)))
+        assert signer.pooled_bulks == pooled + 1
     finally:
         signer.close()
 

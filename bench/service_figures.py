@@ -1,0 +1,117 @@
+"""`make bench`'s figures of the service beside its issuance: listing, cold start, AWS calls."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+
+from bench.figures import Row, rate, scratch
+from bench.servers import DEVICE_PARENT, PROJECT_ROOT
+
+
+def listing_rows() -> list[Row]:
+    """The SQLite inventory filled directly; a page of 100 from the middle of each parent."""
+    from chalicelib.inventory import SqliteInventory
+
+    sizes = {"big.bench.example": 100_000, "small.bench.example": 1_000}
+    with scratch() as directory:
+        inventory = SqliteInventory(directory / "inventory.sqlite3")
+        connection = sqlite_connection(inventory)
+        for parent, size in sizes.items():
+            rows = (
+                (f"{index:08d}.{parent}", parent, "Client", "2030-01-01", "ab",
+                 "2030-01-01T00:00:00Z", "EC_P256", "00", "2026-01-01T00:00:00Z", "active", None)
+                for index in range(size)
+            )  # fmt: skip
+            with inventory.batch():
+                connection.executemany(
+                    "INSERT INTO inventory VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+        seconds = {
+            parent: statistics.median(
+                1 / rate(lambda p=parent: inventory.list_children(p, 100, f"00000400.{p}"), 300)
+                for _ in range(3)
+            )
+            for parent in sizes
+        }
+    big, small = seconds["big.bench.example"], seconds["small.bench.example"]
+    return [
+        Row("list a page of 100: 100,000 vs 1,000 children", f"{big * 1e3:.2f} ms",
+            f"{small * 1e3:.2f} ms", big / small, "<= 1.50", big / small <= 1.5)
+    ]  # fmt: skip
+
+
+def sqlite_connection(inventory: object) -> object:
+    return inventory._connection()  # type: ignore[attr-defined]
+
+
+def _import_seconds(statement: str, environment: dict[str, str], runs: int = 7) -> float:
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    samples = []
+    for _ in range(runs):
+        output = subprocess.run(
+            [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=environment,
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        samples.append(float(output.strip().splitlines()[-1]))
+    return statistics.median(samples)
+
+
+def cold_start_rows() -> list[Row]:
+    dev = dict(os.environ, BACKEND="aws", CERTIFICATE_BUCKET_NAME="b", INVENTORY_TABLE_NAME="t")
+    dependencies = _import_seconds("import chalice, boto3, cryptography.x509", dev)
+    application = _import_seconds("import app", dev)
+    local = dict(os.environ, BACKEND="local")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, app; print('boto3' in sys.modules)"],
+        cwd=PROJECT_ROOT, env=local, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    return [
+        Row("cold start: import app (dev stage)", f"{application * 1e3:.0f} ms",
+            f"{dependencies * 1e3:.0f} ms deps", application / dependencies, "<= 1.20",
+            application / dependencies <= 1.2),
+        Row("local stage imports boto3", loaded, target="False", met=loaded == "False"),
+    ]  # fmt: skip
+
+
+def aws_call_rows() -> list[Row]:
+    """API calls a warm process makes per issuance, counted with a botocore hook under moto."""
+    import boto3
+    from moto import mock_aws
+
+    from chalicelib import wiring
+    from chalicelib.config import load_settings
+    from chalicelib.model import CertType, IssueRequest
+    from devtools.aws_resources import AWS_ENVIRONMENT, UNSAFE_VARIABLES, create_aws_resources
+
+    calls: list[str] = []
+    for name in UNSAFE_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(AWS_ENVIRONMENT)
+    with mock_aws(), open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        session = boto3.session.Session()
+        os.environ["KMS_KEY_ID"] = create_aws_resources(session, AWS_ENVIRONMENT)["kms_key_id"]
+        session.events.register("before-call", lambda model, **_: calls.append(model.name))
+        service = wiring.build_service(load_settings(), boto_session=session)
+        service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
+        service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))
+        device = IssueRequest(CertType.CLIENT, parent_fqdn=DEVICE_PARENT)
+        service.create_device(device)  # warm: the CA is loaded and checked
+        counts = {}
+        for label, issue in (
+            ("device", lambda: service.create_device(device)),
+            ("server", lambda: service.create_server(
+                IssueRequest(CertType.SERVER, fqdn="mqtt.cell.bench.example"))),
+        ):  # fmt: skip
+            calls.clear()
+            issue()
+            counts[label] = list(calls)
+    return [
+        Row(f"AWS calls per {label} issuance (warm, moto)",
+            f"{len(counts[label])}: {', '.join(counts[label])}", target=f"<= {limit}",
+            met=len(counts[label]) <= limit)
+        for label, limit in (("device", 2), ("server", 3))
+    ]  # fmt: skip

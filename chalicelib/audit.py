@@ -1,0 +1,28 @@
+"""The audit trail: one JSON line per issuance and per revocation, on its own logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from chalicelib.model import CertificateRecord
+
+audit_log = logging.getLogger("iot_cert_service.audit")
+
+
+def audit(action: str, record: CertificateRecord, **extra: str) -> None:
+    """What, which certificate, by which CA."""
+    line = {
+        "audit": action,
+        "fqdn": record.fqdn,
+        "type": record.cert_type.value,
+        "parent_fqdn": record.parent_fqdn,
+        "serial": record.serial,
+        **extra,
+    }
+    audit_log.info(json.dumps(line))
+
+
+def audit_issued(record: CertificateRecord) -> None:
+    """Written as each certificate is stored, so a crash part-way loses no stored one's line."""
+    audit("issued", record, key_type=record.key_type.value)
