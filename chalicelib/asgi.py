@@ -174,10 +174,10 @@ def create_app(stage: str = "local") -> ChaliceAsgiApp:
     from_disk = json.loads((PROJECT_ROOT / ".chalice" / "config.json").read_text())
     if stage not in from_disk.get("stages", {}):
         raise SystemExit(f"stage {stage!r} is not in .chalice/config.json")
-    settings = {"chalice_stage": stage, "config_from_disk": from_disk}
-    os.environ.update(Config(**settings).environment_variables)
+    provided: dict[str, Any] = {}  # the app joins it once imported, as Chalice's CLI does it
+    config = Config(chalice_stage=stage, config_from_disk=from_disk, user_provided_params=provided)
+    os.environ.update(config.environment_variables)
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
-    app = importlib.import_module("app").app
-    config = Config(**settings, user_provided_params={"chalice_app": app})
+    provided["chalice_app"] = app = importlib.import_module("app").app
     return ChaliceAsgiApp(LocalGateway(app, config), LocalGatewayException)

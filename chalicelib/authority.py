@@ -60,12 +60,6 @@ class AuthorityCache:
         self._revoked_here: set[str] = set()
         self._lock = threading.Lock()
 
-    def active(self, fqdn: str, field: str, now: datetime) -> Authority:
-        """The CA, after checking that neither it nor a CA above it is revoked (409 if so)."""
-        authority = self.get(fqdn, field)
-        self.refuse_if_revoked(authority, now, field)
-        return authority
-
     def refuse_if_revoked(self, authority: Authority, now: datetime, field: str) -> None:
         """Conflict when the CA or one above it is revoked: asked again right before a
         certificate it signed is stored, so that none is stored after a revocation is filed."""

@@ -100,8 +100,7 @@ def server_workers() -> int:
 def _signing_processes() -> int:
     """`SIGNING_PROCESSES`: a number, or `auto`: this worker's share of the usable CPUs
     (`WORKERS` server workers share them), at least one where there are two CPUs or more."""
-    value = os.environ.get("SIGNING_PROCESSES", AUTO).strip().lower() or AUTO
-    if value != AUTO:
+    if os.environ.get("SIGNING_PROCESSES", AUTO).strip().lower() not in (AUTO, ""):
         return _whole_number("SIGNING_PROCESSES", AUTO)
     cpus = usable_cpus()
     if cpus < 2:

@@ -69,6 +69,7 @@ class DeviceIssuer:
     def _store_bulk(
         self, parent: Authority, terms: BulkTerms, orders: Sequence[DeviceOrder], now: datetime
     ) -> list[IssuedCertificate]:
+        self._authorities.refuse_if_revoked(parent, self._clock(), "parent_fqdn")  # nothing signed
         issued: list[IssuedCertificate] = []
 
         def records() -> Iterator[CertificateRecord]:

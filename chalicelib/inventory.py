@@ -375,36 +375,44 @@ class DynamoInventory:
             raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
-                UpdateExpression="SET #status = :status",
-                ConditionExpression="attribute_exists(FQDN)",
-                ExpressionAttributeNames={"#status": "Status"},
-                ExpressionAttributeValues={":status": {"S": status}},
-            )
-        except aws_errors() as err:
-            if aws_error_code(err) == "ConditionalCheckFailedException":
-                return False
-            raise StorageError(f"could not update the inventory item of {fqdn}: {err}") from err
-        return True
+        return self._update_existing(
+            fqdn, parent_fqdn, "SET #status = :value", "", {"#status": "Status"}, status,
+            "could not update the inventory item of",
+        )  # fmt: skip
 
     def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
+        return self._update_existing(
+            fqdn, parent_fqdn, "SET AcmCertificateArn = :value",
+            " AND attribute_not_exists(AcmCertificateArn)", {}, arn,
+            "could not set the ACM ARN of",
+        )  # fmt: skip
+
+    def _update_existing(
+        self,
+        fqdn: str,
+        parent_fqdn: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        value: str,
+        failure: str,
+    ) -> bool:
+        """One conditional update of an existing item; False when the condition fails."""
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
+            "UpdateExpression": update,
+            "ConditionExpression": "attribute_exists(FQDN)" + condition,
+            "ExpressionAttributeValues": {":value": {"S": value}},
+        }
+        if names:
+            arguments["ExpressionAttributeNames"] = names
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
-                UpdateExpression="SET AcmCertificateArn = :arn",
-                ConditionExpression=(
-                    "attribute_exists(FQDN) AND attribute_not_exists(AcmCertificateArn)"
-                ),
-                ExpressionAttributeValues={":arn": {"S": arn}},
-            )
+            self._client.update_item(**arguments)
         except aws_errors() as err:
             if aws_error_code(err) == "ConditionalCheckFailedException":
                 return False
-            raise StorageError(f"could not set the ACM ARN of {fqdn}: {err}") from err
+            raise StorageError(f"{failure} {fqdn}: {err}") from err
         return True
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:

@@ -84,13 +84,14 @@ class InventoryKeeper:
 
     def _record_revoked_from_store(self, event: CertificateRevoked, created_at: str) -> bool:
         """A `revoked` whose `created` has not arrived (or was lost): the item comes from the
-        stored certificate, already revoked; the late `created` then finds it and adds nothing."""
+        stored certificate, already revoked; the late `created` then only adds an ACM ARN. (On
+        AWS the inventory function may not read the documents, which hold private keys: there
+        the read fails, and the event is retried until its `created` has made the item.)"""
         try:
             record = self._store.get_certificate(event.fqdn)
         except NotFound as err:  # raised, so that the event is retried, then dead-lettered
             raise NotFound(f"revoked event for {event.fqdn}, which is not stored") from err
-        item = CertificateCreated.from_record(record).to_inventory_item(created_at)
-        if self._inventory.record_certificate(replace(item, status=STATUS_REVOKED)):
+        if self._record_from_store(record, created_at, revoked=True):
             return True
         # created meanwhile (a concurrent delivery): mark that one
         return self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED)
@@ -129,7 +130,10 @@ class InventoryKeeper:
         servers = [record for record, _ in missing if record.cert_type is CertType.SERVER]
         arns = find_imported(servers + without_arn) if servers or without_arn else {}
         for record, revoked in missing:
-            changed += self._record_from_store(record, revoked, arns.get(record.fqdn))
+            arn = arns.get(record.fqdn)
+            if arn and record.acm_certificate_arn is None:
+                record = replace(record, acm_certificate_arn=arn)
+            changed += self._record_from_store(record, iso_utc(record.created_at), revoked)
         for record in without_arn:
             if record.fqdn in arns:
                 changed += self._inventory.set_acm_certificate_arn(
@@ -137,10 +141,9 @@ class InventoryKeeper:
                 )
         return changed
 
-    def _record_from_store(self, record: CertificateRecord, revoked: bool, arn: str | None) -> bool:
-        if arn and record.acm_certificate_arn is None:
-            record = replace(record, acm_certificate_arn=arn)
-        item = CertificateCreated.from_record(record).to_inventory_item(iso_utc(record.created_at))
+    def _record_from_store(self, record: CertificateRecord, created_at: str, revoked: bool) -> bool:
+        """The item of a stored certificate, added unless there is one (revoked if it is)."""
+        item = CertificateCreated.from_record(record).to_inventory_item(created_at)
         return self._inventory.record_certificate(
             replace(item, status=STATUS_REVOKED) if revoked else item
         )

@@ -142,10 +142,8 @@ class CertificateService:
     def create_devices(self, request: IssueRequest) -> list[IssuedCertificate]:
         """One device certificate, or a bulk of them (`count` or `csrs`) in one request (see
         chalicelib.devices)."""
-        now = self.clock()
-        parent = self.authorities.active(
-            _required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn", now
-        )
+        now = self.clock()  # whether the CA is revoked is asked right before storing
+        parent = self.authorities.get(_required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn")
         validity = validity_for(now, CertType.CLIENT, request.validity_days, parent)
         orders = device_orders(request, parent.fqdn)
         terms = BulkTerms(
@@ -162,8 +160,6 @@ class CertificateService:
         common_name: str,
     ) -> IssuedCertificate:
         now = self.clock()
-        if parent is not None:
-            parent = self.authorities.active(parent.fqdn, "parent_fqdn", now)
         validity = validity_for(now, request.cert_type, request.validity_days, parent)
         if request.csr is not None:
             material = KeyMaterial.from_csr(request.csr, CA_AND_SERVER_KEY_TYPES, "csr")
@@ -172,7 +168,7 @@ class CertificateService:
         issued = self._sign(
             request, fqdn, parent, profile_for, common_name, now, validity, material
         )
-        if parent is not None:  # asked again: an RSA key can take seconds to make
+        if parent is not None:  # asked right before storing: a key can take seconds to make
             self.authorities.refuse_if_revoked(parent, self.clock(), "parent_fqdn")
         self._store.put_certificate(issued.record)
         audit_issued(issued.record)
