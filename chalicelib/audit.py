@@ -10,7 +10,7 @@ from chalicelib.model import CertificateRecord
 audit_log = logging.getLogger("iot_cert_service.audit")
 
 
-def audit(action: str, record: CertificateRecord, **extra: str) -> None:
+def audit(action: str, record: CertificateRecord, **extra: str | int) -> None:
     """What, which certificate, by which CA."""
     line = {
         "audit": action,

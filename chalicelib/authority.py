@@ -1,17 +1,19 @@
 """Loaded CAs, cached for the life of the process, and their revocation checked per issuance.
 
-A CA's object is written once and never replaced, so its certificate and decrypted key can be
+A CA's objects are written once and never replaced, so its certificate and decrypted key can be
 kept after the first load: a warm Lambda or the local server signs without reading the store or
 decrypting the key again. A revocation is a document of its own that may appear at any time,
-written by any process: whether a CA (or one above it) is revoked is asked of the store again at
-every issuance (locally a stat per CA of the chain), or, where each look-up is a network call
-(S3), at most once per `revocation_recheck`.
+written by any process, and so may a renewal (a new generation of the CA's certificate, with the
+same key): whether a CA (or one above it) is revoked or renewed is asked of the store again at
+every issuance (locally a stat and a directory listing per CA of the chain), or, where each
+look-up is a network call (S3), at most once per `revocation_recheck`. A renewed CA is loaded
+again before it signs, with the CAs below it (their chains carry its certificate).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -26,17 +28,14 @@ from chalicelib.store import CertificateStore
 class Authority:
     """A loaded CA: what its children need to be signed and chained."""
 
-    record: CertificateRecord
+    record: CertificateRecord  # its current generation
     signing: pki.SigningAuthority
     path_length: int | None  # None: no limit (roots)
+    chain_for_children: str  # its certificate and those above it, each its current generation
 
     @property
     def fqdn(self) -> str:
         return self.record.fqdn
-
-    @property
-    def chain_for_children(self) -> str:
-        return self.record.certificate_pem + self.record.chain_pem
 
 
 REMOTE_REVOCATION_RECHECK = timedelta(seconds=60)
@@ -57,6 +56,7 @@ class AuthorityCache:
         self._recheck = revocation_recheck
         self._authorities: dict[str, Authority] = {}
         self._checked_unrevoked: dict[str, datetime] = {}
+        self._checked_generation: dict[str, datetime] = {}
         self._revoked_here: set[str] = set()
         self._lock = threading.Lock()
 
@@ -91,6 +91,37 @@ class AuthorityCache:
         self._revoked_here.add(fqdn)
         self._checked_unrevoked.pop(fqdn, None)
 
+    def current(self, fqdn: str, field: str, now: datetime) -> Authority:
+        """The CA, as `get`, but loaded again first if it or a CA above it was renewed since it
+        was loaded: asked of the store at every issuance (a directory listing per CA of the
+        chain locally), or once per `revocation_recheck` on a remote store."""
+        authority = self.get(fqdn, field)
+        if self._renewed_since_loaded(authority, now, field):
+            self.renewed(fqdn)
+            authority = self.get(fqdn, field)
+        return authority
+
+    def _renewed_since_loaded(self, authority: Authority, now: datetime, field: str) -> bool:
+        current = authority
+        while True:
+            checked = self._checked_generation.get(current.fqdn)
+            if not (self._recheck and checked is not None and now - checked < self._recheck):
+                if self._store.current_generation(current.fqdn) != current.record.generation:
+                    return True
+                if self._recheck:
+                    self._checked_generation[current.fqdn] = now
+            parent = current.record.parent_fqdn
+            if parent == ROOT_PARENT:
+                return False
+            current = self.get(parent, field)
+
+    def renewed(self, fqdn: str) -> None:
+        """`fqdn` has a new generation: every CA is loaded again when next asked for (those
+        below it hand out chains that hold its certificate; a renewal is rare)."""
+        with self._lock:
+            self._authorities.clear()
+            self._checked_generation.clear()
+
     def get(self, fqdn: str, field: str) -> Authority:
         """The CA named `fqdn`; NotFound or InvalidRequest (not a CA) naming `field`."""
         cached = self._authorities.get(fqdn)
@@ -104,7 +135,11 @@ class AuthorityCache:
             raise InvalidRequest(
                 field, f"{fqdn} is a {record.cert_type.value} certificate, not a CA"
             )
-        authority = self._load(record)
+        authority = self._load(record)  # its own key first: a failure names this CA
+        parent = record.parent_fqdn
+        if parent != ROOT_PARENT:
+            above = self.get(parent, field).chain_for_children
+            authority = replace(authority, chain_for_children=record.certificate_pem + above)
         with self._lock:
             return self._authorities.setdefault(fqdn, authority)
 
@@ -118,4 +153,9 @@ class AuthorityCache:
             ) from err
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         path_length = None if record.cert_type is CertType.ROOT else constraints.path_length
-        return Authority(record, pki.SigningAuthority(certificate, private_key), path_length)
+        return Authority(
+            record,
+            pki.SigningAuthority(certificate, private_key),
+            path_length,
+            record.certificate_pem,
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Protocol
 
 from chalicelib.aws import aws_errors
@@ -25,10 +25,11 @@ EVENT_SOURCE = "certificates"
 CREATED_DETAIL_TYPE = "created"
 
 
+RENEWED_DETAIL_TYPE = "renewed"
 REVOKED_DETAIL_TYPE = "revoked"
 INVENTORY_EVENT_PATTERN = {
     "source": [EVENT_SOURCE],
-    "detail-type": [CREATED_DETAIL_TYPE, REVOKED_DETAIL_TYPE],
+    "detail-type": [CREATED_DETAIL_TYPE, RENEWED_DETAIL_TYPE, REVOKED_DETAIL_TYPE],
 }
 """What the inventory handler receives: the Lambda's rule and the local in-process delivery."""
 
@@ -64,9 +65,9 @@ class CertificateCreated:
             acm_certificate_arn=record.acm_certificate_arn,
         )
 
-    def to_detail(self) -> dict[str, str]:
+    def to_detail(self) -> dict[str, Any]:
         """The event detail; `AcmCertificateArn` only for server certificates imported to ACM."""
-        detail = {
+        detail: dict[str, Any] = {
             "FQDN": self.fqdn,
             "Type": self.cert_type.value,
             "ParentFQDN": self.parent_fqdn,
@@ -111,6 +112,43 @@ class CertificateCreated:
 
 
 @dataclass(frozen=True)
+class CertificateRenewed(CertificateCreated):
+    """A new generation of a certificate: the inventory item moves to it (never back)."""
+
+    generation: int = 2
+    previous_serial: str = ""
+    detail_type: ClassVar[str] = RENEWED_DETAIL_TYPE
+
+    @classmethod
+    def from_record(cls, record: CertificateRecord) -> CertificateRenewed:
+        created = CertificateCreated.from_record(record)
+        return cls(
+            **{field.name: getattr(created, field.name) for field in fields(created)},
+            generation=record.generation,
+            previous_serial=record.previous_serial or "",
+        )
+
+    def to_detail(self) -> dict[str, Any]:
+        return {
+            **super().to_detail(),
+            "Generation": self.generation,
+            "PreviousSerial": self.previous_serial,
+        }
+
+    @classmethod
+    def from_detail(cls, detail: dict[str, Any]) -> CertificateRenewed:
+        created = CertificateCreated.from_detail(detail)
+        return cls(
+            **{field.name: getattr(created, field.name) for field in fields(created)},
+            generation=int(detail["Generation"]),
+            previous_serial=str(detail["PreviousSerial"]),
+        )
+
+    def to_inventory_item(self, created_at: str) -> InventoryItem:
+        return replace(super().to_inventory_item(created_at), generation=self.generation)
+
+
+@dataclass(frozen=True)
 class CertificateRevoked:
     fqdn: str
     parent_fqdn: str
@@ -129,7 +167,7 @@ class CertificateRevoked:
             revoked_at=iso_utc(revocation.revoked_at),
         )
 
-    def to_detail(self) -> dict[str, str]:
+    def to_detail(self) -> dict[str, Any]:
         return {
             "FQDN": self.fqdn,
             "ParentFQDN": self.parent_fqdn,
@@ -157,7 +195,7 @@ class CertificateEvent(Protocol):
     @property
     def detail_type(self) -> str: ...
 
-    def to_detail(self) -> dict[str, str]: ...
+    def to_detail(self) -> dict[str, Any]: ...
 
 
 class EventPublisher(Protocol):

@@ -51,7 +51,7 @@ def main(arguments: list[str]) -> int:
     service = wiring.certificate_service()
     missing = service.missing_inventory_items()
     for fqdn in missing:
-        print(f"certificate without inventory item: {fqdn}")
+        print(f"certificate without an up-to-date inventory item: {fqdn}")
     if options.repair:
         service.reconcile_inventory()
     problems = len(orphans) + len(missing)

@@ -26,7 +26,9 @@ class CertificateImporter(Protocol):
     def import_server_certificate(
         self, record: CertificateRecord, private_key_pem: str
     ) -> str | None:
-        """Import the certificate with its chain and key; the imported certificate's ARN."""
+        """Import the certificate with its chain and key; the imported certificate's ARN. When
+        the record has an ARN (a renewal), the certificate is imported into that same ARN, so
+        what refers to it (load balancers, brokers) picks up the new generation."""
 
     def find_imported(self, records: Sequence[CertificateRecord]) -> dict[str, str]:
         """FQDN to ARN of those of `records` that were imported (`make reconcile` restores the
@@ -58,11 +60,14 @@ class AcmImporter:
             "Certificate": record.certificate_pem.encode(),
             "PrivateKey": private_key_pem.encode(),
             "CertificateChain": record.chain_pem.encode(),
-            "Tags": [
+        }
+        if record.acm_certificate_arn:  # a re-import keeps the tags (ACM refuses new ones)
+            arguments["CertificateArn"] = record.acm_certificate_arn
+        else:
+            arguments["Tags"] = [
                 {"Key": "fqdn", "Value": record.fqdn},
                 {"Key": "managed-by", "Value": "iot-cert-service"},
-            ],
-        }
+            ]
         try:
             return self._client.import_certificate(**arguments)["CertificateArn"]
         except aws_errors() as err:

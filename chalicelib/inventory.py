@@ -21,16 +21,24 @@ from chalicelib.model import NO_FILTER, CertType, ChildFilter, InventoryItem, In
 
 ATTRIBUTES = (
     "FQDN", "ParentFQDN", "Type", "ValidUntil", "Serial", "NotAfter", "KeyType",
-    "Fingerprint", "CreatedAt", "Status", "AcmCertificateArn",
+    "Fingerprint", "CreatedAt", "Status", "AcmCertificateArn", "Generation",
 )  # fmt: skip
+NUMBER_ATTRIBUTES = frozenset({"Generation"})
+"""Numbers in DynamoDB (compared as numbers); every other attribute is a string."""
 _INSERT = (
     "INSERT INTO inventory (FQDN, ParentFQDN, Type, ValidUntil, Serial, NotAfter, KeyType, "
-    "Fingerprint, CreatedAt, Status, AcmCertificateArn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
+    "Fingerprint, CreatedAt, Status, AcmCertificateArn, Generation) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _SELECT = (
     "SELECT FQDN, ParentFQDN, Type, ValidUntil, Serial, NotAfter, KeyType, Fingerprint, "
-    "CreatedAt, Status, AcmCertificateArn FROM inventory "
+    "CreatedAt, Status, AcmCertificateArn, Generation FROM inventory "
+)
+_GENERATION_FIELDS = ("Serial", "NotAfter", "ValidUntil", "KeyType", "Fingerprint", "Generation")
+_RECORD_GENERATION = (
+    "UPDATE inventory SET Serial = ?, NotAfter = ?, ValidUntil = ?, KeyType = ?, "
+    "Fingerprint = ?, Generation = ?, AcmCertificateArn = COALESCE(?, AcmCertificateArn) "
+    "WHERE FQDN = ? AND ParentFQDN = ? AND Generation < ?"
 )
 _SELECT_CHILDREN = (
     _SELECT + "WHERE ParentFQDN = ? AND FQDN > ? "
@@ -44,22 +52,35 @@ _SET_ARN = (
 _SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ?"
 
 
-def item_values(item: InventoryItem) -> tuple[str | None, ...]:
+def item_values(item: InventoryItem) -> tuple[str | int | None, ...]:
     """The item's values in the order of ATTRIBUTES (the SQLite columns)."""
     return (
         item.fqdn, item.parent_fqdn, item.cert_type.value, item.valid_until, item.serial,
         item.not_after, item.key_type, item.fingerprint, item.created_at, item.status,
-        item.acm_certificate_arn,
+        item.acm_certificate_arn, item.generation,
     )  # fmt: skip
 
 
-def item_to_attributes(item: InventoryItem) -> dict[str, str]:
+def _generation_values(item: InventoryItem) -> tuple[str | int, ...]:
+    """The values a renewal changes, in the order of _GENERATION_FIELDS."""
+    return (
+        item.serial, item.not_after, item.valid_until, item.key_type, item.fingerprint,
+        item.generation,
+    )  # fmt: skip
+
+
+def item_to_attributes(item: InventoryItem) -> dict[str, str | int]:
     """The item as DynamoDB attribute names to values (None values left out)."""
     return {
         name: value
         for name, value in zip(ATTRIBUTES, item_values(item), strict=True)
         if value is not None
     }
+
+
+def item_to_dynamo(item: InventoryItem) -> dict[str, dict[str, str]]:
+    """The item as a DynamoDB `Item` (typed attribute values)."""
+    return {name: _to_dynamo(name, value) for name, value in item_to_attributes(item).items()}
 
 
 def item_from_attributes(attributes: dict[str, Any]) -> InventoryItem:
@@ -75,6 +96,7 @@ def item_from_attributes(attributes: dict[str, Any]) -> InventoryItem:
         created_at=attributes["CreatedAt"],
         status=attributes["Status"],
         acm_certificate_arn=attributes.get("AcmCertificateArn"),
+        generation=int(attributes.get("Generation", 1)),
     )
 
 
@@ -103,6 +125,11 @@ class Inventory(Protocol):
 
     def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
         """Give the item the ARN it lacks; False when there is no such item or it has one."""
+
+    def record_generation(self, item: InventoryItem) -> bool:
+        """Move the item to `item`'s generation (serial, validity, key, fingerprint, and the ACM
+        ARN when given) if it is at an earlier one; False when there is no such item or it is
+        at this generation or a later one (a replayed or late event changes nothing)."""
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         """The item, or None when the inventory has none for this key."""
@@ -166,6 +193,19 @@ class InMemoryInventory:
             self._items[(fqdn, parent_fqdn)] = replace(item, acm_certificate_arn=arn)
             return True
 
+    def record_generation(self, item: InventoryItem) -> bool:
+        with self._lock:
+            existing = self._items.get((item.fqdn, item.parent_fqdn))
+            if existing is None or existing.generation >= item.generation:
+                return False
+            self._items[(item.fqdn, item.parent_fqdn)] = replace(
+                item,
+                created_at=existing.created_at,
+                status=existing.status,
+                acm_certificate_arn=item.acm_certificate_arn or existing.acm_certificate_arn,
+            )
+            return True
+
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         return self._items.get((fqdn, parent_fqdn))
 
@@ -202,9 +242,14 @@ class SqliteInventory:
             "FQDN TEXT NOT NULL, ParentFQDN TEXT NOT NULL, Type TEXT NOT NULL, "
             "ValidUntil TEXT NOT NULL, Serial TEXT NOT NULL, NotAfter TEXT NOT NULL, "
             "KeyType TEXT NOT NULL, Fingerprint TEXT NOT NULL, CreatedAt TEXT NOT NULL, "
-            "Status TEXT NOT NULL, AcmCertificateArn TEXT, PRIMARY KEY (ParentFQDN, FQDN)) "
-            "WITHOUT ROWID"
+            "Status TEXT NOT NULL, AcmCertificateArn TEXT, "
+            "Generation INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (ParentFQDN, FQDN)) WITHOUT ROWID"
         )
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(inventory)")}
+        if "Generation" not in columns:  # made before renewals: every item is a first generation
+            connection.execute(
+                "ALTER TABLE inventory ADD COLUMN Generation INTEGER NOT NULL DEFAULT 1"
+            )
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -289,6 +334,14 @@ class SqliteInventory:
         what = "could not set the ACM ARN of {fqdn} in the inventory"
         return self._write(_SET_ARN, (arn, fqdn, parent_fqdn), what, fqdn) == 1
 
+    def record_generation(self, item: InventoryItem) -> bool:
+        parameters = (
+            *_generation_values(item), item.acm_certificate_arn, item.fqdn, item.parent_fqdn,
+            item.generation,
+        )  # fmt: skip
+        what = "could not record the renewal of {fqdn} in the inventory"
+        return self._write(_RECORD_GENERATION, parameters, what, item.fqdn) == 1
+
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         items = self._query(_SELECT_ONE, (fqdn, parent_fqdn))
         return items[0] if items else None
@@ -306,7 +359,7 @@ class DynamoInventory:
         self._index = index
 
     def record_certificate(self, item: InventoryItem) -> bool:
-        attributes = {name: {"S": value} for name, value in item_to_attributes(item).items()}
+        attributes = item_to_dynamo(item)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -387,6 +440,18 @@ class DynamoInventory:
             "could not set the ACM ARN of",
         )  # fmt: skip
 
+    def record_generation(self, item: InventoryItem) -> bool:
+        fields = dict(zip(_GENERATION_FIELDS, _generation_values(item), strict=True))
+        if item.acm_certificate_arn:
+            fields["AcmCertificateArn"] = item.acm_certificate_arn
+        values = {f":{name}": _to_dynamo(name, value) for name, value in fields.items()}
+        return self._update_existing(
+            item.fqdn, item.parent_fqdn,
+            "SET " + ", ".join(f"{name} = :{name}" for name in fields),
+            " AND (attribute_not_exists(Generation) OR Generation < :Generation)", {}, values,
+            "could not record the renewal in the inventory of",
+        )  # fmt: skip
+
     def _update_existing(
         self,
         fqdn: str,
@@ -394,16 +459,18 @@ class DynamoInventory:
         update: str,
         condition: str,
         names: dict[str, str],
-        value: str,
+        value: str | dict[str, Any],
         failure: str,
     ) -> bool:
-        """One conditional update of an existing item; False when the condition fails."""
+        """One conditional update of an existing item; False when the condition fails.
+        `value` is `:value`, or all the expression's values by name."""
+        values = {":value": {"S": value}} if isinstance(value, str) else value
         arguments: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
             "UpdateExpression": update,
             "ConditionExpression": "attribute_exists(FQDN)" + condition,
-            "ExpressionAttributeValues": {":value": {"S": value}},
+            "ExpressionAttributeValues": values,
         }
         if names:
             arguments["ExpressionAttributeNames"] = names
@@ -432,5 +499,11 @@ class DynamoInventory:
         return nullcontext()
 
 
+def _to_dynamo(name: str, value: str | int) -> dict[str, str]:
+    return {"N": str(value)} if name in NUMBER_ATTRIBUTES else {"S": str(value)}
+
+
 def _from_dynamo(item: dict[str, dict[str, str]]) -> InventoryItem:
-    return item_from_attributes({name: value["S"] for name, value in item.items()})
+    return item_from_attributes(
+        {name: value["N"] if "N" in value else value["S"] for name, value in item.items()}
+    )

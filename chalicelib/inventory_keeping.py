@@ -4,7 +4,8 @@ Events reach `InventoryKeeper.record` two ways: on AWS, the Lambda handler parse
 envelope (`record_detail`); locally, the in-process publisher hands over the event objects
 themselves, with no envelope to build and parse again. Recording is idempotent, so a replayed
 event leaves one item, and order-tolerant: a `revoked` that arrives before its `created` builds
-the item from the stored certificate.
+the item from the stored certificate. A `renewed` moves the item to its generation, never back
+to an earlier one: an older generation's late event changes nothing.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any
 from chalicelib.errors import NotFound
 from chalicelib.events import (
     CREATED_DETAIL_TYPE,
+    RENEWED_DETAIL_TYPE,
     REVOKED_DETAIL_TYPE,
     CertificateCreated,
     CertificateEvent,
+    CertificateRenewed,
     CertificateRevoked,
 )
 from chalicelib.inventory import Inventory
-from chalicelib.model import STATUS_REVOKED, CertificateRecord, CertType, iso_utc
+from chalicelib.model import STATUS_REVOKED, CertificateRecord, CertType, InventoryItem, iso_utc
 from chalicelib.store import CertificateStore
 
 FindImported = Callable[[list[CertificateRecord]], dict[str, str]]
@@ -37,6 +40,8 @@ def parse_event(detail_type: str, detail: dict[str, Any]) -> CertificateEvent:
     """An EventBridge detail as an event; ValueError/KeyError for one this service never sends."""
     if detail_type == CREATED_DETAIL_TYPE:
         return CertificateCreated.from_detail(detail)
+    if detail_type == RENEWED_DETAIL_TYPE:
+        return CertificateRenewed.from_detail(detail)
     if detail_type == REVOKED_DETAIL_TYPE:
         return CertificateRevoked.from_detail(detail)
     raise ValueError(f"unknown event detail-type {detail_type!r}")
@@ -67,6 +72,12 @@ class InventoryKeeper:
         return self.record([parse_event(detail_type, detail)]) == 1
 
     def _apply(self, event: CertificateEvent, created_at: str) -> bool:
+        if isinstance(event, CertificateRenewed):  # before CertificateCreated, its base class
+            if self._inventory.record_generation(event.to_inventory_item(created_at)):
+                return True
+            if self._inventory.contains(event.fqdn, event.parent_fqdn):
+                return False  # at this generation or a later one already
+            return self._record_renewed_from_store(event, created_at)
         if isinstance(event, CertificateCreated):
             if self._inventory.record_certificate(event.to_inventory_item(created_at)):
                 return True
@@ -96,21 +107,38 @@ class InventoryKeeper:
         # created meanwhile (a concurrent delivery): mark that one
         return self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED)
 
+    def _record_renewed_from_store(self, event: CertificateRenewed, created_at: str) -> bool:
+        """A `renewed` with no item to move (its `created` is late or lost): the item comes
+        from the store's current generation (this one, or a later one)."""
+        record = self._store.get_certificate(event.fqdn)
+        revoked = self._store.is_revoked(record.parent_fqdn, record.fqdn)
+        if self._record_from_store(record, created_at, revoked):
+            return True
+        return self._inventory.record_generation(self._item_of(record, created_at))
+
     def missing_items(self) -> list[str]:
-        """FQDNs of stored certificates that the inventory does not list."""
-        return sorted(
-            record.fqdn
-            for record in self._store.iter_certificates()
-            if not self._inventory.contains(record.fqdn, record.parent_fqdn)
-        )
+        """Stored certificates that the inventory does not list, or lists at an earlier
+        generation: their FQDNs (with the generations when behind)."""
+        problems = []
+        for record in self._store.iter_certificates():
+            item = self._inventory.find(record.fqdn, record.parent_fqdn)
+            if item is None:
+                problems.append(record.fqdn)
+            elif item.generation < record.generation:
+                problems.append(
+                    f"{record.fqdn} (inventory at generation {item.generation}, "
+                    f"stored {record.generation})"
+                )
+        return sorted(problems)
 
     def reconcile(self, find_imported: FindImported = _none_imported) -> int:
         """Add missing inventory items and statuses from the store; the number changed.
 
-        A server certificate's item also gets back the ACM ARN that only its `created` event
-        carried (the stored document is written before the import), when that event was lost
-        or came after a `revoked` that built the item: the ARNs come from `find_imported`,
-        asked once for every server certificate whose item has none.
+        An item at an earlier generation than the store's current one moves to it. A server
+        certificate's item also gets back the ACM ARN that only its `created` event carried
+        (the stored document is written before the import), when that event was lost or came
+        after a `revoked` that built the item: the ARNs come from `find_imported`, asked once
+        for every server certificate whose item has none.
         """
         missing: list[tuple[CertificateRecord, bool]] = []  # and whether it is revoked
         without_arn: list[CertificateRecord] = []
@@ -121,6 +149,8 @@ class InventoryKeeper:
             if item is None:
                 missing.append((record, revoked))
                 continue
+            if item.generation < record.generation:
+                changed += self._inventory.record_generation(self._item_of(record, item.created_at))
             if revoked and item.status != STATUS_REVOKED:
                 changed += self._inventory.update_status(
                     record.fqdn, record.parent_fqdn, STATUS_REVOKED
@@ -143,7 +173,12 @@ class InventoryKeeper:
 
     def _record_from_store(self, record: CertificateRecord, created_at: str, revoked: bool) -> bool:
         """The item of a stored certificate, added unless there is one (revoked if it is)."""
-        item = CertificateCreated.from_record(record).to_inventory_item(created_at)
+        item = self._item_of(record, created_at)
         return self._inventory.record_certificate(
             replace(item, status=STATUS_REVOKED) if revoked else item
         )
+
+    @staticmethod
+    def _item_of(record: CertificateRecord, created_at: str) -> InventoryItem:
+        item = CertificateCreated.from_record(record).to_inventory_item(created_at)
+        return replace(item, generation=record.generation)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from chalicelib import pki
 from chalicelib.authority import Authority
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import Conflict, InvalidRequest
 from chalicelib.model import (
     DEFAULT_VALIDITY_DAYS,
     ROOT_PARENT,
@@ -38,13 +38,17 @@ BACKDATE = timedelta(minutes=5)
 def validity_for(
     now: datetime, cert_type: CertType, requested_days: int | None, parent: Authority | None
 ) -> pki.Validity:
-    """The requested or default lifetime; never past the issuer's not_after (400 if asked)."""
+    """The requested or default lifetime; never past the issuer's not_after (400 if asked; 409
+    when the issuer has expired)."""
     default_days = DEFAULT_VALIDITY_DAYS[cert_type]
     if parent is None:
         return pki.Validity(now - BACKDATE, now + timedelta(days=requested_days or default_days))
     limit = parent.signing.certificate.not_valid_after_utc
     if limit <= now:
-        raise InvalidRequest("parent_fqdn", f"CA {parent.fqdn} expired on {iso_utc(limit)}")
+        raise Conflict(
+            f"parent_fqdn: CA {parent.fqdn} expired on {iso_utc(limit)} and issues no more "
+            "certificates"
+        )
     max_days = (limit - now) // timedelta(days=1)
     if requested_days is None:
         return pki.Validity(now - BACKDATE, min(now + timedelta(days=default_days), limit))
@@ -90,6 +94,9 @@ def build_record(
     now: datetime,
     device_id: str | None = None,
     certificate_der: bytes | None = None,
+    generation: int = 1,
+    previous_serial: str | None = None,
+    acm_certificate_arn: str | None = None,
 ) -> CertificateRecord:
     certificate_pem, fingerprint = pki.pem_and_fingerprint(certificate, certificate_der)
     return CertificateRecord(
@@ -106,6 +113,9 @@ def build_record(
         private_key_pem=stored_private_key_pem,
         created_at=now,
         device_id=device_id,
+        acm_certificate_arn=acm_certificate_arn,
+        generation=generation,
+        previous_serial=previous_serial,
     )
 
 

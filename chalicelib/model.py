@@ -108,6 +108,18 @@ class IssueRequest:
 
 
 @dataclass(frozen=True)
+class RenewRequest:
+    """One validated renewal body: every field is optional."""
+
+    validity_days: int | None = None
+    key_type: KeyType | None = None  # a new key of this type; None: of the current key's type
+    csr: str | None = None  # the new key is the caller's
+    reuse_key: bool | None = None  # the current key again (a CA is always renewed with its own)
+    revoke_previous: bool = False  # the renewed generation is revoked (superseded)
+    serial: str | None = None  # the generation renewed; 409 unless it is still the current one
+
+
+@dataclass(frozen=True)
 class CertificateRecord:
     """Everything stored for one certificate: one object, written once."""
 
@@ -126,6 +138,8 @@ class CertificateRecord:
     device_id: str | None = None
     acm_certificate_arn: str | None = None
     status: str = STATUS_ACTIVE
+    generation: int = 1  # 1 for the first issuance, N + 1 for the renewal of generation N
+    previous_serial: str | None = None  # the serial of the generation this one renewed
 
     @property
     def valid_until(self) -> str:
@@ -148,6 +162,8 @@ class CertificateRecord:
             "device_id": self.device_id,
             "acm_certificate_arn": self.acm_certificate_arn,
             "status": self.status,
+            "generation": self.generation,
+            "previous_serial": self.previous_serial,
         }
 
     @classmethod
@@ -168,27 +184,45 @@ class CertificateRecord:
             device_id=document.get("device_id"),
             acm_certificate_arn=document.get("acm_certificate_arn"),
             status=document.get("status", STATUS_ACTIVE),
+            generation=document.get("generation", 1),
+            previous_serial=document.get("previous_serial"),
         )
 
 
 @dataclass(frozen=True)
 class RevocationRecord:
-    """A revocation, stored once next to the certificate (whose own object is never rewritten)."""
+    """A revocation, stored once next to the certificate (whose own object is never rewritten).
+
+    Revoking a certificate revokes every generation of it not revoked before (`serials`; `serial`
+    is the current one) and ends its renewals. A single superseded generation (a renewal's
+    `revoke_previous`) has a revocation of its own, `generation_only`, naming just its serial.
+    """
 
     fqdn: str
     issuer_fqdn: str
     serial: str
     reason: str
     revoked_at: datetime
+    serials: tuple[str, ...] = ()  # every serial it revokes; () means just `serial`
+    generation_only: bool = False
+
+    @property
+    def revoked_serials(self) -> tuple[str, ...]:
+        return self.serials or (self.serial,)
 
     def to_document(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "fqdn": self.fqdn,
             "issuer_fqdn": self.issuer_fqdn,
             "serial": self.serial,
             "reason": self.reason,
             "revoked_at": self.revoked_at.isoformat(),
         }
+        if self.serials:
+            document["serials"] = list(self.serials)
+        if self.generation_only:
+            document["generation_only"] = True
+        return document
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> RevocationRecord:
@@ -198,6 +232,8 @@ class RevocationRecord:
             serial=document["serial"],
             reason=document["reason"],
             revoked_at=datetime.fromisoformat(document["revoked_at"]),
+            serials=tuple(document.get("serials", ())),
+            generation_only=document.get("generation_only", False),
         )
 
 
@@ -224,6 +260,7 @@ class InventoryItem:
     created_at: str
     status: str = STATUS_ACTIVE
     acm_certificate_arn: str | None = None
+    generation: int = 1
 
 
 @dataclass(frozen=True)

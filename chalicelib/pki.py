@@ -8,6 +8,7 @@ one place and each profile only states its own extensions.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import ipaddress
@@ -148,6 +149,32 @@ def device_profile(key_type: KeyType, dns_name: str, crl_url: str | None = None)
         key_usage=_leaf_key_usage(key_type),
         extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
         subject_alt_names=(x509.DNSName(dns_name),),
+        crl_url=crl_url,
+    )
+
+
+def renewal_profile(
+    certificate: x509.Certificate, key_type: KeyType, crl_url: str | None
+) -> Profile:
+    """The profile of `certificate` again (CA constraints, usages, names), for a renewal with a
+    key of `key_type` (a leaf's key usage follows its key) and the issuer's current CRL URL."""
+    extensions = certificate.extensions
+    constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+    key_usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    if not constraints.ca:
+        key_usage = _leaf_key_usage(key_type)
+    usages: tuple[x509.ObjectIdentifier, ...] = ()
+    names: tuple[x509.GeneralName, ...] = ()
+    with contextlib.suppress(x509.ExtensionNotFound):
+        usages = tuple(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    with contextlib.suppress(x509.ExtensionNotFound):
+        names = tuple(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    return Profile(
+        ca=constraints.ca,
+        path_length=constraints.path_length,
+        key_usage=key_usage,
+        extended_key_usage=usages,
+        subject_alt_names=names,
         crl_url=crl_url,
     )
 

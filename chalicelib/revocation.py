@@ -2,6 +2,8 @@
 
 A revocation is its own write-once document (`revocations/<issuer>/<fqdn>.json`), so the
 certificate's object is never rewritten; a CA's CRL lists the revocations filed under it.
+Revoking a certificate revokes each of its generations that was not revoked before, and ends its
+renewals; a renewal's `revoke_previous` revokes the generation it replaced alone (`superseded`).
 """
 
 from __future__ import annotations
@@ -41,14 +43,48 @@ def revoke(
     reason: str,
 ) -> tuple[Revoked, CertificateRevoked]:
     """File the revocation (AlreadyExists when revoked before); the event to publish."""
-    record = store.get_certificate(fqdn)
-    revocation = RevocationRecord(fqdn, record.parent_fqdn, record.serial, reason, now)
+    generations = store.list_generations(fqdn)
+    record = generations[-1]
+    serials = tuple(
+        generation.serial
+        for generation in generations
+        if generation is record
+        or store.get_generation_revocation(record.parent_fqdn, fqdn, generation.serial) is None
+    )
+    revocation = RevocationRecord(
+        fqdn, record.parent_fqdn, record.serial, reason, now,
+        serials=serials if len(generations) > 1 else (),
+    )  # fmt: skip
     store.put_revocation(revocation)
     issued = None
     if record.cert_type.is_ca:
         authorities.forget(fqdn)
         issued = count_children(inventory, fqdn)
     return Revoked(record, revocation, issued), CertificateRevoked.from_revocation(revocation)
+
+
+def revoke_generation(
+    store: CertificateStore, record: CertificateRecord, reason: str, now: datetime
+) -> RevocationRecord:
+    """Revoke one generation alone (the certificate itself stays valid and renewable)."""
+    revocation = RevocationRecord(
+        record.fqdn, record.parent_fqdn, record.serial, reason, now, generation_only=True
+    )
+    store.put_revocation(revocation)
+    return revocation
+
+
+def revocation_of(
+    store: CertificateStore, record: CertificateRecord, is_current: bool
+) -> RevocationRecord | None:
+    """What revoked this generation, if anything: the certificate's revocation, or (for an
+    earlier generation: only a renewal revokes one alone) its own."""
+    revocation = store.get_revocation(record.parent_fqdn, record.fqdn)
+    if revocation is not None and record.serial in revocation.revoked_serials:
+        return revocation
+    if is_current:
+        return None
+    return store.get_generation_revocation(record.parent_fqdn, record.fqdn, record.serial)
 
 
 def count_children(inventory: Inventory, parent_fqdn: str) -> int:
@@ -66,10 +102,13 @@ def certificate_revocation_list(
 ) -> x509.CertificateRevocationList:
     """A CRL signed by the CA, valid for CRL_VALIDITY, numbered by the time it was made."""
     authority = authorities.get(ca_fqdn, "certificate")
-    entries = [
-        (int(revocation.serial, 16), revocation.revoked_at, x509.ReasonFlags(revocation.reason))
-        for revocation in sorted(store.list_revocations(ca_fqdn), key=lambda r: r.revoked_at)
-    ]
+    entries, listed = [], set()
+    for revocation in sorted(store.list_revocations(ca_fqdn), key=lambda r: r.revoked_at):
+        for serial in revocation.revoked_serials:
+            if serial not in listed:  # the earliest revocation of a serial stands
+                listed.add(serial)
+                reason = x509.ReasonFlags(revocation.reason)
+                entries.append((int(serial, 16), revocation.revoked_at, reason))
     # Backdated like certificates, so a client whose clock lags a little accepts a fresh CRL.
     validity = pki.Validity(now - BACKDATE, now + CRL_VALIDITY)
     # Microseconds of wall time: two CRLs issued in the same second still get increasing numbers.

@@ -48,12 +48,14 @@ from chalicelib.model import (
     IssuedCertificate,
     IssueRequest,
     KeyType,
+    RenewRequest,
     RevocationRecord,
     iso_utc,
     utc_now,
 )
 from chalicelib.names import is_ip_address, is_under, proper_suffixes
 from chalicelib.paging import decode_page_token, encode_page_token
+from chalicelib.renewal import Renewer
 from chalicelib.store import CertificateStore
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,9 @@ class CertificateService:
         self._devices = DeviceIssuer(
             store, self.authorities, signer or InProcessSigner(), self._announce, clock
         )
+        self._renewer = Renewer(
+            store, inventory, importer, self.authorities, self._announce, clock, self._crl_url
+        )
 
     # Issuance -----------------------------------------------------------------------------
 
@@ -103,7 +108,7 @@ class CertificateService:
 
     def create_intermediate(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn, "fqdn")
-        parent = self._resolve_parent(fqdn, request.parent_fqdn)
+        parent = self._resolve_parent(fqdn, request.parent_fqdn, self.clock())
         if parent.path_length is not None:
             if parent.path_length == 0:
                 raise InvalidRequest(
@@ -122,7 +127,7 @@ class CertificateService:
 
     def create_server(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn, "fqdn")
-        parent = self._resolve_parent(fqdn, request.parent_fqdn)
+        parent = self._resolve_parent(fqdn, request.parent_fqdn, self.clock())
         # No existence check first: the write-once put refuses a taken FQDN before the ACM
         # import, and skipping the lookup keeps issuance within three AWS calls.
         ips = list(dict.fromkeys(name for name in request.sans if is_ip_address(name)))
@@ -143,13 +148,18 @@ class CertificateService:
         """One device certificate, or a bulk of them (`count` or `csrs`) in one request (see
         chalicelib.devices)."""
         now = self.clock()  # whether the CA is revoked is asked right before storing
-        parent = self.authorities.get(_required(request.parent_fqdn, "parent_fqdn"), "parent_fqdn")
+        parent_fqdn = _required(request.parent_fqdn, "parent_fqdn")
+        parent = self.authorities.current(parent_fqdn, "parent_fqdn", now)
         validity = validity_for(now, CertType.CLIENT, request.validity_days, parent)
         orders = device_orders(request, parent.fqdn)
         terms = BulkTerms(
             parent.signing, validity, request.subject, request.key_type, self._crl_url(parent)
         )
         return self._devices.issue(parent, terms, orders, now)
+
+    def renew(self, fqdn: str, request: RenewRequest) -> IssuedCertificate:
+        """A new generation of the certificate (see chalicelib.renewal)."""
+        return self._renewer.renew(fqdn, request)
 
     def _issue(
         self,
@@ -262,29 +272,51 @@ class CertificateService:
                 f"fqdn: {fqdn} already exists; an existing certificate is never replaced"
             )
 
-    def _resolve_parent(self, fqdn: str, parent_fqdn: str | None) -> Authority:
+    def _resolve_parent(self, fqdn: str, parent_fqdn: str | None, now: datetime) -> Authority:
         """The given parent (which must lie above `fqdn`), else the closest existing CA above it."""
         if parent_fqdn is not None:
             if not is_under(fqdn, parent_fqdn):
                 raise InvalidRequest("fqdn", f"{fqdn} must lie under its parent CA {parent_fqdn}")
-            return self.authorities.get(parent_fqdn, "parent_fqdn")
+            return self.authorities.current(parent_fqdn, "parent_fqdn", now)
         for candidate in proper_suffixes(fqdn):
             try:
-                return self.authorities.get(candidate, "parent_fqdn")
+                return self.authorities.current(candidate, "parent_fqdn", now)
             except (NotFound, InvalidRequest):
                 continue
         raise NotFound(f"parent_fqdn: no CA exists above {fqdn}; create one or give parent_fqdn")
 
     # Queries ------------------------------------------------------------------------------
 
-    def get_certificate(self, fqdn: str) -> CertificateDetails:
-        """The stored certificate and its revocation; for a server, with its ACM ARN."""
-        record = self._store.get_certificate(fqdn)
+    def get_certificate(self, fqdn: str, serial: str | None = None) -> CertificateDetails:
+        """The current generation (or the one with `serial`) and its revocation; for a server,
+        with its ACM ARN."""
+        if serial is None:
+            record, is_current = self._store.get_certificate(fqdn), True
+        else:
+            generations = self._store.list_generations(fqdn)
+            record = _with_serial(generations, serial)
+            is_current = record is generations[-1]
         if record.cert_type is CertType.SERVER and record.acm_certificate_arn is None:
             item = self._inventory.find(record.fqdn, record.parent_fqdn)
             if item is not None and item.acm_certificate_arn:
                 record = replace(record, acm_certificate_arn=item.acm_certificate_arn)
-        return CertificateDetails(record, self._store.get_revocation(record.parent_fqdn, fqdn))
+        return CertificateDetails(record, revocation.revocation_of(self._store, record, is_current))
+
+    def history(self, fqdn: str) -> list[CertificateDetails]:
+        """Every generation, oldest first, each with its revocation (if any)."""
+        generations = self._store.list_generations(fqdn)
+        certificate_revocation = self._store.get_revocation(generations[0].parent_fqdn, fqdn)
+        details = []
+        for record in generations:
+            if certificate_revocation and record.serial in certificate_revocation.revoked_serials:
+                details.append(CertificateDetails(record, certificate_revocation))
+            else:
+                details.append(
+                    CertificateDetails(
+                        record, revocation.revocation_of(self._store, record, is_current=False)
+                    )
+                )
+        return details
 
     def list_certificates(
         self,
@@ -322,11 +354,19 @@ class CertificateService:
             self._store, self.authorities, self.clock(), ca_fqdn
         )
 
-    def bundle(self, fqdn: str, bundle_format: str, password: str | None) -> bundles.Bundle:
-        return bundles.build_bundle(self._store.get_certificate(fqdn), bundle_format, password)
+    def bundle(
+        self, fqdn: str, bundle_format: str, password: str | None, serial: str | None = None
+    ) -> bundles.Bundle:
+        return bundles.build_bundle(self._generation(fqdn, serial), bundle_format, password)
 
-    def private_key(self, fqdn: str) -> str:
-        return bundles.leaf_private_key(self._store.get_certificate(fqdn))
+    def private_key(self, fqdn: str, serial: str | None = None) -> str:
+        return bundles.leaf_private_key(self._generation(fqdn, serial))
+
+    def _generation(self, fqdn: str, serial: str | None) -> CertificateRecord:
+        """The current generation, or the one with `serial`."""
+        if serial is None:
+            return self._store.get_certificate(fqdn)
+        return _with_serial(self._store.list_generations(fqdn), serial)
 
     # Inventory ----------------------------------------------------------------------------
 
@@ -341,6 +381,13 @@ class CertificateService:
     def reconcile_inventory(self) -> int:
         """Add missing inventory items and statuses from the store; the number changed."""
         return self.inventory_keeper.reconcile(self._importer.find_imported)
+
+
+def _with_serial(generations: list[CertificateRecord], serial: str) -> CertificateRecord:
+    for record in generations:
+        if record.serial == serial:
+            return record
+    raise NotFound(f"serial: {generations[0].fqdn} has no generation with serial {serial}")
 
 
 def _required(value: str | None, field: str) -> str:

@@ -1,9 +1,13 @@
 """CertificateStore port and its adapters.
 
 Documents are JSON objects under keys that S3 and the local directory share:
-`certificates/<fqdn>.json`, one per certificate, and `revocations/<issuer>/<fqdn>.json`, one per
-revocation. Every document is written once: a second write of the same key raises AlreadyExists
-and leaves the first untouched, so a revocation is a new document, never an edit.
+`certificates/<fqdn>.json` for a certificate's first generation, `certificates/<fqdn>/<N>.json`
+(N zero-padded to six digits, so that keys sort by generation) for the renewal that made
+generation N, and `revocations/<issuer>/<fqdn>.json` for the revocation of a certificate (or
+`<fqdn>@<serial>.json` for one superseded generation of it). Every document is written once: a
+second write of the same key raises AlreadyExists and leaves the first untouched, so a renewal and
+a revocation are new documents, never edits, and of two renewals of the same generation only one
+is stored. The current generation is the highest one stored.
 The domain methods live in `DocumentStore`; each adapter supplies four byte-level primitives.
 """
 
@@ -40,15 +44,31 @@ def _check_name_is_safe(name: str) -> None:
         raise NotFound(f"certificate {name!r} not found")
 
 
-def object_key(fqdn: str) -> str:
+def object_key(fqdn: str, generation: int = 1) -> str:
     _check_name_is_safe(fqdn)
-    return f"{OBJECT_PREFIX}{fqdn}.json"
+    if generation == 1:
+        return f"{OBJECT_PREFIX}{fqdn}.json"
+    return f"{generations_prefix(fqdn)}{generation:06d}.json"
 
 
-def revocation_key(issuer_fqdn: str, fqdn: str) -> str:
+def generations_prefix(fqdn: str) -> str:
+    """Where the renewals of `fqdn` are stored (generations 2 and up)."""
+    _check_name_is_safe(fqdn)
+    return f"{OBJECT_PREFIX}{fqdn}/"
+
+
+def _generation_of_key(key: str) -> int | None:
+    name = key.rsplit("/", 1)[-1]
+    stem = name.removesuffix(".json")
+    return int(stem) if stem != name and stem.isdigit() else None
+
+
+def revocation_key(issuer_fqdn: str, fqdn: str, serial: str | None = None) -> str:
+    """The revocation of `fqdn`, or (with `serial`) of that one superseded generation of it."""
     _check_name_is_safe(issuer_fqdn)
     _check_name_is_safe(fqdn)
-    return f"{REVOCATION_PREFIX}{issuer_fqdn}/{fqdn}.json"
+    name = fqdn if serial is None else f"{fqdn}@{serial}"
+    return f"{REVOCATION_PREFIX}{issuer_fqdn}/{name}.json"
 
 
 OnStored = Callable[[CertificateRecord], object]
@@ -60,7 +80,8 @@ def _nothing(record: CertificateRecord) -> None:
 
 class CertificateStore(Protocol):
     def put_certificate(self, record: CertificateRecord) -> None:
-        """Write a new certificate; AlreadyExists if the FQDN is taken (nothing overwritten)."""
+        """Write a new certificate, or a new generation of one (`record.generation`);
+        AlreadyExists if the FQDN (the generation) is taken: nothing is overwritten."""
 
     def put_certificates(
         self, records: Iterable[CertificateRecord], on_stored: OnStored = _nothing
@@ -76,23 +97,40 @@ class CertificateStore(Protocol):
         """
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
-        """The stored certificate; NotFound if there is none."""
+        """The current (highest) generation of the certificate; NotFound if there is none."""
+
+    def get_generation(self, fqdn: str, generation: int) -> CertificateRecord:
+        """One generation of the certificate; NotFound if there is no such generation."""
+
+    def current_generation(self, fqdn: str) -> int:
+        """The highest stored generation (1 when never renewed, or not stored at all)."""
+
+    def list_generations(self, fqdn: str) -> list[CertificateRecord]:
+        """Every generation, oldest first; NotFound if the certificate is not stored."""
 
     def exists(self, fqdn: str) -> bool: ...
 
     def iter_certificates(self) -> Iterator[CertificateRecord]:
-        """Every stored certificate, in no particular order (for reconciliation)."""
+        """The current generation of every stored certificate, in no particular order."""
 
     def put_revocation(self, revocation: RevocationRecord) -> None:
-        """Record a revocation; AlreadyExists if the certificate was revoked before."""
+        """Record a revocation; AlreadyExists if the certificate (for a `generation_only` one:
+        that generation) was revoked before."""
 
-    def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None: ...
+    def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None:
+        """The revocation of the certificate itself (not of one superseded generation)."""
+
+    def get_generation_revocation(
+        self, issuer_fqdn: str, fqdn: str, serial: str
+    ) -> RevocationRecord | None:
+        """The revocation of the generation with `serial` alone (a renewal's revoke_previous)."""
 
     def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:
-        """Whether a revocation is filed (cheaper than reading it: a stat locally)."""
+        """Whether the certificate is revoked (cheaper than reading it: a stat locally)."""
 
     def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
-        """The revocations of the certificates `issuer_fqdn` issued (for its CRL)."""
+        """The revocations of the certificates `issuer_fqdn` issued and of single generations
+        of them (for its CRL)."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +179,11 @@ class DocumentStore:
             raise AlreadyExists(what) from err
 
     def put_certificate(self, record: CertificateRecord) -> None:
-        key = object_key(record.fqdn)
-        self._create_document(
-            key, record.to_document(), f"certificate {record.fqdn} already exists"
-        )
+        key = object_key(record.fqdn, record.generation)
+        what = f"certificate {record.fqdn} already exists"
+        if record.generation != 1:
+            what = f"generation {record.generation} of {record.fqdn} already exists"
+        self._create_document(key, record.to_document(), what)
 
     writers = 1
     """Writes of one bulk in flight at once: one after the other where writes are bound by the
@@ -188,10 +227,27 @@ class DocumentStore:
         return BulkWrite(stored, failures[0] if failures else None)
 
     def get_certificate(self, fqdn: str) -> CertificateRecord:
-        data = self._read(object_key(fqdn))
+        return self.get_generation(fqdn, self.current_generation(fqdn))
+
+    def get_generation(self, fqdn: str, generation: int) -> CertificateRecord:
+        data = self._read(object_key(fqdn, generation))
         if data is None:
-            raise NotFound(f"certificate {fqdn} not found")
+            if generation == 1:
+                raise NotFound(f"certificate {fqdn} not found")
+            raise NotFound(f"certificate {fqdn} has no generation {generation}")
         return CertificateRecord.from_document(json.loads(data))
+
+    def _renewals(self, fqdn: str) -> list[int]:
+        """The generations above the first, ascending."""
+        numbers = (_generation_of_key(key) for key in self._keys(generations_prefix(fqdn)))
+        return sorted(number for number in numbers if number is not None and number > 1)
+
+    def current_generation(self, fqdn: str) -> int:
+        renewals = self._renewals(fqdn)
+        return renewals[-1] if renewals else 1
+
+    def list_generations(self, fqdn: str) -> list[CertificateRecord]:
+        return [self.get_generation(fqdn, number) for number in [1, *self._renewals(fqdn)]]
 
     def exists(self, fqdn: str) -> bool:
         return self._exists(object_key(fqdn))
@@ -202,13 +258,24 @@ class DocumentStore:
                 yield self.get_certificate(key[len(OBJECT_PREFIX) : -len(".json")])
 
     def put_revocation(self, revocation: RevocationRecord) -> None:
-        key = revocation_key(revocation.issuer_fqdn, revocation.fqdn)
-        self._create_document(
-            key, revocation.to_document(), f"{revocation.fqdn} is already revoked"
-        )
+        if revocation.generation_only:
+            key = revocation_key(revocation.issuer_fqdn, revocation.fqdn, revocation.serial)
+            what = f"generation {revocation.serial} of {revocation.fqdn} is already revoked"
+        else:
+            key = revocation_key(revocation.issuer_fqdn, revocation.fqdn)
+            what = f"{revocation.fqdn} is already revoked"
+        self._create_document(key, revocation.to_document(), what)
 
     def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None:
-        data = self._read(revocation_key(issuer_fqdn, fqdn))
+        return self._read_revocation(revocation_key(issuer_fqdn, fqdn))
+
+    def get_generation_revocation(
+        self, issuer_fqdn: str, fqdn: str, serial: str
+    ) -> RevocationRecord | None:
+        return self._read_revocation(revocation_key(issuer_fqdn, fqdn, serial))
+
+    def _read_revocation(self, key: str) -> RevocationRecord | None:
+        data = self._read(key)
         return None if data is None else RevocationRecord.from_document(json.loads(data))
 
     def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:

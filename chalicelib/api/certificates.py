@@ -10,10 +10,21 @@ from chalicelib.api.errors import http_errors
 from chalicelib.api.parsing import (
     MAX_BULK_BODY_BYTES,
     parse_issue_request,
+    parse_renew_request,
     read_json_object,
 )
-from chalicelib.api.queries import parse_list_query
-from chalicelib.api.views import bulk_view, certificate_view, issued_view, list_item_view
+from chalicelib.api.queries import (
+    parse_generation_query,
+    parse_list_query,
+    parse_no_parameters,
+)
+from chalicelib.api.views import (
+    bulk_view,
+    certificate_view,
+    history_view,
+    issued_view,
+    list_item_view,
+)
 from chalicelib.model import CertType, IssuedCertificate, IssueRequest
 from chalicelib.names import decode_certificate_name
 from chalicelib.wiring import certificate_service
@@ -78,7 +89,27 @@ def list_certificates() -> dict[str, Any]:
 @certificates.route("/certificates/{certificate}", methods=["GET"])
 @_errors
 def get_certificate(certificate: str) -> dict[str, Any]:
+    serial = parse_generation_query(certificates.current_request.query_params)
     details = certificate_service().get_certificate(
-        decode_certificate_name(certificate, "certificate")
+        decode_certificate_name(certificate, "certificate"), serial
     )
     return certificate_view(details.record, details.revocation)
+
+
+@certificates.route("/certificates/{certificate}/renew", methods=["POST"])
+@_errors
+def renew_certificate(certificate: str) -> Response:
+    """A new generation: same name, subject and issuer; new serial, validity and (unless
+    `reuse_key`, or for a CA) key."""
+    body = read_json_object(certificates.current_request.raw_body, empty_is_object=True)
+    request = parse_renew_request(body)
+    fqdn = decode_certificate_name(certificate, "certificate")
+    return _created(certificate_service().renew(fqdn, request))
+
+
+@certificates.route("/certificates/{certificate}/history", methods=["GET"])
+@_errors
+def get_certificate_history(certificate: str) -> dict[str, Any]:
+    parse_no_parameters(certificates.current_request.query_params)
+    fqdn = decode_certificate_name(certificate, "certificate")
+    return history_view(fqdn, certificate_service().history(fqdn))

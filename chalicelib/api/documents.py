@@ -12,6 +12,7 @@ from chalicelib.api.queries import (
     parse_bundle_get,
     parse_bundle_post,
     parse_crl_format,
+    parse_generation_query,
     parse_revocation_reason,
 )
 from chalicelib.api.views import revoked_view
@@ -76,18 +77,20 @@ def _bundle_response(bundle: Bundle) -> Response:
 def get_bundle(certificate: str) -> Response:
     request = documents.current_request
     bundle_format, password = parse_bundle_get(request.query_params, request.headers)
+    serial = parse_generation_query(request.query_params, frozenset({"format"}))
     return _bundle_response(
-        certificate_service().bundle(_fqdn(certificate), bundle_format, password)
+        certificate_service().bundle(_fqdn(certificate), bundle_format, password, serial)
     )
 
 
 @documents.route("/certificates/{certificate}/bundle", methods=["POST"])
 @_errors
 def post_bundle(certificate: str) -> Response:
-    body = read_json_object(documents.current_request.raw_body)
-    bundle_format, password = parse_bundle_post(body)
+    request = documents.current_request
+    bundle_format, password = parse_bundle_post(read_json_object(request.raw_body))
+    serial = parse_generation_query(request.query_params)
     return _bundle_response(
-        certificate_service().bundle(_fqdn(certificate), bundle_format, password)
+        certificate_service().bundle(_fqdn(certificate), bundle_format, password, serial)
     )
 
 
@@ -95,4 +98,5 @@ def post_bundle(certificate: str) -> Response:
 @_errors
 def get_private_key(certificate: str) -> dict[str, Any]:
     fqdn = _fqdn(certificate)
-    return {"fqdn": fqdn, "private_key": certificate_service().private_key(fqdn)}
+    serial = parse_generation_query(documents.current_request.query_params)
+    return {"fqdn": fqdn, "private_key": certificate_service().private_key(fqdn, serial)}

@@ -6,8 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.api.queries import parse_serial
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.model import CertType, IssueRequest, KeyType, SubjectDetails
+from chalicelib.model import CertType, IssueRequest, KeyType, RenewRequest, SubjectDetails
 from chalicelib.names import (
     MAX_COMMON_NAME_LENGTH,
     normalize_fqdn,
@@ -93,6 +94,42 @@ def parse_issue_request(cert_type: CertType, body: dict[str, Any]) -> IssueReque
         count=_integer(values, "count", 1, MAX_BULK),
         csrs=_csrs(values.get("csrs")),
     )
+
+
+RENEW_FIELDS = frozenset(
+    {"validity_days", "key_type", "csr", "reuse_key", "revoke_previous", "serial"}
+)
+
+
+def parse_renew_request(body: dict[str, Any]) -> RenewRequest:
+    """POST /certificates/{certificate}/renew: every field optional; one source of the new key
+    (`key_type`, `csr` or `reuse_key`)."""
+    unknown = sorted(set(body) - RENEW_FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            unknown[0], f"unknown field; allowed: {', '.join(sorted(RENEW_FIELDS))}"
+        )
+    values = {name: value for name, value in body.items() if value is not None}
+    sources = [name for name in ("key_type", "csr") if name in values]
+    if values.get("reuse_key") is True:
+        sources.insert(0, "reuse_key")
+    if len(sources) > 1:
+        raise InvalidRequest(sources[1], f"cannot be combined with {sources[0]}")
+    return RenewRequest(
+        validity_days=_integer(values, "validity_days", 1, MAX_VALIDITY_DAYS),
+        key_type=_key_type(values["key_type"]) if "key_type" in values else None,
+        csr=_csr(values.get("csr"), "csr"),
+        reuse_key=_boolean(values, "reuse_key"),
+        revoke_previous=bool(_boolean(values, "revoke_previous")),
+        serial=parse_serial(values["serial"]) if "serial" in values else None,
+    )
+
+
+def _boolean(values: Mapping[str, Any], field: str) -> bool | None:
+    value = values.get(field)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequest(field, "must be true or false")
+    return value
 
 
 def _check_key_sources(cert_type: CertType, values: Mapping[str, Any]) -> None:

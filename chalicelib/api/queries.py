@@ -17,6 +17,7 @@ DEFAULT_LIST_LIMIT = 100
 MAX_EXPIRY_DAYS = 36500
 PASSWORD_HEADER = "X-Bundle-Password"  # noqa: S105 - a header name, not a password
 _DIGITS = re.compile(r"[0-9]{1,9}")
+_SERIAL = re.compile(r"[0-9a-fA-F]{1,40}")
 
 
 def _only(query: Mapping[str, Any], allowed: set[str], what: str) -> None:
@@ -62,6 +63,27 @@ def parse_list_query(params: Mapping[str, str] | None) -> ListQuery:
     )
 
 
+def parse_serial(value: object, field: str = "serial") -> str:
+    """A certificate serial number in hex (as the API shows it), in the API's spelling."""
+    if not isinstance(value, str) or not _SERIAL.fullmatch(value):
+        raise InvalidRequest(field, "must be a certificate serial number: 1-40 hex digits")
+    return format(int(value, 16), "x")
+
+
+def parse_generation_query(
+    params: Mapping[str, str] | None, also: frozenset[str] = frozenset()
+) -> str | None:
+    """`?serial=` (one generation of the certificate; the current one without it), and the
+    route's other parameters (`also`), which its own parser reads."""
+    query = dict(params or {})
+    _only(query, {"serial", *also}, "parameter")
+    return parse_serial(query["serial"]) if "serial" in query else None
+
+
+def parse_no_parameters(params: Mapping[str, str] | None) -> None:
+    _only(dict(params or {}), set(), "parameter")
+
+
 def parse_revocation_reason(body: Mapping[str, Any]) -> str:
     _only(body, {"reason"}, "field")
     reason = body.get("reason", "unspecified")
@@ -90,7 +112,7 @@ def parse_bundle_get(
         raise InvalidRequest(
             "password", f"never in the URL: send it in the {PASSWORD_HEADER} header or POST body"
         )
-    _only(query, {"format"}, "parameter")
+    _only(query, {"format", "serial"}, "parameter")
     return _bundle_format(query.get("format", "pem")), headers.get(PASSWORD_HEADER.lower())
 
 

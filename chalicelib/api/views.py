@@ -15,6 +15,7 @@ from chalicelib.model import (
     iso_utc,
 )
 from chalicelib.revocation import Revoked
+from chalicelib.service import CertificateDetails
 
 
 def _parent(parent_fqdn: str) -> str | None:
@@ -38,6 +39,8 @@ def certificate_view(
         "chain": record.chain_pem,
         "acm_certificate_arn": record.acm_certificate_arn,
         "status": STATUS_REVOKED if revocation else record.status,
+        "generation": record.generation,
+        "previous_serial": record.previous_serial,
     }
     if record.cert_type is CertType.CLIENT:
         view["device_id"] = record.device_id
@@ -45,6 +48,12 @@ def certificate_view(
         view["revoked_at"] = iso_utc(revocation.revoked_at)
         view["revocation_reason"] = revocation.reason
     return view
+
+
+def history_view(fqdn: str, generations: list[CertificateDetails]) -> dict[str, Any]:
+    """GET .../history: every generation, oldest first, as GET shows one (no private key)."""
+    items = [certificate_view(details.record, details.revocation) for details in generations]
+    return {"fqdn": fqdn, "items": items, "count": len(items)}
 
 
 def revoked_view(revoked: Revoked) -> dict[str, Any]:

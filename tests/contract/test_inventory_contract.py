@@ -23,9 +23,9 @@ from chalicelib.inventory import (
     InMemoryInventory,
     Inventory,
     SqliteInventory,
-    item_to_attributes,
+    item_to_dynamo,
 )
-from chalicelib.model import CertType, InventoryItem
+from chalicelib.model import CertType, ChildFilter, InventoryItem
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources
@@ -162,6 +162,38 @@ class TestInventoryContract:
         found = inventory.find(item.fqdn, ROOT)
         assert found == replace(item, acm_certificate_arn=arn)
         assert not inventory.contains("absent.example.com", ROOT)
+
+    def test_a_renewal_moves_the_item_to_its_generation_and_never_back(
+        self, inventory: Inventory
+    ) -> None:
+        first = make_item(f"device-0001.{CELL1}", cert_type=CertType.SERVER)
+        inventory.record_certificate(first)
+        inventory.update_status(first.fqdn, CELL1, "revoked")
+
+        def generation(number: int, arn: str | None = None) -> InventoryItem:
+            return replace(
+                first, generation=number, serial=f"{number:040x}", key_type="RSA_2048",
+                not_after=f"20{number + 30}-01-01T00:00:00Z", valid_until=f"20{number + 30}-01-01",
+                fingerprint=f"{number:064x}", created_at="2030-01-01T00:00:00Z",
+                acm_certificate_arn=arn,
+            )  # fmt: skip
+
+        assert inventory.record_generation(generation(3, "arn:aws:acm:x:1:certificate/a")) is True
+        assert inventory.record_generation(generation(2)) is False  # late: an older generation
+        assert inventory.record_generation(generation(3)) is False  # replayed
+        assert inventory.record_generation(generation(4)) is True  # no ARN: keeps the one it has
+        assert inventory.record_generation(replace(generation(5), fqdn=f"x.{CELL1}")) is False
+
+        stored = inventory.find(first.fqdn, CELL1)
+        expected = replace(
+            generation(4, "arn:aws:acm:x:1:certificate/a"),
+            created_at=first.created_at,  # when the certificate was first issued
+            status="revoked",  # a renewal changes no status
+        )
+        assert stored == expected
+        assert listed_fqdns(inventory, CELL1, 10, None) == [first.fqdn]
+        expiring = inventory.list_children(CELL1, 10, None, ChildFilter("2033-01-01T00:00:00Z"))
+        assert expiring.items == []  # the item's not_after is its generation's
 
     def test_find_returns_the_item_of_exactly_that_key(self, inventory: Inventory) -> None:
         fqdn = f"device-0001.{CELL1}"
@@ -433,6 +465,7 @@ class TestDynamoInventory:
             "Fingerprint": {"S": item.fingerprint},
             "CreatedAt": {"S": "2026-01-01T00:00:00Z"},
             "Status": {"S": "active"},
+            "Generation": {"N": "1"},
         }
 
     def test_a_page_cut_short_by_the_1_mb_limit_still_says_more_follow(
@@ -442,8 +475,7 @@ class TestDynamoInventory:
         client = aws_resources.session.client("dynamodb")
         fqdns = device_names(4)
         for fqdn in fqdns:
-            attributes = item_to_attributes(make_item(fqdn)) | {"Padding": "x" * 300_000}
-            padded = {name: {"S": value} for name, value in attributes.items()}
+            padded = item_to_dynamo(make_item(fqdn)) | {"Padding": {"S": "x" * 300_000}}
             client.put_item(TableName=aws_resources.table, Item=padded)
         raw = client.query(
             TableName=aws_resources.table,

@@ -281,14 +281,100 @@ class TestCertificateStoreContract:
                 assert not store.exists(record.fqdn)
 
 
+def renewal_of(record: CertificateRecord, generation: int, serial: str) -> CertificateRecord:
+    return dataclasses.replace(
+        record, generation=generation, serial=serial, previous_serial=record.serial
+    )
+
+
+class TestGenerations:
+    """Renewals: generation N + 1 beside N, each document written once."""
+
+    def test_the_current_generation_is_the_highest_and_every_one_stays(
+        self, store: CertificateStore
+    ) -> None:
+        first = make_record()
+        store.put_certificate(first)
+        assert store.current_generation(first.fqdn) == 1
+        generations = [first]
+        for number in range(2, 12):  # past 9: generations compare as numbers, not as text
+            generations.append(renewal_of(generations[-1], number, f"{number:040x}"))
+            store.put_certificate(generations[-1])
+
+        assert store.current_generation(first.fqdn) == 11
+        assert_same_record(store.get_certificate(first.fqdn), generations[-1])
+        listed = store.list_generations(first.fqdn)
+        assert [record.generation for record in listed] == list(range(1, 12))
+        for stored, expected in zip(listed, generations, strict=True):
+            assert_same_record(stored, expected)
+        assert_same_record(store.get_generation(first.fqdn, 4), generations[3])
+        assert [record.serial for record in store.iter_certificates()] == [generations[-1].serial]
+        assert store.exists(first.fqdn)
+
+    def test_a_generation_is_written_once(self, store: CertificateStore) -> None:
+        first = make_record()
+        store.put_certificate(first)
+        second = renewal_of(first, 2, "02" * 20)
+        store.put_certificate(second)
+
+        with pytest.raises(AlreadyExists, match="generation 2"):
+            store.put_certificate(renewal_of(first, 2, "03" * 20))
+
+        assert_same_record(store.get_certificate(first.fqdn), second)
+        assert [r.serial for r in store.list_generations(first.fqdn)] == [first.serial, "02" * 20]
+
+    def test_missing_generations_and_certificates_are_not_found(
+        self, store: CertificateStore
+    ) -> None:
+        first = make_record()
+        store.put_certificate(first)
+
+        with pytest.raises(NotFound, match="no generation 2"):
+            store.get_generation(first.fqdn, 2)
+        with pytest.raises(NotFound):
+            store.list_generations(f"other.{CELL}")
+        assert store.current_generation(f"other.{CELL}") == 1
+
+    def test_a_generation_revoked_alone_is_apart_from_the_certificate_revocation(
+        self, store: CertificateStore
+    ) -> None:
+        first = make_record()
+        store.put_certificate(first)
+        store.put_certificate(renewal_of(first, 2, "02" * 20))
+        now = first.created_at
+        alone = RevocationRecord(
+            first.fqdn, CELL, first.serial, "superseded", now, generation_only=True
+        )
+        store.put_revocation(alone)
+
+        assert store.is_revoked(CELL, first.fqdn) is False
+        assert store.get_revocation(CELL, first.fqdn) is None
+        assert store.get_generation_revocation(CELL, first.fqdn, first.serial) == alone
+        with pytest.raises(AlreadyExists):
+            store.put_revocation(dataclasses.replace(alone, reason="keyCompromise"))
+        whole = RevocationRecord(
+            first.fqdn, CELL, "02" * 20, "keyCompromise", now, serials=("02" * 20,)
+        )
+        store.put_revocation(whole)
+
+        assert store.is_revoked(CELL, first.fqdn) is True
+        assert store.get_revocation(CELL, first.fqdn) == whole
+        assert sorted(store.list_revocations(CELL), key=lambda r: r.reason) == [whole, alone]
+
+
 class TestConcurrentPuts:
     """The write-once promise under threads, on the adapters of THREAD_SAFE_BACKENDS."""
 
+    @pytest.mark.parametrize("generation", [1, 2], ids=["issuance", "renewal"])
     def test_concurrent_puts_of_one_fqdn_let_exactly_one_win(
-        self, thread_safe_store: CertificateStore
+        self, thread_safe_store: CertificateStore, generation: int
     ) -> None:
         store = thread_safe_store
         contenders = [make_record(serial=f"{index:040x}") for index in range(8)]
+        if generation == 2:
+            first = make_record(serial="ff" * 20)
+            store.put_certificate(first)
+            contenders = [renewal_of(first, 2, record.serial) for record in contenders]
         start = threading.Barrier(len(contenders))
         outcomes: list[tuple[CertificateRecord, str]] = []
         outcomes_lock = threading.Lock()
@@ -313,6 +399,7 @@ class TestConcurrentPuts:
         (winner,) = [record for record, outcome in outcomes if outcome == "stored"]
         assert_same_record(store.get_certificate(winner.fqdn), winner)
         assert [record.serial for record in store.iter_certificates()] == [winner.serial]
+        assert len(store.list_generations(winner.fqdn)) == generation
 
 
 def without_anonymous_temp_files(monkeypatch: pytest.MonkeyPatch) -> None:

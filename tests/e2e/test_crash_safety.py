@@ -107,7 +107,7 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_certificate(tmp_path: Path)
         assert {c["fqdn"] for c in acknowledged} <= _listed(restarted.url, CELL) | {
             line.split(": ", 1)[1]
             for line in _fsck(certstore).stdout.splitlines()
-            if line.startswith("certificate without inventory item: ")
+            if line.startswith("certificate without an up-to-date inventory item: ")
         }
 
         repaired = _fsck(certstore, "--repair")

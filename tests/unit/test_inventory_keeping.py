@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chalicelib.errors import NotFound
-from chalicelib.events import CertificateCreated, CertificateRevoked
+from chalicelib.events import CertificateCreated, CertificateRenewed, CertificateRevoked
 from chalicelib.inventory import InMemoryInventory
 from chalicelib.inventory_keeping import InventoryKeeper
 from chalicelib.model import STATUS_ACTIVE, STATUS_REVOKED, CertificateRecord, CertType
@@ -162,3 +163,81 @@ def test_reconcile_restores_the_acm_arns_that_only_lost_events_carried() -> None
         assert found is not None and found.acm_certificate_arn == arn.format(record.fqdn)
     found = inventory.find(never_imported.fqdn, CELL)
     assert found is not None and found.acm_certificate_arn is None
+
+
+# Renewals ------------------------------------------------------------------------------------
+
+
+def generations_of(record: CertificateRecord, count: int) -> list[CertificateRecord]:
+    """`record` and `count - 1` renewals of it, each with its own serial and validity."""
+    generations = [record]
+    for number in range(2, count + 1):
+        previous = generations[-1]
+        generations.append(
+            replace(
+                previous,
+                generation=number,
+                serial=f"{number:040x}",
+                previous_serial=previous.serial,
+                not_after=previous.not_after.replace(year=previous.not_after.year + 1),
+                fingerprint_sha256=f"{number:064x}",
+            )
+        )
+    return generations
+
+
+def test_renewed_events_move_the_item_forward_only_whatever_their_order() -> None:
+    generations = generations_of(make_record(), 3)
+    keeper, inventory = keeper_with(*generations)
+    keeper.record([CertificateCreated.from_record(generations[0])])
+
+    assert keeper.record([CertificateRenewed.from_record(generations[2])]) == 1
+    assert keeper.record([CertificateRenewed.from_record(generations[1])]) == 0  # late
+    assert keeper.record([CertificateRenewed.from_record(generations[2])]) == 0  # replayed
+    assert keeper.record([CertificateCreated.from_record(generations[0])]) == 0  # replayed
+
+    item = inventory.find(generations[0].fqdn, CELL)
+    assert item is not None
+    assert (item.generation, item.serial) == (3, generations[2].serial)
+    assert item.fingerprint == generations[2].fingerprint_sha256
+
+
+def test_a_renewed_before_its_created_builds_the_item_from_the_current_generation() -> None:
+    generations = generations_of(make_record(), 3)
+    keeper, inventory = keeper_with(*generations)
+
+    assert keeper.record([CertificateRenewed.from_record(generations[1])]) == 1
+    assert keeper.record([CertificateCreated.from_record(generations[0])]) == 0
+
+    item = inventory.find(generations[0].fqdn, CELL)
+    assert item is not None  # from the store: its current generation, newer than the event
+    assert (item.generation, item.serial, item.status) == (3, generations[2].serial, "active")
+
+
+def test_a_renewed_event_goes_through_the_lambda_entry() -> None:
+    generations = generations_of(make_record(), 2)
+    keeper, inventory = keeper_with(*generations)
+    keeper.record([CertificateCreated.from_record(generations[0])])
+    detail = json.loads(json.dumps(CertificateRenewed.from_record(generations[1]).to_detail()))
+
+    assert detail["Generation"] == 2 and detail["PreviousSerial"] == generations[0].serial
+    assert keeper.record_detail("renewed", detail) is True
+
+    item = inventory.find(generations[0].fqdn, CELL)
+    assert item is not None and item.serial == generations[1].serial
+
+
+def test_fsck_and_reconcile_see_an_item_behind_the_stored_generation() -> None:
+    generations = generations_of(make_record(), 3)
+    keeper, inventory = keeper_with(*generations)
+    keeper.record([CertificateCreated.from_record(generations[0])])  # the renewed ones lost
+
+    assert keeper.missing_items() == [
+        f"{generations[0].fqdn} (inventory at generation 1, stored 3)"
+    ]
+    assert keeper.reconcile() == 1
+
+    assert keeper.missing_items() == []
+    item = inventory.find(generations[0].fqdn, CELL)
+    assert item is not None and (item.generation, item.serial) == (3, generations[2].serial)
+    assert keeper.reconcile() == 0

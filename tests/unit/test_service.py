@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,10 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from chalicelib.errors import InvalidRequest, StorageError
+from chalicelib.errors import Conflict, InvalidRequest, StorageError
 from chalicelib.events import (
     CertificateCreated,
     CertificateEvent,
+    CertificateRenewed,
     EventDeliveryError,
     EventPublisher,
     InProcessPublisher,
@@ -34,10 +37,10 @@ from chalicelib.model import (
     InventoryItem,
     IssuedCertificate,
     IssueRequest,
-    RevocationRecord,
+    RenewRequest,
 )
 from chalicelib.service import CertificateService
-from chalicelib.store import BulkWrite, CertificateStore, InMemoryStore, OnStored
+from chalicelib.store import CertificateStore, InMemoryStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NOW_ISO = "2026-01-01T00:00:00Z"
@@ -61,42 +64,16 @@ class SettableClock:
         return self.now
 
 
-class CountingStore:
-    """A CertificateStore that counts reads per FQDN and passes everything on."""
+class CountingStore(InMemoryStore):
+    """The in-memory store, counting reads of certificate documents per FQDN."""
 
-    def __init__(self, inner: CertificateStore) -> None:
-        self._inner = inner
+    def __init__(self) -> None:
+        super().__init__()
         self.reads: Counter[str] = Counter()
 
-    def put_certificate(self, record: CertificateRecord) -> None:
-        self._inner.put_certificate(record)
-
-    def put_certificates(
-        self, records: Iterable[CertificateRecord], on_stored: OnStored
-    ) -> BulkWrite:
-        return self._inner.put_certificates(records, on_stored)
-
-    def get_certificate(self, fqdn: str) -> CertificateRecord:
+    def get_generation(self, fqdn: str, generation: int) -> CertificateRecord:
         self.reads[fqdn] += 1
-        return self._inner.get_certificate(fqdn)
-
-    def exists(self, fqdn: str) -> bool:
-        return self._inner.exists(fqdn)
-
-    def iter_certificates(self) -> Iterator[CertificateRecord]:
-        return self._inner.iter_certificates()
-
-    def put_revocation(self, revocation: RevocationRecord) -> None:
-        self._inner.put_revocation(revocation)
-
-    def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None:
-        return self._inner.get_revocation(issuer_fqdn, fqdn)
-
-    def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:
-        return self._inner.is_revoked(issuer_fqdn, fqdn)
-
-    def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
-        return self._inner.list_revocations(issuer_fqdn)
+        return super().get_generation(fqdn, generation)
 
 
 class FailingPublisher:
@@ -550,10 +527,8 @@ def test_an_expired_issuer_cannot_sign() -> None:
     root(service, validity_days=10)
     clock.now = NOW + timedelta(days=11)
 
-    with pytest.raises(InvalidRequest) as raised:
+    with pytest.raises(Conflict, match=r"parent_fqdn: CA .* expired on"):
         intermediate(service)
-
-    assert raised.value.field == "parent_fqdn"
 
 
 # Keys ------------------------------------------------------------------------------------
@@ -637,7 +612,7 @@ def test_leaf_keys_are_returned_and_never_encrypted(kind: str) -> None:
 
 
 def test_a_ca_record_is_read_once_per_service() -> None:
-    store = CountingStore(InMemoryStore())
+    store = CountingStore()
     service = make_service(store=store)
     root(service)
     intermediate(service)
@@ -651,3 +626,78 @@ def test_a_ca_record_is_read_once_per_service() -> None:
 
     assert store.reads == reads_after_first_device
     assert len({issued.record.fqdn for issued in devices}) == 3
+
+
+# Renewal -----------------------------------------------------------------------------------
+
+
+class RenewalRaceStore(InMemoryStore):
+    """Lets `racers` renewals read the current generation before any of them writes: each
+    waits at a barrier after its read, so every one renews the same generation."""
+
+    def __init__(self, racers: int) -> None:
+        super().__init__()
+        self.barrier: threading.Barrier | None = None
+        self._racers = racers
+
+    def get_certificate(self, fqdn: str) -> CertificateRecord:
+        record = super().get_certificate(fqdn)
+        if self.barrier is not None and record.cert_type is CertType.CLIENT:
+            self.barrier.wait(timeout=30)
+        return record
+
+    def race(self) -> None:
+        self.barrier = threading.Barrier(self._racers)
+
+
+def test_of_renewals_that_read_the_same_generation_one_is_stored_the_rest_name_it() -> None:
+    store = RenewalRaceStore(racers=8)
+    inventory = InMemoryInventory()
+    publisher = RecordingPublisher()
+    service = make_service(store=store, inventory=inventory, publisher=publisher)
+    root(service)
+    intermediate(service)
+    first = device(service).record
+    store.race()
+
+    def attempt() -> IssuedCertificate | Conflict:
+        try:
+            return service.renew(first.fqdn, RenewRequest())  # no serial: the race is the write's
+        except Conflict as err:
+            return err
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: attempt(), range(8)))
+
+    (winner,) = [outcome for outcome in outcomes if isinstance(outcome, IssuedCertificate)]
+    losers = [outcome for outcome in outcomes if isinstance(outcome, Conflict)]
+    assert len(losers) == 7
+    for loser in losers:
+        assert f"generation 2 (serial {winner.record.serial}) is current" in str(loser)
+    store.barrier = None
+    assert [r.serial for r in store.list_generations(first.fqdn)] == [
+        first.serial,
+        winner.record.serial,
+    ]
+    renewed_events = [e for e in publisher.events if isinstance(e, CertificateRenewed)]
+    assert [e.serial for e in renewed_events] == [winner.record.serial]
+
+
+def test_renewing_a_ca_in_one_process_is_seen_by_another_at_its_next_issuance() -> None:
+    store = InMemoryStore()
+    first, second = make_service(store=store), make_service(store=store)
+    root(first)
+    intermediate(first)
+    before = device(second)  # `second` has loaded the cell
+
+    renewed_cell = first.renew(CELL, RenewRequest(validity_days=30))
+    after = device(second)
+
+    assert before.record.chain_pem.startswith(intermediate_pem(store, generation=1))
+    assert after.record.chain_pem.startswith(renewed_cell.record.certificate_pem)
+    # the validity of what the cell issues is now bounded by its renewed certificate
+    assert after.record.not_after == renewed_cell.record.not_after
+
+
+def intermediate_pem(store: InMemoryStore, generation: int) -> str:
+    return store.get_generation(CELL, generation).certificate_pem
