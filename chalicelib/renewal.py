@@ -72,7 +72,6 @@ class Renewer:
                 f"serial: {request.serial} is not the current generation of {fqdn}: generation "
                 f"{current.generation} (serial {current.serial}) is; nothing was written"
             )
-        self._refuse_if_revoked(current)
         parent = None
         if current.parent_fqdn != ROOT_PARENT:
             parent = self._authorities.current(current.parent_fqdn, "parent_fqdn", now)
@@ -168,19 +167,24 @@ class Renewer:
 
     def _acm_certificate_arn(self, current: CertificateRecord) -> str | None:
         """Where the current generation was imported: its record has the ARN from the second
-        generation on; the first's is in the inventory (its `created` event carried it)."""
+        generation on; the first's is in the inventory (its `created` event carried it), or,
+        while that event is on its way, found in ACM by the certificate's fingerprint."""
         if current.cert_type is not CertType.SERVER or current.acm_certificate_arn:
             return current.acm_certificate_arn
         item = self._inventory.find(current.fqdn, current.parent_fqdn)
-        return item.acm_certificate_arn if item is not None else None
+        if item is not None and item.acm_certificate_arn:
+            return item.acm_certificate_arn
+        return self._importer.find_imported([current]).get(current.fqdn)
 
     def _store_generation(
         self, record: CertificateRecord, current: CertificateRecord, parent: Authority | None
     ) -> None:
-        """Create-only: a concurrent renewal of the same generation that stored first wins."""
-        if parent is not None:  # asked right before storing, as for an issuance
-            self._authorities.refuse_if_revoked(parent, self._clock(), "parent_fqdn")
+        """Create-only: a concurrent renewal of the same generation that stored first wins.
+        Whether the certificate or its CA is revoked is asked right before, as for an issuance
+        (once: a renewal signs with an EC key in a millisecond)."""
         self._refuse_if_revoked(current)
+        if parent is not None:
+            self._authorities.refuse_if_revoked(parent, self._clock(), "parent_fqdn")
         try:
             self._store.put_certificate(record)
         except AlreadyExists as err:

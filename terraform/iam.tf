@@ -77,10 +77,19 @@ data "aws_iam_policy_document" "api" {
 
   statement {
     sid     = "ImportServerCertificates"
-    actions = ["acm:ImportCertificate", "acm:AddTagsToCertificate"]
+    actions = ["acm:ImportCertificate", "acm:AddTagsToCertificate", "acm:GetCertificate"]
     resources = [
       "arn:${data.aws_partition.current.partition}:acm:${var.region}:${data.aws_caller_identity.current.account_id}:certificate/*",
     ]
+  }
+
+  # The first renewal of a server certificate whose `created` event (which carries its ARN to the
+  # inventory) is still on its way finds the ARN by fingerprint. ListCertificates has no
+  # resource-level permissions: "*" is the only resource it takes.
+  statement {
+    sid       = "FindImportedCertificates"
+    actions   = ["acm:ListCertificates"]
+    resources = ["*"]
   }
 }
 

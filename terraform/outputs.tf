@@ -27,6 +27,14 @@ data "aws_iam_policy_document" "api_device_provisioner" {
     actions   = ["execute-api:Invoke"]
     resources = ["${local.api_routes}/POST/certificates/device"]
   }
+
+  statement {
+    sid     = "RenewDeviceCertificates"
+    actions = ["execute-api:Invoke"]
+    resources = length(var.device_ca_fqdns) == 0 ? ["${local.api_routes}/POST/certificates/*/renew"] : [
+      for fqdn in var.device_ca_fqdns : "${local.api_routes}/POST/certificates/*.${fqdn}/renew"
+    ]
+  }
 }
 
 data "aws_iam_policy_document" "api_pki_admin" {
@@ -68,12 +76,12 @@ output "function_names" {
 }
 
 output "api_reader_policy" {
-  description = "IAM policy for callers who may only read certificates (no private keys)."
+  description = "IAM policy for callers who may only read certificates and their history (no private keys)."
   value       = data.aws_iam_policy_document.api_reader.json
 }
 
 output "api_device_provisioner_policy" {
-  description = "IAM policy for provisioning scripts: POST /certificates/device only."
+  description = "IAM policy for provisioning scripts: issue devices, and renew those under device_ca_fqdns."
   value       = data.aws_iam_policy_document.api_device_provisioner.json
 }
 

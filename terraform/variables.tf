@@ -92,6 +92,17 @@ variable "public_base_url" {
   }
 }
 
+variable "device_ca_fqdns" {
+  description = "The device CAs (cells) whose devices the example device-provisioner policy may renew: it may then POST .../renew for names under them only. Empty: it may renew any certificate, CAs included (the policy is an example to tighten)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for fqdn in var.device_ca_fqdns : can(regex("^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", fqdn))])
+    error_message = "device_ca_fqdns: lower-case FQDNs of CAs, e.g. cell1.devices.example.com."
+  }
+}
+
 variable "alarm_actions" {
   description = "ARNs (e.g. SNS topics) notified when an inventory event fails or lands in the dead-letter queue."
   type        = list(string)

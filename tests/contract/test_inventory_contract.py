@@ -5,8 +5,10 @@ Add an adapter by appending a factory to INVENTORY_FACTORIES; DynamoInventory ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
+import sqlite3
 import threading
 import zlib
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from chalicelib.inventory import (
     Inventory,
     SqliteInventory,
     item_to_dynamo,
+    item_values,
 )
 from chalicelib.model import CertType, ChildFilter, InventoryItem
 
@@ -336,6 +339,32 @@ class TestSqliteInventory:
         assert listed_fqdns(second, CELL1, 10, None) == expected
         assert first.contains(f"b.{CELL1}", CELL1)
         assert listed_fqdns(SqliteInventory(path), CELL1, 10, None) == expected
+
+    def test_a_store_made_before_renewals_gets_generations_and_keeps_its_items(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "inv.sqlite3"
+        item = make_item(f"a.{CELL1}")
+        with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+            connection.execute(
+                "CREATE TABLE inventory (FQDN TEXT NOT NULL, ParentFQDN TEXT NOT NULL, "
+                "Type TEXT NOT NULL, ValidUntil TEXT NOT NULL, Serial TEXT NOT NULL, "
+                "NotAfter TEXT NOT NULL, KeyType TEXT NOT NULL, Fingerprint TEXT NOT NULL, "
+                "CreatedAt TEXT NOT NULL, Status TEXT NOT NULL, AcmCertificateArn TEXT, "
+                "PRIMARY KEY (ParentFQDN, FQDN)) WITHOUT ROWID"
+            )
+            connection.execute(
+                "INSERT INTO inventory VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                item_values(item)[:-1],
+            )
+
+        inventory = SqliteInventory(path)
+
+        assert inventory.find(item.fqdn, CELL1) == item  # generation 1
+        assert inventory.record_generation(replace(item, generation=2, serial="02")) is True
+        assert SqliteInventory(path).find(item.fqdn, CELL1) == replace(
+            item, generation=2, serial="02"
+        )
 
     def test_a_batch_commits_its_writes_together_at_its_end(self, tmp_path: Path) -> None:
         path = tmp_path / "inv.sqlite3"

@@ -99,6 +99,36 @@ def test_a_warm_process_issues_within_the_aws_call_budget(
 
 
 @aws_only
+def test_a_warm_process_renews_within_the_stated_aws_call_budget(
+    counted_api: tuple[ApiClient, _CallCounter],
+) -> None:
+    """README, Renewal: reading the current generation (a listing and a read) and whether the
+    certificate is revoked come on top of an issuance's calls."""
+    api, counter = counted_api
+    create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL)
+    server = api.create("server", fqdn="mqtt.servers.example.com")
+    read_current = ["s3.ListObjectsV2", "s3.GetObject", "s3.ListObjectsV2"]
+
+    counter.calls.clear()
+    assert api.post(f"/certificates/{device['fqdn']}/renew", {}).status_code == 201
+    assert counter.calls == [*read_current, "s3.PutObject", "events.PutEvents"]
+
+    counter.calls.clear()  # the first renewal finds the ARN where the `created` event put it
+    assert api.post(f"/certificates/{server['fqdn']}/renew", {}).status_code == 201
+    assert "dynamodb.GetItem" in counter.calls
+
+    counter.calls.clear()  # later ones in the current generation's document
+    assert api.post(f"/certificates/{server['fqdn']}/renew", {}).status_code == 201
+    assert counter.calls == [
+        *read_current,
+        "s3.PutObject",
+        "acm.ImportCertificate",
+        "events.PutEvents",
+    ]
+
+
+@aws_only
 def test_reissuing_a_server_certificate_never_creates_a_second_acm_certificate(
     backend_api: ApiClient, backend: MotoBackend
 ) -> None:

@@ -1,7 +1,9 @@
-"""Four clients issuing 250 device certificates each against the local server."""
+"""Against the local server (a worker per CPU): four clients issuing 250 device certificates
+each, and eight renewing one certificate at once."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,3 +47,41 @@ def test_four_clients_issue_a_thousand_unique_devices_and_lose_no_inventory_row(
     assert {item["fqdn"] for item in page["items"]} == {c["fqdn"] for c in issued}
     files = list((local_server.certstore / "certificates").glob("*.json"))
     assert len(files) == len(issued) + 2
+
+
+def test_eight_concurrent_renewals_of_one_generation_store_exactly_one(
+    local_server: LocalServer,
+) -> None:
+    url = local_server.url
+    for kind, body in (("root", {"fqdn": "example.com"}), ("intermediate", {"fqdn": CELL})):
+        assert requests.post(f"{url}/certificates/{kind}", json=body, timeout=10).ok
+    device = requests.post(f"{url}/certificates/device", json={"parent_fqdn": CELL}, timeout=10)
+    first = device.json()
+    first_file = local_server.certstore / "certificates" / f"{first['fqdn']}.json"
+    first_bytes = first_file.read_bytes()
+    start = threading.Barrier(8)
+
+    def renew(_: int) -> requests.Response:
+        session = requests.Session()
+        session.get(f"{url}/openapi.json", timeout=10)  # connected before the barrier
+        start.wait(timeout=30)
+        return session.post(
+            f"{url}/certificates/{first['fqdn']}/renew",
+            json={"serial": first["serial"]},  # this generation, or a 409
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(renew, range(8)))
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 7
+    (winner,) = [r.json() for r in responses if r.status_code == 201]
+    assert winner["generation"] == 2 and winner["previous_serial"] == first["serial"]
+    for response in responses:
+        if response.status_code == 409:
+            assert f"(serial {winner['serial']})" in response.json()["Message"], response.text
+    history = requests.get(f"{url}/certificates/{first['fqdn']}/history", timeout=10).json()
+    assert [item["serial"] for item in history["items"]] == [first["serial"], winner["serial"]]
+    assert first_file.read_bytes() == first_bytes
+    renewals = local_server.certstore / "certificates" / first["fqdn"]
+    assert [path.name for path in renewals.iterdir()] == ["000002.json"]

@@ -116,3 +116,49 @@ def test_readme_fleet_examples_run_after_the_walkthrough(
     assert "private_key" not in csr_device
     serial = f"{int(csr_device['serial'], 16):X}"
     assert any(serial in line.replace(":", "") for line in lines), result.stdout
+
+
+def renewal_examples_script() -> str:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### Renewal and CA rollover", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 2, "renewal and CA rollover, then rotating a cell onto a new key"
+    return "\n".join(blocks)
+
+
+@pytest.mark.skipif(
+    shutil.which("curl") is None or shutil.which("openssl") is None,
+    reason="curl and openssl are needed for the README's renewal examples",
+)
+def test_readme_renewal_examples_run_after_the_walkthrough(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        ["bash", "-c", walkthrough_script() + "\n" + renewal_examples_script()],
+        cwd=tmp_path,
+        env=dict(os.environ, API=local_server.url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout + local_server.log()
+    lines = result.stdout.splitlines()
+    # generation, the first one's status, history count, broker generation, openssl, cell1's
+    assert lines[-6:] == ["2", "revoked", "2", "2", "device.pem: OK", "1"], result.stdout
+
+    def load(name: str) -> dict[str, object]:
+        return json.loads((tmp_path / name).read_text())
+
+    first, second = load("device.json"), load("device-2.json")
+    assert (second["fqdn"], second["previous_serial"]) == (first["fqdn"], first["serial"])
+    root_pem = (tmp_path / "root.pem").read_text()
+    verify_client({"certificate": second["certificate"], "chain": second["chain"]}, root_pem)
+    old_cell, new_cell = (
+        x509.load_pem_x509_certificate(str(load(name)["certificate"]).encode())
+        for name in ("cell1-ca.json", "cell1-ca-2.json")
+    )
+    ski = x509.SubjectKeyIdentifier
+    assert old_cell.extensions.get_extension_for_class(ski) == (
+        new_cell.extensions.get_extension_for_class(ski)
+    )
+    assert load("cell2-devices.json")["count"] == 2

@@ -348,7 +348,9 @@ def test_each_role_may_call_only_what_its_function_calls(
         "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject", "s3:PutObject",
         "s3:ListBucket", "kms:Decrypt", "kms:GenerateDataKey", "dynamodb:GetItem",
         "dynamodb:Query", "events:PutEvents", "acm:ImportCertificate", "acm:AddTagsToCertificate",
+        "acm:GetCertificate", "acm:ListCertificates",
     }  # fmt: skip
+    assert api["acm:ListCertificates"] == {"*"}  # it takes no other resource
     assert api["dynamodb:GetItem"] == {table}
     assert api["dynamodb:Query"] == {f"{table}/index/parent-index"}
     inventory = _role_policy(account, f"{APP}-alice-inventory")
@@ -360,6 +362,9 @@ def test_each_role_may_call_only_what_its_function_calls(
     for granted in (api, inventory):
         assert not [action for action in granted if "*" in action]
         for resource in {resource for group in granted.values() for resource in group}:
+            if resource == "*":
+                assert granted is api and api["acm:ListCertificates"] == {"*"}
+                continue
             assert resource in (key, certificates) or f"{APP}-alice" in resource, resource
 
 
