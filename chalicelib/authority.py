@@ -3,11 +3,14 @@
 A CA's objects are written once and never replaced, so its certificate and decrypted key can be
 kept after the first load: a warm Lambda or the local server signs without reading the store or
 decrypting the key again. A revocation is a document of its own that may appear at any time,
-written by any process, and so may a renewal (a new generation of the CA's certificate, with the
-same key): whether a CA (or one above it) is revoked or renewed is asked of the store again at
-every issuance (locally a stat and a directory listing per CA of the chain), or, where each
-look-up is a network call (S3), at most once per `revocation_recheck`. A renewed CA is loaded
-again before it signs, with the CAs below it (their chains carry its certificate).
+written by any process: whether a CA (or one above it) is revoked is asked of the store again at
+every issuance (locally a stat per CA of the chain), or, where each look-up is a network call
+(S3), at most once per `revocation_recheck`. So may a renewal (a new generation of a CA's
+certificate, for the same key): whether a CA of the chain was renewed is asked at most once per
+GENERATION_RECHECK (or `revocation_recheck` when longer); a renewed CA is then loaded again
+before it signs, with the CAs below it (their chains carry its certificate). A renewal changes
+no key and no name, so until then the previous generation is what goes into chains and bounds
+validity; a renewal made by this process applies at once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class Authority:
         return self.record.fqdn
 
 
+GENERATION_RECHECK = timedelta(seconds=1)
+"""How long a process trusts that the CAs it loaded are their current generations: a directory
+listing per CA of the chain per issuance would cost the local server about 5% of an issuance."""
 REMOTE_REVOCATION_RECHECK = timedelta(seconds=60)
 """On a remote store (S3): how long a process trusts that a CA is not revoked before asking the
 store again. A revocation made by this process applies at once; one made elsewhere within this
@@ -54,6 +60,7 @@ class AuthorityCache:
         self._store = store
         self._passphrase = passphrase
         self._recheck = revocation_recheck
+        self._generation_recheck = max(revocation_recheck, GENERATION_RECHECK)
         self._authorities: dict[str, Authority] = {}
         self._checked_unrevoked: dict[str, datetime] = {}
         self._checked_generation: dict[str, datetime] = {}
@@ -93,8 +100,7 @@ class AuthorityCache:
 
     def current(self, fqdn: str, field: str, now: datetime) -> Authority:
         """The CA, as `get`, but loaded again first if it or a CA above it was renewed since it
-        was loaded: asked of the store at every issuance (a directory listing per CA of the
-        chain locally), or once per `revocation_recheck` on a remote store."""
+        was loaded (asked of the store at most once per generation recheck)."""
         authority = self.get(fqdn, field)
         if self._renewed_since_loaded(authority, now, field):
             self.renewed(fqdn)
@@ -105,11 +111,10 @@ class AuthorityCache:
         current = authority
         while True:
             checked = self._checked_generation.get(current.fqdn)
-            if not (self._recheck and checked is not None and now - checked < self._recheck):
+            if checked is None or now - checked >= self._generation_recheck:
                 if self._store.current_generation(current.fqdn) != current.record.generation:
                     return True
-                if self._recheck:
-                    self._checked_generation[current.fqdn] = now
+                self._checked_generation[current.fqdn] = now
             parent = current.record.parent_fqdn
             if parent == ROOT_PARENT:
                 return False

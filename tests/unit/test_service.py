@@ -683,14 +683,18 @@ def test_of_renewals_that_read_the_same_generation_one_is_stored_the_rest_name_i
     assert [e.serial for e in renewed_events] == [winner.record.serial]
 
 
-def test_renewing_a_ca_in_one_process_is_seen_by_another_at_its_next_issuance() -> None:
-    store = InMemoryStore()
-    first, second = make_service(store=store), make_service(store=store)
+def test_renewing_a_ca_in_one_process_is_seen_by_another_within_a_second() -> None:
+    store, clock = InMemoryStore(), SettableClock()
+    first, second = make_service(store=store, clock=clock), make_service(store=store, clock=clock)
     root(first)
     intermediate(first)
     before = device(second)  # `second` has loaded the cell
 
     renewed_cell = first.renew(CELL, RenewRequest(validity_days=30))
+    assert first.create_device(
+        IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=CELL)
+    ).record.chain_pem.startswith(renewed_cell.record.certificate_pem)  # at once where renewed
+    clock.now += timedelta(seconds=1)
     after = device(second)
 
     assert before.record.chain_pem.startswith(intermediate_pem(store, generation=1))
