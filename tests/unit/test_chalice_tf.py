@@ -325,5 +325,5 @@ def test_no_iam_statement_in_the_project_grants_wildcard_actions(
         assert actions and not [action for action in actions if "*" in action], action_list
     assert "Action" not in json.dumps(processed)  # Chalice's own IAM policy is not generated
     iam = (TERRAFORM_DIR / "iam.tf").read_text()
-    assert '["acm:ImportCertificate", "acm:AddTagsToCertificate"]' in iam
+    assert '["acm:ImportCertificate", "acm:AddTagsToCertificate", "acm:GetCertificate"]' in iam
     assert "kms:Encrypt" not in iam  # S3 SSE-KMS needs GenerateDataKey (put) and Decrypt (get)
