@@ -150,6 +150,8 @@ class AuthorityCache:
 
     def _load(self, record: CertificateRecord) -> Authority:
         certificate = pki.load_certificate(record.certificate_pem)
+        if record.private_key_pem is None:
+            raise StorageError(f"CA {record.fqdn} is stored without its key")
         try:
             private_key = pki.load_trusted_private_key(record.private_key_pem, self._passphrase)
         except (TypeError, ValueError) as err:

@@ -9,7 +9,7 @@ again whether its CA, or one above it, was revoked: none is stored after a revoc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from datetime import datetime
 
 from chalicelib.audit import audit_issued
@@ -72,7 +72,7 @@ class DeviceIssuer:
         self._authorities.refuse_if_revoked(parent, self._clock(), "parent_fqdn")  # nothing signed
         issued: list[IssuedCertificate] = []
 
-        def records() -> Iterator[CertificateRecord]:
+        def records() -> Generator[CertificateRecord, None, None]:
             with contextlib.closing(self._signer.sign_devices(terms, orders)) as signed_devices:
                 for order, signed in zip(orders, signed_devices, strict=True):
                     self._refuse_if_revoked_meanwhile(parent)  # a stat per CA of the chain

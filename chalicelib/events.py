@@ -190,7 +190,8 @@ class CertificateRevoked:
 class CertificateEvent(Protocol):
     """What a publisher needs of an event: its detail type, detail and certificate."""
 
-    fqdn: str
+    @property
+    def fqdn(self) -> str: ...
 
     @property
     def detail_type(self) -> str: ...

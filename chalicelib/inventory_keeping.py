@@ -84,9 +84,9 @@ class InventoryKeeper:
             # there already (a replay, or built by an earlier `revoked`): only the ARN, which
             # nothing but this event carries, may still be missing
             arn = event.acm_certificate_arn
-            return bool(arn) and self._inventory.set_acm_certificate_arn(
-                event.fqdn, event.parent_fqdn, arn
-            )
+            if not arn:
+                return False
+            return self._inventory.set_acm_certificate_arn(event.fqdn, event.parent_fqdn, arn)
         if isinstance(event, CertificateRevoked):
             if self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED):
                 return True

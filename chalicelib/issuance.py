@@ -3,7 +3,7 @@ the record."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -183,7 +183,7 @@ def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
 class DeviceSigner(Protocol):
     def sign_devices(
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
-    ) -> Iterator[SignedDevice]:
+    ) -> Generator[SignedDevice, None, None]:
         """The certificates in the order of `orders`, lazily: each as soon as it and every one
         before it are signed, so that the caller can store them while the rest are signed.
         A caller that stops early closes the iterator."""
@@ -192,6 +192,6 @@ class DeviceSigner(Protocol):
 class InProcessSigner:
     def sign_devices(
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
-    ) -> Iterator[SignedDevice]:
+    ) -> Generator[SignedDevice, None, None]:
         for order in orders:
             yield sign_device(terms, order)

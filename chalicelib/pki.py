@@ -193,7 +193,7 @@ def build_subject(common_name: str, details: SubjectDetails) -> x509.Name:
 
 def signature_hash(
     signing_key: CertificateIssuerPrivateKeyTypes,
-) -> hashes.HashAlgorithm | None:
+) -> hashes.SHA256 | hashes.SHA384 | None:
     if isinstance(signing_key, ed25519.Ed25519PrivateKey):
         return None  # Ed25519 signs without a separate hash
     if isinstance(signing_key, ec.EllipticCurvePrivateKey) and signing_key.curve.key_size >= 384:

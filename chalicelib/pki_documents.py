@@ -10,7 +10,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
@@ -86,6 +86,9 @@ def build_crl(
     return builder.sign(authority.private_key, signature_hash(authority.private_key))
 
 
+_GENERATED_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+
+
 def pkcs12_bundle(
     name: str,
     private_key: CertificateIssuerPrivateKeyTypes,
@@ -93,6 +96,8 @@ def pkcs12_bundle(
     chain: list[x509.Certificate],
     password: bytes,
 ) -> bytes:
+    if not isinstance(private_key, _GENERATED_KEY_TYPES):
+        raise TypeError(f"not a key type this service generates: {type(private_key).__name__}")
     return pkcs12.serialize_key_and_certificates(
         name.encode(),
         private_key,

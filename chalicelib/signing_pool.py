@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -154,7 +154,7 @@ class PoolSigner:
 
     def sign_devices(
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
-    ) -> Iterator[SignedDevice]:
+    ) -> Generator[SignedDevice, None, None]:
         executor = self._ready_executor() if len(orders) >= MIN_POOLED else None
         tasks = self._submit(executor, terms, orders) if executor is not None else None
         if executor is None or tasks is None:

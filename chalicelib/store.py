@@ -210,18 +210,15 @@ class DocumentStore:
             return True
 
         taken = _until_failed(records, failures)
-        first, second = next(taken, None), None
-        if self.writers >= 2 and first is not None:
-            second = next(taken, None)
-        if second is None:  # one writer, or one record (a single issuance): no threads
-            written = [(record, write(record)) for record in itertools.chain([first], taken)
-                       if record is not None]  # fmt: skip
+        started = list(itertools.islice(taken, 2 if self.writers >= 2 else 1))
+        if len(started) < 2:  # one writer, or one record (a single issuance): no threads
+            written = [(record, write(record)) for record in itertools.chain(started, taken)]
         else:
             from concurrent.futures import ThreadPoolExecutor  # off the import path: S3 only
 
             with ThreadPoolExecutor(self.writers, "store-put") as pool:
                 futures = [(record, pool.submit(write, record))
-                           for record in itertools.chain([first, second], taken)]  # fmt: skip
+                           for record in itertools.chain(started, taken)]  # fmt: skip
             written = [(record, future.result()) for record, future in futures]
         stored = [record for record, done in written if done]
         return BulkWrite(stored, failures[0] if failures else None)
