@@ -17,7 +17,7 @@ OPENAPI_CLIENT_VERSION := 0.29.1
 # so one package serves any stage (see devtools/chalice_tf.py and README, Deploy to AWS).
 STAGE ?= dev
 
-.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov \
+.PHONY: venv run run-moto reconcile fsck test test-fast pytest lint package tf-validate checkov \
 	openapi-client bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -50,6 +50,11 @@ test: lint tf-validate checkov pytest
 
 pytest: venv openapi-client
 	$(BIN)/python -m pytest
+
+## The fast tier, for the edit-test loop: the unit tests, and the contract and API suites on the
+## local adapters and backend only (no `moto` test, no `slow` one; marks in pyproject.toml).
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit tests/contract tests/api -m "not moto and not slow"
 
 $(OPENAPI_CLIENT_VENV)/.installed:
 	@if $(PYTHON) -m venv $(OPENAPI_CLIENT_VENV) && $(OPENAPI_CLIENT_VENV)/bin/python -m pip \
