@@ -9,11 +9,16 @@ TF_DIR := terraform
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
+# The client generator of tests/e2e/test_generated_client.py, in its own virtualenv: its
+# dependencies are not pinned with the dev tools'.
+OPENAPI_CLIENT_VENV := .venv-openapi-client
+OPENAPI_CLIENT_VERSION := 0.29.1
 # The stage `make package` packages for: every resource name comes from Terraform's `-var stage`,
 # so one package serves any stage (see devtools/chalice_tf.py and README, Deploy to AWS).
 STAGE ?= dev
 
-.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench bench-tools clean
+.PHONY: venv run run-moto reconcile fsck test test-fast pytest lint package tf-validate checkov \
+	openapi-client bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +48,21 @@ fsck: venv
 ## Everything CI checks: lint, the infrastructure checks, then the whole test suite.
 test: lint tf-validate checkov pytest
 
-pytest: venv
+pytest: venv openapi-client
 	$(BIN)/python -m pytest
+
+## The fast tier, for the edit-test loop: the unit tests, and the contract and API suites on the
+## local adapters and backend only (no `moto` test, no `slow` one; marks in pyproject.toml).
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit tests/contract tests/api -m "not moto and not slow"
+
+$(OPENAPI_CLIENT_VENV)/.installed:
+	@if $(PYTHON) -m venv $(OPENAPI_CLIENT_VENV) && $(OPENAPI_CLIENT_VENV)/bin/python -m pip \
+		install --quiet openapi-python-client==$(OPENAPI_CLIENT_VERSION); then touch $@; \
+	else echo "openapi-python-client not installed: the generated-client test is SKIPPED"; fi
+
+## openapi-python-client, which tests/e2e/test_generated_client.py generates a client with.
+openapi-client: $(OPENAPI_CLIENT_VENV)/.installed
 
 lint: venv
 	$(BIN)/ruff check .
@@ -73,8 +91,8 @@ checkov: package $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov -d $(TF_DIR) --config-file $(TF_DIR)/checkov.yaml --compact --quiet --skip-download
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache $(TF_DIR)/.terraform \
-		$(TF_DIR)/chalice.tf.json $(TF_DIR)/deployment.zip
+	rm -rf $(VENV) $(CHECKOV_VENV) $(OPENAPI_CLIENT_VENV) .pytest_cache .ruff_cache \
+		$(TF_DIR)/.terraform $(TF_DIR)/chalice.tf.json $(TF_DIR)/deployment.zip
 
 ## Benchmarks: see bench/run.py; writes bench/RESULTS.md; exits non-zero when a target is missed.
 ## The peer (cfssl) and the load generator (wrk) come from Debian's packages where apt can install.

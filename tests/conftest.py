@@ -24,6 +24,17 @@ from tests.helpers import ApiClient
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`moto` on every test on the AWS backend (`backend` is "aws") or on AWS resources under
+    moto (`aws_resources`); the contract suites mark their AWS adapters with `adapter_params`."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_aws = callspec is not None and callspec.params.get("backend") == "aws"
+        if on_aws or "aws_resources" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.moto)
+
+
 @pytest.fixture
 def certstore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh local backend under tmp_path for this test."""

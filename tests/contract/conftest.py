@@ -1,13 +1,15 @@
 """The AWS side of the contract suites: a fresh moto account per test, built as Terraform would.
 
 Contract factories for the AWS adapters pull `aws_resources` with `request.getfixturevalue`, so
-the suites stay one list of adapters and the local adapters never start moto.
+the suites stay one list of adapters and the local adapters never start moto. `adapter_params`
+marks the AWS adapters' params `moto`, which `make test-fast` leaves out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
 import pytest
@@ -26,6 +28,18 @@ FAKE_CREDENTIALS = {
 }
 
 
+AWS_ADAPTERS = frozenset({"s3", "dynamodb", "eventbridge", "acm"})
+"""The adapters whose factories pull `aws_resources`."""
+
+
+def adapter_params(factories: Iterable[tuple[str, Any]]) -> list[Any]:
+    """A contract fixture's params: one per adapter, its name the id; the AWS ones marked `moto`."""
+    return [
+        pytest.param(factory, id=name, marks=[pytest.mark.moto] if name in AWS_ADAPTERS else [])
+        for name, factory in factories
+    ]
+
+
 @dataclass(frozen=True)
 class AwsResources:
     """The moto session and the names of what `create_aws_resources` made in it."""
@@ -40,8 +54,11 @@ class AwsResources:
 
 
 @pytest.fixture
-def aws_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsResources]:
+def aws_resources(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AwsResources]:
     """Bucket, KMS key, table with its index, bus, rule and SQS target in a fresh moto account."""
+    assert request.node.get_closest_marker("moto"), f"{request.node.nodeid}: not marked moto"
     with moto_account(monkeypatch, FAKE_CREDENTIALS) as (session, created):
         yield AwsResources(
             session=session,

@@ -42,6 +42,7 @@ from chalicelib.pki import (
     server_profile,
     sign_certificate,
 )
+from tests.contract.conftest import adapter_params
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources
@@ -137,9 +138,7 @@ IMPORTER_FACTORIES: list[tuple[str, ImporterFactory]] = [
 ]
 
 
-@pytest.fixture(
-    params=[factory for _, factory in IMPORTER_FACTORIES], ids=[n for n, _ in IMPORTER_FACTORIES]
-)
+@pytest.fixture(params=adapter_params(IMPORTER_FACTORIES))
 def importer(request: pytest.FixtureRequest) -> CertificateImporter:
     return request.param(request)
 

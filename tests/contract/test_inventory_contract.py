@@ -29,6 +29,7 @@ from chalicelib.inventory import (
     item_values,
 )
 from chalicelib.model import CertType, ChildFilter, InventoryItem
+from tests.contract.conftest import adapter_params
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources
@@ -95,10 +96,7 @@ INVENTORY_FACTORIES: list[tuple[str, InventoryFactory]] = [
 ]
 
 
-@pytest.fixture(
-    params=[factory for _, factory in INVENTORY_FACTORIES],
-    ids=[name for name, _ in INVENTORY_FACTORIES],
-)
+@pytest.fixture(params=adapter_params(INVENTORY_FACTORIES))
 def inventory(request: pytest.FixtureRequest) -> Inventory:
     return request.param(request)
 

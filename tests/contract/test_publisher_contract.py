@@ -24,6 +24,7 @@ from chalicelib.events import (
     RecordingPublisher,
 )
 from chalicelib.model import CertType
+from tests.contract.conftest import adapter_params
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources
@@ -131,10 +132,7 @@ PUBLISHER_FACTORIES: list[tuple[str, Callable[[pytest.FixtureRequest], Publisher
 ]
 
 
-@pytest.fixture(
-    params=[factory for _, factory in PUBLISHER_FACTORIES],
-    ids=[name for name, _ in PUBLISHER_FACTORIES],
-)
+@pytest.fixture(params=adapter_params(PUBLISHER_FACTORIES))
 def publisher_under_test(request: pytest.FixtureRequest) -> PublisherUnderTest:
     return request.param(request)
 

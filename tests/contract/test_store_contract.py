@@ -33,6 +33,7 @@ from chalicelib.store import (
     S3Store,
     object_key,
 )
+from tests.contract.conftest import adapter_params
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources
@@ -139,9 +140,7 @@ with sequential puts in TestS3Store instead.
 """
 
 
-@pytest.fixture(
-    params=[factory for _, factory in STORE_FACTORIES], ids=[n for n, _ in STORE_FACTORIES]
-)
+@pytest.fixture(params=adapter_params(STORE_FACTORIES))
 def store(request: pytest.FixtureRequest) -> CertificateStore:
     return request.param(request)
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import yaml
 from openapi_spec_validator import validate
 
+from chalicelib.api.parsing import ALLOWED_FIELDS, RENEW_FIELDS, REQUIRED_FIELD
 from chalicelib.api.spec import SPEC_PATH
+from chalicelib.model import CertType
 from tests.conftest import LocalServer
 from tests.helpers import ApiClient
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+SCHEMA_KEYWORDS = {
+    "$ref", "type", "description", "properties", "required", "additionalProperties", "items",
+    "oneOf", "enum", "const", "default", "format", "contentEncoding", "pattern", "minimum",
+    "maximum", "minLength", "maxLength", "minItems", "maxItems",
+}  # fmt: skip
+"""The keywords the description uses; no allOf: generators type it as its first part alone."""
 
 
 def _spec() -> dict:
@@ -43,6 +53,79 @@ def test_the_description_is_valid_openapi_3_1() -> None:
     spec = _spec()
     assert spec["openapi"] == "3.1.0"
     validate(spec)
+
+
+def _nulls(node: Any, path: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _nulls(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _nulls(value, f"{path}/{index}")
+    elif node is None:
+        yield path
+
+
+def _schemas(node: Any, path: str = "") -> Iterator[tuple[str, dict]]:
+    """Every schema object: under `schema` and components/schemas, and those they hold."""
+    if isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _schemas(value, f"{path}/{index}")
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "schema":
+            yield from _schema_tree(value, f"{path}/schema")
+        elif key == "schemas" and path == "/components":
+            for name, schema in value.items():
+                yield from _schema_tree(schema, f"{path}/schemas/{name}")
+        else:
+            yield from _schemas(value, f"{path}/{key}")
+
+
+def _schema_tree(schema: dict, path: str) -> Iterator[tuple[str, dict]]:
+    yield path, schema
+    for name, child in schema.get("properties", {}).items():
+        yield from _schema_tree(child, f"{path}/properties/{name}")
+    if isinstance(schema.get("items"), dict):
+        yield from _schema_tree(schema["items"], f"{path}/items")
+    for index, child in enumerate(schema.get("oneOf", [])):
+        yield from _schema_tree(child, f"{path}/oneOf/{index}")
+
+
+def test_no_value_is_null_and_every_schema_key_is_a_keyword() -> None:
+    """An unquoted comma in a flow mapping (`{description: a, b}`) cuts the description short
+    and adds a key `b` whose value is null: neither may happen anywhere."""
+    spec = _spec()
+    assert list(_nulls(spec)) == []
+    schemas = dict(_schemas(spec))
+    assert len(schemas) > 150
+    strays = {path: sorted(set(schema) - SCHEMA_KEYWORDS) for path, schema in schemas.items()}
+    assert {path: keys for path, keys in strays.items() if keys} == {}
+    device_csr = schemas["/components/schemas/DeviceRequest/properties/csr"]
+    assert device_csr["description"] == "PEM CSR; excludes key_type, count, csrs"
+
+
+def test_request_schemas_are_plain_objects_naming_every_field_the_parser_takes() -> None:
+    schemas = _spec()["components"]["schemas"]
+    requests_by_type = {
+        "RootRequest": CertType.ROOT,
+        "IntermediateRequest": CertType.INTERMEDIATE,
+        "ServerRequest": CertType.SERVER,
+        "DeviceRequest": CertType.CLIENT,
+    }
+    for name, cert_type in requests_by_type.items():
+        schema = schemas[name]
+        assert schema["type"] == "object" and schema["additionalProperties"] is False, name
+        assert set(schema["properties"]) == ALLOWED_FIELDS[cert_type], name
+        assert schema["required"] == [REQUIRED_FIELD[cert_type]], name
+    assert set(schemas["RenewRequest"]["properties"]) == RENEW_FIELDS
+    revoked, certificate = schemas["RevokedCertificate"], schemas["Certificate"]
+    assert revoked["properties"] == certificate["properties"] | {
+        "issued_certificates": revoked["properties"]["issued_certificates"]
+    }
+    assert set(revoked["required"]) == {*certificate["required"], "revoked_at", "revocation_reason"}
 
 
 def test_it_is_served_at_openapi_json(api: ApiClient) -> None:
