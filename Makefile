@@ -67,6 +67,7 @@ openapi-client: $(OPENAPI_CLIENT_VENV)/.installed
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## terraform/chalice.tf.json + deployment.zip for STAGE (default dev), fitted to terraform/*.tf.
 package: venv

@@ -37,7 +37,7 @@ def serve(settings: dict[str, Any], stage: str) -> None:
     it."""
     from gunicorn.app.base import BaseApplication
 
-    class LocalServer(BaseApplication):  # type: ignore[misc]
+    class LocalServer(BaseApplication):
         def load_config(self) -> None:
             for name, value in settings.items():
                 self.cfg.set(name, value)

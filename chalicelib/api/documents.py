@@ -61,7 +61,7 @@ def get_certificate_revocation_list(certificate: str) -> Response:
 
 def _file_response(content: bytes, content_type: str, filename: str | None = None) -> Response:
     """Binary types go out as bytes (base64 through API Gateway), PEM as text."""
-    headers = {"Content-Type": content_type}
+    headers: dict[str, str | list[str]] = {"Content-Type": content_type}
     if filename:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     body: bytes | str = content if content_type in BINARY_TYPES else content.decode("ascii")

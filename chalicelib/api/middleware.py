@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from chalice import Chalice, Response
 from chalice.app import Request
@@ -23,7 +23,7 @@ from chalicelib.config import api_token
 request_log = logging.getLogger("iot_cert_service.requests")
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is at the time of the record (it may be replaced)."""
 
     def emit(self, record: logging.LogRecord) -> None:

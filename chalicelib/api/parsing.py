@@ -47,9 +47,9 @@ _TEXT_LIMITS = {"state": 128, "organization": 64}
 
 
 def read_json_object(
-    raw_body: bytes | None, limit: int = MAX_BODY_BYTES, empty_is_object: bool = False
+    raw_body: bytes | str | None, limit: int = MAX_BODY_BYTES, empty_is_object: bool = False
 ) -> dict[str, Any]:
-    body = raw_body or b""
+    body = raw_body.encode() if isinstance(raw_body, str) else raw_body or b""
     if len(body) > limit:
         raise PayloadTooLarge(f"body: {len(body)} bytes is over the limit of {limit}")
     if empty_is_object and not body.strip():
@@ -110,7 +110,7 @@ def parse_renew_request(body: dict[str, Any]) -> RenewRequest:
             unknown[0], f"unknown field; allowed: {', '.join(sorted(RENEW_FIELDS))}"
         )
     values = {name: value for name, value in body.items() if value is not None}
-    sources = [name for name in ("key_type", "csr") if name in values]
+    sources: list[str] = [name for name in ("key_type", "csr") if name in values]
     if values.get("reuse_key") is True:
         sources.insert(0, "reuse_key")
     if len(sources) > 1:
@@ -208,11 +208,10 @@ def _integer(values: Mapping[str, Any], field: str, low: int, high: int) -> int 
 
 
 def _key_type(value: object) -> KeyType:
-    try:
+    if isinstance(value, str) and value in KeyType.__members__.values():
         return KeyType(value)
-    except ValueError as err:
-        allowed = ", ".join(key_type.value for key_type in KeyType)
-        raise InvalidRequest("key_type", f"must be one of {allowed}") from err
+    allowed = ", ".join(key_type.value for key_type in KeyType)
+    raise InvalidRequest("key_type", f"must be one of {allowed}")
 
 
 def _sans(value: object) -> tuple[str, ...]:
