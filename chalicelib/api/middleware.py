@@ -1,8 +1,8 @@
 """Every HTTP request: optional bearer-token authentication, then one JSON log line.
 
 `API_TOKEN` (read per request) turns authentication on for laptop and CI use; AWS stages rely on
-IAM (SigV4) at API Gateway instead. Log lines carry the request id, route, status, FQDN and
-duration, never a body, header value, key or token.
+IAM (SigV4) at API Gateway instead. Log lines carry the time, level, request id, route, status,
+FQDN and duration, never a body, header value, key or token.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from chalice import Chalice, Response
 from chalice.app import Request
 
 from chalicelib.config import api_token
+from chalicelib.errors import InvalidRequest
+from chalicelib.names import normalize_fqdn
 
 request_log = logging.getLogger("iot_cert_service.requests")
 
@@ -31,13 +33,26 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+class JsonLineFormatter(logging.Formatter):
+    """A JSON line: its time (ISO 8601 UTC, milliseconds) and level, then the fields of the
+    message, itself a JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        head = f'{{"time": "{stamp}.{int(record.msecs):03d}Z", "level": "{record.levelname}"'
+        message = record.getMessage()
+        if message.startswith("{") and message.endswith("}") and len(message) > 2:
+            return f"{head}, {message[1:]}"
+        return f'{head}, "message": {json.dumps(message)}}}'
+
+
 def configure_logging() -> None:
     """JSON lines on stderr (CloudWatch on Lambda), once, whatever the host configured."""
     for name in ("iot_cert_service.requests", "iot_cert_service.audit"):
         logger = logging.getLogger(name)
         if not logger.handlers:
             handler = _StderrHandler()
-            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.setFormatter(JsonLineFormatter())
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
             logger.propagate = False
@@ -50,9 +65,22 @@ def _authorized(request: Request, token: str) -> bool:
 
 
 def _fqdn(request: Request, response: Response) -> str | None:
+    """The certificate's FQDN: the response's, the path's, or, for a 409 (the FQDN is taken),
+    the body's."""
     if isinstance(response.body, dict) and isinstance(response.body.get("fqdn"), str):
         return response.body["fqdn"]
-    return (request.uri_params or {}).get("certificate")
+    named = (request.uri_params or {}).get("certificate")
+    if named is None and response.status_code == 409:
+        return _body_fqdn(request)
+    return named
+
+
+def _body_fqdn(request: Request) -> str | None:
+    try:
+        body = json.loads(request.raw_body or b"")
+        return normalize_fqdn(body.get("fqdn"), "fqdn") if isinstance(body, dict) else None
+    except (ValueError, InvalidRequest):
+        return None
 
 
 def register(app: Chalice) -> None:
