@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
+MOTO_PORT ?= 5000
 TF_DIR := terraform
 # A local provider mirror for `terraform init` (offline machines); empty means the registry.
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
@@ -28,9 +29,11 @@ venv: $(INSTALLED)
 run: venv
 	$(BIN)/python -m chalicelib.server --host 127.0.0.1 --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
-## The AWS backend against a local moto server (fake credentials, no AWS account).
+## The AWS backend against a local moto server (fake credentials, no AWS account): moto on
+## MOTO_PORT (default 5000); MOTO_LOG=1 shows moto's request log.
 run-moto: venv
-	$(BIN)/python -m devtools.run_moto --port $(PORT)
+	$(BIN)/python -m devtools.run_moto --port $(PORT) --moto-port $(MOTO_PORT) \
+		$(if $(filter 1,$(MOTO_LOG)),--moto-log)
 
 ## Rebuild missing inventory items from the certificate store (backend from the environment).
 reconcile: venv

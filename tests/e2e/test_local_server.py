@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import pytest
 import requests
 
 from devtools.procfs import resident_kb_of_tree
-from tests.conftest import LocalServer
+from tests.conftest import PROJECT_ROOT, LocalServer
 
 TIMEOUT = 20  # seconds; only a hang reaches it
 ROOT_BODY = json.dumps({"fqdn": "example.com"}).encode()
@@ -360,3 +362,14 @@ def test_each_request_is_logged_once_as_json(tmp_path: Path) -> None:
         ("BREW", 405),
     ]
     assert all(line["request_id"] for line in logged)
+    assert all(line["level"] == "INFO" and line["time"].endswith("Z") for line in logged)
+
+
+def test_a_port_in_use_is_refused_at_once_with_a_message(server: LocalServer) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chalicelib.server", "--port", str(server.port), "--workers", "1"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+
+    assert result.returncode == 2, result.stderr
+    assert f"port {server.port} on 127.0.0.1 is in use" in result.stderr
