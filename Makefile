@@ -14,7 +14,7 @@ CHECKOV_VERSION := 3.3.30
 # so one package serves any stage (see devtools/chalice_tf.py and README, Deploy to AWS).
 STAGE ?= dev
 
-.PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench bench-tools clean
+.PHONY: venv run run-moto clean-store reconcile fsck test pytest lint package tf-validate checkov bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,18 @@ run: venv
 run-moto: venv
 	$(BIN)/python -m devtools.run_moto --port $(PORT) --moto-port $(MOTO_PORT) \
 		$(if $(filter 1,$(MOTO_LOG)),--moto-log)
+
+## Remove the local store, CERTSTORE_DIR (default ./.certstore), with every certificate and key in
+## it; stop the server first. Refused, removing nothing, when it holds what the store never makes.
+clean-store:
+	@store="$${CERTSTORE_DIR:-./.certstore}"; \
+	if [ ! -e "$$store" ]; then echo "clean-store: no $$store"; exit 0; fi; \
+	foreign=$$(ls -A "$$store" | grep -vxE \
+		'certificates|revocations|inventory\.sqlite3(-wal|-shm|-journal)?|\.tmp-.*'); \
+	if [ -n "$$foreign" ] || [ ! -d "$$store" ]; then \
+		echo "clean-store: $$store is not only a certificate store ($$foreign); nothing removed" >&2; \
+		exit 1; fi; \
+	rm -rf -- "$$store" && echo "clean-store: removed $$store"
 
 ## Rebuild missing inventory items from the certificate store (backend from the environment).
 reconcile: venv
