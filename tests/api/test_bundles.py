@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from tests.backends import Backend
 from tests.helpers import (
     CELL1,
+    NON_ASCII_PASSWORD,
     ROOT,
     SERVER_CA,
     ApiClient,
+    assert_pkcs12_opens,
     binary_accepts,
     create_hierarchy,
     load_pem_chain,
@@ -211,6 +213,34 @@ def test_pkcs12_by_get_with_the_password_header(
     with pytest.raises(ValueError):
         pkcs12.load_pkcs12(response.body, PASSWORD.upper().encode())
     assert backend.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("header", "password"),
+    [
+        (NON_ASCII_PASSWORD, NON_ASCII_PASSWORD),
+        (NON_ASCII_PASSWORD.encode().decode("latin-1"), NON_ASCII_PASSWORD),
+        ("pässwort".encode("latin-1").decode("latin-1"), "pässwort"),
+    ],
+    ids=["text", "utf-8-bytes-read-as-latin-1", "latin-1-bytes"],
+)
+def test_a_non_ascii_password_header_is_read_as_utf_8(
+    api: ApiClient, header: str, password: str
+) -> None:
+    """Servers hand header bytes on as Latin-1 text: UTF-8 bytes (what curl and requests send
+    for a non-ASCII value) are read as UTF-8; bytes that are not UTF-8 stay Latin-1."""
+    create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL1)
+
+    response = request(
+        api,
+        "GET",
+        f"/certificates/{device['fqdn']}/bundle?format=pkcs12",
+        headers={"X-Bundle-Password": header},
+    )
+
+    assert response.status_code == 200, response.body
+    assert_pkcs12_opens(response.body, password, device["fqdn"])
 
 
 ACCEPT_CASES = binary_accepts(PKCS12_TYPE)

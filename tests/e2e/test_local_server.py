@@ -23,6 +23,7 @@ import requests
 
 from devtools.procfs import resident_kb_of_tree
 from tests.conftest import PROJECT_ROOT, LocalServer
+from tests.helpers import NON_ASCII_PASSWORD, assert_pkcs12_opens
 
 TIMEOUT = 20  # seconds; only a hang reaches it
 ROOT_BODY = json.dumps({"fqdn": "example.com"}).encode()
@@ -343,6 +344,25 @@ def test_an_unknown_method_gets_a_json_405_and_its_body_is_never_run(server: Loc
         "Message": "Unsupported method: PROPFIND",
     }
     assert not _root_exists(server, "smuggled.example.com")
+
+
+def test_a_non_ascii_bundle_password_sent_as_utf_8_opens_the_pkcs12(server: LocalServer) -> None:
+    with requests.Session() as session:
+        for path, body in (
+            ("root", {"fqdn": "utf8-password.example.com"}),
+            ("device", {"parent_fqdn": "utf8-password.example.com"}),
+        ):
+            created = session.post(f"{server.url}/certificates/{path}", json=body, timeout=TIMEOUT)
+            assert created.status_code == 201, created.text
+        fqdn = created.json()["fqdn"]
+        response = session.get(
+            f"{server.url}/certificates/{fqdn}/bundle?format=pkcs12",
+            headers={"X-Bundle-Password": NON_ASCII_PASSWORD.encode()},  # raw UTF-8 on the wire
+            timeout=TIMEOUT,
+        )
+
+    assert response.status_code == 200, response.text
+    assert_pkcs12_opens(response.content, NON_ASCII_PASSWORD, fqdn)
 
 
 def test_each_request_is_logged_once_as_json(tmp_path: Path) -> None:
