@@ -23,6 +23,7 @@ from chalicelib.errors import InvalidRequest
 from chalicelib.names import normalize_fqdn
 
 request_log = logging.getLogger("iot_cert_service.requests")
+_ERROR_FIELDS = {"Code", "Message"}
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -83,6 +84,18 @@ def _body_fqdn(request: Request) -> str | None:
         return None
 
 
+def _error_named(response: Response) -> Response:
+    """Every error's Code ends in "Error", as the app's own do: Chalice names a few of its own
+    answers otherwise (415 `UnsupportedMediaType`, and `BadRequest` for a binary response the
+    Accept header does not admit)."""
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == _ERROR_FIELDS:
+        code = body["Code"]
+        if isinstance(code, str) and not code.endswith("Error"):
+            response.body = {**body, "Code": f"{code}Error"}
+    return response
+
+
 def register(app: Chalice) -> None:
     @app.middleware("http")
     def authenticate_and_log(
@@ -100,7 +113,7 @@ def register(app: Chalice) -> None:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         else:
-            response = get_response(request)
+            response = _error_named(get_response(request))
         context = getattr(app, "lambda_context", None)
         line: dict[str, Any] = {
             "request_id": getattr(context, "aws_request_id", None)

@@ -235,6 +235,49 @@ def test_an_unknown_route_is_a_json_404(server: LocalServer) -> None:
     }
 
 
+def test_every_refusal_the_app_sees_is_a_code_ending_in_error_and_a_message(
+    server: LocalServer,
+) -> None:
+    """The adapter's own (unknown route, oversized body) and Chalice's, as the server sends them."""
+    url = server.url
+    root = requests.post(
+        f"{url}/certificates/root", json={"fqdn": "errors.example.com"}, timeout=TIMEOUT
+    )
+    assert root.status_code == 201, root.text
+    status, _, body, _ = _exchange(
+        server,
+        b"POST /certificates/device HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n",
+    )
+    answers = {
+        "route": requests.get(f"{url}/no/such/route", timeout=TIMEOUT),
+        "method": requests.delete(f"{url}/certificates", timeout=TIMEOUT),
+        "media-type": requests.post(
+            f"{url}/certificates/root",
+            data="{}",
+            headers={"Content-Type": "text/plain"},
+            timeout=TIMEOUT,
+        ),
+        "binary-not-accepted": requests.get(
+            f"{url}/certificates/errors.example.com/crl",
+            headers={"Accept": "application/json"},
+            timeout=TIMEOUT,
+        ),
+    }
+    shapes = {name: (answer.status_code, answer.json()) for name, answer in answers.items()}
+    shapes["too-large"] = (status, json.loads(body))
+
+    for name, (_, error) in shapes.items():
+        assert set(error) == {"Code", "Message"} and error["Code"].endswith("Error"), name
+    assert {name: (code, error["Code"]) for name, (code, error) in shapes.items()} == {
+        "route": (404, "NotFoundError"),
+        "method": (405, "MethodNotAllowedError"),
+        "media-type": (415, "UnsupportedMediaTypeError"),
+        "binary-not-accepted": (400, "BadRequestError"),
+        "too-large": (413, "EntityTooLargeError"),
+    }
+
+
 def test_path_parameters_are_percent_decoded_as_api_gateway_does(server: LocalServer) -> None:
     requests.post(f"{server.url}/certificates/root", json={"fqdn": "decoded.example.com"})
 
