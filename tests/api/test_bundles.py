@@ -15,10 +15,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from tests.backends import Backend
 from tests.helpers import (
     CELL1,
+    CELL2,
     NON_ASCII_PASSWORD,
     ROOT,
     SERVER_CA,
@@ -163,6 +165,58 @@ def test_bundles_of_a_ca_are_served_without_its_key(
     assert text_of(response) == issued[CELL1]["certificate"] + issued[CELL1]["chain"]
     assert "PRIVATE KEY" not in text_of(response)
     assert backend.snapshot() == before
+
+
+def test_chain_bundle_is_a_cas_trust_chain_and_a_leafs_issuers(
+    backend_api: ApiClient, backend: Backend, issued: dict[str, dict[str, Any]]
+) -> None:
+    before = backend.snapshot()
+
+    def chain_of(fqdn: str) -> list[str]:
+        response = request(backend_api, "GET", f"/certificates/{fqdn}/bundle?format=chain")
+        assert response.status_code == 200, response.body
+        assert response.headers["Content-Type"] == PEM_TYPE
+        assert f"{fqdn}.chain.pem" in response.headers["Content-Disposition"]
+        assert "PRIVATE KEY" not in text_of(response)
+        return [cert.subject.rfc4514_string() for cert in load_pem_chain(text_of(response))]
+
+    def names(*fqdns: str) -> list[str]:
+        return [
+            x509.load_pem_x509_certificate(
+                issued[fqdn]["certificate"].encode()
+            ).subject.rfc4514_string()
+            for fqdn in fqdns
+        ]
+
+    assert chain_of(CELL1) == names(CELL1, "devices.example.com", ROOT)
+    assert chain_of(ROOT) == names(ROOT)
+    assert chain_of(issued["device"]["fqdn"]) == names(CELL1, "devices.example.com", ROOT)
+    assert chain_of(SERVER_FQDN) == names(SERVER_CA, ROOT)
+    assert backend.snapshot() == before
+
+
+def test_a_cells_chain_bundle_as_a_brokers_ca_file_verifies_its_devices(
+    api: ApiClient,
+) -> None:
+    """One call gives a broker (mosquitto's `cafile`) what it needs to verify the devices of a
+    cell that present only their own certificate."""
+    issued = create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL1)
+    other_cell_device = api.create("device", parent_fqdn=CELL2)
+    cafile = request(api, "GET", f"/certificates/{CELL1}/bundle?format=chain")
+    certificates = load_pem_chain(text_of(cafile))
+    roots = [cert for cert in certificates if cert.subject == cert.issuer]
+    assert [der(root) for root in roots] == [der(load_pem_chain(issued[ROOT]["certificate"])[0])]
+    intermediates = [cert for cert in certificates if cert.subject != cert.issuer]
+
+    def verify(leaf_pem: str, trusted: list[x509.Certificate]) -> None:
+        verifier = PolicyBuilder().store(Store(trusted)).build_client_verifier()
+        verifier.verify(x509.load_pem_x509_certificate(leaf_pem.encode()), intermediates)
+
+    verify(device["certificate"], roots)  # the root trusted, the rest as intermediates
+    verify(device["certificate"], certificates)  # every certificate of the file trusted
+    with pytest.raises(VerificationError):  # another cell's device is not covered by it
+        verify(other_cell_device["certificate"], roots)
 
 
 # PKCS#12 -------------------------------------------------------------------------------------
