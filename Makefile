@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
+MOTO_PORT ?= 5000
 TF_DIR := terraform
 # A local provider mirror for `terraform init` (offline machines); empty means the registry.
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
@@ -17,8 +18,8 @@ OPENAPI_CLIENT_VERSION := 0.29.1
 # so one package serves any stage (see devtools/chalice_tf.py and README, Deploy to AWS).
 STAGE ?= dev
 
-.PHONY: venv run run-moto reconcile fsck test test-fast pytest lint package tf-validate checkov \
-	openapi-client bench bench-tools clean
+.PHONY: venv run run-moto clean-store reconcile fsck test test-fast pytest lint package \
+	tf-validate checkov openapi-client bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +34,23 @@ venv: $(INSTALLED)
 run: venv
 	$(BIN)/python -m chalicelib.server --host 127.0.0.1 --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
-## The AWS backend against a local moto server (fake credentials, no AWS account).
+## The AWS backend against a local moto server (fake credentials, no AWS account): moto on
+## MOTO_PORT (default 5000); MOTO_LOG=1 shows moto's request log.
 run-moto: venv
-	$(BIN)/python -m devtools.run_moto --port $(PORT)
+	$(BIN)/python -m devtools.run_moto --port $(PORT) --moto-port $(MOTO_PORT) \
+		$(if $(filter 1,$(MOTO_LOG)),--moto-log)
+
+## Remove the local store, CERTSTORE_DIR (default ./.certstore), with every certificate and key in
+## it; stop the server first. Refused, removing nothing, when it holds what the store never makes.
+clean-store:
+	@store="$${CERTSTORE_DIR:-./.certstore}"; \
+	if [ ! -e "$$store" ]; then echo "clean-store: no $$store"; exit 0; fi; \
+	foreign=$$(ls -A "$$store" | grep -vxE \
+		'certificates|revocations|inventory\.sqlite3(-wal|-shm|-journal)?|\.tmp-.*'); \
+	if [ -n "$$foreign" ] || [ ! -d "$$store" ]; then \
+		echo "clean-store: $$store is not only a certificate store ($$foreign); nothing removed" >&2; \
+		exit 1; fi; \
+	rm -rf -- "$$store" && echo "clean-store: removed $$store"
 
 ## Rebuild missing inventory items from the certificate store (backend from the environment).
 reconcile: venv

@@ -1,22 +1,23 @@
-"""The audit trail: one JSON line per issuance and per revocation, on its own logger."""
+"""The audit trail: one JSON line per issuance and per revocation, on its own logger (its time
+and level are the formatter's, chalicelib/api/middleware.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-from chalicelib.model import CertificateRecord
+from chalicelib.model import ROOT_PARENT, CertificateRecord
 
 audit_log = logging.getLogger("iot_cert_service.audit")
 
 
 def audit(action: str, record: CertificateRecord, **extra: str | int) -> None:
-    """What, which certificate, by which CA."""
+    """What, which certificate, by which CA (`null` for a root, as the API shows it)."""
     line = {
         "audit": action,
         "fqdn": record.fqdn,
         "type": record.cert_type.value,
-        "parent_fqdn": record.parent_fqdn,
+        "parent_fqdn": None if record.parent_fqdn == ROOT_PARENT else record.parent_fqdn,
         "serial": record.serial,
         **extra,
     }

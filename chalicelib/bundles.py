@@ -9,7 +9,7 @@ from chalicelib.errors import Forbidden, InvalidRequest, NotFound
 from chalicelib.model import CertificateRecord
 from chalicelib.pki_documents import pkcs12_bundle
 
-BUNDLE_FORMATS = ("pem", "fullchain", "pkcs12")
+BUNDLE_FORMATS = ("pem", "fullchain", "chain", "pkcs12")
 PEM_TYPE = "application/x-pem-file"
 PKCS12_TYPE = "application/x-pkcs12"
 
@@ -38,6 +38,8 @@ def build_bundle(record: CertificateRecord, bundle_format: str, password: str | 
     if bundle_format == "fullchain":
         content = (record.certificate_pem + record.chain_pem).encode()
         return Bundle(content, PEM_TYPE, f"{record.fqdn}.fullchain.pem")
+    if bundle_format == "chain":
+        return Bundle(trust_chain(record).encode(), PEM_TYPE, f"{record.fqdn}.chain.pem")
     if bundle_format != "pkcs12":
         raise InvalidRequest("format", f"must be one of {', '.join(BUNDLE_FORMATS)}")
     if not password:
@@ -50,6 +52,14 @@ def build_bundle(record: CertificateRecord, bundle_format: str, password: str | 
         record.fqdn, key, pki.load_certificate(record.certificate_pem), chain, password.encode()
     )
     return Bundle(content, PKCS12_TYPE, f"{record.fqdn}.p12")
+
+
+def trust_chain(record: CertificateRecord) -> str:
+    """What a relying party trusts for what lies below: a CA's certificate then its issuers up
+    to the root (a broker's CA file for every device under a cell, in one file); for a leaf,
+    its issuers only, the CA certificates that its peer needs to verify it."""
+    own = record.certificate_pem if record.cert_type.is_ca else ""
+    return own + record.chain_pem
 
 
 def _split_pem(pem: str) -> list[str]:

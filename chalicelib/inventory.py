@@ -6,6 +6,7 @@ The SQLite table has the DynamoDB table's attributes, keys (FQDN, ParentFQDN) an
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from bisect import bisect_right
@@ -234,6 +235,9 @@ class SqliteInventory:
     def __init__(self, path: Path, durable: bool = False) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database
+        # file's mode, and would create the database itself 0644 less the umask.
+        os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._synchronous = "FULL" if durable else "NORMAL"
         self._local = threading.local()
         connection = self._connection()

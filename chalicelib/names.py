@@ -14,15 +14,19 @@ from chalicelib.errors import InvalidRequest
 MAX_FQDN_LENGTH = 253
 MAX_COMMON_NAME_LENGTH = 64
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_NUMBER = re.compile(r"[0-9]+|0x[0-9a-f]*")
+"""A label that URL parsers and inet_aton(3) read as a number: a name ending in one is taken
+for an IPv4 address (`127.1`, `0x7f.1`, `1.2.3.4`), not looked up in DNS."""
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 FQDN_RULE = (
     "must be a lowercase DNS name: labels of 1-63 letters, digits or hyphens that neither "
-    "start nor end with a hyphen, at least two labels, at most 253 characters"
+    "start nor end with a hyphen, at least two labels, the last not a number, at most 253 "
+    "characters"
 )
 
 
 def _labels_are_valid(labels: list[str]) -> bool:
-    return all(_LABEL.fullmatch(label) for label in labels)
+    return all(_LABEL.fullmatch(label) for label in labels) and not _NUMBER.fullmatch(labels[-1])
 
 
 def normalize_fqdn(value: object, field: str) -> str:
@@ -104,17 +108,31 @@ def normalize_subject_alt_name(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRequest(field, "must be a non-empty string")
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         pass
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            raise InvalidRequest(
+                field, f"{value!r}: an IPv6 zone (%...) has no place in a certificate; omit it"
+            )
+        return str(address)
     name = value.lower() if value.isascii() else ""
     labels = name.split(".")
     if labels[0] == "*" and len(labels) > 2:
         labels = labels[1:]
+    if _NUMBER.fullmatch(labels[-1]) and all(_LABEL.fullmatch(label) for label in labels):
+        raise InvalidRequest(
+            field,
+            f"{value!r} ends in a number, so clients read it as an IPv4 address, but it is not "
+            "one in standard form: write an IPv4 address as four decimal numbers without "
+            "leading zeros (e.g. 127.0.0.1)",
+        )
     if not name or len(name) > MAX_FQDN_LENGTH or not _labels_are_valid(labels):
         raise InvalidRequest(
             field,
             f"{value!r} must be an IP address or a DNS name (labels of 1-63 letters, digits or "
-            "hyphens; a leading '*.' wildcard is allowed above two labels)",
+            "hyphens, the last not a number; a leading '*.' wildcard is allowed above two "
+            "labels)",
         )
     return name

@@ -14,7 +14,9 @@ hand-off between threads. Workers share the store and SQLite (DESIGN section 2).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from typing import Any
 
@@ -50,6 +52,17 @@ def serve(settings: dict[str, Any], stage: str) -> None:
     LocalServer().run()
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port already (gunicorn would try again for five
+    seconds, then exit with a traceback). Any other failure to bind is left to gunicorn."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as err:
+        return err.errno == errno.EADDRINUSE
+    return False
+
+
 def settings(host: str, port: int, workers: int) -> dict[str, Any]:
     return {
         "bind": f"{host}:{port}",
@@ -83,6 +96,8 @@ def main(arguments: list[str]) -> int:
             parser.error(str(err))
     if parsed.workers < 1:
         parser.error("--workers must be at least 1")
+    if port_in_use(parsed.host, parsed.port):
+        parser.error(f"port {parsed.port} on {parsed.host} is in use: choose another (make: PORT=)")
     os.environ["WORKERS"] = str(parsed.workers)  # the workers size their bulk signing by it
     serve(settings(parsed.host, parsed.port, parsed.workers), parsed.stage)
     return 0

@@ -13,6 +13,7 @@ The domain methods live in `DocumentStore`; each adapter supplies four byte-leve
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import json
@@ -343,6 +344,22 @@ def _is_absent(error: OSError) -> bool:
     return error.errno in (errno.ENOENT, errno.ENAMETOOLONG)
 
 
+def _make_directory(directory: str) -> None:
+    """`directory` and the missing levels above it, each created 0700 (`os.makedirs` gives the
+    levels above the last the default mode, 0777 less the umask)."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(directory)
+        if not parent or parent == directory:
+            raise
+        _make_directory(parent)
+        with contextlib.suppress(FileExistsError):  # another process may have made it meanwhile
+            os.mkdir(directory, 0o700)
+
+
 class LocalDirStore(DocumentStore):
     """Files under a directory: temp file, then a hard link to the final name.
 
@@ -410,7 +427,7 @@ class LocalDirStore(DocumentStore):
         """
         if directory in self._directories:
             return
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _make_directory(directory)
         if self._durable:
             root, level = os.path.normpath(self._root), os.path.normpath(directory)
             while level != root and os.path.dirname(level) != level:

@@ -6,6 +6,10 @@ AWS_ENDPOINT_URL pointing at moto. EventBridge cannot invoke a local Lambda, so 
 an SQS queue and a pump here hands each event to the app's `record_inventory` handler, as
 EventBridge would. An event the handler fails on is logged and kept in a dead-letter list (as
 the real stack's dead-letter queue keeps it), and the pump goes on with the next.
+
+moto's port is `--moto-port` (`make run-moto MOTO_PORT=...`, default 5000); its request log
+(werkzeug's, a line per AWS call) is shown only with `--moto-log` (`MOTO_LOG=1`). A port that is
+in use, moto's or the API's, ends the launcher at once with a message and exit status 2.
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
 
+from chalicelib.server import port_in_use
 from devtools.aws_resources import AWS_ENVIRONMENT, create_aws_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +77,28 @@ class EventPump:
             self.pump_once()
 
 
-def start_moto(port: int) -> tuple[ThreadedMotoServer, dict[str, str]]:
+class MotoServer:
+    """moto's server in a thread of this process, as moto's ThreadedMotoServer runs it, but bound
+    here, in the caller's thread: a port in use is an error at once, not a thread that dies
+    while its starter waits for it forever."""
+
+    def __init__(self, port: int) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
+
+
+def start_moto(port: int) -> tuple[MotoServer, dict[str, str]]:
     """moto on `port`, this process's environment pointed at it, the stack's resources made."""
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
+    moto = MotoServer(port)
     os.environ.update(AWS_ENVIRONMENT)
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
     resources = create_aws_resources(boto3.session.Session(), AWS_ENVIRONMENT)
@@ -82,8 +110,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8000, help="API port")
     parser.add_argument("--moto-port", type=int, default=5000, help="moto server port")
+    parser.add_argument(
+        "--moto-log", action="store_true", help="show moto's request log (a line per AWS call)"
+    )
     arguments = parser.parse_args()
+    for name, port in (("API", arguments.port), ("moto", arguments.moto_port)):
+        if port_in_use("127.0.0.1", port):
+            parser.error(f"port {port} ({name}) on 127.0.0.1 is in use: choose another")
+    if arguments.port == arguments.moto_port:
+        parser.error(f"the API and moto cannot share port {arguments.port}")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.INFO if arguments.moto_log else logging.WARNING)
     moto, resources = start_moto(arguments.moto_port)
 
     from app import record_inventory

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.verification import PolicyBuilder, Store
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -122,3 +127,28 @@ def verify_client(issued: dict[str, Any], root_pem: str) -> Any:
     verifier = PolicyBuilder().store(Store(load_pem_chain(root_pem))).build_client_verifier()
     leaf = x509.load_pem_x509_certificate(issued["certificate"].encode())
     return verifier.verify(leaf, load_pem_chain(issued["chain"]))
+
+
+NON_ASCII_PASSWORD = "pässwörd-密码"
+
+
+def assert_pkcs12_opens(content: bytes, password: str, fqdn: str) -> None:
+    """The PKCS#12 file opens with the UTF-8 bytes of `password`, in cryptography and, where it
+    is installed, in `openssl pkcs12`, and not with the password's UTF-8 bytes read as Latin-1
+    (as HTTP servers hand them on); the leaf is `fqdn`'s."""
+    misread = password.encode().decode("latin-1")
+    assert misread != password
+    bundle = pkcs12.load_pkcs12(content, password.encode())
+    assert bundle.cert is not None and bundle.cert.friendly_name == fqdn.encode()
+    with pytest.raises(ValueError):
+        pkcs12.load_pkcs12(content, misread.encode())
+    if shutil.which("openssl") is None:
+        return
+    for given, opens in ((password, True), (misread, False)):
+        result = subprocess.run(
+            ["openssl", "pkcs12", "-nokeys", "-passin", "env:BUNDLE_PASSWORD"],
+            input=content, env=dict(os.environ, BUNDLE_PASSWORD=given),
+            capture_output=True, check=False, timeout=30,
+        )  # fmt: skip
+        assert (result.returncode == 0) is opens, result.stderr
+        assert (b"BEGIN CERTIFICATE" in result.stdout) is opens

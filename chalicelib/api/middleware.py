@@ -1,8 +1,8 @@
 """Every HTTP request: optional bearer-token authentication, then one JSON log line.
 
 `API_TOKEN` (read per request) turns authentication on for laptop and CI use; AWS stages rely on
-IAM (SigV4) at API Gateway instead. Log lines carry the request id, route, status, FQDN and
-duration, never a body, header value, key or token.
+IAM (SigV4) at API Gateway instead. Log lines carry the time, level, request id, route, status,
+FQDN and duration, never a body, header value, key or token.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from chalice import Chalice, Response
 from chalice.app import Request
 
 from chalicelib.config import api_token
+from chalicelib.errors import InvalidRequest
+from chalicelib.names import normalize_fqdn
 
 request_log = logging.getLogger("iot_cert_service.requests")
+_ERROR_FIELDS = {"Code", "Message"}
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -31,13 +34,26 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
+class JsonLineFormatter(logging.Formatter):
+    """A JSON line: its time (ISO 8601 UTC, milliseconds) and level, then the fields of the
+    message, itself a JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        head = f'{{"time": "{stamp}.{int(record.msecs):03d}Z", "level": "{record.levelname}"'
+        message = record.getMessage()
+        if message.startswith("{") and message.endswith("}") and len(message) > 2:
+            return f"{head}, {message[1:]}"
+        return f'{head}, "message": {json.dumps(message)}}}'
+
+
 def configure_logging() -> None:
     """JSON lines on stderr (CloudWatch on Lambda), once, whatever the host configured."""
     for name in ("iot_cert_service.requests", "iot_cert_service.audit"):
         logger = logging.getLogger(name)
         if not logger.handlers:
             handler = _StderrHandler()
-            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.setFormatter(JsonLineFormatter())
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
             logger.propagate = False
@@ -50,9 +66,34 @@ def _authorized(request: Request, token: str) -> bool:
 
 
 def _fqdn(request: Request, response: Response) -> str | None:
+    """The certificate's FQDN: the response's, the path's, or, for a 409 (the FQDN is taken),
+    the body's."""
     if isinstance(response.body, dict) and isinstance(response.body.get("fqdn"), str):
         return response.body["fqdn"]
-    return (request.uri_params or {}).get("certificate")
+    named = (request.uri_params or {}).get("certificate")
+    if named is None and response.status_code == 409:
+        return _body_fqdn(request)
+    return named
+
+
+def _body_fqdn(request: Request) -> str | None:
+    try:
+        body = json.loads(request.raw_body or b"")
+        return normalize_fqdn(body.get("fqdn"), "fqdn") if isinstance(body, dict) else None
+    except (ValueError, InvalidRequest):
+        return None
+
+
+def _error_named(response: Response) -> Response:
+    """Every error's Code ends in "Error", as the app's own do: Chalice names a few of its own
+    answers otherwise (415 `UnsupportedMediaType`, and `BadRequest` for a binary response the
+    Accept header does not admit)."""
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == _ERROR_FIELDS:
+        code = body["Code"]
+        if isinstance(code, str) and not code.endswith("Error"):
+            response.body = {**body, "Code": f"{code}Error"}
+    return response
 
 
 def register(app: Chalice) -> None:
@@ -72,7 +113,7 @@ def register(app: Chalice) -> None:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         else:
-            response = get_response(request)
+            response = _error_named(get_response(request))
         context = getattr(app, "lambda_context", None)
         line: dict[str, Any] = {
             "request_id": getattr(context, "aws_request_id", None)

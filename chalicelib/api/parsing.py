@@ -55,11 +55,24 @@ def read_json_object(
     if empty_is_object and not body.strip():
         return {}
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body, object_pairs_hook=_without_duplicate_keys)
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise InvalidRequest("body", "must be a JSON object") from err
     if not isinstance(parsed, dict):
         raise InvalidRequest("body", "must be a JSON object")
+    return parsed
+
+
+def _without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats: parsers differ on which value wins."""
+    parsed = dict(pairs)
+    if len(parsed) == len(pairs):
+        return parsed
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InvalidRequest(key, "is given more than once in the body; give each field once")
+        seen.add(key)
     return parsed
 
 

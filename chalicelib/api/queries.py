@@ -113,7 +113,20 @@ def parse_bundle_get(
             "password", f"never in the URL: send it in the {PASSWORD_HEADER} header or POST body"
         )
     _only(query, {"format", "serial"}, "parameter")
-    return _bundle_format(query.get("format", "pem")), headers.get(PASSWORD_HEADER.lower())
+    password = headers.get(PASSWORD_HEADER.lower())
+    return _bundle_format(query.get("format", "pem")), _utf8_header(password)
+
+
+def _utf8_header(value: str | None) -> str | None:
+    """A header value sent as UTF-8 bytes. HTTP servers hand header bytes on as Latin-1 text (the
+    local server does), so a value whose Latin-1 bytes are valid UTF-8 is read as UTF-8; any
+    other value (Latin-1 bytes that are not UTF-8, or text already decoded) is kept as it is."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def parse_bundle_post(body: Mapping[str, Any]) -> tuple[str, str | None]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -122,7 +124,9 @@ def test_logs_are_json_lines_without_keys_tokens_or_passwords(
     requests_logged = [line for line in lines if "route" in line]
     assert len(requests_logged) == 8
     for line in requests_logged:
-        assert set(line) == {"request_id", "method", "route", "status", "fqdn", "duration_ms"}
+        assert set(line) == {
+            "time", "level", "request_id", "method", "route", "status", "fqdn", "duration_ms"
+        }  # fmt: skip
         assert line["request_id"] and line["duration_ms"] >= 0
     assert {"route": "/certificates/{certificate}/revoke", "status": 200, "fqdn": fqdn}.items() <= (
         requests_logged[-2].items()
@@ -131,6 +135,10 @@ def test_logs_are_json_lines_without_keys_tokens_or_passwords(
     audits = [line for line in lines if "audit" in line]
     assert [line["audit"] for line in audits] == ["issued"] * 5 + ["revoked"]
     assert audits[0]["fqdn"] == "mqtt.servers.example.com"
+    for line in lines:
+        assert_time_and_level(line)
+    assert [line.pop("level") for line in audits] == ["INFO"] * 6
+    del audits[-1]["time"]
     assert audits[-1] == {
         "audit": "revoked",
         "fqdn": fqdn,
@@ -139,3 +147,39 @@ def test_logs_are_json_lines_without_keys_tokens_or_passwords(
         "serial": device["serial"],
         "reason": "keyCompromise",
     }
+
+
+TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def assert_time_and_level(line: dict[str, Any]) -> None:
+    """ISO 8601 UTC to the millisecond, within a minute of now, and the level by name."""
+    assert TIME.fullmatch(line["time"]), line
+    logged = datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%f%z")
+    assert abs(datetime.now(UTC) - logged) < timedelta(minutes=1)
+    assert line["level"] == "INFO"
+
+
+def test_a_root_is_audited_without_a_parent_and_a_409_names_its_fqdn(
+    api: ApiClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    api.create("root", fqdn="example.com")
+    taken = api.post("/certificates/root", {"fqdn": "Example.COM"})
+    api.create("intermediate", fqdn="cell1.example.com")
+    assert taken.status_code == 409, taken.body
+
+    lines = _log_lines(capfd.readouterr().err)
+    requests_logged = [line for line in lines if "route" in line]
+    assert [(line["status"], line["fqdn"]) for line in requests_logged] == [
+        (201, "example.com"),
+        (409, "example.com"),
+        (201, "cell1.example.com"),
+    ]
+    audits = [line for line in lines if "audit" in line]
+    assert [(line["fqdn"], line["parent_fqdn"]) for line in audits] == [
+        ("example.com", None),
+        ("cell1.example.com", "example.com"),
+    ]
+    for line in lines:
+        assert_time_and_level(line)

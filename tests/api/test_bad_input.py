@@ -124,6 +124,9 @@ BAD_FQDNS = {
     "empty": "",
     "kelvin-sign": "\u212aelvin.org",  # lowercases to an ASCII "k": must be refused first
     "trailing-newline": "example.com\n",
+    "ipv4-address": "1.2.3.4",
+    "numeric-last-label": "cell1.42",
+    "hex-last-label": "example.0x1f",
 }
 
 CASES: dict[str, Any] = {
@@ -154,6 +157,18 @@ CASES: dict[str, Any] = {
     "sans-bad-entry": post(
         "server", {"fqdn": f"www.{SERVER_CA}", "sans": ["ok.example.com", "bad name"]}, "sans[1]"
     ),
+    **{
+        f"sans-{name}": post(
+            "server", {"fqdn": f"www.{SERVER_CA}", "sans": ["localhost", value]}, "sans[1]"
+        )
+        for name, value in {
+            "ipv4-octal": "010.0.0.1",
+            "ipv4-hex": "0x7f.1",
+            "ipv4-short": "127.1",
+            "ipv4-integer": "2130706433",
+            "ipv6-zone": "fe80::1%eth0",
+        }.items()
+    },
     "sans-number-entry": post("server", {"fqdn": f"www.{SERVER_CA}", "sans": [7]}, "sans[0]"),
     "sans-non-ascii-entry": post(
         "server", {"fqdn": f"www.{SERVER_CA}", "sans": ["\u212a.example.com"]}, "sans[0]"
@@ -268,6 +283,15 @@ CASES: dict[str, Any] = {
     "body-string": post("root", '"new.org"', "body"),
     "body-empty": post("root", "", "body"),
     "body-invalid-utf8": post("root", b'{"fqdn": "\xff.org"}', "body"),
+    "body-duplicate-key": post(
+        "root", '{"fqdn": "new.org", "fqdn": "other.org"}', "fqdn", contains="more than once"
+    ),
+    "renew-duplicate-key": post(
+        f"{SERVER_LEAF}/renew", '{"reuse_key": true, "reuse_key": false}', "reuse_key"
+    ),
+    "revoke-duplicate-key": post(
+        f"{SERVER_LEAF}/revoke", '{"reason": "keyCompromise", "reason": "unspecified"}', "reason"
+    ),
     "body-over-64-kib": post(
         "root", {"fqdn": "new.org", "organization": "o" * MAX_BODY_BYTES}, "body", status=413
     ),

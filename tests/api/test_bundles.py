@@ -15,13 +15,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from tests.backends import Backend
 from tests.helpers import (
     CELL1,
+    CELL2,
+    NON_ASCII_PASSWORD,
     ROOT,
     SERVER_CA,
     ApiClient,
+    assert_pkcs12_opens,
     binary_accepts,
     create_hierarchy,
     load_pem_chain,
@@ -163,6 +167,58 @@ def test_bundles_of_a_ca_are_served_without_its_key(
     assert backend.snapshot() == before
 
 
+def test_chain_bundle_is_a_cas_trust_chain_and_a_leafs_issuers(
+    backend_api: ApiClient, backend: Backend, issued: dict[str, dict[str, Any]]
+) -> None:
+    before = backend.snapshot()
+
+    def chain_of(fqdn: str) -> list[str]:
+        response = request(backend_api, "GET", f"/certificates/{fqdn}/bundle?format=chain")
+        assert response.status_code == 200, response.body
+        assert response.headers["Content-Type"] == PEM_TYPE
+        assert f"{fqdn}.chain.pem" in response.headers["Content-Disposition"]
+        assert "PRIVATE KEY" not in text_of(response)
+        return [cert.subject.rfc4514_string() for cert in load_pem_chain(text_of(response))]
+
+    def names(*fqdns: str) -> list[str]:
+        return [
+            x509.load_pem_x509_certificate(
+                issued[fqdn]["certificate"].encode()
+            ).subject.rfc4514_string()
+            for fqdn in fqdns
+        ]
+
+    assert chain_of(CELL1) == names(CELL1, "devices.example.com", ROOT)
+    assert chain_of(ROOT) == names(ROOT)
+    assert chain_of(issued["device"]["fqdn"]) == names(CELL1, "devices.example.com", ROOT)
+    assert chain_of(SERVER_FQDN) == names(SERVER_CA, ROOT)
+    assert backend.snapshot() == before
+
+
+def test_a_cells_chain_bundle_as_a_brokers_ca_file_verifies_its_devices(
+    api: ApiClient,
+) -> None:
+    """One call gives a broker (mosquitto's `cafile`) what it needs to verify the devices of a
+    cell that present only their own certificate."""
+    issued = create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL1)
+    other_cell_device = api.create("device", parent_fqdn=CELL2)
+    cafile = request(api, "GET", f"/certificates/{CELL1}/bundle?format=chain")
+    certificates = load_pem_chain(text_of(cafile))
+    roots = [cert for cert in certificates if cert.subject == cert.issuer]
+    assert [der(root) for root in roots] == [der(load_pem_chain(issued[ROOT]["certificate"])[0])]
+    intermediates = [cert for cert in certificates if cert.subject != cert.issuer]
+
+    def verify(leaf_pem: str, trusted: list[x509.Certificate]) -> None:
+        verifier = PolicyBuilder().store(Store(trusted)).build_client_verifier()
+        verifier.verify(x509.load_pem_x509_certificate(leaf_pem.encode()), intermediates)
+
+    verify(device["certificate"], roots)  # the root trusted, the rest as intermediates
+    verify(device["certificate"], certificates)  # every certificate of the file trusted
+    with pytest.raises(VerificationError):  # another cell's device is not covered by it
+        verify(other_cell_device["certificate"], roots)
+
+
 # PKCS#12 -------------------------------------------------------------------------------------
 
 
@@ -211,6 +267,34 @@ def test_pkcs12_by_get_with_the_password_header(
     with pytest.raises(ValueError):
         pkcs12.load_pkcs12(response.body, PASSWORD.upper().encode())
     assert backend.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("header", "password"),
+    [
+        (NON_ASCII_PASSWORD, NON_ASCII_PASSWORD),
+        (NON_ASCII_PASSWORD.encode().decode("latin-1"), NON_ASCII_PASSWORD),
+        ("pässwort".encode("latin-1").decode("latin-1"), "pässwort"),
+    ],
+    ids=["text", "utf-8-bytes-read-as-latin-1", "latin-1-bytes"],
+)
+def test_a_non_ascii_password_header_is_read_as_utf_8(
+    api: ApiClient, header: str, password: str
+) -> None:
+    """Servers hand header bytes on as Latin-1 text: UTF-8 bytes (what curl and requests send
+    for a non-ASCII value) are read as UTF-8; bytes that are not UTF-8 stay Latin-1."""
+    create_hierarchy(api)
+    device = api.create("device", parent_fqdn=CELL1)
+
+    response = request(
+        api,
+        "GET",
+        f"/certificates/{device['fqdn']}/bundle?format=pkcs12",
+        headers={"X-Bundle-Password": header},
+    )
+
+    assert response.status_code == 200, response.body
+    assert_pkcs12_opens(response.body, password, device["fqdn"])
 
 
 ACCEPT_CASES = binary_accepts(PKCS12_TYPE)

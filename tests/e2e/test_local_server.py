@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,8 @@ import pytest
 import requests
 
 from devtools.procfs import resident_kb_of_tree
-from tests.conftest import LocalServer
+from tests.conftest import PROJECT_ROOT, LocalServer
+from tests.helpers import NON_ASCII_PASSWORD, assert_pkcs12_opens
 
 TIMEOUT = 20  # seconds; only a hang reaches it
 ROOT_BODY = json.dumps({"fqdn": "example.com"}).encode()
@@ -232,6 +235,49 @@ def test_an_unknown_route_is_a_json_404(server: LocalServer) -> None:
     }
 
 
+def test_every_refusal_the_app_sees_is_a_code_ending_in_error_and_a_message(
+    server: LocalServer,
+) -> None:
+    """The adapter's own (unknown route, oversized body) and Chalice's, as the server sends them."""
+    url = server.url
+    root = requests.post(
+        f"{url}/certificates/root", json={"fqdn": "errors.example.com"}, timeout=TIMEOUT
+    )
+    assert root.status_code == 201, root.text
+    status, _, body, _ = _exchange(
+        server,
+        b"POST /certificates/device HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n",
+    )
+    answers = {
+        "route": requests.get(f"{url}/no/such/route", timeout=TIMEOUT),
+        "method": requests.delete(f"{url}/certificates", timeout=TIMEOUT),
+        "media-type": requests.post(
+            f"{url}/certificates/root",
+            data="{}",
+            headers={"Content-Type": "text/plain"},
+            timeout=TIMEOUT,
+        ),
+        "binary-not-accepted": requests.get(
+            f"{url}/certificates/errors.example.com/crl",
+            headers={"Accept": "application/json"},
+            timeout=TIMEOUT,
+        ),
+    }
+    shapes = {name: (answer.status_code, answer.json()) for name, answer in answers.items()}
+    shapes["too-large"] = (status, json.loads(body))
+
+    for name, (_, error) in shapes.items():
+        assert set(error) == {"Code", "Message"} and error["Code"].endswith("Error"), name
+    assert {name: (code, error["Code"]) for name, (code, error) in shapes.items()} == {
+        "route": (404, "NotFoundError"),
+        "method": (405, "MethodNotAllowedError"),
+        "media-type": (415, "UnsupportedMediaTypeError"),
+        "binary-not-accepted": (400, "BadRequestError"),
+        "too-large": (413, "EntityTooLargeError"),
+    }
+
+
 def test_path_parameters_are_percent_decoded_as_api_gateway_does(server: LocalServer) -> None:
     requests.post(f"{server.url}/certificates/root", json={"fqdn": "decoded.example.com"})
 
@@ -343,6 +389,25 @@ def test_an_unknown_method_gets_a_json_405_and_its_body_is_never_run(server: Loc
     assert not _root_exists(server, "smuggled.example.com")
 
 
+def test_a_non_ascii_bundle_password_sent_as_utf_8_opens_the_pkcs12(server: LocalServer) -> None:
+    with requests.Session() as session:
+        for path, body in (
+            ("root", {"fqdn": "utf8-password.example.com"}),
+            ("device", {"parent_fqdn": "utf8-password.example.com"}),
+        ):
+            created = session.post(f"{server.url}/certificates/{path}", json=body, timeout=TIMEOUT)
+            assert created.status_code == 201, created.text
+        fqdn = created.json()["fqdn"]
+        response = session.get(
+            f"{server.url}/certificates/{fqdn}/bundle?format=pkcs12",
+            headers={"X-Bundle-Password": NON_ASCII_PASSWORD.encode()},  # raw UTF-8 on the wire
+            timeout=TIMEOUT,
+        )
+
+    assert response.status_code == 200, response.text
+    assert_pkcs12_opens(response.content, NON_ASCII_PASSWORD, fqdn)
+
+
 def test_each_request_is_logged_once_as_json(tmp_path: Path) -> None:
     with (
         LocalServer(tmp_path / "certstore", tmp_path / "server.log", workers=1) as server,
@@ -360,3 +425,14 @@ def test_each_request_is_logged_once_as_json(tmp_path: Path) -> None:
         ("BREW", 405),
     ]
     assert all(line["request_id"] for line in logged)
+    assert all(line["level"] == "INFO" and line["time"].endswith("Z") for line in logged)
+
+
+def test_a_port_in_use_is_refused_at_once_with_a_message(server: LocalServer) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chalicelib.server", "--port", str(server.port), "--workers", "1"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+
+    assert result.returncode == 2, result.stderr
+    assert f"port {server.port} on 127.0.0.1 is in use" in result.stderr

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -23,15 +25,22 @@ from tests.conftest import PROJECT_ROOT
 from tests.e2e.test_readme_walkthrough import walkthrough_script
 from tests.helpers import verify_client
 
+MOTO_REQUEST_LINE = '"POST / HTTP/1.1" 200'
+"""What werkzeug logs for each AWS call moto answers (creating the resources makes several)."""
 
-@pytest.fixture
-def moto_server_api(tmp_path: Path) -> Iterator[str]:
+
+def run_moto(port: int, moto_port: int, *options: str) -> list[str]:
+    return [sys.executable, "-m", "devtools.run_moto", "--port", str(port),
+            "--moto-port", str(moto_port), *options]  # fmt: skip
+
+
+@contextlib.contextmanager
+def moto_launcher(log_path: Path, *options: str) -> Iterator[str]:
+    """`make run-moto` on free ports; its API's URL. Its output goes to `log_path`."""
     port, moto_port = free_port(), free_port()
-    log_path = tmp_path / "run-moto.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.run_moto", "--port", str(port),
-             "--moto-port", str(moto_port)],
+            run_moto(port, moto_port, *options),
             cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -41,6 +50,14 @@ def moto_server_api(tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=20)
     assert process.returncode == 0, log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def moto_server_api(tmp_path: Path) -> Iterator[str]:
+    log_path = tmp_path / "run-moto.log"
+    with moto_launcher(log_path) as url:
+        yield url
+    assert MOTO_REQUEST_LINE not in log_path.read_text(errors="replace")  # moto's log is off
 
 
 def test_dev_stage_runs_against_a_local_moto_server(moto_server_api: str) -> None:
@@ -112,3 +129,43 @@ def test_the_event_pump_dead_letters_a_failing_event_and_goes_on(
     assert delivered == 2
     assert sorted(handled) == ["first.example.com", "third.example.com"]
     assert [letter["detail"]["FQDN"] for letter in pump.dead_letters] == ["poison.example.com"]
+
+
+def test_moto_request_log_is_shown_when_asked_for(tmp_path: Path) -> None:
+    log_path = tmp_path / "run-moto.log"
+    with moto_launcher(log_path, "--moto-log") as url:
+        assert requests.get(f"{url}/certificates", timeout=10).status_code == 200
+    assert MOTO_REQUEST_LINE in log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("taken", ["API", "moto"])
+def test_a_port_in_use_ends_the_launcher_with_a_message(taken: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        busy = listener.getsockname()[1]
+        port, moto_port = (busy, free_port()) if taken == "API" else (free_port(), busy)
+        result = subprocess.run(
+            run_moto(port, moto_port), cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"port {busy} ({taken}) on 127.0.0.1 is in use" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_moto_passes_moto_port_and_moto_log() -> None:
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith(("PORT", "MOTO"))
+    }
+
+    def command(*variables: str) -> str:
+        """The launcher's command line, as `make -n` prints it (nothing is run)."""
+        dry_run = subprocess.run(
+            ["make", "-n", "run-moto", *variables], cwd=PROJECT_ROOT, env=environment,
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        words = dry_run.stdout.replace("\\\n", " ").split()
+        return " ".join(words[words.index("devtools.run_moto") + 1 :])
+
+    assert command() == "--port 8000 --moto-port 5000"
+    assert command("MOTO_PORT=5123", "MOTO_LOG=1") == "--port 8000 --moto-port 5123 --moto-log"
+    assert command("MOTO_LOG=0") == "--port 8000 --moto-port 5000"

@@ -49,7 +49,7 @@ def test_length_fixtures_are_what_their_names_say() -> None:
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),
         ("a.b", "a.b"),
         ("123.example.com", "123.example.com"),
-        ("cell1.42", "cell1.42"),
+        ("cell1.0xg", "cell1.0xg"),
         (f"{LABEL_63}.com", f"{LABEL_63}.com"),
         (FQDN_253, FQDN_253),
         (FQDN_253.upper(), FQDN_253),
@@ -91,6 +91,10 @@ def test_normalize_fqdn_accepts(value: str, expected: str | None) -> None:
         pytest.param("\u212aelvin.example.com", id="kelvin-sign-folds-to-ascii"),
         pytest.param("example.com\n", id="trailing-newline"),
         pytest.param("a\n.example.com", id="newline-inside"),
+        pytest.param("1.2.3.4", id="ipv4-address"),
+        pytest.param("cell1.42", id="numeric-last-label"),
+        pytest.param("127.1", id="short-ipv4"),
+        pytest.param("example.0x1f", id="hex-last-label"),
     ],
 )
 def test_normalize_fqdn_rejects(value: str) -> None:
@@ -245,6 +249,8 @@ def test_decode_rejects_an_invalid_plain_name(value: str) -> None:
         ("mqtt.example.com", "mqtt.example.com"),
         ("*.example.com", "*.example.com"),
         ("*.Servers.Example.com", "*.servers.example.com"),
+        ("123.example.com", "123.example.com"),
+        ("10.example.com", "10.example.com"),
     ],
 )
 def test_subject_alt_name_accepts(value: str, expected: str) -> None:
@@ -277,6 +283,38 @@ def test_subject_alt_name_rejects(value: str) -> None:
         normalize_subject_alt_name(value, "sans")
 
     assert raised.value.field == "sans"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("010.0.0.1", id="octal-octet"),
+        pytest.param("0x7f.1", id="hex-and-short"),
+        pytest.param("127.1", id="short"),
+        pytest.param("2130706433", id="one-integer"),
+        pytest.param("0x7f000001", id="one-hex-integer"),
+        pytest.param("1.2.3.4.5", id="five-numbers"),
+        pytest.param("*.10.0.1", id="wildcard-over-numbers"),
+        pytest.param("broker.1", id="numeric-last-label"),
+    ],
+)
+def test_subject_alt_name_refuses_names_read_as_ipv4_addresses(value: str) -> None:
+    """inet_aton(3) and URL parsers read these as IPv4 addresses: neither a DNS name nor taken
+    for an address the service would have to guess."""
+    with pytest.raises(InvalidRequest) as raised:
+        normalize_subject_alt_name(value, "sans[2]")
+
+    assert raised.value.field == "sans[2]"
+    assert "IPv4 address" in raised.value.rule
+
+
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "fe80::1%1", "FE80::1%25en0"])
+def test_subject_alt_name_refuses_an_ipv6_zone(value: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        normalize_subject_alt_name(value, "sans[0]")
+
+    assert raised.value.field == "sans[0]"
+    assert "zone" in raised.value.rule
 
 
 @pytest.mark.parametrize("value", [None, 42, b"localhost", ["localhost"]])
