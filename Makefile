@@ -15,10 +15,11 @@ STAGE ?= dev
 
 .PHONY: venv run run-moto reconcile fsck test pytest lint package tf-validate checkov bench bench-tools clean
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(INSTALLED)
 
 venv: $(INSTALLED)
