@@ -1,9 +1,12 @@
-"""Shared test helpers: an HTTP client wrapper, store snapshots and chain verification."""
+"""Shared test helpers: an HTTP client wrapper, store snapshots, chain verification, the CLI."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 ROOT = "example.com"
@@ -122,3 +126,27 @@ def verify_client(issued: dict[str, Any], root_pem: str) -> Any:
     verifier = PolicyBuilder().store(Store(load_pem_chain(root_pem))).build_client_verifier()
     leaf = x509.load_pem_x509_certificate(issued["certificate"].encode())
     return verifier.verify(leaf, load_pem_chain(issued["chain"]))
+
+
+def run_iotcert(
+    api: str, *args: str, cwd: Path, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`iotcert ARGS` as a user runs it (`python -m iotcert`, the console script's code), in `cwd`,
+    against `api`; no IOTCERT_* setting of the caller's leaks in."""
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith("IOTCERT")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "iotcert", *args],
+        cwd=cwd,
+        env={
+            **inherited,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "IOTCERT_API": api,
+            **(environment or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
