@@ -101,8 +101,10 @@ def usage_lines(directory: Path, names: list[str], cert_type: str) -> list[str]:
     lines += [f"  {name:<{width}}  {FILE_PURPOSES[name]}" for name in names]
     if "key.pem" not in names:
         return lines
-    ca, cert, key = (directory / name for name in ("ca.pem", "fullchain.pem", "key.pem"))
-    if cert_type == "Server":
+    if cert_type == "Server":  # absolute: mosquitto may start from another directory
+        ca, cert, key = (
+            directory.absolute() / name for name in ("ca.pem", "fullchain.pem", "key.pem")
+        )
         lines += [
             "mosquitto.conf:",
             f"  cafile {ca}",
@@ -111,5 +113,6 @@ def usage_lines(directory: Path, names: list[str], cert_type: str) -> list[str]:
             "  require_certificate true",
         ]
     elif cert_type == "Client":
+        ca, cert, key = (directory / name for name in ("ca.pem", "fullchain.pem", "key.pem"))
         lines.append(f"mosquitto_pub/mosquitto_sub: --cafile {ca} --cert {cert} --key {key}")
     return lines

@@ -245,7 +245,8 @@ def test_files_are_what_a_broker_and_a_device_load(cli: Cli, tmp_path: Path) -> 
     # `create --out-dir` wrote the same files from the creation's answer.
     assert _read_layout(tmp_path / "device") == device
     assert _read_layout(tmp_path / "broker") == broker
-    assert "  keyfile broker-files/key.pem\n  require_certificate true" in broker_hint
+    key_line = f"  keyfile {tmp_path / 'broker-files' / 'key.pem'}\n  require_certificate true"
+    assert key_line in broker_hint
     assert "--cafile new/device-files/ca.pem --cert new/device-files/fullchain.pem" in device_hint
     # A root is its own trust anchor; no chain, no key.
     cli.ok("files", "files.example", "root-files")
