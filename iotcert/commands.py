@@ -58,29 +58,37 @@ def renew(client: ApiClient, args: argparse.Namespace) -> None:
 
 def _show_issued(issued: dict[str, Any], args: argparse.Namespace) -> None:
     """A POST's answer: one certificate, or a bulk of devices (`items`, one shared `chain`)."""
-    certificates = issued.get("items", [issued])
-    out_dir = getattr(args, "out_dir", None)
-    written = []
-    for certificate in certificates if out_dir else []:
-        directory = Path(out_dir) / certificate["fqdn"] if "items" in issued else Path(out_dir)
-        names = write_certificate_files(
-            directory,
-            certificate["certificate"],
-            issued["chain"],
-            certificate.get("private_key"),
-        )
-        written.append((directory, names, certificate["type"]))
+    out_dir = Path(args.out_dir) if getattr(args, "out_dir", None) else None
+    usage = _write_issued(issued, out_dir) if out_dir else []
     if args.json:
         print_json(issued)
     elif "items" in issued:
-        print_table(certificates, BULK_COLUMNS, "no certificates")
+        print_table(issued["items"], BULK_COLUMNS, "no certificates")
         print(f"{issued['count']} devices" + (f", files in {out_dir}/<fqdn>/" if out_dir else ""))
     else:
         print_fields(issued, CERTIFICATE_FIELDS)
-        for directory, names, cert_type in written:
-            print("\n".join(usage_lines(directory, names, cert_type)))
+        if usage:
+            print("\n".join(usage))
         if "private_key" in issued and not out_dir:
             print(f"private key: not written; `iotcert files {issued['fqdn']} DIR` writes it")
+
+
+def _write_issued(issued: dict[str, Any], out_dir: Path) -> list[str]:
+    """`--out-dir`: the files of one certificate in it, of a bulk's each in `<out_dir>/<fqdn>/`;
+    for one certificate, what each file is for."""
+    if "items" not in issued:
+        names = write_certificate_files(
+            out_dir, issued["certificate"], issued["chain"], issued.get("private_key")
+        )
+        return usage_lines(out_dir, names, issued["type"])
+    for device in issued["items"]:
+        write_certificate_files(
+            out_dir / device["fqdn"],
+            device["certificate"],
+            issued["chain"],
+            device.get("private_key"),
+        )
+    return []
 
 
 def list_certificates(client: ApiClient, args: argparse.Namespace) -> None:

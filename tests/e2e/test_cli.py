@@ -122,8 +122,15 @@ def _listing_requests(server: LocalServer) -> int:
 def test_list_follows_every_page_or_stops_at_the_limit(cli: Cli, server: LocalServer) -> None:
     cli.ok("create", "root", "paging.example")
     cli.ok("create", "intermediate", "cell.paging.example")
-    created = cli.json("create", "device", "--parent", "cell.paging.example", "--count", "5")
+    created = cli.json(
+        "create", "device", "--parent", "cell.paging.example", "--count", "5", "--out-dir", "bulk"
+    )
     fqdns = sorted(item["fqdn"] for item in created["items"])
+    assert sorted(path.name for path in (cli.directory / "bulk").iterdir()) == fqdns
+    for item in created["items"]:
+        layout = _read_layout(cli.directory / "bulk" / item["fqdn"])
+        assert (layout["cert.pem"], layout["key.pem"]) == (item["certificate"], item["private_key"])
+        assert layout["chain.pem"] == created["chain"]
     before = _listing_requests(server)
     every = cli.json("list", "--parent", "cell.paging.example", "--page-size", "2")
     assert [item["fqdn"] for item in every["items"]] == fqdns
