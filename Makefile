@@ -21,10 +21,11 @@ STAGE ?= dev
 .PHONY: venv run run-moto clean-store reconcile fsck test test-fast pytest lint package \
 	tf-validate checkov openapi-client bench bench-tools clean
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(INSTALLED)
 
 venv: $(INSTALLED)

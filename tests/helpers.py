@@ -1,4 +1,4 @@
-"""Shared test helpers: an HTTP client wrapper, store snapshots and chain verification."""
+"""Shared test helpers: an HTTP client wrapper, store snapshots, chain verification, the CLI."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.verification import PolicyBuilder, Store
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 ROOT = "example.com"
@@ -152,3 +154,27 @@ def assert_pkcs12_opens(content: bytes, password: str, fqdn: str) -> None:
         )  # fmt: skip
         assert (result.returncode == 0) is opens, result.stderr
         assert (b"BEGIN CERTIFICATE" in result.stdout) is opens
+
+
+def run_iotcert(
+    api: str, *args: str, cwd: Path, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`iotcert ARGS` as a user runs it (`python -m iotcert`, the console script's code), in `cwd`,
+    against `api`; no IOTCERT_* setting of the caller's leaks in."""
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith("IOTCERT")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "iotcert", *args],
+        cwd=cwd,
+        env={
+            **inherited,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "IOTCERT_API": api,
+            **(environment or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
