@@ -250,12 +250,13 @@ def add_documents(
         subparsers,
         "bundle",
         commands.bundle,
-        "download a certificate as pem, fullchain (certificate and chain) or pkcs12",
+        "download a certificate as pem, fullchain (certificate and chain), chain (a CA file: a "
+        "CA and those above it, or a leaf's issuers) or pkcs12",
         "A pkcs12 file holds the key too, encrypted with the password, which is sent in the "
         "X-Bundle-Password header (never in the URL).",
     )
     bundle.add_argument("fqdn", metavar="FQDN")
-    bundle.add_argument("--format", choices=("pem", "fullchain", "pkcs12"), default="pem")
+    bundle.add_argument("--format", choices=("pem", "fullchain", "chain", "pkcs12"), default="pem")
     bundle.add_argument(
         "--password",
         default=os.environ.get("IOTCERT_BUNDLE_PASSWORD"),

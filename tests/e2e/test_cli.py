@@ -194,6 +194,7 @@ def test_bundles_and_the_private_key(cli: Cli, tmp_path: Path) -> None:
     assert (
         cli.ok("bundle", fqdn, "--format", "fullchain") == issued["certificate"] + issued["chain"]
     )
+    assert cli.ok("bundle", fqdn, "--format", "chain") == issued["chain"]  # a leaf's issuers
     password = "bundle-password-3c9e"
     cli.ok(
         "bundle", fqdn, "--format", "pkcs12", "-o", "server.p12", IOTCERT_BUNDLE_PASSWORD=password
