@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from cryptography import x509
 
 from devtools.ports import free_port
 from tests.conftest import PROJECT_ROOT, LocalServer
+from tests.e2e.test_readme_walkthrough import readme_bash_blocks
 from tests.helpers import run_iotcert
 
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
@@ -32,11 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def cli_walkthrough_script() -> str:
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme.split("## The same with the CLI", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) == 1, "the CLI walk-through should hold exactly one bash block"
-    return blocks[0]
+    return readme_bash_blocks("## The same with the CLI", 1)
 
 
 def _environment(bin_dir: Path, api: str, mqtt_port: int) -> dict[str, str]:

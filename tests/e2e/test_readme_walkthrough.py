@@ -16,12 +16,35 @@ from tests.conftest import PROJECT_ROOT, LocalServer
 from tests.helpers import load_pem_chain, verify_client, verify_server
 
 
-def walkthrough_script() -> str:
+def readme_bash_blocks(heading: str, count: int) -> str:
+    """The bash blocks of the README section under `heading` (a `## ` or `### ` line, up to the
+    next heading of that level), joined; there must be `count` of them."""
+    level = heading.split(" ", 1)[0]
     readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme.split("## Walk-through", 1)[1].split("\n## ", 1)[0]
+    section = readme.split(f"\n{heading}\n", 1)[1].split(f"\n{level} ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) == 1, "the walk-through section should hold exactly one bash block"
-    return blocks[0]
+    assert len(blocks) == count, f"{heading}: {len(blocks)} bash blocks, expected {count}"
+    return "\n".join(blocks)
+
+
+def walkthrough_script() -> str:
+    return readme_bash_blocks("## Walk-through", 1)
+
+
+def run_after_walkthrough(
+    examples: str, local_server: LocalServer, workdir: Path
+) -> subprocess.CompletedProcess[str]:
+    """The walk-through, then `examples` in the same shell, against the server; must succeed."""
+    result = subprocess.run(
+        ["bash", "-c", walkthrough_script() + "\n" + examples],
+        cwd=workdir,
+        env=dict(os.environ, API=local_server.url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout + local_server.log()
+    return result
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -84,14 +107,6 @@ def test_readme_walkthrough_runs_against_the_local_server(
     assert leaf.subject.rfc4514_string() == f"CN={device_fqdn.split('.')[0]}"
 
 
-def fleet_examples_script() -> str:
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme.split("### Fleet features", 1)[1].split("\n### ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) == 4, "CSR, bulk, revocation and bundle examples"
-    return "\n".join(blocks)
-
-
 @pytest.mark.skipif(
     shutil.which("curl") is None or shutil.which("openssl") is None,
     reason="curl and openssl are needed for the README's fleet examples",
@@ -99,15 +114,10 @@ def fleet_examples_script() -> str:
 def test_readme_fleet_examples_run_after_the_walkthrough(
     local_server: LocalServer, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        ["bash", "-c", walkthrough_script() + "\n" + fleet_examples_script()],
-        cwd=tmp_path,
-        env=dict(os.environ, API=local_server.url),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    # CSR, bulk, revocation and bundle examples
+    result = run_after_walkthrough(
+        readme_bash_blocks("### Fleet features", 4), local_server, tmp_path
     )
-    assert result.returncode == 0, result.stderr + result.stdout + local_server.log()
     lines = result.stdout.splitlines()
     assert "3" in lines  # bulk count
     assert "revoked" in lines
@@ -118,14 +128,6 @@ def test_readme_fleet_examples_run_after_the_walkthrough(
     assert any(serial in line.replace(":", "") for line in lines), result.stdout
 
 
-def renewal_examples_script() -> str:
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme.split("### Renewal and CA rollover", 1)[1].split("\n### ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) == 2, "renewal and CA rollover, then rotating a cell onto a new key"
-    return "\n".join(blocks)
-
-
 @pytest.mark.skipif(
     shutil.which("curl") is None or shutil.which("openssl") is None,
     reason="curl and openssl are needed for the README's renewal examples",
@@ -133,15 +135,10 @@ def renewal_examples_script() -> str:
 def test_readme_renewal_examples_run_after_the_walkthrough(
     local_server: LocalServer, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        ["bash", "-c", walkthrough_script() + "\n" + renewal_examples_script()],
-        cwd=tmp_path,
-        env=dict(os.environ, API=local_server.url),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    # renewal and CA rollover, then rotating a cell onto a new key
+    result = run_after_walkthrough(
+        readme_bash_blocks("### Renewal and CA rollover", 2), local_server, tmp_path
     )
-    assert result.returncode == 0, result.stderr + result.stdout + local_server.log()
     lines = result.stdout.splitlines()
     # generation, the first one's status, history count, broker generation, openssl, cell1's
     assert lines[-6:] == ["2", "revoked", "2", "2", "device.pem: OK", "1"], result.stdout
