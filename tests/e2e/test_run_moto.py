@@ -153,14 +153,17 @@ def test_a_port_in_use_ends_the_launcher_with_a_message(taken: str) -> None:
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_moto_passes_moto_port_and_moto_log() -> None:
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith(("PORT", "MOTO"))
+    environment = {  # nor what an outer `make test` passes on (MAKEFLAGS, MAKELEVEL)
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PORT", "MOTO", "MAKE", "MFLAGS"))
     }
 
     def command(*variables: str) -> str:
         """The launcher's command line, as `make -n` prints it (nothing is run)."""
         dry_run = subprocess.run(
-            ["make", "-n", "run-moto", *variables], cwd=PROJECT_ROOT, env=environment,
+            ["make", "--no-print-directory", "-n", "run-moto", *variables],
+            cwd=PROJECT_ROOT, env=environment,
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         words = dry_run.stdout.replace("\\\n", " ").split()
