@@ -19,7 +19,7 @@ OPENAPI_CLIENT_VERSION := 0.29.1
 STAGE ?= dev
 
 .PHONY: venv run run-moto clean-store reconcile fsck test test-fast pytest lint package \
-	tf-validate checkov openapi-client bench bench-tools clean
+	tf-validate checkov openapi-client browser-tools bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,7 @@ fsck: venv
 ## Everything CI checks: lint, the infrastructure checks, then the whole test suite.
 test: lint tf-validate checkov pytest
 
-pytest: venv openapi-client
+pytest: venv openapi-client browser-tools
 	$(BIN)/python -m pytest
 
 ## The fast tier, for the edit-test loop: the unit tests, and the contract and API suites on the
@@ -110,6 +110,16 @@ checkov: package $(CHECKOV_VENV)/.installed
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(OPENAPI_CLIENT_VENV) .pytest_cache .ruff_cache \
 		$(TF_DIR)/.terraform $(TF_DIR)/chalice.tf.json $(TF_DIR)/deployment.zip
+
+## Chromium and its driver for the portal's browser test (tests/e2e/test_portal_browser.py), from
+## Debian's packages where apt can install them; without them that test is SKIPPED.
+browser-tools:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "browser-tools: chromium or chromedriver missing, no apt-get as root: the portal's browser test is SKIPPED"; \
+	fi
 
 ## Benchmarks: see bench/run.py; writes bench/RESULTS.md; exits non-zero when a target is missed.
 ## The peer (cfssl) and the load generator (wrk) come from Debian's packages where apt can install.

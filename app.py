@@ -9,6 +9,7 @@ from chalicelib import wiring
 from chalicelib.api import middleware
 from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
+from chalicelib.api.portal import portal
 from chalicelib.api.spec import spec
 from chalicelib.events import INVENTORY_EVENT_PATTERN
 
@@ -17,6 +18,7 @@ app.api.binary_types = list(BINARY_TYPES)  # only what the API serves; see BINAR
 app.register_blueprint(certificates)
 app.register_blueprint(documents)
 app.register_blueprint(spec)
+app.register_blueprint(portal)
 middleware.register(app)
 middleware.configure_logging()
 

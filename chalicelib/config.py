@@ -111,3 +111,23 @@ def _signing_processes() -> int:
 def api_token() -> str | None:
     """`API_TOKEN`, read on every request (the one setting the request path needs)."""
     return os.environ.get("API_TOKEN") or None
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """The Cognito sign-in of the browser portal on AWS; all empty where it is not deployed
+    (Terraform sets these only with `portal = true`)."""
+
+    cognito_region: str
+    cognito_user_pool_id: str
+    cognito_client_id: str
+    cognito_identity_pool_id: str
+
+
+def portal_settings() -> PortalSettings:
+    return PortalSettings(
+        cognito_region=os.environ.get("PORTAL_COGNITO_REGION", "").strip(),
+        cognito_user_pool_id=os.environ.get("PORTAL_USER_POOL_ID", "").strip(),
+        cognito_client_id=os.environ.get("PORTAL_USER_POOL_CLIENT_ID", "").strip(),
+        cognito_identity_pool_id=os.environ.get("PORTAL_IDENTITY_POOL_ID", "").strip(),
+    )

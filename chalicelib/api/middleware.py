@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from chalice import Chalice, Response
 from chalice.app import Request
 
+from chalicelib.api.portal import PORTAL_ROUTES
 from chalicelib.config import api_token
 from chalicelib.errors import InvalidRequest
 from chalicelib.names import normalize_fqdn
@@ -65,6 +66,13 @@ def _authorized(request: Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
 
 
+def _is_portal_file(request: Request) -> bool:
+    """The portal's own files (chalicelib/api/portal.py) are public: the page asks for the
+    token itself. Every API route stays behind it."""
+    route = (request.context or {}).get("resourcePath")
+    return request.method == "GET" and (route, "get") in PORTAL_ROUTES
+
+
 def _fqdn(request: Request, response: Response) -> str | None:
     """The certificate's FQDN: the response's, the path's, or, for a 409 (the FQDN is taken),
     the body's."""
@@ -103,7 +111,7 @@ def register(app: Chalice) -> None:
     ) -> Response:
         started = time.perf_counter()
         token = api_token()
-        if token and not _authorized(request, token):
+        if token and not _is_portal_file(request) and not _authorized(request, token):
             response = Response(
                 body={
                     "Code": "UnauthorizedError",
