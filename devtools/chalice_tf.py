@@ -14,6 +14,9 @@ the hand-written infrastructure in terraform/:
 - the functions get the environment that points them at the bucket, table, bus and key;
 - every API route requires IAM (SigV4) authorization, the endpoint type is `var.api_endpoint_type`
   and `*/*` is a binary media type (see `allow_binary_responses_for_any_accept`);
+- the portal's two GET methods take their authorization from `local.portal_authorization`
+  (terraform/portal.tf): NONE with `portal = true`, else AWS_IAM; the API function's environment
+  is merged with `local.portal_function_environment` (its Cognito settings, or nothing);
 - the API stage is its own resource, as AWS provider 5 wants.
 
 Which settings are packaged: those of the Chalice stage named like the Terraform stage when
@@ -34,6 +37,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from chalicelib.api.portal import PORTAL_ROUTES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = PROJECT_ROOT / ".chalice" / "config.json"
@@ -66,6 +71,11 @@ SIGV4_SCHEME = {
         "x-amazon-apigateway-authtype": "awsSigv4",
     }
 }
+API_FUNCTION = "api_handler"
+PORTAL_AUTHORIZATION = {"type": "${local.portal_authorization}"}
+API_FUNCTION_ENVIRONMENT = (
+    "${merge(local.api_function_environment, local.portal_function_environment)}"
+)
 _HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 _CHALICE_TAG = "aws-chalice"
 
@@ -156,6 +166,28 @@ def require_iam_authorization(document: dict[str, Any]) -> None:
     _set_swagger(document, swagger)
 
 
+def open_portal_when_deployed(document: dict[str, Any]) -> None:
+    """The portal's two GET methods (its files, never data) are authorized by
+    `x-amazon-apigateway-auth` with the type `local.portal_authorization` (terraform/portal.tf):
+    NONE with `portal = true`, AWS_IAM without it. Every other method keeps its SigV4 security."""
+    swagger = _swagger(document)
+    for path, method in sorted(PORTAL_ROUTES):
+        operation = swagger["paths"].get(path, {}).get(method)
+        if operation is None:
+            raise ValueError(f"the generated API has no portal route {method.upper()} {path}")
+        operation.pop("security", None)
+        operation["x-amazon-apigateway-auth"] = dict(PORTAL_AUTHORIZATION)
+    _set_swagger(document, swagger)
+
+
+def merge_portal_environment(document: dict[str, Any]) -> None:
+    """The API function's environment, plus the portal's Cognito settings with `portal = true`:
+    the variables move to `local.api_function_environment`, merged in Terraform."""
+    function = document["resource"]["aws_lambda_function"][API_FUNCTION]
+    document["locals"]["api_function_environment"] = function["environment"]["variables"]
+    function["environment"]["variables"] = API_FUNCTION_ENVIRONMENT
+
+
 def allow_binary_responses_for_any_accept(document: dict[str, Any]) -> None:
     """Adds `*/*` to the API's binary media types (the swagger's and the resource's).
 
@@ -207,7 +239,9 @@ def postprocess(document: dict[str, Any]) -> dict[str, Any]:
     put_rules_on_custom_bus(document)
     never_lose_events(document)
     wire_function_environment(document)
+    merge_portal_environment(document)
     require_iam_authorization(document)
+    open_portal_when_deployed(document)
     allow_binary_responses_for_any_accept(document)
     use_endpoint_type_variable(document)
     return document

@@ -32,6 +32,8 @@ resource "terraform_data" "teardown_guard" {
     aws_s3_bucket_ownership_controls.certificates,
     aws_s3_bucket_policy.certificates,
     aws_kms_alias.certificates,
+    aws_iam_role_policy.portal,
+    aws_cognito_identity_pool_roles_attachment.portal,
   ]
 
   provisioner "local-exec" {

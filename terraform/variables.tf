@@ -114,3 +114,9 @@ variable "allow_teardown" {
   type        = bool
   default     = false
 }
+
+variable "portal" {
+  description = "Deploy the browser portal (README, Portal): a Cognito user pool and identity pool whose signed-in users get the PKI administrator's API permissions, and the portal's two GET methods (/portal, /portal/{asset}) open without SigV4. False: none of it, and every route requires SigV4."
+  type        = bool
+  default     = false
+}

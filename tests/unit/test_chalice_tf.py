@@ -1,5 +1,6 @@
 """The post-processing of the generated chalice.tf.json, on a file recorded from chalice 1.34
-(`chalice package --pkg-format terraform --stage dev`, before post-processing)."""
+(`chalice package --pkg-format terraform --stage dev`, before post-processing), with the portal's
+two routes added as Chalice writes them (the recording predates them)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from chalicelib.api.documents import BINARY_TYPES
+from chalicelib.api.portal import PORTAL_ROUTES
 from devtools import chalice_tf
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "chalice.tf.json"
@@ -24,9 +26,23 @@ CHALICE_CONFIG = json.loads((TERRAFORM_DIR.parent / ".chalice" / "config.json").
 API_GATEWAY_TIMEOUT_SECONDS = 29
 
 
+def recorded() -> dict[str, Any]:
+    """The recording, plus GET /portal and GET /portal/{asset} as Chalice generates them."""
+    document: dict[str, Any] = json.loads(RECORDED.read_text())
+    swagger = json.loads(document["locals"]["chalice_api_swagger"])
+    page = copy.deepcopy(swagger["paths"]["/openapi.json"]["get"])
+    asset = copy.deepcopy(page) | {
+        "parameters": [{"name": "asset", "in": "path", "required": True, "type": "string"}]
+    }
+    swagger["paths"]["/portal"] = {"get": page}
+    swagger["paths"]["/portal/{asset}"] = {"get": asset}
+    document["locals"]["chalice_api_swagger"] = json.dumps(swagger)
+    return document
+
+
 @pytest.fixture
 def generated() -> dict[str, Any]:
-    return json.loads(RECORDED.read_text())
+    return recorded()
 
 
 @pytest.fixture
@@ -140,8 +156,13 @@ def test_each_function_gets_its_role_and_the_aws_backend_environment(
     assert set(functions) == {"api_handler", "record_inventory"}
     assert functions["api_handler"]["role"] == "${aws_iam_role.lambda.arn}"
     assert functions["record_inventory"]["role"] == "${aws_iam_role.inventory.arn}"
-    for function in functions.values():
+    for key, function in functions.items():
         variables = function["environment"]["variables"]
+        if key == "api_handler":  # merged with the portal's settings in Terraform
+            assert variables == (
+                "${merge(local.api_function_environment, local.portal_function_environment)}"
+            )
+            variables = processed["locals"]["api_function_environment"]
         assert variables["BACKEND"] == "aws"
         assert variables["CERTIFICATE_BUCKET_NAME"] == "${aws_s3_bucket.certificates.bucket}"
         assert variables["INVENTORY_TABLE_NAME"] == "${aws_dynamodb_table.inventory.name}"
@@ -172,7 +193,37 @@ def test_every_route_requires_sigv4(generated: dict[str, Any], processed: dict[s
     generated_operations = sum(len(methods) for methods in swagger_of(generated)["paths"].values())
     assert len(operations) == generated_operations >= 6
     for path, method, operation in operations:
+        if (path, method) in PORTAL_ROUTES:
+            continue  # test_the_portal_is_open_only_with_portal_true
         assert operation["security"] == [{"sigv4": []}], (path, method)
+        assert "x-amazon-apigateway-auth" not in operation, (path, method)
+
+
+def test_the_portal_is_open_only_with_portal_true(processed: dict[str, Any]) -> None:
+    """Exactly the portal's two GET methods take their authorization from the Terraform local
+    (NONE with `portal = true`, else AWS_IAM); no other method names it."""
+    swagger = swagger_of(processed)
+    portal_authorized = {
+        (path, method)
+        for path, methods in swagger["paths"].items()
+        for method, operation in methods.items()
+        if "${local.portal_authorization}" in json.dumps(operation)
+    }
+    assert portal_authorized == PORTAL_ROUTES == {("/portal", "get"), ("/portal/{asset}", "get")}
+    for path, method in PORTAL_ROUTES:
+        operation = swagger["paths"][path][method]
+        assert "security" not in operation
+        assert operation["x-amazon-apigateway-auth"] == {"type": "${local.portal_authorization}"}
+    portal_tf = (TERRAFORM_DIR / "portal.tf").read_text()
+    assert re.search(r'portal_authorization\s*=\s*var\.portal \? "NONE" : "AWS_IAM"', portal_tf)
+
+
+def test_a_package_without_the_portal_routes_is_refused(generated: dict[str, Any]) -> None:
+    swagger = swagger_of(generated)
+    del swagger["paths"]["/portal/{asset}"]
+    generated["locals"]["chalice_api_swagger"] = json.dumps(swagger)
+    with pytest.raises(ValueError, match=r"no portal route GET /portal/\{asset\}"):
+        chalice_tf.postprocess(generated)
 
 
 def test_the_endpoint_type_is_the_terraform_variable(processed: dict[str, Any]) -> None:
@@ -303,7 +354,7 @@ def test_the_chalice_stage_packaged_is_dev_unless_the_config_has_an_aws_stage_of
 
 def test_postprocess_rewrites_the_file_in_place(tmp_path: Path) -> None:
     target = tmp_path / "chalice.tf.json"
-    target.write_text(RECORDED.read_text())
+    target.write_text(json.dumps(recorded()))
     assert chalice_tf.main(["postprocess", str(target)]) == 0
     rewritten = json.loads(target.read_text())
     assert "terraform" not in rewritten
