@@ -37,8 +37,16 @@ pytestmark = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not inst
 
 _SERVICES = (
     "s3", "dynamodb", "sts", "iam", "kms", "events", "lambda", "apigateway", "logs", "acm", "sqs",
-    "cloudwatch",
+    "cloudwatch", "cognitoidp", "cognitoidentity",
 )  # fmt: skip
+PORTAL_RESOURCES = {
+    "aws_cognito_user_pool.portal[0]",
+    "aws_cognito_user_pool_client.portal[0]",
+    "aws_cognito_identity_pool.portal[0]",
+    "aws_cognito_identity_pool_roles_attachment.portal[0]",
+    "aws_iam_role.portal[0]",
+    "aws_iam_role_policy.portal[0]",
+}
 
 
 def run(
@@ -320,9 +328,12 @@ def test_the_public_base_url_reaches_the_functions(packaged: Module, moto_endpoi
     plan = plan_json(packaged, moto_endpoint, "public_base_url=https://pki.example.net/api")
     assert plan["variables"]["public_base_url"]["value"] == "https://pki.example.net/api"
     configuration = _planned_resources(plan["configuration"]["root_module"])
-    for function in ("api_handler", "record_inventory"):
-        expressions = configuration[f"aws_lambda_function.{function}"]["expressions"]
-        assert "var.public_base_url" in json.dumps(expressions["environment"])
+    inventory = configuration["aws_lambda_function.record_inventory"]["expressions"]
+    assert "var.public_base_url" in json.dumps(inventory["environment"])
+    api = configuration["aws_lambda_function.api_handler"]["expressions"]  # merged (portal.tf)
+    assert "local.api_function_environment" in json.dumps(api["environment"])
+    api_environment = packaged.generated()["locals"]["api_function_environment"]
+    assert api_environment["PUBLIC_BASE_URL"] == "${var.public_base_url}"
 
 
 def test_a_public_base_url_that_is_no_url_is_refused(packaged: Module) -> None:
@@ -336,3 +347,88 @@ def test_a_public_base_url_that_is_no_url_is_refused(packaged: Module) -> None:
     output = " ".join((planned.stdout + planned.stderr).split())
     assert planned.returncode != 0
     assert "public_base_url: an http(s) URL without query or fragment" in output
+
+
+def console(module: Module, endpoint: str, expressions: list[str], *variables: str) -> list[str]:
+    """`terraform console` on alice's configuration: what each expression evaluates to."""
+    module.point_at(endpoint)
+    environment = {"TF_WORKSPACE": "alice", "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    try:
+        evaluated = subprocess.run(
+            [str(TERRAFORM), "console", "-var=stage=alice", f"-var=region={REGION}",
+             *(f"-var={variable}" for variable in variables)],
+            cwd=module.directory, input="".join(f"{line}\n" for line in expressions),
+            capture_output=True, text=True, timeout=300, check=False,
+            env=dict(os.environ, **environment),
+        )  # fmt: skip
+    finally:
+        (module.directory / "moto_override.tf").unlink()
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    return evaluated.stdout.split()
+
+
+# How the portal's two API methods are authorized (the generated swagger names this local for
+# them only, tests/unit/test_chalice_tf.py).
+PORTAL_AUTHORIZATION = ["local.portal_authorization"]
+
+
+def test_without_portal_nothing_of_it_is_planned(packaged: Module, moto_endpoint: str) -> None:
+    plan = plan_json(packaged, moto_endpoint)
+    resources = _planned_resources(plan["planned_values"]["root_module"])
+    assert not [address for address in resources if "cognito" in address or "portal" in address]
+    assert plan["planned_values"]["outputs"]["portal_url"].get("value") is None
+    assert console(packaged, moto_endpoint, PORTAL_AUTHORIZATION) == ['"AWS_IAM"']
+
+
+def test_the_portal_plans_cognito_sign_in_and_opens_only_its_two_methods(
+    packaged: Module, moto_endpoint: str
+) -> None:
+    plan = plan_json(packaged, moto_endpoint, "portal=true")
+    resources = _planned_resources(plan["planned_values"]["root_module"])
+    portal = {
+        address
+        for address in resources
+        if ("cognito" in address or "portal" in address) and not address.startswith("data.")
+    }
+    assert portal == PORTAL_RESOURCES
+
+    pool = resources["aws_cognito_user_pool.portal[0]"]["values"]
+    assert pool["name"] == "iot-cert-service-alice-portal"
+    assert pool["admin_create_user_config"][0]["allow_admin_create_user_only"] is True
+    assert pool["password_policy"][0]["minimum_length"] >= 14
+    assert pool["deletion_protection"] == "ACTIVE"
+    client = resources["aws_cognito_user_pool_client.portal[0]"]["values"]
+    assert client["generate_secret"] is False
+    assert set(client["explicit_auth_flows"]) == {
+        "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH",
+    }  # fmt: skip
+    identities = resources["aws_cognito_identity_pool.portal[0]"]["values"]
+    assert identities["identity_pool_name"] == "iot-cert-service-alice-portal"
+    assert identities["allow_unauthenticated_identities"] is False
+    assert resources["aws_iam_role.portal[0]"]["values"]["name"] == "iot-cert-service-alice-portal"
+
+    configuration = _planned_resources(plan["configuration"]["root_module"])
+    trust = json.dumps(configuration["data.aws_iam_policy_document.portal_assume"])
+    for condition in ("cognito-identity.amazonaws.com:aud", "cognito-identity.amazonaws.com:amr"):
+        assert condition in trust
+    assert "aws_cognito_identity_pool.portal" in trust
+    policy = configuration["aws_iam_role_policy.portal"]["expressions"]["policy"]
+    assert policy["references"][0] == "data.aws_iam_policy_document.api_pki_admin.json"
+    attachment = json.dumps(configuration["aws_cognito_identity_pool_roles_attachment.portal"])
+    assert "aws_iam_role.portal" in attachment and "unauthenticated" not in attachment
+    environment = configuration["aws_lambda_function.api_handler"]["expressions"]["environment"]
+    assert "local.portal_function_environment" in json.dumps(environment)
+    assert console(packaged, moto_endpoint, PORTAL_AUTHORIZATION, "portal=true") == ['"NONE"']
+    swagger = json.loads(packaged.generated()["locals"]["chalice_api_swagger"])
+    open_methods = {
+        (path, method)
+        for path, methods in swagger["paths"].items()
+        for method, operation in methods.items()
+        if "security" not in operation
+    }
+    assert open_methods == {("/portal", "get"), ("/portal/{asset}", "get")}
+    assert all(
+        swagger["paths"][path][method]["x-amazon-apigateway-auth"]["type"]
+        == "${local.portal_authorization}"
+        for path, method in open_methods
+    )
