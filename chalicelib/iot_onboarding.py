@@ -22,7 +22,7 @@ from chalicelib.aws_iot import (
     IotRegistry,
     unsupported,
 )
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import InvalidRequest, Unsupported
 from chalicelib.events import CertificateRevoked
 from chalicelib.issuance import BACKDATE
 from chalicelib.model import (
@@ -177,6 +177,7 @@ class IotOnboarding:
     def register_ca(self, ca_fqdn: str, request: IotCaRequest) -> IotCaRegistered:
         """DEFAULT: proven with a verification certificate for the account's code; SNI_ONLY:
         without one. With JITP, devices are provisioned at their first connection."""
+        self.refuse_unless_available()
         now = self._clock()
         authority = self._authorities.current(ca_fqdn, "certificate", now)
         self._authorities.refuse_if_revoked(authority, now, "certificate")
@@ -185,7 +186,11 @@ class IotOnboarding:
         if request.mode == DEFAULT_MODE:
             code = self._registry.registration_code()
             verification = self._verification(authority, code, now).certificate_pem
-        template = provisioning_template(self._policy) if request.provisioning == JITP else None
+        template = None
+        if request.provisioning == JITP:
+            if not self._policy:
+                raise Unsupported("provisioning: jitp needs IOT_DEVICE_POLICY_NAME to be set")
+            template = provisioning_template(self._policy)
         registered = self._registry.register_ca(
             CaRegistration(
                 authority.record.certificate_pem, request.mode, request.auto_registration,
