@@ -7,6 +7,7 @@ from chalice.app import CloudWatchEvent
 
 from chalicelib import wiring
 from chalicelib.api import middleware
+from chalicelib.api.aws_iot import aws_iot
 from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
 from chalicelib.api.portal import portal
@@ -19,12 +20,13 @@ app.register_blueprint(certificates)
 app.register_blueprint(documents)
 app.register_blueprint(spec)
 app.register_blueprint(portal)
+app.register_blueprint(aws_iot)
 middleware.register(app)
 middleware.configure_logging()
 
 
 @app.on_cw_event(INVENTORY_EVENT_PATTERN, name="record_inventory")
 def record_inventory(event: CloudWatchEvent) -> None:
-    """Keeps the inventory on AWS: `created` adds an item, `revoked` marks it. (Locally the
-    service hands its events to the same inventory keeper in process.)"""
+    """Keeps the inventory on AWS: `created` adds an item, `revoked` marks it and reaches AWS
+    IoT. (Locally the service hands its events to the same inventory keeper in process.)"""
     wiring.certificate_service().record_event(event.detail_type, event.detail)

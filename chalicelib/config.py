@@ -35,6 +35,10 @@ class Settings:
     event_bus_name: str
     kms_key_id: str | None
     api_token: str | None
+    iot_device_policy_name: str = ""
+    """The stack's AWS IoT policy for devices (attached at registration and by JITP)."""
+    iot_provisioning_role_arn: str = ""
+    """The role AWS IoT assumes to provision devices just in time."""
     public_base_url: str | None = None
     """Where `/certificates/{ca}/crl` is published: issued certificates then name their issuer's
     CRL there (CRL Distribution Point)."""
@@ -62,6 +66,8 @@ def load_settings() -> Settings:
         kms_key_id=os.environ.get("KMS_KEY_ID") or None,
         api_token=api_token(),
         public_base_url=_public_base_url(),
+        iot_device_policy_name=os.environ.get("IOT_DEVICE_POLICY_NAME", ""),
+        iot_provisioning_role_arn=os.environ.get("IOT_PROVISIONING_ROLE_ARN", ""),
     )
 
 

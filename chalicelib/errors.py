@@ -32,6 +32,10 @@ class Forbidden(CertificateServiceError):
     """Never served, whoever asks: a CA's private key (HTTP 403)."""
 
 
+class Unsupported(CertificateServiceError):
+    """The backend cannot do this, e.g. AWS IoT registration on the local backend (HTTP 501)."""
+
+
 class PayloadTooLarge(CertificateServiceError):
     """The request body is over the size limit (HTTP 413)."""
 

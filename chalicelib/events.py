@@ -155,16 +155,23 @@ class CertificateRevoked:
     serial: str
     reason: str
     revoked_at: str
+    cert_type: str = ""
+    fingerprints: tuple[str, ...] = ()
+    """The revoked generations' SHA-256 fingerprints: AWS IoT's IDs of those certificates."""
     detail_type: ClassVar[str] = REVOKED_DETAIL_TYPE
 
     @classmethod
-    def from_revocation(cls, revocation: RevocationRecord) -> CertificateRevoked:
+    def from_revocation(
+        cls, revocation: RevocationRecord, revoked: Sequence[CertificateRecord] = ()
+    ) -> CertificateRevoked:
         return cls(
             fqdn=revocation.fqdn,
             parent_fqdn=revocation.issuer_fqdn,
             serial=revocation.serial,
             reason=revocation.reason,
             revoked_at=iso_utc(revocation.revoked_at),
+            cert_type=revoked[0].cert_type.value if revoked else "",
+            fingerprints=tuple(record.fingerprint_sha256 for record in revoked),
         )
 
     def to_detail(self) -> dict[str, Any]:
@@ -174,6 +181,8 @@ class CertificateRevoked:
             "Serial": self.serial,
             "Reason": self.reason,
             "RevokedAt": self.revoked_at,
+            "Type": self.cert_type,
+            "Fingerprints": list(self.fingerprints),
         }
 
     @classmethod
@@ -184,6 +193,8 @@ class CertificateRevoked:
             serial=str(detail["Serial"]),
             reason=str(detail["Reason"]),
             revoked_at=str(detail["RevokedAt"]),
+            cert_type=str(detail.get("Type", "")),  # absent from events sent before it was added
+            fingerprints=tuple(str(value) for value in detail.get("Fingerprints", [])),
         )
 
 

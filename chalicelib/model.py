@@ -87,6 +87,24 @@ class SubjectDetails:
 
 
 @dataclass(frozen=True)
+class AwsIotOptions:
+    """Device issuance's `aws_iot`: register the certificate with AWS IoT, and make its thing."""
+
+    register: bool
+    thing: bool
+
+
+@dataclass(frozen=True)
+class IotDeviceOutcome:
+    """What became of one device's AWS IoT registration: its IoT certificate, or why not."""
+
+    certificate_id: str | None = None
+    certificate_arn: str | None = None
+    thing_name: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class IssueRequest:
     """One validated POST body. Fields a certificate type does not take stay at their defaults."""
 
@@ -101,6 +119,7 @@ class IssueRequest:
     csr: str | None = None
     count: int | None = None  # bulk devices: this many, each with a server-generated key
     csrs: tuple[str, ...] = ()  # bulk devices: one certificate per CSR
+    aws_iot: AwsIotOptions | None = None  # devices: register each with AWS IoT once stored
 
     @property
     def is_bulk(self) -> bool:
@@ -243,6 +262,7 @@ class IssuedCertificate:
 
     record: CertificateRecord
     private_key_pem: str | None
+    aws_iot: IotDeviceOutcome | None = None  # devices issued with `aws_iot.register`
 
 
 @dataclass(frozen=True)

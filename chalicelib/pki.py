@@ -153,6 +153,12 @@ def device_profile(key_type: KeyType, dns_name: str, crl_url: str | None = None)
     )
 
 
+def verification_profile() -> Profile:
+    """AWS IoT's proof of possession of a CA key: a short-lived leaf whose subject CN is the
+    account's registration code. It is no CA and authenticates nothing (no extended key usage)."""
+    return Profile(ca=False, path_length=None, key_usage=_key_usage(digital_signature=True))
+
+
 def renewal_profile(
     certificate: x509.Certificate, key_type: KeyType, crl_url: str | None
 ) -> Profile:

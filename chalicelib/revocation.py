@@ -60,7 +60,10 @@ def revoke(
     if record.cert_type.is_ca:
         authorities.forget(fqdn)
         issued = count_children(inventory, fqdn)
-    return Revoked(record, revocation, issued), CertificateRevoked.from_revocation(revocation)
+    revoked = [generation for generation in generations if generation.serial in serials]
+    return Revoked(record, revocation, issued), CertificateRevoked.from_revocation(
+        revocation, revoked
+    )
 
 
 def revoke_generation(

@@ -18,17 +18,27 @@ from cryptography import x509
 from chalicelib import bundles, pki, revocation
 from chalicelib.audit import audit, audit_issued
 from chalicelib.authority import Authority, AuthorityCache
+from chalicelib.aws_iot import IotRegistry, NoIotRegistry
 from chalicelib.devices import DeviceIssuer
 from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
 from chalicelib.events import (
     CertificateCreated,
     CertificateEvent,
+    CertificateRevoked,
     EventDeliveryError,
     EventPublisher,
 )
 from chalicelib.importer import CertificateImporter, CertificateImportError
 from chalicelib.inventory import Inventory
-from chalicelib.inventory_keeping import InventoryKeeper
+from chalicelib.inventory_keeping import InventoryKeeper, parse_event
+from chalicelib.iot_onboarding import (
+    IotCaRegistered,
+    IotCaRequest,
+    IotOnboarding,
+    VerificationCertificate,
+    refuse_ed25519,
+    refuse_unaccepted,
+)
 from chalicelib.issuance import (
     BulkTerms,
     DeviceSigner,
@@ -82,6 +92,8 @@ class CertificateService:
         signer: DeviceSigner | None = None,
         revocation_recheck: timedelta = timedelta(0),
         public_base_url: str | None = None,
+        iot_registry: IotRegistry | None = None,
+        iot_device_policy_name: str = "",
     ) -> None:
         self._store = store
         self._inventory = inventory
@@ -97,6 +109,9 @@ class CertificateService:
         )
         self._renewer = Renewer(
             store, inventory, importer, self.authorities, self._announce, clock, self._crl_url
+        )
+        self._iot = IotOnboarding(
+            iot_registry or NoIotRegistry(), self.authorities, clock, iot_device_policy_name
         )
 
     # Issuance -----------------------------------------------------------------------------
@@ -152,10 +167,19 @@ class CertificateService:
         parent = self.authorities.current(parent_fqdn, "parent_fqdn", now)
         validity = validity_for(now, CertType.CLIENT, request.validity_days, parent)
         orders = device_orders(request, parent.fqdn)
+        if request.aws_iot is not None and request.aws_iot.register:
+            self._iot.refuse_unless_available()  # before anything is stored
+            refuse_unaccepted(parent)
+            key_types = [order.material.key_type if order.material else request.key_type
+                         for order in orders]  # fmt: skip
+            refuse_ed25519(key_types, "csr" if request.csr or request.csrs else "key_type")
         terms = BulkTerms(
             parent.signing, validity, request.subject, request.key_type, self._crl_url(parent)
         )
-        return self._devices.issue(parent, terms, orders, now)
+        issued = self._devices.issue(parent, terms, orders, now)
+        if request.aws_iot is not None and request.aws_iot.register:
+            return self._iot.register_devices(parent, issued, request.aws_iot.thing)
+        return issued
 
     def renew(self, fqdn: str, request: RenewRequest) -> IssuedCertificate:
         """A new generation of the certificate (see chalicelib.renewal)."""
@@ -368,11 +392,25 @@ class CertificateService:
             return self._store.get_certificate(fqdn)
         return _with_serial(self._store.list_generations(fqdn), serial)
 
+    # AWS IoT Core ---------------------------------------------------------------------------
+
+    def aws_iot_verification_certificate(self, fqdn: str, code: str) -> VerificationCertificate:
+        """For registering the CA with AWS IoT by hand (see chalicelib.iot_onboarding)."""
+        return self._iot.verification_certificate(fqdn, code)
+
+    def register_with_aws_iot(self, fqdn: str, request: IotCaRequest) -> IotCaRegistered:
+        return self._iot.register_ca(fqdn, request)
+
     # Inventory ----------------------------------------------------------------------------
 
     def record_event(self, detail_type: str, detail: dict[str, Any]) -> bool:
-        """The inventory handler: idempotent, so a replayed event leaves one item."""
-        return self.inventory_keeper.record_detail(detail_type, detail)
+        """The event handler: records the inventory, and a revocation in AWS IoT too. Both are
+        idempotent, so a replayed event changes nothing more."""
+        event = parse_event(detail_type, detail)
+        changed = self.inventory_keeper.record([event]) == 1
+        if isinstance(event, CertificateRevoked):
+            self._iot.forward_revocation(event)
+        return changed
 
     def missing_inventory_items(self) -> list[str]:
         """FQDNs of stored certificates that the inventory does not list."""

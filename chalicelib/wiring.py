@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.authority import REMOTE_REVOCATION_RECHECK
+from chalicelib.aws_iot import NoIotRegistry
 from chalicelib.config import (
     AWS_BACKEND,
     SYNC_FULL,
@@ -70,6 +71,7 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
         inventory=SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable),
         publisher=InProcessPublisher(deliver),
         importer=NullImporter(),
+        iot_registry=NoIotRegistry(),
         ca_key_passphrase=settings.ca_key_passphrase,
         signer=_local_signer(settings),
         public_base_url=settings.public_base_url,
@@ -102,6 +104,7 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
     import boto3
     from botocore.config import Config
 
+    from chalicelib.aws_iot import AwsIotRegistry
     from chalicelib.events import EventBridgePublisher
     from chalicelib.importer import AcmImporter
     from chalicelib.inventory import DynamoInventory
@@ -130,4 +133,10 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
         ca_key_passphrase=settings.ca_key_passphrase,
         revocation_recheck=REMOTE_REVOCATION_RECHECK,
         public_base_url=settings.public_base_url,
+        iot_registry=AwsIotRegistry(
+            session.client("iot"),
+            settings.iot_device_policy_name,
+            settings.iot_provisioning_role_arn,
+        ),
+        iot_device_policy_name=settings.iot_device_policy_name,
     )

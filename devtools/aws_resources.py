@@ -20,15 +20,43 @@ AWS_ENVIRONMENT = {
     "INVENTORY_TABLE_NAME": "iot-inventory-test",
     "INVENTORY_INDEX_NAME": "parent-index",
     "EVENT_BUS_NAME": "iot-certificates-test",
+    "IOT_DEVICE_POLICY_NAME": "iot-certificates-test-devices",
+    "IOT_PROVISIONING_ROLE_ARN": (
+        "arn:aws:iam::123456789012:role/iot-certificates-test-provisioning"
+    ),
 }
 UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "KMS_KEY_ID")
 """Variables that would point a moto run at a real account or a stale key: cleared first."""
 INVENTORY_RULE_NAME = "record-inventory"
+_THING = "${iot:Connection.Thing.ThingName}"
+IOT_DEVICE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "iot:Connect",
+            "Resource": f"arn:aws:iot:*:*:client/{_THING}",
+            "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Publish", "iot:Receive"],
+            "Resource": f"arn:aws:iot:*:*:topic/devices/{_THING}/*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": f"arn:aws:iot:*:*:topicfilter/devices/{_THING}/*",
+        },
+    ],
+}
+"""terraform/iot.tf's device policy: connect as its own thing, topics under devices/<thing>/."""
 INVENTORY_QUEUE_NAME = "inventory-events"
 
 
 def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str, str]:
-    """Bucket, KMS key, table with its GSI, custom bus, rule and SQS target, as Terraform would."""
+    """Bucket, KMS key, table with its GSI, custom bus, rule and SQS target, and the AWS IoT
+    device policy, as Terraform would."""
     s3 = session.client("s3")
     bucket = environment["CERTIFICATE_BUCKET_NAME"]
     s3.create_bucket(Bucket=bucket)
@@ -73,5 +101,9 @@ def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str,
     ]["QueueArn"]
     events.put_targets(
         Rule=INVENTORY_RULE_NAME, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}]
+    )
+    session.client("iot").create_policy(
+        policyName=environment["IOT_DEVICE_POLICY_NAME"],
+        policyDocument=json.dumps(IOT_DEVICE_POLICY),
     )
     return {"queue_url": queue_url, "kms_key_id": kms_key_id}

@@ -11,7 +11,8 @@ the hand-written infrastructure in terraform/:
   deprecated `null_data_source` (no `hashicorp/null` needed);
 - event rules go on the custom bus; their targets retry and dead-letter into the stack's queue,
   which is also the event handlers' own dead-letter queue, and the handlers get their own role;
-- the functions get the environment that points them at the bucket, table, bus and key;
+- the functions get the environment that points them at the bucket, table, bus and key, and at
+  the AWS IoT device policy and provisioning role;
 - every API route requires IAM (SigV4) authorization, the endpoint type is `var.api_endpoint_type`
   and `*/*` is a binary media type (see `allow_binary_responses_for_any_accept`);
 - the portal's two GET methods take their authorization from `local.portal_authorization`
@@ -60,6 +61,8 @@ FUNCTION_ENVIRONMENT = {
     "EVENT_BUS_NAME": EVENT_BUS,
     "KMS_KEY_ID": "${aws_kms_key.certificates.arn}",
     "PUBLIC_BASE_URL": "${var.public_base_url}",
+    "IOT_DEVICE_POLICY_NAME": "${local.iot_device_policy_name}",
+    "IOT_PROVISIONING_ROLE_ARN": "${aws_iam_role.iot_provisioning.arn}",
 }
 ENDPOINT_TYPE = "${var.api_endpoint_type}"
 ANY_MEDIA_TYPE = "*/*"

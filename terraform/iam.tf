@@ -2,9 +2,11 @@
 # Each lists only the actions its function's code calls, on only this stack's resources:
 # - the API function (aws_iam_role.lambda) reads and writes certificate documents in S3, reads
 #   inventory items by key (GetItem: a server certificate's ACM ARN) and lists them through the
-#   parent index (Query), publishes events and imports server certificates into ACM;
+#   parent index (Query), publishes events, imports server certificates into ACM and registers
+#   CAs and devices with AWS IoT;
 # - the inventory function (aws_iam_role.inventory) only records events: PutItem for `created`,
-#   UpdateItem for `revoked`; a failed event goes to the dead-letter queue.
+#   UpdateItem for `revoked`, which it also marks in AWS IoT; a failed event goes to the
+#   dead-letter queue.
 # KMS use is granted by the key's policy (kms.tf), which names these roles.
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
@@ -91,6 +93,35 @@ data "aws_iam_policy_document" "api" {
     actions   = ["acm:ListCertificates"]
     resources = ["*"]
   }
+
+  # These take no resource-level permission ("*" is the only resource they accept); the
+  # certificates' IDs are AWS IoT's to pick.
+  statement {
+    sid = "RegisterWithAwsIot"
+    actions = [
+      "iot:GetRegistrationCode", "iot:RegisterCACertificate", "iot:DescribeEndpoint",
+      "iot:RegisterCertificate", "iot:AttachThingPrincipal",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "AttachTheDevicePolicy"
+    actions   = ["iot:AttachPolicy"]
+    resources = ["${local.iot_arn_prefix}:cert/*"]
+  }
+
+  statement {
+    sid       = "CreateThings"
+    actions   = ["iot:CreateThing"]
+    resources = ["${local.iot_arn_prefix}:thing/*"]
+  }
+
+  statement {
+    sid       = "HandTheProvisioningRoleToAwsIot"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.iot_provisioning.arn]
+  }
 }
 
 resource "aws_iam_role_policy" "api" {
@@ -110,6 +141,12 @@ data "aws_iam_policy_document" "inventory" {
     sid       = "RecordEvents"
     actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.inventory.arn]
+  }
+
+  statement {
+    sid       = "MarkRevocationsInAwsIot"
+    actions   = ["iot:UpdateCertificate", "iot:UpdateCACertificate"]
+    resources = ["${local.iot_arn_prefix}:cert/*", "${local.iot_arn_prefix}:cacert/*"]
   }
 
   statement {

@@ -67,6 +67,16 @@ output "inventory_dead_letter_queue_url" {
   value       = aws_sqs_queue.inventory_dead_letters.url
 }
 
+output "iot_device_policy" {
+  description = "The AWS IoT policy attached to every device this stack registers or provisions."
+  value       = local.iot_device_policy_name
+}
+
+output "iot_provisioning_role_arn" {
+  description = "The role AWS IoT assumes to provision this stack's devices just in time."
+  value       = aws_iam_role.iot_provisioning.arn
+}
+
 output "kms_key_arn" {
   value = aws_kms_key.certificates.arn
 }

@@ -26,6 +26,8 @@ resource "terraform_data" "teardown_guard" {
     aws_cloudwatch_metric_alarm.inventory_errors,
     aws_iam_role_policy.api,
     aws_iam_role_policy.inventory,
+    aws_iam_role_policy.iot_provisioning,
+    aws_iot_policy.devices,
     aws_s3_bucket_versioning.certificates,
     aws_s3_bucket_server_side_encryption_configuration.certificates,
     aws_s3_bucket_public_access_block.certificates,

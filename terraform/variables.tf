@@ -103,6 +103,12 @@ variable "device_ca_fqdns" {
   }
 }
 
+variable "manage_iot_device_policy" {
+  description = "Create the AWS IoT device policy <app_name>-<stage>-devices (iot.tf). False only where AWS IoT policies cannot be managed, such as a moto server, which lacks IoT's ListTagsForResource; devices registered then need a policy of that name made otherwise."
+  type        = bool
+  default     = true
+}
+
 variable "alarm_actions" {
   description = "ARNs (e.g. SNS topics) notified when an inventory event fails or lands in the dead-letter queue."
   type        = list(string)

@@ -49,7 +49,9 @@ def moto_account(
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
+    # AWS IoT's certificate IDs are the certificates' SHA-256 (DER), which moto computes so
+    # only when asked to (its default hashes the PEM text).
+    with mock_aws(config={"iot": {"use_valid_cert": True}}):
         session = shared_boto_session()
         yield session, create_aws_resources(session, AWS_ENVIRONMENT)
 

@@ -18,7 +18,14 @@ from chalice import (
 )
 from chalice.app import ChaliceViewError
 
-from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
+from chalicelib.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unsupported,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +34,17 @@ class EntityTooLargeError(ChaliceViewError):
     STATUS_CODE = 413
 
 
+class NotImplementedOnBackendError(ChaliceViewError):
+    STATUS_CODE = 501
+
+
 _HTTP_ERRORS: tuple[tuple[type[Exception], type[ChaliceViewError]], ...] = (
     (InvalidRequest, BadRequestError),
     (NotFound, NotFoundError),
     (Conflict, ConflictError),
     (Forbidden, ForbiddenError),
     (PayloadTooLarge, EntityTooLargeError),
+    (Unsupported, NotImplementedOnBackendError),
 )
 
 

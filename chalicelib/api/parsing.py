@@ -8,7 +8,15 @@ from typing import Any
 
 from chalicelib.api.queries import parse_serial
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.model import CertType, IssueRequest, KeyType, RenewRequest, SubjectDetails
+from chalicelib.iot_onboarding import DEFAULT_MODE, JITP, SNI_ONLY_MODE, IotCaRequest
+from chalicelib.model import (
+    AwsIotOptions,
+    CertType,
+    IssueRequest,
+    KeyType,
+    RenewRequest,
+    SubjectDetails,
+)
 from chalicelib.names import (
     MAX_COMMON_NAME_LENGTH,
     normalize_fqdn,
@@ -35,7 +43,7 @@ ALLOWED_FIELDS: dict[CertType, frozenset[str]] = {
     CertType.ROOT: frozenset(_COMMON_FIELDS | {"fqdn"}),
     CertType.INTERMEDIATE: frozenset(_COMMON_FIELDS | {"fqdn", "parent_fqdn", "path_length"}),
     CertType.SERVER: frozenset(_COMMON_FIELDS | {"fqdn", "parent_fqdn", "sans", "csr"}),
-    CertType.CLIENT: frozenset(_COMMON_FIELDS | {"parent_fqdn", "csr", "count", "csrs"}),
+    CertType.CLIENT: frozenset(_COMMON_FIELDS | {"parent_fqdn", "csr", "count", "csrs", "aws_iot"}),
 }
 REQUIRED_FIELD = {
     CertType.ROOT: "fqdn",
@@ -44,6 +52,12 @@ REQUIRED_FIELD = {
     CertType.CLIENT: "parent_fqdn",
 }
 _TEXT_LIMITS = {"state": 128, "organization": 64}
+MAX_AWS_IOT_BULK = 50
+"""Devices registered with AWS IoT in one request: each costs up to four IoT calls
+(chalicelib.aws_iot.IOT_DEVICE_CALLS), which must finish within API Gateway's 29 s."""
+AWS_IOT_DEVICE_FIELDS = frozenset({"register", "thing"})
+VERIFICATION_FIELDS = frozenset({"registration_code"})
+IOT_REGISTRATION_FIELDS = frozenset({"mode", "auto_registration", "provisioning"})
 
 
 def read_json_object(
@@ -106,6 +120,7 @@ def parse_issue_request(cert_type: CertType, body: dict[str, Any]) -> IssueReque
         csr=_csr(values.get("csr"), "csr"),
         count=_integer(values, "count", 1, MAX_BULK),
         csrs=_csrs(values.get("csrs")),
+        aws_iot=_aws_iot_options(values),
     )
 
 
@@ -138,10 +153,10 @@ def parse_renew_request(body: dict[str, Any]) -> RenewRequest:
     )
 
 
-def _boolean(values: Mapping[str, Any], field: str) -> bool | None:
+def _boolean(values: Mapping[str, Any], field: str, name: str | None = None) -> bool | None:
     value = values.get(field)
     if value is not None and not isinstance(value, bool):
-        raise InvalidRequest(field, "must be true or false")
+        raise InvalidRequest(name or field, "must be true or false")
     return value
 
 
@@ -233,3 +248,73 @@ def _sans(value: object) -> tuple[str, ...]:
     return tuple(
         normalize_subject_alt_name(name, f"sans[{index}]") for index, name in enumerate(value)
     )
+
+
+def _refuse_unknown(body: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(
+            prefix + unknown[0], f"unknown field; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _aws_iot_options(values: Mapping[str, Any]) -> AwsIotOptions | None:
+    """Device issuance's `{"register": bool, "thing": bool}`; a thing needs `register`."""
+    value = values.get("aws_iot")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest("aws_iot", 'must be an object such as {"register": true}')
+    _refuse_unknown(value, AWS_IOT_DEVICE_FIELDS, "aws_iot.")
+    register = bool(_boolean(value, "register", "aws_iot.register"))
+    thing = bool(_boolean(value, "thing", "aws_iot.thing"))
+    if thing and not register:
+        raise InvalidRequest("aws_iot.thing", "needs aws_iot.register: a thing's certificate")
+    size = values.get("count") or len(values.get("csrs") or ()) or 1
+    if register and isinstance(size, int) and size > MAX_AWS_IOT_BULK:
+        raise InvalidRequest(
+            "aws_iot.register",
+            f"at most {MAX_AWS_IOT_BULK} devices a request are registered with AWS IoT "
+            "(four IoT calls each, within API Gateway's 29 s)",
+        )
+    return AwsIotOptions(register=register, thing=thing)
+
+
+def parse_registration_code(body: dict[str, Any]) -> str:
+    """AWS IoT's registration code (64 hex digits today): letters and digits, 1-64 of them, as
+    it becomes the verification certificate's CN."""
+    _refuse_unknown(body, VERIFICATION_FIELDS)
+    code = body.get("registration_code")
+    if code is None:
+        raise InvalidRequest("registration_code", "is required")
+    if (
+        not isinstance(code, str)
+        or not 1 <= len(code) <= 64
+        or not (code.isascii() and code.isalnum())
+    ):
+        raise InvalidRequest(
+            "registration_code",
+            "must be 1-64 letters and digits, as `aws iot get-registration-code` returns",
+        )
+    return code
+
+
+def parse_iot_registration(body: dict[str, Any]) -> IotCaRequest:
+    """POST .../aws-iot/register: `mode` DEFAULT (default) or SNI_ONLY; `provisioning` jitp
+    (default) or none; `auto_registration` (default true) must be true for jitp."""
+    _refuse_unknown(body, IOT_REGISTRATION_FIELDS)
+    values = {name: value for name, value in body.items() if value is not None}
+    mode = values.get("mode", DEFAULT_MODE)
+    if mode not in (DEFAULT_MODE, SNI_ONLY_MODE):
+        raise InvalidRequest("mode", f"must be {DEFAULT_MODE} or {SNI_ONLY_MODE}")
+    provisioning = values.get("provisioning", JITP)
+    if provisioning not in (JITP, "none"):
+        raise InvalidRequest("provisioning", f"must be {JITP} or none")
+    auto_registration = _boolean(values, "auto_registration")
+    auto_registration = True if auto_registration is None else auto_registration
+    if provisioning == JITP and not auto_registration:
+        raise InvalidRequest(
+            "auto_registration", "must be true with provisioning jitp: AWS IoT provisions a "
+            "device just in time only when its CA allows auto-registration",
+        )  # fmt: skip
+    return IotCaRequest(mode, auto_registration, provisioning)

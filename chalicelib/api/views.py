@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
+from chalicelib.iot_onboarding import IotCaRegistered, VerificationCertificate
 from chalicelib.model import (
     ROOT_PARENT,
     STATUS_REVOKED,
@@ -70,6 +72,8 @@ def issued_view(issued: IssuedCertificate) -> dict[str, Any]:
     del view["status"]
     if issued.private_key_pem is not None:
         view["private_key"] = issued.private_key_pem
+    if issued.aws_iot is not None:
+        view["aws_iot"] = asdict(issued.aws_iot)
     return view
 
 
@@ -94,4 +98,25 @@ def list_item_view(item: InventoryItem) -> dict[str, Any]:
         "not_after": item.not_after,
         "key_type": item.key_type,
         "status": item.status,
+    }
+
+
+def verification_view(verification: VerificationCertificate) -> dict[str, Any]:
+    return {
+        "certificate": verification.certificate_pem,
+        "private_key": verification.private_key_pem,
+        "not_after": iso_utc(verification.not_after),
+    }
+
+
+def iot_registration_view(registered: IotCaRegistered) -> dict[str, Any]:
+    return {
+        "fqdn": registered.ca_fqdn,
+        "ca_certificate_id": registered.certificate_id,
+        "ca_certificate_arn": registered.certificate_arn,
+        "mode": registered.request.mode,
+        "auto_registration": registered.request.auto_registration,
+        "provisioning": registered.request.provisioning,
+        "data_endpoint": registered.data_endpoint,
+        "device_presents": registered.device_presents,
     }

@@ -28,7 +28,7 @@ FAKE_CREDENTIALS = {
 }
 
 
-AWS_ADAPTERS = frozenset({"s3", "dynamodb", "eventbridge", "acm"})
+AWS_ADAPTERS = frozenset({"s3", "dynamodb", "eventbridge", "acm", "aws_iot"})
 """The adapters whose factories pull `aws_resources`."""
 
 

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not inst
 
 _SERVICES = (
     "s3", "dynamodb", "sts", "iam", "kms", "events", "lambda", "apigateway", "logs", "acm", "sqs",
-    "cloudwatch", "cognitoidp", "cognitoidentity",
+    "cloudwatch", "cognitoidp", "cognitoidentity", "iot",
 )  # fmt: skip
 PORTAL_RESOURCES = {
     "aws_cognito_user_pool.portal[0]",

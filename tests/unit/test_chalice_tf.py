@@ -170,6 +170,8 @@ def test_each_function_gets_its_role_and_the_aws_backend_environment(
         assert variables["EVENT_BUS_NAME"] == "${aws_cloudwatch_event_bus.certificates.name}"
         assert variables["KMS_KEY_ID"] == "${aws_kms_key.certificates.arn}"
         assert variables["PUBLIC_BASE_URL"] == "${var.public_base_url}"
+        assert variables["IOT_DEVICE_POLICY_NAME"] == "${local.iot_device_policy_name}"
+        assert variables["IOT_PROVISIONING_ROLE_ARN"] == "${aws_iam_role.iot_provisioning.arn}"
 
 
 def test_the_api_function_ends_before_api_gateway_cuts_the_request(
