@@ -331,15 +331,14 @@ class CertificateService:
         generations = self._store.list_generations(fqdn)
         certificate_revocation = self._store.get_revocation(generations[0].parent_fqdn, fqdn)
         details = []
-        for record in generations:
+        for record in generations:  # the certificate's revocation is read once, above
             if certificate_revocation and record.serial in certificate_revocation.revoked_serials:
-                details.append(CertificateDetails(record, certificate_revocation))
+                revoked: RevocationRecord | None = certificate_revocation
             else:
-                details.append(
-                    CertificateDetails(
-                        record, revocation.revocation_of(self._store, record, is_current=False)
-                    )
+                revoked = self._store.get_generation_revocation(
+                    record.parent_fqdn, fqdn, record.serial
                 )
+            details.append(CertificateDetails(record, revoked))
         return details
 
     def list_certificates(
