@@ -14,7 +14,7 @@ from bench.servers import DEVICE_PARENT, PROJECT_ROOT
 
 def listing_rows() -> list[Row]:
     """The SQLite inventory filled directly; a page of 100 from the middle of each parent."""
-    from chalicelib.inventory import SqliteInventory
+    from chalicelib.adapters.local.inventory import SqliteInventory
 
     sizes = {"big.bench.example": 100_000, "small.bench.example": 1_000}
     with scratch() as directory:

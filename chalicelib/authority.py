@@ -24,7 +24,7 @@ from cryptography import x509
 from chalicelib import pki
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, StorageError
 from chalicelib.model import ROOT_PARENT, CertificateRecord, CertType, iso_utc
-from chalicelib.store import CertificateStore
+from chalicelib.ports.store import CertificateStore
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from chalicelib.issuance import (
     sign_device,
 )
 from chalicelib.model import CertificateRecord, CertType, IssuedCertificate
-from chalicelib.store import CertificateStore
+from chalicelib.ports.store import CertificateStore
 
 Announce = Callable[[Sequence[CertificateEvent]], None]
 

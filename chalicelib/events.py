@@ -1,4 +1,4 @@
-"""The `created` event, the EventPublisher port and its in-process adapter.
+"""The events the service publishes: `created`, `renewed` and `revoked`, as EventBridge details.
 
 Locally, events are handed synchronously to the inventory keeper, the use case that the Lambda
 handler of the EventBridge rule runs after parsing the envelope: both paths share it.
@@ -6,13 +6,10 @@ handler of the EventBridge rule runs after parsing the envelope: both paths shar
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Protocol
 
-from chalicelib.aws import aws_errors
 from chalicelib.model import (
     CertificateRecord,
     CertType,
@@ -32,10 +29,6 @@ INVENTORY_EVENT_PATTERN = {
     "detail-type": [CREATED_DETAIL_TYPE, RENEWED_DETAIL_TYPE, REVOKED_DETAIL_TYPE],
 }
 """What the inventory handler receives: the Lambda's rule and the local in-process delivery."""
-
-
-class EventDeliveryError(Exception):
-    """An event could not be delivered after retries; the certificate itself is stored."""
 
 
 @dataclass(frozen=True)
@@ -208,106 +201,3 @@ class CertificateEvent(Protocol):
     def detail_type(self) -> str: ...
 
     def to_detail(self) -> dict[str, Any]: ...
-
-
-class EventPublisher(Protocol):
-    def publish(self, events: Sequence[CertificateEvent]) -> None:
-        """Deliver the events; EventDeliveryError naming those that could not be delivered."""
-
-
-def _undelivered(events: Sequence[CertificateEvent], failure: str) -> EventDeliveryError:
-    names = ", ".join(f"{event.detail_type} {event.fqdn}" for event in events[:10])
-    more = f" and {len(events) - 10} more" if len(events) > 10 else ""
-    return EventDeliveryError(f"events not delivered: {names}{more}: {failure}")
-
-
-class InProcessPublisher:
-    """Hands the events to `deliver` synchronously: locally, the inventory keeper itself (the
-    use case the Lambda handler runs once it has parsed EventBridge's envelope)."""
-
-    def __init__(self, deliver: Callable[[Sequence[CertificateEvent]], object]) -> None:
-        self._deliver = deliver
-
-    def publish(self, events: Sequence[CertificateEvent]) -> None:
-        if not events:
-            return
-        try:
-            self._deliver(events)
-        except Exception as err:  # the inventory's failure, reported with the FQDNs
-            raise _undelivered(events, f"inventory handler failed: {err}") from err
-
-
-class EventBridgePublisher:
-    """PutEvents on the custom bus, ten entries a call; failed entries are retried with
-    backoff, then reported."""
-
-    BATCH = 10  # PutEvents takes at most ten entries
-
-    def __init__(
-        self,
-        client: Any,
-        bus_name: str,
-        attempts: int = 3,
-        backoff_seconds: float = 0.1,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._client = client
-        self._bus_name = bus_name
-        self._attempts = attempts
-        self._backoff_seconds = backoff_seconds
-        self._sleep = sleep
-
-    def publish(self, events: Sequence[CertificateEvent]) -> None:
-        failed: list[CertificateEvent] = []
-        last_error: Exception | None = None
-        failure = ""
-        for start in range(0, len(events), self.BATCH):
-            pending, failure, error = self._put_with_retries(
-                list(events[start : start + self.BATCH])
-            )
-            failed += pending
-            last_error = error or last_error
-        if failed:
-            raise _undelivered(
-                failed, f"after {self._attempts} attempts: {failure}"
-            ) from last_error
-
-    def _entry(self, event: CertificateEvent) -> dict[str, str]:
-        return {
-            "Source": EVENT_SOURCE,
-            "DetailType": event.detail_type,
-            "Detail": json.dumps(event.to_detail()),
-            "EventBusName": self._bus_name,
-        }
-
-    def _put_with_retries(
-        self, pending: list[CertificateEvent]
-    ) -> tuple[list[CertificateEvent], str, Exception | None]:
-        """(events still undelivered, last failure, last exception) after every attempt."""
-        failure, last_error = "", None
-        for attempt in range(self._attempts):
-            if attempt:
-                self._sleep(self._backoff_seconds * 2 ** (attempt - 1))
-            try:
-                response = self._client.put_events(Entries=[self._entry(e) for e in pending])
-            except aws_errors() as err:
-                failure, last_error = str(err), err
-                continue
-            results = response.get("Entries", [])
-            retry = [e for e, r in zip(pending, results, strict=False) if r.get("ErrorCode")]
-            if response.get("FailedEntryCount", 0) == 0 or not retry:
-                return [], failure, None
-            failed = next(r for r in results if r.get("ErrorCode"))
-            failure = f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
-            pending = retry
-        return pending, failure, last_error
-
-
-class RecordingPublisher:
-    """For unit tests: keeps the events it was given."""
-
-    def __init__(self) -> None:
-        self.events: list[CertificateEvent] = []
-
-    def publish(self, events: Sequence[CertificateEvent]) -> None:
-        self.events.extend(events)

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from chalicelib import wiring
+from chalicelib.adapters.local.store import TEMP_PREFIX
 from chalicelib.config import LOCAL_BACKEND, load_settings
-from chalicelib.store import TEMP_PREFIX
 
 LEFTOVER_AGE_SECONDS = 60
 """A named temporary file younger than this may be a write in progress (of a running server on

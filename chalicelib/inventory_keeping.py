@@ -25,9 +25,9 @@ from chalicelib.events import (
     CertificateRenewed,
     CertificateRevoked,
 )
-from chalicelib.inventory import Inventory
 from chalicelib.model import STATUS_REVOKED, CertificateRecord, CertType, InventoryItem, iso_utc
-from chalicelib.store import CertificateStore
+from chalicelib.ports.inventory import Inventory
+from chalicelib.ports.store import CertificateStore
 
 FindImported = Callable[[list[CertificateRecord]], dict[str, str]]
 

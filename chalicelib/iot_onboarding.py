@@ -16,12 +16,6 @@ from datetime import datetime, timedelta
 from chalicelib import pki
 from chalicelib.audit import audit
 from chalicelib.authority import Authority, AuthorityCache
-from chalicelib.aws_iot import (
-    CaRegistration,
-    IotRegistrationError,
-    IotRegistry,
-    unsupported,
-)
 from chalicelib.errors import InvalidRequest, Unsupported
 from chalicelib.events import CertificateRevoked
 from chalicelib.issuance import BACKDATE
@@ -31,6 +25,12 @@ from chalicelib.model import (
     IssuedCertificate,
     KeyType,
     SubjectDetails,
+)
+from chalicelib.ports.iot_registry import (
+    CaRegistration,
+    IotRegistrationError,
+    IotRegistry,
+    unsupported,
 )
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def refuse_unaccepted(authority: Authority) -> None:
 class IotOnboarding:
     def __init__(
         self,
-        registry: IotRegistry,
+        registry: IotRegistry | None,
         authorities: AuthorityCache,
         clock: Callable[[], datetime],
         device_policy_name: str,
@@ -177,47 +177,53 @@ class IotOnboarding:
     def register_ca(self, ca_fqdn: str, request: IotCaRequest) -> IotCaRegistered:
         """DEFAULT: proven with a verification certificate for the account's code; SNI_ONLY:
         without one. With JITP, devices are provisioned at their first connection."""
-        self.refuse_unless_available()
+        registry = self._available_registry()
         now = self._clock()
         authority = self._authorities.current(ca_fqdn, "certificate", now)
         self._authorities.refuse_if_revoked(authority, now, "certificate")
         refuse_unaccepted(authority)
         verification = None
         if request.mode == DEFAULT_MODE:
-            code = self._registry.registration_code()
+            code = registry.registration_code()
             verification = self._verification(authority, code, now).certificate_pem
         template = None
         if request.provisioning == JITP:
             if not self._policy:
                 raise Unsupported("provisioning: jitp needs IOT_DEVICE_POLICY_NAME to be set")
             template = provisioning_template(self._policy)
-        registered = self._registry.register_ca(
+        registered = registry.register_ca(
             CaRegistration(
                 authority.record.certificate_pem, request.mode, request.auto_registration,
                 verification, template,
             )
         )  # fmt: skip
         audit("aws-iot-registered", authority.record, iot_certificate_id=registered.certificate_id)
-        endpoint = self._registry.data_endpoint()
+        endpoint = registry.data_endpoint()
         return IotCaRegistered(
             authority.fqdn, registered.certificate_id, registered.certificate_arn, request,
             endpoint, device_presents(request, endpoint),
         )  # fmt: skip
 
     def refuse_unless_available(self) -> None:
-        if not self._registry.available:
+        self._available_registry()
+
+    def _available_registry(self) -> IotRegistry:
+        """The registry, or Unsupported (501) where there is no AWS IoT (the local backend)."""
+        if self._registry is None or not self._registry.available:
             raise unsupported()
+        return self._registry
 
     def register_devices(
         self, parent: Authority, issued: Sequence[IssuedCertificate], thing: bool
     ) -> list[IssuedCertificate]:
         """After the certificates are stored: a failure is reported on its device alone."""
+        registry = self._available_registry()
         ca_pem = parent.record.certificate_pem
         registered = []
         for certificate in issued:
             record = certificate.record
             try:
-                iot = self._registry.register_device(record.certificate_pem, ca_pem, thing)
+                iot = registry.register_device(record.certificate_pem, ca_pem, thing)
                 outcome = IotDeviceOutcome(
                     iot.certificate_id, iot.certificate_arn, record.device_id if thing else None
                 )
@@ -230,6 +236,8 @@ class IotOnboarding:
     def forward_revocation(self, event: CertificateRevoked) -> int:
         """Each revoked generation's IoT certificate: REVOKED for a device or server, INACTIVE
         for a CA (AWS IoT's CA statuses); those never registered are skipped. Idempotent."""
+        if self._registry is None:
+            return 0
         is_ca = event.cert_type in (CertType.ROOT.value, CertType.INTERMEDIATE.value)
         change = self._registry.deactivate_ca if is_ca else self._registry.revoke_certificate
         return sum(change(fingerprint) for fingerprint in event.fingerprints)

@@ -19,8 +19,6 @@ from chalicelib.audit import audit
 from chalicelib.authority import Authority, AuthorityCache
 from chalicelib.errors import AlreadyExists, Conflict, InvalidRequest
 from chalicelib.events import CertificateEvent, CertificateRenewed
-from chalicelib.importer import CertificateImporter, CertificateImportError
-from chalicelib.inventory import Inventory
 from chalicelib.issuance import KeyMaterial, build_record, validity_for
 from chalicelib.model import (
     CA_AND_SERVER_KEY_TYPES,
@@ -31,8 +29,10 @@ from chalicelib.model import (
     KeyType,
     RenewRequest,
 )
+from chalicelib.ports.importer import CertificateImporter, CertificateImportError
+from chalicelib.ports.inventory import Inventory
+from chalicelib.ports.store import CertificateStore
 from chalicelib.revocation import revoke_generation
-from chalicelib.store import CertificateStore
 
 logger = logging.getLogger(__name__)
 SUPERSEDED = "superseded"

@@ -17,11 +17,11 @@ from cryptography import x509
 from chalicelib import pki
 from chalicelib.authority import AuthorityCache
 from chalicelib.events import CertificateRevoked
-from chalicelib.inventory import Inventory
 from chalicelib.issuance import BACKDATE
 from chalicelib.model import CertificateRecord, RevocationRecord
 from chalicelib.pki_documents import build_crl
-from chalicelib.store import CertificateStore
+from chalicelib.ports.inventory import Inventory
+from chalicelib.ports.store import CertificateStore
 
 CRL_VALIDITY = timedelta(days=7)
 _COUNT_PAGE = 1000

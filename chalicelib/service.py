@@ -18,18 +18,9 @@ from cryptography import x509
 from chalicelib import bundles, pki, revocation
 from chalicelib.audit import audit, audit_issued
 from chalicelib.authority import Authority, AuthorityCache
-from chalicelib.aws_iot import IotRegistry, NoIotRegistry
 from chalicelib.devices import DeviceIssuer
 from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
-from chalicelib.events import (
-    CertificateCreated,
-    CertificateEvent,
-    CertificateRevoked,
-    EventDeliveryError,
-    EventPublisher,
-)
-from chalicelib.importer import CertificateImporter, CertificateImportError
-from chalicelib.inventory import Inventory
+from chalicelib.events import CertificateCreated, CertificateEvent, CertificateRevoked
 from chalicelib.inventory_keeping import InventoryKeeper, parse_event
 from chalicelib.iot_onboarding import (
     IotCaRegistered,
@@ -65,8 +56,12 @@ from chalicelib.model import (
 )
 from chalicelib.names import is_ip_address, is_under, proper_suffixes
 from chalicelib.paging import decode_page_token, encode_page_token
+from chalicelib.ports.importer import CertificateImporter, CertificateImportError
+from chalicelib.ports.inventory import Inventory
+from chalicelib.ports.iot_registry import IotRegistry
+from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
+from chalicelib.ports.store import CertificateStore
 from chalicelib.renewal import Renewer
-from chalicelib.store import CertificateStore
 
 logger = logging.getLogger(__name__)
 ProfileFor = Callable[[KeyType], pki.Profile]
@@ -110,9 +105,7 @@ class CertificateService:
         self._renewer = Renewer(
             store, inventory, importer, self.authorities, self._announce, clock, self._crl_url
         )
-        self._iot = IotOnboarding(
-            iot_registry or NoIotRegistry(), self.authorities, clock, iot_device_policy_name
-        )
+        self._iot = IotOnboarding(iot_registry, self.authorities, clock, iot_device_policy_name)
 
     # Issuance -----------------------------------------------------------------------------
 

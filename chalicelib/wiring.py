@@ -13,8 +13,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from chalicelib.adapters.local.events import InProcessPublisher
+from chalicelib.adapters.local.importer import NullImporter
+from chalicelib.adapters.local.inventory import SqliteInventory
+from chalicelib.adapters.local.iot import NoIotRegistry
+from chalicelib.adapters.local.store import LocalDirStore
 from chalicelib.authority import REMOTE_REVOCATION_RECHECK
-from chalicelib.aws_iot import NoIotRegistry
 from chalicelib.config import (
     AWS_BACKEND,
     SYNC_FULL,
@@ -22,12 +26,9 @@ from chalicelib.config import (
     Settings,
     load_settings,
 )
-from chalicelib.events import CertificateEvent, InProcessPublisher
-from chalicelib.importer import NullImporter
-from chalicelib.inventory import SqliteInventory
+from chalicelib.events import CertificateEvent
 from chalicelib.issuance import DeviceSigner, InProcessSigner
 from chalicelib.service import CertificateService
-from chalicelib.store import LocalDirStore
 
 _lock = threading.Lock()
 _service: CertificateService | None = None
@@ -88,7 +89,7 @@ def _local_signer(settings: Settings) -> DeviceSigner:
     with _signer_lock:
         signer = _pool_signers.get(settings.signing_processes)
         if signer is None:
-            from chalicelib.signing_pool import PoolSigner
+            from chalicelib.adapters.local.signing_pool import PoolSigner
 
             pool_signer = PoolSigner(settings.signing_processes)
             atexit.register(pool_signer.close)  # before the interpreter takes modules apart
@@ -104,11 +105,11 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
     import boto3
     from botocore.config import Config
 
-    from chalicelib.aws_iot import AwsIotRegistry
-    from chalicelib.events import EventBridgePublisher
-    from chalicelib.importer import AcmImporter
-    from chalicelib.inventory import DynamoInventory
-    from chalicelib.store import WRITERS, S3Store
+    from chalicelib.adapters.aws.events import EventBridgePublisher
+    from chalicelib.adapters.aws.importer import AcmImporter
+    from chalicelib.adapters.aws.inventory import DynamoInventory
+    from chalicelib.adapters.aws.iot import AwsIotRegistry
+    from chalicelib.adapters.aws.store import WRITERS, S3Store
 
     for name, value in (
         ("CERTIFICATE_BUCKET_NAME", settings.certificate_bucket_name),

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.store import object_key
+from chalicelib.adapters.documents import object_key
 from tests.backends import Backend, MotoBackend
 from tests.conftest import LocalServer
 from tests.helpers import CELL1, ROOT, SERVER_CA, ApiClient, create_hierarchy

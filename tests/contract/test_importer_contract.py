@@ -20,12 +20,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from cryptography import x509
 
-from chalicelib.importer import (
-    AcmImporter,
-    CertificateImporter,
-    CertificateImportError,
-    NullImporter,
-)
+from chalicelib.adapters.aws.importer import AcmImporter
+from chalicelib.adapters.local.importer import NullImporter
 from chalicelib.model import CertificateRecord, CertType, KeyType, SubjectDetails
 from chalicelib.pki import (
     SigningAuthority,
@@ -42,6 +38,7 @@ from chalicelib.pki import (
     server_profile,
     sign_certificate,
 )
+from chalicelib.ports.importer import CertificateImporter, CertificateImportError
 from tests.contract.conftest import adapter_params
 
 if TYPE_CHECKING:

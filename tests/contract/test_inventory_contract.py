@@ -19,17 +19,14 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.aws.inventory import DynamoInventory, item_to_dynamo
+from chalicelib.adapters.inventory_items import item_values
+from chalicelib.adapters.local.inventory import SqliteInventory
 from chalicelib.errors import StorageError
-from chalicelib.inventory import (
-    DynamoInventory,
-    InMemoryInventory,
-    Inventory,
-    SqliteInventory,
-    item_to_dynamo,
-    item_values,
-)
 from chalicelib.model import CertType, ChildFilter, InventoryItem
+from chalicelib.ports.inventory import Inventory
 from tests.contract.conftest import adapter_params
+from tests.fakes import InMemoryInventory
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources

@@ -14,13 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from chalicelib.aws_iot import (
-    AwsIotRegistry,
-    CaRegistration,
-    InMemoryIotRegistry,
-    IotRegistry,
-    NoIotRegistry,
-)
+from chalicelib.adapters.aws.iot import AwsIotRegistry
+from chalicelib.adapters.local.iot import NoIotRegistry
 from chalicelib.errors import Unsupported
 from chalicelib.model import KeyType, SubjectDetails
 from chalicelib.pki import (
@@ -35,8 +30,10 @@ from chalicelib.pki import (
     root_profile,
     sign_certificate,
 )
+from chalicelib.ports.iot_registry import CaRegistration, IotRegistry
 from devtools.aws_resources import AWS_ENVIRONMENT
 from tests.contract.conftest import adapter_params
+from tests.fakes import InMemoryIotRegistry
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources

@@ -14,17 +14,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from chalicelib.adapters.aws.events import EventBridgePublisher
+from chalicelib.adapters.local.events import InProcessPublisher
 from chalicelib.errors import StorageError
-from chalicelib.events import (
-    CertificateCreated,
-    EventBridgePublisher,
-    EventDeliveryError,
-    EventPublisher,
-    InProcessPublisher,
-    RecordingPublisher,
-)
+from chalicelib.events import CertificateCreated
 from chalicelib.model import CertType
+from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
 from tests.contract.conftest import adapter_params
+from tests.fakes import RecordingPublisher
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources

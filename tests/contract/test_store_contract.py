@@ -23,17 +23,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.aws.store import WRITERS, S3Store
+from chalicelib.adapters.documents import object_key
+from chalicelib.adapters.local.store import LocalDirStore
 from chalicelib.errors import AlreadyExists, NotFound, StorageError
 from chalicelib.model import CertificateRecord, CertType, KeyType, RevocationRecord
-from chalicelib.store import (
-    WRITERS,
-    CertificateStore,
-    InMemoryStore,
-    LocalDirStore,
-    S3Store,
-    object_key,
-)
+from chalicelib.ports.store import CertificateStore
 from tests.contract.conftest import adapter_params
+from tests.fakes import InMemoryStore
 
 if TYPE_CHECKING:
     from tests.contract.conftest import AwsResources
@@ -403,7 +400,7 @@ class TestConcurrentPuts:
 
 def without_anonymous_temp_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """As on a system without O_TMPFILE: named temp files, linked then removed."""
-    monkeypatch.setattr("chalicelib.store._ANONYMOUS_TEMP_FLAGS", 0)
+    monkeypatch.setattr("chalicelib.adapters.local.store._ANONYMOUS_TEMP_FLAGS", 0)
 
 
 @pytest.fixture(
@@ -506,7 +503,9 @@ class TestLocalDirStore:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         without_anonymous_temp_files(monkeypatch)
-        monkeypatch.setattr("chalicelib.store.secrets.token_hex", lambda _: "5eed5eed5eed")
+        monkeypatch.setattr(
+            "chalicelib.adapters.local.store.secrets.token_hex", lambda _: "5eed5eed5eed"
+        )
         root = tmp_path / "certstore"
         store = LocalDirStore(root)
         directory = root / "certificates"
@@ -588,7 +587,7 @@ class TestLocalDirStore:
                 created.append(str(path))
             return real_open(path, flags, *args, **kwargs)
 
-        monkeypatch.setattr("chalicelib.store.os.open", recording_open)
+        monkeypatch.setattr("chalicelib.adapters.local.store.os.open", recording_open)
         record = make_record()
 
         store.put_certificate(record)
@@ -614,8 +613,8 @@ class TestLocalDirStore:
                 raise PermissionError(errno.EACCES, "no access to /proc")
             real_link(source, target, **kwargs)
 
-        monkeypatch.setattr("chalicelib.store.os.open", refusing_open)
-        monkeypatch.setattr("chalicelib.store.os.link", refusing_link)
+        monkeypatch.setattr("chalicelib.adapters.local.store.os.open", refusing_open)
+        monkeypatch.setattr("chalicelib.adapters.local.store.os.link", refusing_link)
         root = tmp_path / "certstore"
         store = LocalDirStore(root)
         record = make_record()

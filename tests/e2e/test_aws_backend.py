@@ -12,8 +12,9 @@ from botocore.stub import Stubber
 from chalice.test import Client
 
 from chalicelib import wiring
+from chalicelib.adapters.aws.events import EventBridgePublisher
 from chalicelib.config import load_settings
-from chalicelib.events import INVENTORY_EVENT_PATTERN, EventBridgePublisher
+from chalicelib.events import INVENTORY_EVENT_PATTERN
 from tests.backends import MotoBackend
 from tests.helpers import ApiClient, create_hierarchy, verify_client
 

@@ -12,11 +12,10 @@ import pytest
 
 from chalicelib.errors import NotFound
 from chalicelib.events import CertificateCreated, CertificateRenewed, CertificateRevoked
-from chalicelib.inventory import InMemoryInventory
 from chalicelib.inventory_keeping import InventoryKeeper
 from chalicelib.model import STATUS_ACTIVE, STATUS_REVOKED, CertificateRecord, CertType
-from chalicelib.store import InMemoryStore
 from tests.contract.test_store_contract import CELL, make_record
+from tests.fakes import InMemoryInventory, InMemoryStore
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 

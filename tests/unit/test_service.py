@@ -18,18 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.verification import PolicyBuilder, Store
 
+from chalicelib.adapters.local.events import InProcessPublisher
+from chalicelib.adapters.local.importer import NullImporter
 from chalicelib.errors import Conflict, InvalidRequest, StorageError
-from chalicelib.events import (
-    CertificateCreated,
-    CertificateEvent,
-    CertificateRenewed,
-    EventDeliveryError,
-    EventPublisher,
-    InProcessPublisher,
-    RecordingPublisher,
-)
-from chalicelib.importer import NullImporter
-from chalicelib.inventory import InMemoryInventory
+from chalicelib.events import CertificateCreated, CertificateEvent, CertificateRenewed
 from chalicelib.issuance import BulkTerms, DeviceOrder, InProcessSigner, SignedDevice
 from chalicelib.model import (
     CertificateRecord,
@@ -39,8 +31,10 @@ from chalicelib.model import (
     IssueRequest,
     RenewRequest,
 )
+from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
+from chalicelib.ports.store import CertificateStore
 from chalicelib.service import CertificateService
-from chalicelib.store import CertificateStore, InMemoryStore
+from tests.fakes import InMemoryInventory, InMemoryStore, RecordingPublisher
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NOW_ISO = "2026-01-01T00:00:00Z"

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from chalicelib import pki
+from chalicelib.adapters.local.signing_pool import MIN_POOLED, PoolSigner
 from chalicelib.issuance import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice
 from chalicelib.model import KeyType, SubjectDetails
 from chalicelib.names import device_fqdn, random_uuids
-from chalicelib.signing_pool import MIN_POOLED, PoolSigner
 from devtools.procfs import child_pids, is_gone
 from tests.conftest import PROJECT_ROOT
 
@@ -222,7 +222,7 @@ def _command(pid: int) -> bytes:
 OWNER = """
 import json, sys, time
 from tests.unit.test_signing_pool import make_orders, make_terms
-from chalicelib.signing_pool import MIN_POOLED, PoolSigner
+from chalicelib.adapters.local.signing_pool import MIN_POOLED, PoolSigner
 from devtools.procfs import child_pids
 import os
 signer = PoolSigner(2)

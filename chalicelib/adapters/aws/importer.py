@@ -1,14 +1,15 @@
-"""CertificateImporter port: where server certificates are also imported (ACM on AWS)."""
+"""ACM: server certificates imported with their chain and key."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib import pki
-from chalicelib.aws import aws_errors
+from chalicelib.adapters.aws.errors import aws_errors
 from chalicelib.errors import StorageError
 from chalicelib.model import CertificateRecord
+from chalicelib.ports.importer import CertificateImportError
 
 ACM_KEY_TYPES = (
     "RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096",
@@ -16,35 +17,6 @@ ACM_KEY_TYPES = (
 )  # fmt: skip
 """Every key type ACM holds: ListCertificates returns only RSA 1024 and 2048 unless asked for
 more, and the service's server certificates are EC P-256 by default."""
-
-
-class CertificateImportError(Exception):
-    """The certificate could not be imported; it is stored all the same."""
-
-
-class CertificateImporter(Protocol):
-    def import_server_certificate(
-        self, record: CertificateRecord, private_key_pem: str
-    ) -> str | None:
-        """Import the certificate with its chain and key; the imported certificate's ARN. When
-        the record has an ARN (a renewal), the certificate is imported into that same ARN, so
-        what refers to it (load balancers, brokers) picks up the new generation."""
-
-    def find_imported(self, records: Sequence[CertificateRecord]) -> dict[str, str]:
-        """FQDN to ARN of those of `records` that were imported (`make reconcile` restores the
-        ARN of a server certificate whose `created` event, which carried it, was lost)."""
-
-
-class NullImporter:
-    """The local backend has no ACM: nothing is imported and no ARN is returned."""
-
-    def import_server_certificate(
-        self, record: CertificateRecord, private_key_pem: str
-    ) -> str | None:
-        return None
-
-    def find_imported(self, records: Sequence[CertificateRecord]) -> dict[str, str]:
-        return {}
 
 
 class AcmImporter:

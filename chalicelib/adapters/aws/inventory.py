@@ -1,0 +1,182 @@
+"""The inventory on AWS: the DynamoDB table with its parent index."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
+from chalicelib.adapters.inventory_items import (
+    GENERATION_FIELDS,
+    NUMBER_ATTRIBUTES,
+    generation_values,
+    item_from_attributes,
+    item_to_attributes,
+    page,
+)
+from chalicelib.errors import StorageError
+from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage
+
+
+def item_to_dynamo(item: InventoryItem) -> dict[str, dict[str, str]]:
+    """The item as a DynamoDB `Item` (typed attribute values)."""
+    return {name: _to_dynamo(name, value) for name, value in item_to_attributes(item).items()}
+
+
+class DynamoInventory:
+    """The DynamoDB table of DESIGN section 5; children are read through the parent index."""
+
+    def __init__(self, client: Any, table: str, index: str = "parent-index") -> None:
+        self._client = client
+        self._table = table
+        self._index = index
+
+    def record_certificate(self, item: InventoryItem) -> bool:
+        attributes = item_to_dynamo(item)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=attributes,
+                ConditionExpression="attribute_not_exists(FQDN)",
+            )
+        except aws_errors() as err:
+            if aws_error_code(err) == "ConditionalCheckFailedException":
+                return False
+            raise StorageError(f"could not record {item.fqdn} in the inventory: {err}") from err
+        return True
+
+    def list_children(
+        self,
+        parent_fqdn: str,
+        limit: int,
+        after: str | None,
+        child_filter: ChildFilter = NO_FILTER,
+    ) -> InventoryPage:
+        """Queries the index, fetching limit + 1 matches; filters apply after DynamoDB's Limit,
+        so a filtered listing may query several times to fill a page."""
+        arguments = self._query_arguments(parent_fqdn, after, child_filter, limit + 1)
+        items: list[InventoryItem] = []
+        while True:
+            response = self._query(arguments, parent_fqdn)
+            items += [_from_dynamo(item) for item in response.get("Items", [])]
+            last_key = response.get("LastEvaluatedKey")
+            if len(items) > limit or last_key is None:
+                # A page cut short by DynamoDB's 1 MB limit also has a LastEvaluatedKey.
+                return page(items, limit, more=last_key is not None)
+            if not child_filter.not_after_until and not child_filter.status:
+                return page(items, limit, more=True)
+            arguments = {**arguments, "ExclusiveStartKey": last_key}
+
+    def _query_arguments(
+        self, parent_fqdn: str, after: str | None, child_filter: ChildFilter, limit: int
+    ) -> dict[str, Any]:
+        condition = "ParentFQDN = :parent" + (" AND FQDN > :after" if after else "")
+        values = {":parent": {"S": parent_fqdn}}
+        if after:
+            values[":after"] = {"S": after}
+        filters = []
+        if child_filter.not_after_until is not None:
+            filters.append("NotAfter <= :until")
+            values[":until"] = {"S": child_filter.not_after_until}
+        if child_filter.status is not None:
+            filters.append("#status = :status")
+            values[":status"] = {"S": child_filter.status}
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": self._index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "Limit": limit,
+        }
+        if filters:
+            arguments["FilterExpression"] = " AND ".join(filters)
+        if child_filter.status is not None:
+            arguments["ExpressionAttributeNames"] = {"#status": "Status"}
+        return arguments
+
+    def _query(self, arguments: dict[str, Any], parent_fqdn: str) -> dict[str, Any]:
+        try:
+            return self._client.query(**arguments)
+        except aws_errors() as err:
+            raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
+
+    def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
+        return self._update_existing(
+            fqdn, parent_fqdn, "SET #status = :value", "", {"#status": "Status"}, status,
+            "could not update the inventory item of",
+        )  # fmt: skip
+
+    def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
+        return self._update_existing(
+            fqdn, parent_fqdn, "SET AcmCertificateArn = :value",
+            " AND attribute_not_exists(AcmCertificateArn)", {}, arn,
+            "could not set the ACM ARN of",
+        )  # fmt: skip
+
+    def record_generation(self, item: InventoryItem) -> bool:
+        fields = dict(zip(GENERATION_FIELDS, generation_values(item), strict=True))
+        if item.acm_certificate_arn:
+            fields["AcmCertificateArn"] = item.acm_certificate_arn
+        values = {f":{name}": _to_dynamo(name, value) for name, value in fields.items()}
+        return self._update_existing(
+            item.fqdn, item.parent_fqdn,
+            "SET " + ", ".join(f"{name} = :{name}" for name in fields),
+            " AND (attribute_not_exists(Generation) OR Generation < :Generation)", {}, values,
+            "could not record the renewal in the inventory of",
+        )  # fmt: skip
+
+    def _update_existing(
+        self,
+        fqdn: str,
+        parent_fqdn: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        value: str | dict[str, Any],
+        failure: str,
+    ) -> bool:
+        """One conditional update of an existing item; False when the condition fails.
+        `value` is `:value`, or all the expression's values by name."""
+        values = {":value": {"S": value}} if isinstance(value, str) else value
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
+            "UpdateExpression": update,
+            "ConditionExpression": "attribute_exists(FQDN)" + condition,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            arguments["ExpressionAttributeNames"] = names
+        try:
+            self._client.update_item(**arguments)
+        except aws_errors() as err:
+            if aws_error_code(err) == "ConditionalCheckFailedException":
+                return False
+            raise StorageError(f"{failure} {fqdn}: {err}") from err
+        return True
+
+    def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
+        try:
+            response = self._client.get_item(
+                TableName=self._table,
+                Key={"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
+            )
+        except aws_errors() as err:
+            raise StorageError(f"could not read the inventory item of {fqdn}: {err}") from err
+        return _from_dynamo(response["Item"]) if "Item" in response else None
+
+    def contains(self, fqdn: str, parent_fqdn: str) -> bool:
+        return self.find(fqdn, parent_fqdn) is not None
+
+    def batch(self) -> AbstractContextManager[object]:
+        return nullcontext()
+
+
+def _to_dynamo(name: str, value: str | int) -> dict[str, str]:
+    return {"N": str(value)} if name in NUMBER_ATTRIBUTES else {"S": str(value)}
+
+
+def _from_dynamo(item: dict[str, dict[str, str]]) -> InventoryItem:
+    return item_from_attributes(
+        {name: value["N"] if "N" in value else value["S"] for name, value in item.items()}
+    )

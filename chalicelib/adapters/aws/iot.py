@@ -1,0 +1,95 @@
+"""The AWS IoT control plane (boto3 `iot` client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
+from chalicelib.errors import AlreadyExists, StorageError, Unsupported
+from chalicelib.ports.iot_registry import (
+    CaRegistration,
+    IotCertificate,
+    IotRegistrationError,
+    thing_name_of,
+)
+
+
+class AwsIotRegistry:
+    """The AWS IoT control plane (boto3 `iot` client), with the stack's device policy."""
+
+    available = True
+
+    def __init__(self, client: Any, device_policy_name: str, provisioning_role_arn: str) -> None:
+        self._client = client
+        self._policy = device_policy_name
+        self._provisioning_role_arn = provisioning_role_arn
+
+    def registration_code(self) -> str:
+        return str(self._call("get_registration_code")["registrationCode"])
+
+    def register_ca(self, registration: CaRegistration) -> IotCertificate:
+        arguments: dict[str, Any] = {
+            "caCertificate": registration.ca_certificate_pem,
+            "setAsActive": True,
+            "allowAutoRegistration": registration.auto_registration,
+            "certificateMode": registration.mode,
+        }
+        if registration.verification_certificate_pem is not None:
+            arguments["verificationCertificate"] = registration.verification_certificate_pem
+        if registration.provisioning_template is not None:
+            if not self._provisioning_role_arn:
+                raise Unsupported("provisioning: jitp needs IOT_PROVISIONING_ROLE_ARN to be set")
+            arguments["registrationConfig"] = {
+                "templateBody": registration.provisioning_template,
+                "roleArn": self._provisioning_role_arn,
+            }
+        try:
+            response = self._client.register_ca_certificate(**arguments)
+        except aws_errors() as err:
+            if aws_error_code(err) == "ResourceAlreadyExistsException":
+                raise AlreadyExists(f"certificate: already registered with AWS IoT: {err}") from err
+            raise StorageError(f"AWS IoT RegisterCACertificate failed: {err}") from err
+        return IotCertificate(response["certificateId"], response["certificateArn"])
+
+    def data_endpoint(self) -> str:
+        endpoint = self._call("describe_endpoint", endpointType="iot:Data-ATS")
+        return str(endpoint["endpointAddress"])
+
+    def register_device(self, certificate_pem: str, ca_pem: str, thing: bool) -> IotCertificate:
+        try:
+            response = self._client.register_certificate(
+                certificatePem=certificate_pem, caCertificatePem=ca_pem, status="ACTIVE"
+            )
+            registered = IotCertificate(response["certificateId"], response["certificateArn"])
+            self._client.attach_policy(policyName=self._policy, target=registered.certificate_arn)
+            if thing:
+                name = thing_name_of(certificate_pem)
+                self._client.create_thing(thingName=name)
+                self._client.attach_thing_principal(
+                    thingName=name, principal=registered.certificate_arn
+                )
+        except aws_errors() as err:
+            raise IotRegistrationError(f"AWS IoT registration failed: {err}") from err
+        return registered
+
+    def revoke_certificate(self, certificate_id: str) -> bool:
+        return self._set_status("update_certificate", certificate_id, "REVOKED")
+
+    def deactivate_ca(self, certificate_id: str) -> bool:
+        return self._set_status("update_ca_certificate", certificate_id, "INACTIVE")
+
+    def _set_status(self, operation: str, certificate_id: str, status: str) -> bool:
+        try:
+            getattr(self._client, operation)(certificateId=certificate_id, newStatus=status)
+        except aws_errors() as err:
+            if aws_error_code(err) == "ResourceNotFoundException":
+                return False
+            raise StorageError(f"AWS IoT {operation} of {certificate_id} failed: {err}") from err
+        return True
+
+    def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = getattr(self._client, operation)(**arguments)
+        except aws_errors() as err:
+            raise StorageError(f"AWS IoT {operation} failed: {err}") from err
+        return response

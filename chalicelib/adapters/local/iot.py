@@ -1,0 +1,29 @@
+"""The local backend has no AWS IoT: registration is refused (501), revocations reach nothing."""
+
+from __future__ import annotations
+
+from chalicelib.ports.iot_registry import CaRegistration, IotCertificate, unsupported
+
+
+class NoIotRegistry:
+    """The local backend: there is no AWS IoT to register with."""
+
+    available = False
+
+    def registration_code(self) -> str:
+        raise unsupported()
+
+    def register_ca(self, registration: CaRegistration) -> IotCertificate:
+        raise unsupported()
+
+    def data_endpoint(self) -> str:
+        raise unsupported()
+
+    def register_device(self, certificate_pem: str, ca_pem: str, thing: bool) -> IotCertificate:
+        raise unsupported()
+
+    def revoke_certificate(self, certificate_id: str) -> bool:
+        return False  # nothing is ever registered locally
+
+    def deactivate_ca(self, certificate_id: str) -> bool:
+        return False

@@ -1,0 +1,2 @@
+"""Ports: the interfaces the use cases need, one module each; adapters live in
+chalicelib.adapters."""

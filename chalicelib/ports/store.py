@@ -1,0 +1,82 @@
+"""CertificateStore port: write-once certificate and revocation documents.
+
+Every document is written once: a second write of the same key raises AlreadyExists and leaves
+the first untouched, so a renewal and a revocation are new documents, never edits, and of two
+renewals of the same generation only one is stored. The current generation of a certificate is
+the highest one stored. The adapters share the document layout (chalicelib.adapters.documents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from chalicelib.model import CertificateRecord, RevocationRecord
+
+OnStored = Callable[[CertificateRecord], object]
+
+
+def nothing(record: CertificateRecord) -> None:
+    """The default `on_stored`."""
+
+
+class CertificateStore(Protocol):
+    def put_certificate(self, record: CertificateRecord) -> None:
+        """Write a new certificate, or a new generation of one (`record.generation`);
+        AlreadyExists if the FQDN (the generation) is taken: nothing is overwritten."""
+
+    def put_certificates(
+        self, records: Iterable[CertificateRecord], on_stored: OnStored = nothing
+    ) -> BulkWrite:
+        """Write several new certificates (a bulk), taking each record as `records` yields it
+        (a bulk is stored while it is signed); once a write has failed, or `records` has raised
+        (its exception is then the failure reported), no further record is taken and no further
+        write starts.
+
+        `on_stored(record)` runs as each write succeeds (an adapter may write concurrently,
+        then it runs on a worker thread). Returns every record stored, in the given order (not
+        necessarily a prefix when writes ran concurrently), and the first failure if any.
+        """
+
+    def get_certificate(self, fqdn: str) -> CertificateRecord:
+        """The current (highest) generation of the certificate; NotFound if there is none."""
+
+    def get_generation(self, fqdn: str, generation: int) -> CertificateRecord:
+        """One generation of the certificate; NotFound if there is no such generation."""
+
+    def current_generation(self, fqdn: str) -> int:
+        """The highest stored generation (1 when never renewed, or not stored at all)."""
+
+    def list_generations(self, fqdn: str) -> list[CertificateRecord]:
+        """Every generation, oldest first; NotFound if the certificate is not stored."""
+
+    def exists(self, fqdn: str) -> bool: ...
+
+    def iter_certificates(self) -> Iterator[CertificateRecord]:
+        """The current generation of every stored certificate, in no particular order."""
+
+    def put_revocation(self, revocation: RevocationRecord) -> None:
+        """Record a revocation; AlreadyExists if the certificate (for a `generation_only` one:
+        that generation) was revoked before."""
+
+    def get_revocation(self, issuer_fqdn: str, fqdn: str) -> RevocationRecord | None:
+        """The revocation of the certificate itself (not of one superseded generation)."""
+
+    def get_generation_revocation(
+        self, issuer_fqdn: str, fqdn: str, serial: str
+    ) -> RevocationRecord | None:
+        """The revocation of the generation with `serial` alone (a renewal's revoke_previous)."""
+
+    def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:
+        """Whether the certificate is revoked (cheaper than reading it: a stat locally)."""
+
+    def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
+        """The revocations of the certificates `issuer_fqdn` issued and of single generations
+        of them (for its CRL)."""
+
+
+@dataclass(frozen=True)
+class BulkWrite:
+    stored: list[CertificateRecord]
+    failure: Exception | None = None

@@ -1,0 +1,180 @@
+"""Fakes of the ports for tests: the same contracts as the adapters (tests/contract runs them
+all), kept in memory. They never ship in the deployment package."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+
+from chalicelib.adapters.documents import DocumentStore
+from chalicelib.adapters.inventory_items import page
+from chalicelib.errors import AlreadyExists
+from chalicelib.events import CertificateEvent
+from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage
+from chalicelib.ports.iot_registry import (
+    CaRegistration,
+    IotCertificate,
+    IotRegistrationError,
+    certificate_id_of,
+    thing_name_of,
+)
+
+
+class InMemoryStore(DocumentStore):
+    """For unit tests: same contract, kept in a dict."""
+
+    def __init__(self) -> None:
+        self._documents: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def _create(self, key: str, data: bytes) -> None:
+        with self._lock:
+            if key in self._documents:
+                raise FileExistsError(key)
+            self._documents[key] = data
+
+    def _read(self, key: str) -> bytes | None:
+        return self._documents.get(key)
+
+    def _exists(self, key: str) -> bool:
+        return key in self._documents
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        return iter([key for key in list(self._documents) if key.startswith(prefix)])
+
+
+class InMemoryInventory:
+    """For unit tests: same contract, kept in sorted lists per parent."""
+
+    def __init__(self) -> None:
+        self._children: dict[str, list[str]] = {}
+        self._items: dict[tuple[str, str], InventoryItem] = {}
+        self._lock = threading.Lock()
+
+    def record_certificate(self, item: InventoryItem) -> bool:
+        key = (item.fqdn, item.parent_fqdn)
+        with self._lock:
+            if key in self._items:
+                return False
+            self._items[key] = item
+            children = self._children.setdefault(item.parent_fqdn, [])
+            children.insert(bisect_right(children, item.fqdn), item.fqdn)
+            return True
+
+    def list_children(
+        self,
+        parent_fqdn: str,
+        limit: int,
+        after: str | None,
+        child_filter: ChildFilter = NO_FILTER,
+    ) -> InventoryPage:
+        children = self._children.get(parent_fqdn, [])
+        start = bisect_right(children, after) if after is not None else 0
+        matching = []
+        for name in children[start:]:
+            item = self._items[(name, parent_fqdn)]
+            if child_filter.matches(item):
+                matching.append(item)
+                if len(matching) > limit:
+                    break
+        return page(matching, limit, more=False)
+
+    def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
+        with self._lock:
+            item = self._items.get((fqdn, parent_fqdn))
+            if item is None:
+                return False
+            self._items[(fqdn, parent_fqdn)] = replace(item, status=status)
+            return True
+
+    def set_acm_certificate_arn(self, fqdn: str, parent_fqdn: str, arn: str) -> bool:
+        with self._lock:
+            item = self._items.get((fqdn, parent_fqdn))
+            if item is None or item.acm_certificate_arn is not None:
+                return False
+            self._items[(fqdn, parent_fqdn)] = replace(item, acm_certificate_arn=arn)
+            return True
+
+    def record_generation(self, item: InventoryItem) -> bool:
+        with self._lock:
+            existing = self._items.get((item.fqdn, item.parent_fqdn))
+            if existing is None or existing.generation >= item.generation:
+                return False
+            self._items[(item.fqdn, item.parent_fqdn)] = replace(
+                item,
+                created_at=existing.created_at,
+                status=existing.status,
+                acm_certificate_arn=item.acm_certificate_arn or existing.acm_certificate_arn,
+            )
+            return True
+
+    def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
+        return self._items.get((fqdn, parent_fqdn))
+
+    def contains(self, fqdn: str, parent_fqdn: str) -> bool:
+        return (fqdn, parent_fqdn) in self._items
+
+    def batch(self) -> AbstractContextManager[object]:
+        return nullcontext()
+
+
+class RecordingPublisher:
+    """For unit tests: keeps the events it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[CertificateEvent] = []
+
+    def publish(self, events: Sequence[CertificateEvent]) -> None:
+        self.events.extend(events)
+
+
+@dataclass
+class InMemoryIotRegistry:
+    """A fake of AWS IoT's registry for unit tests: statuses by certificate ID, things."""
+
+    available = True
+
+    code: str = "0" * 64
+    endpoint: str = "example-ats.iot.us-east-1.amazonaws.com"
+    cas: dict[str, str] = field(default_factory=dict)
+    certificates: dict[str, str] = field(default_factory=dict)
+    things: dict[str, str] = field(default_factory=dict)  # thing name -> certificate ID
+    registrations: list[CaRegistration] = field(default_factory=list)
+
+    def registration_code(self) -> str:
+        return self.code
+
+    def register_ca(self, registration: CaRegistration) -> IotCertificate:
+        certificate_id = certificate_id_of(registration.ca_certificate_pem)
+        if certificate_id in self.cas:
+            raise AlreadyExists(f"certificate: already registered with AWS IoT as {certificate_id}")
+        self.cas[certificate_id] = "ACTIVE"
+        self.registrations.append(registration)
+        return IotCertificate(certificate_id, f"arn:aws:iot:us-east-1:0:cacert/{certificate_id}")
+
+    def data_endpoint(self) -> str:
+        return self.endpoint
+
+    def register_device(self, certificate_pem: str, ca_pem: str, thing: bool) -> IotCertificate:
+        if certificate_id_of(ca_pem) not in self.cas:
+            raise IotRegistrationError("its CA is not registered with AWS IoT")
+        certificate_id = certificate_id_of(certificate_pem)
+        self.certificates[certificate_id] = "ACTIVE"
+        if thing:
+            self.things[thing_name_of(certificate_pem)] = certificate_id
+        return IotCertificate(certificate_id, f"arn:aws:iot:us-east-1:0:cert/{certificate_id}")
+
+    def revoke_certificate(self, certificate_id: str) -> bool:
+        if certificate_id not in self.certificates:
+            return False
+        self.certificates[certificate_id] = "REVOKED"
+        return True
+
+    def deactivate_ca(self, certificate_id: str) -> bool:
+        if certificate_id not in self.cas:
+            return False
+        self.cas[certificate_id] = "INACTIVE"
+        return True
