@@ -12,7 +12,7 @@ from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
 from chalicelib.api.portal import portal
 from chalicelib.api.spec import spec
-from chalicelib.events import INVENTORY_EVENT_PATTERN
+from chalicelib.events import CASCADE_EVENT_PATTERN, INVENTORY_EVENT_PATTERN
 
 app = Chalice(app_name="iot-cert-service")
 app.api.binary_types = list(BINARY_TYPES)  # only what the API serves; see BINARY_TYPES
@@ -28,5 +28,22 @@ middleware.configure_logging()
 @app.on_cw_event(INVENTORY_EVENT_PATTERN, name="record_inventory")
 def record_inventory(event: CloudWatchEvent) -> None:
     """Keeps the inventory on AWS: `created` adds an item, `revoked` marks it and reaches AWS
-    IoT. (Locally the service hands its events to the same inventory keeper in process.)"""
+    IoT. (Locally the service hands its events to the same handlers in process.)"""
     wiring.certificate_service().record_event(event.detail_type, event.detail)
+
+
+CASCADE_MARGIN_MS = 20_000
+"""What an invocation of the cascade keeps of its time to hand the rest on (one page of AWS IoT
+calls, then PutEvents)."""
+
+
+@app.on_cw_event(CASCADE_EVENT_PATTERN, name="revocation_cascade")
+def revocation_cascade(event: CloudWatchEvent) -> None:
+    """Carries a CA's revocation to every certificate AWS IoT registered below it; what one
+    invocation cannot finish goes on in the next (chalicelib.cascade)."""
+    context = event.context
+
+    def time_is_up() -> bool:
+        return context is not None and context.get_remaining_time_in_millis() < CASCADE_MARGIN_MS
+
+    wiring.certificate_service().cascade_detail(event.detail_type, event.detail, time_is_up)

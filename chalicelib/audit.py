@@ -24,6 +24,10 @@ def audit(action: str, record: CertificateRecord, **extra: str | int) -> None:
     audit_log.info(json.dumps(line))
 
 
-def audit_issued(record: CertificateRecord) -> None:
-    """Written as each certificate is stored, so a crash part-way loses no stored one's line."""
-    audit("issued", record, key_type=record.key_type.value)
+def audit_issued(record: CertificateRecord, previous: CertificateRecord | None = None) -> None:
+    """Written as each certificate is stored, so a crash part-way loses no stored one's line;
+    a renewal names the generation it renewed."""
+    if previous is None:
+        audit("issued", record, key_type=record.key_type.value)
+    else:
+        audit("renewed", record, generation=record.generation, previous_serial=previous.serial)

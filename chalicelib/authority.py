@@ -1,53 +1,78 @@
-"""Loaded CAs, cached for the life of the process, and their revocation checked per issuance.
+"""Loaded CAs, and the chain of CAs above a certificate as it stands now.
 
-A CA's objects are written once and never replaced, so its certificate and decrypted key can be
-kept after the first load: a warm Lambda or the local server signs without reading the store or
-decrypting the key again. A revocation is a document of its own that may appear at any time,
-written by any process: whether a CA (or one above it) is revoked is asked of the store again at
-every issuance (locally a stat per CA of the chain), or, where each look-up is a network call
-(S3), at most once per `revocation_recheck`. So may a renewal (a new generation of a CA's
-certificate, for the same key): whether a CA of the chain was renewed is asked at most once per
-GENERATION_RECHECK (or `revocation_recheck` when longer); a renewed CA is then loaded again
-before it signs, with the CAs below it (their chains carry its certificate). A renewal changes
-no key and no name, so until then the previous generation is what goes into chains and bounds
-validity; a renewal made by this process applies at once.
+A CA's documents are written once and its key never changes (a renewal is a new generation of
+its certificate for the same key), so a process keeps each CA it loaded, key decrypted once, and
+loads a CA's certificate again only when the store has a newer generation of it.
+
+What may change at any time, written by any process, is read from the store whenever it matters:
+- `current` asks for the CA's current generation before it signs (its lifetime bounds what it
+  signs);
+- `chain` asks, for every CA up to the root at once, for its current generation and whether it
+  is revoked: the issuer runs it after storing what it signed (see chalicelib.issuer), and every
+  chain the service serves is built from it, so no response carries a previous generation of a
+  renewed CA, or a revoked CA, as if it were current.
+`refuse_if_revoked` is the cheap refusal before signing; where each look-up is a network call
+(S3) it trusts a clean answer for `revocation_recheck`, as nothing depends on it but the work
+saved: `chain` after the write decides.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from chalicelib import pki
-from chalicelib.errors import Conflict, InvalidRequest, NotFound, StorageError
-from chalicelib.model import ROOT_PARENT, CertificateRecord, CertType, iso_utc
+from chalicelib.errors import CaRevoked, Concept, InvalidRequest, NotFound, StorageError
+from chalicelib.kinds import policy_for
+from chalicelib.model import ROOT_PARENT, CertificateRecord, RevocationRecord
 from chalicelib.ports.store import CertificateStore
 
 
 @dataclass(frozen=True)
 class Authority:
-    """A loaded CA: what its children need to be signed and chained."""
+    """A loaded CA, at one generation of its certificate."""
 
-    record: CertificateRecord  # its current generation
+    record: CertificateRecord
     signing: pki.SigningAuthority
     path_length: int | None  # None: no limit (roots)
-    chain_for_children: str  # its certificate and those above it, each its current generation
 
     @property
     def fqdn(self) -> str:
         return self.record.fqdn
 
+    @property
+    def parent_fqdn(self) -> str:
+        return self.record.parent_fqdn
 
-GENERATION_RECHECK = timedelta(seconds=1)
-"""How long a process trusts that the CAs it loaded are their current generations: a directory
-listing per CA of the chain per issuance would cost the local server about 5% of an issuance."""
+
+@dataclass(frozen=True)
+class Chain:
+    """The CAs above a certificate as they stand now: each one's current generation, the issuer
+    first and the root last; `revoked` is the revocation of the nearest of them that is revoked
+    (then no chain through it is ever served)."""
+
+    authorities: tuple[Authority, ...]
+    revoked: RevocationRecord | None = None
+    certificate_revoked: bool = False  # the certificate below, when asked about with the chain
+
+    @property
+    def pem(self) -> str:
+        return "".join(authority.record.certificate_pem for authority in self.authorities)
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked is not None
+
+
+EMPTY_CHAIN = Chain(())
+"""A root's: no CA above it."""
 REMOTE_REVOCATION_RECHECK = timedelta(seconds=60)
-"""On a remote store (S3): how long a process trusts that a CA is not revoked before asking the
-store again. A revocation made by this process applies at once; one made elsewhere within this
-delay."""
+"""On a remote store (S3): how long the refusal before signing trusts that a CA was not revoked.
+It only saves signing what would be refused; the check after the write always reads the store."""
 
 
 class AuthorityCache:
@@ -60,109 +85,124 @@ class AuthorityCache:
         self._store = store
         self._passphrase = passphrase
         self._recheck = revocation_recheck
-        self._generation_recheck = max(revocation_recheck, GENERATION_RECHECK)
         self._authorities: dict[str, Authority] = {}
+        self._keys: dict[str, CertificateIssuerPrivateKeyTypes] = {}
         self._checked_unrevoked: dict[str, datetime] = {}
-        self._checked_generation: dict[str, datetime] = {}
         self._revoked_here: set[str] = set()
         self._lock = threading.Lock()
 
-    def refuse_if_revoked(self, authority: Authority, now: datetime, field: str) -> None:
-        """Conflict when the CA or one above it is revoked: asked again right before a
-        certificate it signed is stored, so that none is stored after a revocation is filed."""
-        current: Authority | None = authority
-        while current is not None:
-            self._refuse_if_revoked(current, now)
-            parent = current.record.parent_fqdn
-            current = None if parent == ROOT_PARENT else self.get(parent, field)
-
-    def _refuse_if_revoked(self, authority: Authority, now: datetime) -> None:
-        if self._recheck:
-            checked = self._checked_unrevoked.get(authority.fqdn)
-            recent = checked is not None and now - checked < self._recheck
-            if recent and authority.fqdn not in self._revoked_here:
-                return
-        issuer = authority.record.parent_fqdn
-        if self._store.is_revoked(issuer, authority.fqdn):
-            revocation = self._store.get_revocation(issuer, authority.fqdn)
-            when = ""
-            if revocation is not None:
-                when = f" on {iso_utc(revocation.revoked_at)} ({revocation.reason})"
-            raise Conflict(f"CA {authority.fqdn} was revoked{when} and issues no more certificates")
-        if self._recheck:
-            self._checked_unrevoked[authority.fqdn] = now
-
-    def forget(self, fqdn: str) -> None:
-        """Called when this process revokes `fqdn`: every later issuance under it reads the
-        store, even if a check that raced with the revocation recorded it as unrevoked."""
-        self._revoked_here.add(fqdn)
-        self._checked_unrevoked.pop(fqdn, None)
-
-    def current(self, fqdn: str, field: str, now: datetime) -> Authority:
-        """The CA, as `get`, but loaded again first if it or a CA above it was renewed since it
-        was loaded (asked of the store at most once per generation recheck)."""
-        authority = self.get(fqdn, field)
-        if self._renewed_since_loaded(authority, now, field):
-            self.renewed(fqdn)
-            authority = self.get(fqdn, field)
-        return authority
-
-    def _renewed_since_loaded(self, authority: Authority, now: datetime, field: str) -> bool:
-        current = authority
-        while True:
-            checked = self._checked_generation.get(current.fqdn)
-            if checked is None or now - checked >= self._generation_recheck:
-                if self._store.current_generation(current.fqdn) != current.record.generation:
-                    return True
-                self._checked_generation[current.fqdn] = now
-            parent = current.record.parent_fqdn
-            if parent == ROOT_PARENT:
-                return False
-            current = self.get(parent, field)
-
-    def renewed(self, fqdn: str) -> None:
-        """`fqdn` has a new generation: every CA is loaded again when next asked for (those
-        below it hand out chains that hold its certificate; a renewal is rare)."""
-        with self._lock:
-            self._authorities.clear()
-            self._checked_generation.clear()
-
-    def get(self, fqdn: str, field: str) -> Authority:
-        """The CA named `fqdn`; NotFound or InvalidRequest (not a CA) naming `field`."""
+    def get(self, fqdn: str, concept: Concept) -> Authority:
+        """The CA named `fqdn` at the generation this process knows (loaded if it knows none);
+        NotFound, or InvalidRequest when it is no CA, about `concept`."""
         cached = self._authorities.get(fqdn)
         if cached is not None:
             return cached
         try:
             record = self._store.get_certificate(fqdn)
         except NotFound as err:
-            raise NotFound(f"{field}: CA {fqdn} not found") from err
-        if not record.cert_type.is_ca:
+            raise NotFound(f"CA {fqdn} not found", concept) from err
+        if not policy_for(record.cert_type).is_ca:
             raise InvalidRequest(
-                field, f"{fqdn} is a {record.cert_type.value} certificate, not a CA"
+                concept, f"{fqdn} is a {record.cert_type.value} certificate, not a CA"
             )
-        authority = self._load(record)  # its own key first: a failure names this CA
-        parent = record.parent_fqdn
-        if parent != ROOT_PARENT:
-            above = self.get(parent, field).chain_for_children
-            authority = replace(authority, chain_for_children=record.certificate_pem + above)
+        return self._keep(self._load(record))
+
+    def current(self, fqdn: str, concept: Concept) -> Authority:
+        """The CA at its current generation, asked of the store now."""
+        authority = self.get(fqdn, concept)
+        generation = self._store.current_generation(fqdn)
+        if generation != authority.record.generation:
+            authority = self._keep(self._load(self._store.get_generation(fqdn, generation)))
+        return authority
+
+    def chain(
+        self, issuer_fqdn: str, concept: Concept, certificate: tuple[str, str] | None = None
+    ) -> Chain:
+        """The chain above a certificate that `issuer_fqdn` signed, as it stands now (one read of
+        the store per CA, all at once where the store can); with `certificate` (its issuer and
+        FQDN), whether it is revoked too, in the same reading."""
+        known: list[Authority] = []
+        if issuer_fqdn != ROOT_PARENT:
+            known.append(self.get(issuer_fqdn, concept))
+            while known[-1].parent_fqdn != ROOT_PARENT:
+                known.append(self.get(known[-1].parent_fqdn, concept))
+        names = [(authority.parent_fqdn, authority.fqdn) for authority in known]
+        if certificate is not None:
+            names.append(certificate)
+        if not names:
+            return EMPTY_CHAIN
+        states = self._store.certificate_states(names)
+        certificate_revoked = certificate is not None and states.pop().revoked
+        authorities, revoked_at = [], None
+        for authority, state in zip(known, states, strict=True):
+            if state.generation != authority.record.generation:
+                record = self._store.get_generation(authority.fqdn, state.generation)
+                authority = self._keep(self._load(record))
+            authorities.append(authority)
+            if state.revoked and revoked_at is None:
+                revoked_at = authority
+        revocation = None
+        if revoked_at is not None:
+            revocation = self._store.get_revocation(revoked_at.parent_fqdn, revoked_at.fqdn)
+            if revocation is None:  # a revocation is never removed; read it as it was seen
+                raise StorageError(f"the revocation of {revoked_at.fqdn} could not be read")
+        return Chain(tuple(authorities), revocation, certificate_revoked)
+
+    def refuse_if_revoked(self, authority: Authority, now: datetime, concept: Concept) -> None:
+        """CaRevoked when the CA or one above it is revoked: the refusal before signing."""
+        current: Authority | None = authority
+        while current is not None:
+            self._refuse_if_revoked(current, now, concept)
+            parent = current.parent_fqdn
+            current = None if parent == ROOT_PARENT else self.get(parent, concept)
+
+    def _refuse_if_revoked(self, authority: Authority, now: datetime, concept: Concept) -> None:
+        if self._recheck and authority.fqdn not in self._revoked_here:
+            checked = self._checked_unrevoked.get(authority.fqdn)
+            if checked is not None and now - checked < self._recheck:
+                return
+        revocation = self._store.get_revocation(authority.parent_fqdn, authority.fqdn)
+        if revocation is not None:
+            raise CaRevoked(authority.fqdn, revocation.revoked_at, revocation.reason, concept)
+        if self._recheck:
+            self._checked_unrevoked[authority.fqdn] = now
+
+    def forget(self, fqdn: str) -> None:
+        """Called when this process revokes `fqdn`: its refusals read the store from then on."""
+        self._revoked_here.add(fqdn)
+        self._checked_unrevoked.pop(fqdn, None)
+
+    def renewed(self, record: CertificateRecord) -> None:
+        """This process stored a new generation of a CA: it signs and chains with it at once."""
+        cached = self._authorities.get(record.fqdn)
+        if cached is None or cached.record.generation < record.generation:
+            self._keep(self._load(record))
+
+    def _keep(self, authority: Authority) -> Authority:
+        """Keep the newest generation seen of each CA (a slower reader never sets one back)."""
         with self._lock:
-            return self._authorities.setdefault(fqdn, authority)
+            cached = self._authorities.get(authority.fqdn)
+            if cached is not None and cached.record.generation >= authority.record.generation:
+                return cached
+            self._authorities[authority.fqdn] = authority
+            return authority
 
     def _load(self, record: CertificateRecord) -> Authority:
         certificate = pki.load_certificate(record.certificate_pem)
+        private_key = self._keys.get(record.fqdn)
+        if private_key is None:
+            private_key = self._keys.setdefault(record.fqdn, self._load_key(record))
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        path_length = None if policy_for(record.cert_type).self_signed else constraints.path_length
+        return Authority(record, pki.SigningAuthority(certificate, private_key), path_length)
+
+    def _load_key(self, record: CertificateRecord) -> CertificateIssuerPrivateKeyTypes:
+        """A CA's key, decrypted once per process (every generation of a CA holds the same)."""
         if record.private_key_pem is None:
             raise StorageError(f"CA {record.fqdn} is stored without its key")
         try:
-            private_key = pki.load_trusted_private_key(record.private_key_pem, self._passphrase)
+            return pki.load_trusted_private_key(record.private_key_pem, self._passphrase)
         except (TypeError, ValueError) as err:
             raise StorageError(
                 f"the key of CA {record.fqdn} cannot be loaded (is CA_KEY_PASSPHRASE right?)"
             ) from err
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-        path_length = None if record.cert_type is CertType.ROOT else constraints.path_length
-        return Authority(
-            record,
-            pki.SigningAuthority(certificate, private_key),
-            path_length,
-            record.certificate_pem,
-        )

@@ -1,11 +1,14 @@
-"""Certificate bundles and leaf private keys. A CA's key is never served."""
+"""Certificate bundles and leaf private keys. A CA's key is never served, and no bundle ever
+holds a revoked CA: the chain in a bundle is the one that stands now (chalicelib.authority)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from chalicelib import pki
-from chalicelib.errors import Forbidden, InvalidRequest, NotFound
+from chalicelib.authority import Chain
+from chalicelib.errors import Concept, Conflict, Forbidden, NotFound
+from chalicelib.kinds import policy_for
 from chalicelib.model import CertificateRecord
 from chalicelib.pki_documents import pkcs12_bundle
 
@@ -22,7 +25,7 @@ class Bundle:
 
 
 def leaf_private_key(record: CertificateRecord) -> str:
-    if record.cert_type.is_ca:
+    if not policy_for(record.cert_type).returns_private_key:
         raise Forbidden(f"the private key of CA {record.fqdn} is never served")
     if record.private_key_pem is None:
         raise NotFound(
@@ -32,36 +35,39 @@ def leaf_private_key(record: CertificateRecord) -> str:
     return record.private_key_pem
 
 
-def build_bundle(record: CertificateRecord, bundle_format: str, password: str | None) -> Bundle:
+def build_bundle(
+    record: CertificateRecord, chain: Chain, bundle_format: str, password: str | None
+) -> Bundle:
+    """`chain`: the CAs above `record` as they stand now (for `chain` of a CA: the CA itself
+    and those above it)."""
     if bundle_format == "pem":
         return Bundle(record.certificate_pem.encode(), PEM_TYPE, f"{record.fqdn}.pem")
+    if chain.revoked is not None:
+        raise Conflict(
+            f"CA {chain.revoked.fqdn} was revoked on "
+            f"{chain.revoked.revoked_at.strftime('%Y-%m-%dT%H:%M:%SZ')} ({chain.revoked.reason}): "
+            f"no chain through it is served, and nothing below it is trusted any more",
+            Concept.CERTIFICATE,
+        )
     if bundle_format == "fullchain":
-        content = (record.certificate_pem + record.chain_pem).encode()
+        content = (record.certificate_pem + chain.pem).encode()
         return Bundle(content, PEM_TYPE, f"{record.fqdn}.fullchain.pem")
     if bundle_format == "chain":
-        return Bundle(trust_chain(record).encode(), PEM_TYPE, f"{record.fqdn}.chain.pem")
-    if bundle_format != "pkcs12":
-        raise InvalidRequest("format", f"must be one of {', '.join(BUNDLE_FORMATS)}")
-    if not password:
-        raise InvalidRequest(
-            "password", "is required for pkcs12 (in the POST body or the X-Bundle-Password header)"
-        )
+        return Bundle(chain.pem.encode(), PEM_TYPE, f"{record.fqdn}.chain.pem")
+    if bundle_format != "pkcs12" or not password:  # the API refuses both before asking
+        raise ValueError(f"no bundle {bundle_format!r} without a password")
     key = pki.load_trusted_private_key(leaf_private_key(record), None)
-    chain = [pki.load_certificate(pem) for pem in _split_pem(record.chain_pem)]
+    certificates = [authority.signing.certificate for authority in chain.authorities]
     content = pkcs12_bundle(
-        record.fqdn, key, pki.load_certificate(record.certificate_pem), chain, password.encode()
-    )
+        record.fqdn, key, pki.load_certificate(record.certificate_pem), certificates,
+        password.encode(),
+    )  # fmt: skip
     return Bundle(content, PKCS12_TYPE, f"{record.fqdn}.p12")
 
 
-def trust_chain(record: CertificateRecord) -> str:
-    """What a relying party trusts for what lies below: a CA's certificate then its issuers up
-    to the root (a broker's CA file for every device under a cell, in one file); for a leaf,
-    its issuers only, the CA certificates that its peer needs to verify it."""
-    own = record.certificate_pem if record.cert_type.is_ca else ""
-    return own + record.chain_pem
-
-
-def _split_pem(pem: str) -> list[str]:
-    end = "-----END CERTIFICATE-----"
-    return [block + end + "\n" for block in pem.split(end) if block.strip()]
+def chain_root_of_bundle(record: CertificateRecord, bundle_format: str) -> str:
+    """Where the chain of a bundle starts: for `chain` of a CA (a relying party's trust bundle
+    for what lies below it), the CA itself; otherwise the CA that issued the certificate."""
+    if bundle_format == "chain" and policy_for(record.cert_type).is_ca:
+        return record.fqdn
+    return record.parent_fqdn

@@ -20,15 +20,21 @@ from chalicelib.model import (
 
 EVENT_SOURCE = "certificates"
 CREATED_DETAIL_TYPE = "created"
-
-
 RENEWED_DETAIL_TYPE = "renewed"
 REVOKED_DETAIL_TYPE = "revoked"
+CASCADE_DETAIL_TYPE = "revocation-cascade"
 INVENTORY_EVENT_PATTERN = {
     "source": [EVENT_SOURCE],
     "detail-type": [CREATED_DETAIL_TYPE, RENEWED_DETAIL_TYPE, REVOKED_DETAIL_TYPE],
 }
-"""What the inventory handler receives: the Lambda's rule and the local in-process delivery."""
+"""What the inventory handler receives (its Lambda's rule)."""
+CASCADE_EVENT_PATTERN = {
+    "source": [EVENT_SOURCE],
+    "detail-type": [REVOKED_DETAIL_TYPE, CASCADE_DETAIL_TYPE],
+    "detail": {"Type": ["Root", "Intermediate"]},
+}
+"""What the cascade handler receives (its Lambda's rule): a CA's revocation, and the rest of a
+walk one invocation could not finish (chalicelib.cascade)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,8 @@ class CertificateRevoked:
     cert_type: str = ""
     fingerprints: tuple[str, ...] = ()
     """The revoked generations' SHA-256 fingerprints: AWS IoT's IDs of those certificates."""
+    generation_only: bool = False
+    """One generation alone (superseded by a renewal): the certificate itself stays valid."""
     detail_type: ClassVar[str] = REVOKED_DETAIL_TYPE
 
     @classmethod
@@ -165,6 +173,7 @@ class CertificateRevoked:
             revoked_at=iso_utc(revocation.revoked_at),
             cert_type=revoked[0].cert_type.value if revoked else "",
             fingerprints=tuple(record.fingerprint_sha256 for record in revoked),
+            generation_only=revocation.generation_only,
         )
 
     def to_detail(self) -> dict[str, Any]:
@@ -176,6 +185,7 @@ class CertificateRevoked:
             "RevokedAt": self.revoked_at,
             "Type": self.cert_type,
             "Fingerprints": list(self.fingerprints),
+            "GenerationOnly": self.generation_only,
         }
 
     @classmethod
@@ -188,7 +198,29 @@ class CertificateRevoked:
             revoked_at=str(detail["RevokedAt"]),
             cert_type=str(detail.get("Type", "")),  # absent from events sent before it was added
             fingerprints=tuple(str(value) for value in detail.get("Fingerprints", [])),
+            generation_only=detail.get("GenerationOnly") is True,
         )
+
+
+@dataclass(frozen=True)
+class RevocationCascade:
+    """The rest of a CA revocation's walk down to AWS IoT, when one invocation of the event
+    handler could not finish it (chalicelib.cascade): where to go on."""
+
+    fqdn: str  # the revoked CA
+    cert_type: str  # its type (the cascade handler's rule matches CA types only)
+    cursor: dict[str, Any]
+    detail_type: ClassVar[str] = CASCADE_DETAIL_TYPE
+
+    def to_detail(self) -> dict[str, Any]:
+        return {"FQDN": self.fqdn, "Type": self.cert_type, "Cursor": self.cursor}
+
+    @classmethod
+    def from_detail(cls, detail: dict[str, Any]) -> RevocationCascade:
+        cursor = detail["Cursor"]
+        if not isinstance(cursor, dict):
+            raise ValueError("Cursor must be an object")
+        return cls(fqdn=str(detail["FQDN"]), cert_type=str(detail["Type"]), cursor=cursor)
 
 
 class CertificateEvent(Protocol):

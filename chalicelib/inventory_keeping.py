@@ -17,6 +17,7 @@ from typing import Any
 
 from chalicelib.errors import NotFound
 from chalicelib.events import (
+    CASCADE_DETAIL_TYPE,
     CREATED_DETAIL_TYPE,
     RENEWED_DETAIL_TYPE,
     REVOKED_DETAIL_TYPE,
@@ -24,10 +25,18 @@ from chalicelib.events import (
     CertificateEvent,
     CertificateRenewed,
     CertificateRevoked,
+    RevocationCascade,
 )
-from chalicelib.model import STATUS_REVOKED, CertificateRecord, CertType, InventoryItem, iso_utc
+from chalicelib.kinds import policy_for
+from chalicelib.model import STATUS_REVOKED, CertificateRecord, InventoryItem, iso_utc
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.store import CertificateStore
+
+
+class EventOutOfOrder(Exception):
+    """An event came before the `created` of its certificate; the handler fails so that it is
+    delivered again."""
+
 
 FindImported = Callable[[list[CertificateRecord]], dict[str, str]]
 
@@ -44,16 +53,28 @@ def parse_event(detail_type: str, detail: dict[str, Any]) -> CertificateEvent:
         return CertificateRenewed.from_detail(detail)
     if detail_type == REVOKED_DETAIL_TYPE:
         return CertificateRevoked.from_detail(detail)
+    if detail_type == CASCADE_DETAIL_TYPE:
+        return RevocationCascade.from_detail(detail)
     raise ValueError(f"unknown event detail-type {detail_type!r}")
 
 
 class InventoryKeeper:
     def __init__(
-        self, store: CertificateStore, inventory: Inventory, clock: Callable[[], datetime]
+        self,
+        store: CertificateStore,
+        inventory: Inventory,
+        clock: Callable[[], datetime],
+        reads_store: bool = True,
     ) -> None:
+        """`reads_store`: whether an event that arrives before the certificate's `created` may
+        be made good from the stored document. Not on AWS: the inventory function may not read
+        documents, which hold private keys; such an event fails there (EventOutOfOrder), is
+        retried until its `created` has made the item, and is dead-lettered if that never
+        comes (`make reconcile` then restores the item)."""
         self._store = store
         self._inventory = inventory
         self._clock = clock
+        self._reads_store = reads_store
 
     def record(self, events: Sequence[CertificateEvent]) -> int:
         """Apply the events (several commit together where the inventory can); how many
@@ -88,16 +109,19 @@ class InventoryKeeper:
                 return False
             return self._inventory.set_acm_certificate_arn(event.fqdn, event.parent_fqdn, arn)
         if isinstance(event, CertificateRevoked):
+            if event.generation_only:  # one generation superseded: the certificate stands
+                return False
             if self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED):
                 return True
             return self._record_revoked_from_store(event, created_at)
+        if isinstance(event, RevocationCascade):
+            return False  # the cascade handler's (chalicelib.cascade)
         raise ValueError(f"unknown event {event!r}")
 
     def _record_revoked_from_store(self, event: CertificateRevoked, created_at: str) -> bool:
         """A `revoked` whose `created` has not arrived (or was lost): the item comes from the
-        stored certificate, already revoked; the late `created` then only adds an ACM ARN. (On
-        AWS the inventory function may not read the documents, which hold private keys: there
-        the read fails, and the event is retried until its `created` has made the item.)"""
+        stored certificate, already revoked; the late `created` then only adds an ACM ARN."""
+        self._refuse_unless_store_is_read(event.fqdn, "revoked")
         try:
             record = self._store.get_certificate(event.fqdn)
         except NotFound as err:  # raised, so that the event is retried, then dead-lettered
@@ -110,11 +134,19 @@ class InventoryKeeper:
     def _record_renewed_from_store(self, event: CertificateRenewed, created_at: str) -> bool:
         """A `renewed` with no item to move (its `created` is late or lost): the item comes
         from the store's current generation (this one, or a later one)."""
+        self._refuse_unless_store_is_read(event.fqdn, "renewed")
         record = self._store.get_certificate(event.fqdn)
         revoked = self._store.is_revoked(record.parent_fqdn, record.fqdn)
         if self._record_from_store(record, created_at, revoked):
             return True
         return self._inventory.record_generation(self._item_of(record, created_at))
+
+    def _refuse_unless_store_is_read(self, fqdn: str, detail_type: str) -> None:
+        if not self._reads_store:
+            raise EventOutOfOrder(
+                f"{detail_type} event for {fqdn}, which the inventory does not list yet: retried "
+                "until its created event has been recorded"
+            )
 
     def missing_items(self) -> list[str]:
         """Stored certificates that the inventory does not list, or lists at an earlier
@@ -155,9 +187,11 @@ class InventoryKeeper:
                 changed += self._inventory.update_status(
                     record.fqdn, record.parent_fqdn, STATUS_REVOKED
                 )
-            if record.cert_type is CertType.SERVER and item.acm_certificate_arn is None:
+            if policy_for(record.cert_type).imported_into_acm and item.acm_certificate_arn is None:
                 without_arn.append(record)
-        servers = [record for record, _ in missing if record.cert_type is CertType.SERVER]
+        servers = [
+            record for record, _ in missing if policy_for(record.cert_type).imported_into_acm
+        ]
         arns = find_imported(servers + without_arn) if servers or without_arn else {}
         for record, revoked in missing:
             arn = arns.get(record.fqdn)

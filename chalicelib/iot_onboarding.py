@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from chalicelib import pki
 from chalicelib.audit import audit
 from chalicelib.authority import Authority, AuthorityCache
-from chalicelib.errors import InvalidRequest, Unsupported
+from chalicelib.errors import Concept, InvalidRequest, Unsupported
 from chalicelib.events import CertificateRevoked
 from chalicelib.issuance import BACKDATE
+from chalicelib.kinds import policy_for
 from chalicelib.model import (
     CertType,
     IotDeviceOutcome,
@@ -101,7 +102,7 @@ def provisioning_template(device_policy_name: str) -> str:
     body = json.dumps(template, separators=(",", ":"))
     if len(body) > MAX_TEMPLATE_CHARACTERS:
         raise InvalidRequest(
-            "provisioning", f"the template has {len(body)} characters; AWS IoT takes 10,240"
+            Concept.PROVISIONING, f"the template has {len(body)} characters; AWS IoT takes 10,240"
         )
     return body
 
@@ -123,14 +124,14 @@ def refuse_unaccepted(authority: Authority) -> None:
     record = authority.record
     if record.key_type not in IOT_KEY_TYPES:
         raise InvalidRequest(
-            "certificate", f"{record.fqdn} has a {record.key_type.value} key; AWS IoT takes RSA "
-            "and ECDSA keys only",
+            Concept.CERTIFICATE, f"{record.fqdn} has a {record.key_type.value} key; AWS IoT "
+            "takes RSA and ECDSA keys only",
         )  # fmt: skip
     algorithm = authority.signing.certificate.signature_hash_algorithm
     if algorithm is None or algorithm.name not in IOT_SIGNATURE_HASHES:
         raise InvalidRequest(
-            "certificate", f"{record.fqdn} is not signed with SHA-256 or stronger, which AWS IoT "
-            "requires",
+            Concept.CERTIFICATE, f"{record.fqdn} is not signed with SHA-256 or stronger, which "
+            "AWS IoT requires",
         )  # fmt: skip
 
 
@@ -150,8 +151,8 @@ class IotOnboarding:
     def verification_certificate(self, ca_fqdn: str, code: str) -> VerificationCertificate:
         """Signed by the CA, CN = the registration code; only an audit line is kept of it."""
         now = self._clock()
-        authority = self._authorities.current(ca_fqdn, "certificate", now)
-        self._authorities.refuse_if_revoked(authority, now, "certificate")
+        authority = self._authorities.current(ca_fqdn, Concept.CERTIFICATE)
+        self._authorities.refuse_if_revoked(authority, now, Concept.CERTIFICATE)
         return self._verification(authority, code, now)
 
     def _verification(
@@ -179,8 +180,8 @@ class IotOnboarding:
         without one. With JITP, devices are provisioned at their first connection."""
         registry = self._available_registry()
         now = self._clock()
-        authority = self._authorities.current(ca_fqdn, "certificate", now)
-        self._authorities.refuse_if_revoked(authority, now, "certificate")
+        authority = self._authorities.current(ca_fqdn, Concept.CERTIFICATE)
+        self._authorities.refuse_if_revoked(authority, now, Concept.CERTIFICATE)
         refuse_unaccepted(authority)
         verification = None
         if request.mode == DEFAULT_MODE:
@@ -189,7 +190,9 @@ class IotOnboarding:
         template = None
         if request.provisioning == JITP:
             if not self._policy:
-                raise Unsupported("provisioning: jitp needs IOT_DEVICE_POLICY_NAME to be set")
+                raise Unsupported(
+                    "jitp needs IOT_DEVICE_POLICY_NAME to be set", Concept.PROVISIONING
+                )
             template = provisioning_template(self._policy)
         registered = registry.register_ca(
             CaRegistration(
@@ -238,11 +241,11 @@ class IotOnboarding:
         for a CA (AWS IoT's CA statuses); those never registered are skipped. Idempotent."""
         if self._registry is None:
             return 0
-        is_ca = event.cert_type in (CertType.ROOT.value, CertType.INTERMEDIATE.value)
+        is_ca = policy_for(CertType(event.cert_type)).is_ca if event.cert_type else False
         change = self._registry.deactivate_ca if is_ca else self._registry.revoke_certificate
         return sum(change(fingerprint) for fingerprint in event.fingerprints)
 
 
-def refuse_ed25519(key_types: Sequence[KeyType], field: str) -> None:
+def refuse_ed25519(key_types: Sequence[KeyType], concept: Concept) -> None:
     if KeyType.ED25519 in key_types:
-        raise InvalidRequest(field, "ED25519 keys are not accepted by AWS IoT; use EC or RSA")
+        raise InvalidRequest(concept, "ED25519 keys are not accepted by AWS IoT; use EC or RSA")

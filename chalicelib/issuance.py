@@ -1,92 +1,97 @@
-"""The parts of issuance that need no storage: validity windows, key material, device signing,
-the record."""
+"""The parts of issuance that need no storage: validity windows, key material, what a bulk of
+devices shares, signing a device, and the stored record of a signed certificate."""
 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
-    CertificatePublicKeyTypes,
-)
 
 from chalicelib import pki
 from chalicelib.authority import Authority
-from chalicelib.errors import Conflict, InvalidRequest
+from chalicelib.errors import Concept, Conflict, InvalidRequest
+from chalicelib.kinds import DEVICE, KindPolicy, ProfileInputs
 from chalicelib.model import (
-    DEFAULT_VALIDITY_DAYS,
     ROOT_PARENT,
     CertificateRecord,
-    CertType,
     IssueRequest,
     KeyType,
-    SubjectDetails,
     iso_utc,
 )
 from chalicelib.names import device_fqdn, random_uuids
 from chalicelib.pki_documents import CsrError, public_key_from_csr
+from chalicelib.ports.signer import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice
 
 BACKDATE = timedelta(minutes=5)
 """not_before is set this far in the past so that slightly slow clocks accept a new certificate."""
 
 
 def validity_for(
-    now: datetime, cert_type: CertType, requested_days: int | None, parent: Authority | None
+    now: datetime,
+    policy: KindPolicy,
+    requested_days: int | None,
+    parent: Authority | None,
+    renewing: CertificateRecord | None = None,
 ) -> pki.Validity:
-    """The requested or default lifetime; never past the issuer's not_after (400 if asked; 409
-    when the issuer has expired)."""
-    default_days = DEFAULT_VALIDITY_DAYS[cert_type]
+    """The requested or default lifetime, never past the issuer's not_after (400 when asked for;
+    409 when the issuer has expired). A CA's renewal never ends before the generation it renews
+    (409 when asked to): what the CA issued may run until then."""
+    not_before = now - BACKDATE
+    default_end = now + timedelta(days=policy.default_validity_days)
+    floor = renewing.not_after if renewing is not None and policy.renewal_never_shortens else None
+    if requested_days is not None:
+        end = now + timedelta(days=requested_days)
+        if floor is not None and end < floor:
+            raise Conflict(
+                f"{requested_days} days would end the CA's certificate on {iso_utc(end)}, before "
+                f"the generation it renews ({iso_utc(floor)}), which bounds every certificate it "
+                "issued: a CA's renewal never ends earlier; ask for more days, or leave "
+                "validity_days out",
+                Concept.VALIDITY,
+            )
+    else:
+        end = default_end if floor is None else max(default_end, floor)
     if parent is None:
-        return pki.Validity(now - BACKDATE, now + timedelta(days=requested_days or default_days))
+        return pki.Validity(not_before, end)
     limit = parent.signing.certificate.not_valid_after_utc
     if limit <= now:
         raise Conflict(
-            f"parent_fqdn: CA {parent.fqdn} expired on {iso_utc(limit)} and issues no more "
-            "certificates"
+            f"CA {parent.fqdn} expired on {iso_utc(limit)} and issues no more certificates",
+            Concept.ISSUER,
         )
-    max_days = (limit - now) // timedelta(days=1)
     if requested_days is None:
-        return pki.Validity(now - BACKDATE, min(now + timedelta(days=default_days), limit))
-    if requested_days > max_days:
+        return pki.Validity(not_before, min(end, limit))
+    if end > limit:
+        max_days = (limit - now) // timedelta(days=1)
         raise InvalidRequest(
-            "validity_days",
+            Concept.VALIDITY,
             f"must be at most {max_days}: the issuing CA {parent.fqdn} is valid until "
             f"{iso_utc(limit)}",
         )
-    return pki.Validity(now - BACKDATE, now + timedelta(days=requested_days))
+    return pki.Validity(not_before, end)
 
 
-@dataclass(frozen=True)
-class KeyMaterial:
-    """The subject's public key; the private key too when the server generated it."""
+def generated_key(key_type: KeyType) -> KeyMaterial:
+    private_key = pki.generate_private_key(key_type)
+    return KeyMaterial(private_key.public_key(), key_type, private_key)
 
-    public_key: CertificatePublicKeyTypes
-    key_type: KeyType
-    private_key: CertificateIssuerPrivateKeyTypes | None
 
-    @classmethod
-    def generate(cls, key_type: KeyType) -> KeyMaterial:
-        private_key = pki.generate_private_key(key_type)
-        return cls(private_key.public_key(), key_type, private_key)
-
-    @classmethod
-    def from_csr(cls, csr: str, allowed: frozenset[KeyType], field: str) -> KeyMaterial:
-        try:
-            public_key, key_type = public_key_from_csr(csr, allowed)
-        except CsrError as err:
-            raise InvalidRequest(field, str(err)) from err
-        return cls(public_key, key_type, None)
+def key_from_csr(csr: str, policy: KindPolicy, index: int | None = None) -> KeyMaterial:
+    """The CSR's public key once its signature and key type are checked (nothing else of a CSR
+    is used: the profile is the service's)."""
+    try:
+        public_key, key_type = public_key_from_csr(csr, policy.key_types)
+    except CsrError as err:
+        raise InvalidRequest(Concept.CSR, str(err), index=index) from err
+    return KeyMaterial(public_key, key_type, None)
 
 
 def build_record(
     *,
     fqdn: str,
-    cert_type: CertType,
+    policy: KindPolicy,
     parent: Authority | None,
     certificate: x509.Certificate,
     key_type: KeyType,
@@ -98,10 +103,12 @@ def build_record(
     previous_serial: str | None = None,
     acm_certificate_arn: str | None = None,
 ) -> CertificateRecord:
+    """The document of a signed certificate. Its chain is not kept: the chain the service serves
+    is built from the CAs' current generations whenever it is served (chalicelib.authority)."""
     certificate_pem, fingerprint = pki.pem_and_fingerprint(certificate, certificate_der)
     return CertificateRecord(
         fqdn=fqdn,
-        cert_type=cert_type,
+        cert_type=policy.cert_type,
         parent_fqdn=parent.fqdn if parent else ROOT_PARENT,
         serial=pki.serial_hex(certificate),
         not_before=certificate.not_valid_before_utc,
@@ -109,7 +116,7 @@ def build_record(
         key_type=key_type,
         fingerprint_sha256=fingerprint,
         certificate_pem=certificate_pem,
-        chain_pem=parent.chain_for_children if parent else "",
+        chain_pem="",
         private_key_pem=stored_private_key_pem,
         created_at=now,
         device_id=device_id,
@@ -119,43 +126,14 @@ def build_record(
     )
 
 
-@dataclass(frozen=True)
-class BulkTerms:
-    """What every certificate of one bulk shares."""
-
-    authority: pki.SigningAuthority
-    validity: pki.Validity
-    subject: SubjectDetails
-    key_type: KeyType  # of the keys the server generates
-    crl_url: str | None = None  # the issuer's CRL Distribution Point, when one is published
-
-
-@dataclass(frozen=True)
-class DeviceOrder:
-    device_id: str  # the common name
-    fqdn: str  # the DNS SAN
-    material: KeyMaterial | None  # from a CSR; None: generate a key of the bulk's key_type
-
-
-@dataclass(frozen=True)
-class SignedDevice:
-    certificate: x509.Certificate
-    certificate_der: bytes  # its encoding, made once: the record and the helper's reply use it
-    key_type: KeyType
-    private_key_pem: str | None  # None when the key came from a CSR
-
-
 def device_orders(request: IssueRequest, parent_fqdn: str) -> list[DeviceOrder]:
     """One order per device of the request, each with a new UUID; every CSR is checked here,
-    before anything is signed (400 naming `csr` or `csrs[i]`)."""
+    before anything is signed (400 naming the CSR, and which one of a bulk)."""
     sources: Sequence[KeyMaterial | None]
     if request.csrs:
-        sources = [
-            KeyMaterial.from_csr(csr, frozenset(KeyType), f"csrs[{index}]")
-            for index, csr in enumerate(request.csrs)
-        ]
+        sources = [key_from_csr(csr, DEVICE, index) for index, csr in enumerate(request.csrs)]
     elif request.csr is not None:
-        sources = [KeyMaterial.from_csr(request.csr, frozenset(KeyType), "csr")]
+        sources = [key_from_csr(request.csr, DEVICE)]
     else:
         sources = [None] * (request.count or 1)
     return [
@@ -165,9 +143,10 @@ def device_orders(request: IssueRequest, parent_fqdn: str) -> list[DeviceOrder]:
 
 
 def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
-    material = order.material or KeyMaterial.generate(terms.key_type)
+    material = order.material or generated_key(terms.key_type)
+    inputs = ProfileInputs(material.key_type, dns_names=(order.fqdn,), crl_url=terms.crl_url)
     certificate = pki.sign_certificate(
-        pki.device_profile(material.key_type, order.fqdn, terms.crl_url),
+        DEVICE.profile(inputs),
         pki.build_subject(order.device_id, terms.subject),
         material.public_key,
         terms.validity,
@@ -180,16 +159,9 @@ def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
     return SignedDevice(certificate, der, material.key_type, key_pem)
 
 
-class DeviceSigner(Protocol):
-    def sign_devices(
-        self, terms: BulkTerms, orders: Sequence[DeviceOrder]
-    ) -> Generator[SignedDevice, None, None]:
-        """The certificates in the order of `orders`, lazily: each as soon as it and every one
-        before it are signed, so that the caller can store them while the rest are signed.
-        A caller that stops early closes the iterator."""
-
-
 class InProcessSigner:
+    """Signs each device of a bulk in the calling process, one after the other."""
+
     def sign_devices(
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
     ) -> Generator[SignedDevice, None, None]:

@@ -19,17 +19,23 @@ REVOCATION_REASONS = (
     "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise",
 )  # fmt: skip
 """RFC 5280 CRLReason names a revocation may give (removeFromCRL is for delta CRLs only)."""
+REASON_SUPERSEDED = "superseded"
+_COMPROMISE = frozenset({"keyCompromise", "cACompromise"})
+
+
+def inherited_reason(ca_reason: str) -> str:
+    """The reason a certificate is revoked with because its CA was: a compromised CA key makes
+    its certificates `cACompromise`; any other reason carries over."""
+    return "cACompromise" if ca_reason in _COMPROMISE else ca_reason
 
 
 class CertType(StrEnum):
+    """The kind of a certificate; its rules are in chalicelib.kinds."""
+
     ROOT = "Root"
     INTERMEDIATE = "Intermediate"
     SERVER = "Server"
     CLIENT = "Client"
-
-    @property
-    def is_ca(self) -> bool:
-        return self in (CertType.ROOT, CertType.INTERMEDIATE)
 
 
 class KeyType(StrEnum):
@@ -43,18 +49,6 @@ class KeyType(StrEnum):
     @property
     def is_rsa(self) -> bool:
         return self.value.startswith("RSA_")
-
-
-CA_AND_SERVER_KEY_TYPES = frozenset(KeyType) - {KeyType.ED25519}
-"""ED25519 is for device certificates only: ACM does not import it and CAs here sign with EC/RSA."""
-
-
-DEFAULT_VALIDITY_DAYS = {
-    CertType.ROOT: 3650,
-    CertType.INTERMEDIATE: 1825,
-    CertType.SERVER: 397,
-    CertType.CLIENT: 365,
-}
 
 
 def utc_now() -> datetime:
@@ -152,6 +146,8 @@ class CertificateRecord:
     fingerprint_sha256: str
     certificate_pem: str
     chain_pem: str
+    """The chain as it was when signed, kept by documents of earlier versions and "" in newer
+    ones: what the service serves is built from the CAs' current generations (authority.py)."""
     private_key_pem: str | None  # None when issued from a CSR: the key never left the device
     created_at: datetime
     device_id: str | None = None
@@ -197,7 +193,7 @@ class CertificateRecord:
             key_type=KeyType(document["key_type"]),
             fingerprint_sha256=document["fingerprint_sha256"],
             certificate_pem=document["certificate"],
-            chain_pem=document["chain"],
+            chain_pem=document.get("chain") or "",
             private_key_pem=document["private_key"],
             created_at=datetime.fromisoformat(document["created_at"]),
             device_id=document.get("device_id"),
@@ -263,6 +259,7 @@ class IssuedCertificate:
     record: CertificateRecord
     private_key_pem: str | None
     aws_iot: IotDeviceOutcome | None = None  # devices issued with `aws_iot.register`
+    chain_pem: str = ""  # the CAs above it, as they stood when it was answered for
 
 
 @dataclass(frozen=True)
@@ -310,4 +307,4 @@ class InventoryPage:
 @dataclass(frozen=True)
 class CertificatePage:
     items: list[InventoryItem]
-    next_token: str | None
+    last_fqdn: str | None  # set when more items follow it

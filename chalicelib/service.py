@@ -1,8 +1,9 @@
-"""Use cases: issue, fetch and list certificates, and keep the inventory.
+"""Use cases: issue, renew, revoke, fetch and list certificates, and keep the inventory.
 
-Depends on `pki` and the ports only. CA material is immutable once written (objects are written
-once), so each CA's certificate and decrypted key are loaded once per process and cached; whether
-a CA is revoked is asked of the store (see `authority`).
+Depends on `pki`, the kind policies and the ports only. Each use case decides what to sign;
+storing it, and everything after, is the one issuer's (chalicelib.issuer). CA material is loaded
+once per process (chalicelib.authority); what can change under it (a CA's renewal or
+revocation) is read from the store whenever it matters.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from typing import Any
 from cryptography import x509
 
 from chalicelib import bundles, pki, revocation
-from chalicelib.audit import audit, audit_issued
-from chalicelib.authority import Authority, AuthorityCache
+from chalicelib.audit import audit
+from chalicelib.authority import Authority, AuthorityCache, Chain
+from chalicelib.cascade import Cursor, RevocationCascade, TimeIsUp, never
 from chalicelib.devices import DeviceIssuer
-from chalicelib.errors import AlreadyExists, InvalidRequest, NotFound
-from chalicelib.events import CertificateCreated, CertificateEvent, CertificateRevoked
+from chalicelib.errors import AlreadyExists, Concept, InvalidRequest, NotFound
+from chalicelib.events import (
+    CertificateEvent,
+    CertificateRevoked,
+)
+from chalicelib.events import (
+    RevocationCascade as CascadeEvent,
+)
 from chalicelib.inventory_keeping import InventoryKeeper, parse_event
 from chalicelib.iot_onboarding import (
     IotCaRegistered,
@@ -31,48 +39,70 @@ from chalicelib.iot_onboarding import (
     refuse_unaccepted,
 )
 from chalicelib.issuance import (
-    BulkTerms,
-    DeviceSigner,
     InProcessSigner,
-    KeyMaterial,
     build_record,
     device_orders,
+    generated_key,
+    key_from_csr,
     validity_for,
 )
+from chalicelib.issuer import Issuer, Signed
+from chalicelib.kinds import (
+    DEVICE,
+    INTERMEDIATE,
+    ROOT,
+    SERVER,
+    KindPolicy,
+    ProfileInputs,
+    policy_for,
+    split_names,
+)
 from chalicelib.model import (
-    CA_AND_SERVER_KEY_TYPES,
     ROOT_PARENT,
+    STATUS_ACTIVE,
+    STATUS_REVOKED,
     CertificatePage,
     CertificateRecord,
     CertType,
     ChildFilter,
+    InventoryItem,
     IssuedCertificate,
     IssueRequest,
-    KeyType,
     RenewRequest,
     RevocationRecord,
+    inherited_reason,
     iso_utc,
     utc_now,
 )
-from chalicelib.names import is_ip_address, is_under, proper_suffixes
-from chalicelib.paging import decode_page_token, encode_page_token
-from chalicelib.ports.importer import CertificateImporter, CertificateImportError
+from chalicelib.names import is_under, proper_suffixes
+from chalicelib.ports.importer import CertificateImporter
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.iot_registry import IotRegistry
 from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
+from chalicelib.ports.signer import BulkTerms, DeviceSigner, KeyMaterial
 from chalicelib.ports.store import CertificateStore
 from chalicelib.renewal import Renewer
 
 logger = logging.getLogger(__name__)
-ProfileFor = Callable[[KeyType], pki.Profile]
 
 
 @dataclass(frozen=True)
 class CertificateDetails:
-    """A stored certificate with its revocation, if any (GET one)."""
+    """A stored generation as it stands now: its revocation (its own, or, when a CA above it is
+    revoked, that CA's, named by `revoked_with`), and the chain above it (empty when revoked)."""
 
     record: CertificateRecord
     revocation: RevocationRecord | None
+    chain_pem: str
+    revoked_with: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    fqdn: str
+    items: list[CertificateDetails]
+    total: int
+    next_generation: int | None  # where the next page starts; None: this was the last
 
 
 class CertificateService:
@@ -89,88 +119,93 @@ class CertificateService:
         public_base_url: str | None = None,
         iot_registry: IotRegistry | None = None,
         iot_device_policy_name: str = "",
+        inventory_reads_store: bool = True,
     ) -> None:
         self._store = store
         self._inventory = inventory
         self._publisher = publisher
-        self._importer = importer
         self._passphrase = ca_key_passphrase
         self.clock = clock
-        self.authorities = AuthorityCache(store, ca_key_passphrase, revocation_recheck)
         self._public_base_url = public_base_url
-        self.inventory_keeper = InventoryKeeper(store, inventory, clock)
-        self._devices = DeviceIssuer(
-            store, self.authorities, signer or InProcessSigner(), self._announce, clock
-        )
+        self.authorities = AuthorityCache(store, ca_key_passphrase, revocation_recheck)
+        self.issuer = Issuer(store, self.authorities, importer, self._announce, clock)
+        self.inventory_keeper = InventoryKeeper(store, inventory, clock, inventory_reads_store)
+        self._importer = importer
+        self._devices = DeviceIssuer(self.issuer, signer or InProcessSigner())
         self._renewer = Renewer(
-            store, inventory, importer, self.authorities, self._announce, clock, self._crl_url
+            store, inventory, importer, self.authorities, self.issuer, clock, self._crl_url
         )
         self._iot = IotOnboarding(iot_registry, self.authorities, clock, iot_device_policy_name)
+        self._cascade = RevocationCascade(store, inventory, iot_registry)
 
     # Issuance -----------------------------------------------------------------------------
 
     def create_root(self, request: IssueRequest) -> IssuedCertificate:
-        fqdn = _required(request.fqdn, "fqdn")
+        fqdn = _required(request.fqdn)
         self._refuse_existing(fqdn)
-        return self._issue(request, fqdn, None, lambda _: pki.root_profile(), fqdn)
+        return self._issue(ROOT, request, fqdn, None, ProfileInputs(request.key_type))
 
     def create_intermediate(self, request: IssueRequest) -> IssuedCertificate:
-        fqdn = _required(request.fqdn, "fqdn")
-        parent = self._resolve_parent(fqdn, request.parent_fqdn, self.clock())
+        fqdn = _required(request.fqdn)
+        parent = self._resolve_parent(fqdn, request.parent_fqdn)
         if parent.path_length is not None:
             if parent.path_length == 0:
                 raise InvalidRequest(
-                    "parent_fqdn",
+                    Concept.ISSUER,
                     f"CA {parent.fqdn} has path_length 0 and may not issue an intermediate CA",
                 )
             if request.path_length > parent.path_length - 1:
                 raise InvalidRequest(
-                    "path_length",
+                    Concept.PATH_LENGTH,
                     f"must be at most {parent.path_length - 1} under {parent.fqdn} "
                     f"(its path_length is {parent.path_length})",
                 )
         self._refuse_existing(fqdn)
-        profile = pki.intermediate_profile(request.path_length, self._crl_url(parent))
-        return self._issue(request, fqdn, parent, lambda _: profile, fqdn)
+        inputs = ProfileInputs(
+            request.key_type, path_length=request.path_length, crl_url=self._crl_url(parent)
+        )
+        return self._issue(INTERMEDIATE, request, fqdn, parent, inputs)
 
     def create_server(self, request: IssueRequest) -> IssuedCertificate:
-        fqdn = _required(request.fqdn, "fqdn")
-        parent = self._resolve_parent(fqdn, request.parent_fqdn, self.clock())
+        fqdn = _required(request.fqdn)
+        parent = self._resolve_parent(fqdn, request.parent_fqdn)
         # No existence check first: the write-once put refuses a taken FQDN before the ACM
-        # import, and skipping the lookup keeps issuance within three AWS calls.
-        ips = list(dict.fromkeys(name for name in request.sans if is_ip_address(name)))
-        dns_names = list(dict.fromkeys([fqdn, *(n for n in request.sans if n not in ips)]))
-        crl_url = self._crl_url(parent)
-        return self._issue(
-            request,
-            fqdn,
-            parent,
-            lambda key_type: pki.server_profile(key_type, dns_names, ips, crl_url),
-            fqdn,
+        # import, and skipping the look-up spares an AWS call.
+        dns_names, ip_addresses = split_names((fqdn, *request.sans))
+        inputs = ProfileInputs(
+            request.key_type, dns_names, ip_addresses, crl_url=self._crl_url(parent)
         )
+        return self._issue(SERVER, request, fqdn, parent, inputs)
 
     def create_device(self, request: IssueRequest) -> IssuedCertificate:
         return self.create_devices(request)[0]
 
     def create_devices(self, request: IssueRequest) -> list[IssuedCertificate]:
-        """One device certificate, or a bulk of them (`count` or `csrs`) in one request (see
-        chalicelib.devices)."""
-        now = self.clock()  # whether the CA is revoked is asked right before storing
-        parent_fqdn = _required(request.parent_fqdn, "parent_fqdn")
-        parent = self.authorities.current(parent_fqdn, "parent_fqdn", now)
-        validity = validity_for(now, CertType.CLIENT, request.validity_days, parent)
+        """One device certificate, or a bulk of them (`count` or `csrs`) in one request."""
+        now = self.clock()
+        parent = self.authorities.current(
+            _required(request.parent_fqdn, Concept.ISSUER), Concept.ISSUER
+        )
+        self.authorities.refuse_if_revoked(parent, now, Concept.ISSUER)
+        validity = validity_for(now, DEVICE, request.validity_days, parent)
         orders = device_orders(request, parent.fqdn)
-        if request.aws_iot is not None and request.aws_iot.register:
+        registering = request.aws_iot is not None and request.aws_iot.register
+        if registering:
             self._iot.refuse_unless_available()  # before anything is stored
             refuse_unaccepted(parent)
             key_types = [order.material.key_type if order.material else request.key_type
                          for order in orders]  # fmt: skip
-            refuse_ed25519(key_types, "csr" if request.csr or request.csrs else "key_type")
+            source = Concept.KEY_TYPE
+            if request.csrs:
+                source = Concept.CSRS
+            elif request.csr is not None:
+                source = Concept.CSR
+            refuse_ed25519(key_types, source)
         terms = BulkTerms(
             parent.signing, validity, request.subject, request.key_type, self._crl_url(parent)
         )
-        issued = self._devices.issue(parent, terms, orders, now)
-        if request.aws_iot is not None and request.aws_iot.register:
+        issued = self._devices.issue(parent, terms, orders, now, bulk=request.is_bulk)
+        if registering and request.aws_iot is not None:
             return self._iot.register_devices(parent, issued, request.aws_iot.thing)
         return issued
 
@@ -180,92 +215,65 @@ class CertificateService:
 
     def _issue(
         self,
+        policy: KindPolicy,
         request: IssueRequest,
         fqdn: str,
         parent: Authority | None,
-        profile_for: ProfileFor,
-        common_name: str,
+        inputs: ProfileInputs,
     ) -> IssuedCertificate:
+        """Sign a root, an intermediate or a server certificate; the issuer stores it."""
         now = self.clock()
-        validity = validity_for(now, request.cert_type, request.validity_days, parent)
-        if request.csr is not None:
-            material = KeyMaterial.from_csr(request.csr, CA_AND_SERVER_KEY_TYPES, "csr")
-        else:
-            material = KeyMaterial.generate(request.key_type)
-        issued = self._sign(
-            request, fqdn, parent, profile_for, common_name, now, validity, material
-        )
-        if parent is not None:  # asked right before storing: a key can take seconds to make
-            self.authorities.refuse_if_revoked(parent, self.clock(), "parent_fqdn")
-        self._store.put_certificate(issued.record)
-        audit_issued(issued.record)
-        if request.cert_type is CertType.SERVER and issued.private_key_pem is not None:
-            issued = replace(
-                issued,
-                record=self._import_server_certificate(issued.record, issued.private_key_pem),
-            )
-        self._announce([CertificateCreated.from_record(issued.record)])
-        return issued
-
-    def _sign(
-        self,
-        request: IssueRequest,
-        fqdn: str,
-        parent: Authority | None,
-        profile_for: ProfileFor,
-        common_name: str,
-        now: datetime,
-        validity: pki.Validity,
-        material: KeyMaterial,
-    ) -> IssuedCertificate:
+        validity = validity_for(now, policy, request.validity_days, parent)
+        material = self._key_material(policy, request)
+        inputs = replace(inputs, key_type=material.key_type)
         certificate = pki.sign_certificate(
-            profile_for(material.key_type),
-            pki.build_subject(common_name, request.subject),
+            policy.profile(inputs),
+            pki.build_subject(fqdn, request.subject),
             material.public_key,
             validity,
             parent.signing if parent else None,
             self_signing_key=material.private_key,
         )
-        leaf_key = None
-        stored_key = None
-        if material.private_key is not None:
-            leaf_key = pki.private_key_to_pem(material.private_key)
-            is_ca = request.cert_type.is_ca
-            stored_key = (
-                pki.private_key_to_pem(material.private_key, self._passphrase)
-                if is_ca
-                else leaf_key
-            )
-            leaf_key = None if is_ca else leaf_key
+        if parent is not None:  # the refusal before storing: a key can take seconds to make
+            self.authorities.refuse_if_revoked(parent, self.clock(), Concept.ISSUER)
+        stored_key, returned_key = self._private_keys(policy, material)
         record = build_record(
             fqdn=fqdn,
-            cert_type=request.cert_type,
+            policy=policy,
             parent=parent,
             certificate=certificate,
             key_type=material.key_type,
             stored_private_key_pem=stored_key,
             now=now,
         )
-        return IssuedCertificate(record=record, private_key_pem=leaf_key)
+        return self.issuer.issue(Signed(record, returned_key))
 
-    def _import_server_certificate(
-        self, record: CertificateRecord, private_key_pem: str
-    ) -> CertificateRecord:
-        """Import after the store write, so a taken FQDN (409) never reaches ACM.
+    @staticmethod
+    def _key_material(policy: KindPolicy, request: IssueRequest) -> KeyMaterial:
+        if request.csr is not None:
+            return key_from_csr(request.csr, policy)
+        if not policy.allows_key(request.key_type):
+            raise InvalidRequest(
+                Concept.KEY_TYPE, f"{request.key_type.value}: {policy.key_type_rule()}"
+            )
+        return generated_key(request.key_type)
 
-        The ARN travels in the `created` event to the inventory, where GET finds it. A failed
-        import is logged; the certificate and its one-time key are still returned. A server
-        certificate issued from a CSR is not imported: ACM needs the private key.
-        """
-        try:
-            arn = self._importer.import_server_certificate(record, private_key_pem)
-        except CertificateImportError:
-            logger.exception("server certificate %s is stored but not imported", record.fqdn)
-            return record
-        return replace(record, acm_certificate_arn=arn)
+    def _private_keys(
+        self, policy: KindPolicy, material: KeyMaterial
+    ) -> tuple[str | None, str | None]:
+        """(stored, returned): a CA's key is stored (encrypted with the passphrase when one is
+        set) and never returned; a leaf's is stored plain and returned once."""
+        if material.private_key is None:
+            return None, None
+        if policy.encrypts_stored_key:
+            return pki.private_key_to_pem(material.private_key, self._passphrase), None
+        key_pem = pki.private_key_to_pem(material.private_key)
+        return key_pem, key_pem if policy.returns_private_key else None
 
     def _announce(self, events: Sequence[CertificateEvent]) -> None:
         """Publish; a delivery failure is logged, the stored certificates stand."""
+        if not events:
+            return
         try:
             self._publisher.publish(events)
         except EventDeliveryError as err:
@@ -280,79 +288,112 @@ class CertificateService:
             return None
         return f"{self._public_base_url}/certificates/{issuer.fqdn}/crl"
 
-    # CA lookup ----------------------------------------------------------------------------
-
     def _refuse_existing(self, fqdn: str) -> None:
         """A cheap 409 before generating a CA key (the write-once put would refuse it anyway)."""
         if self._store.exists(fqdn):
             raise AlreadyExists(
-                f"fqdn: {fqdn} already exists; an existing certificate is never replaced"
+                f"{fqdn} already exists; an existing certificate is never replaced", Concept.NAME
             )
 
-    def _resolve_parent(self, fqdn: str, parent_fqdn: str | None, now: datetime) -> Authority:
-        """The given parent (which must lie above `fqdn`), else the closest existing CA above it."""
+    def _resolve_parent(self, fqdn: str, parent_fqdn: str | None) -> Authority:
+        """The given parent (which must lie above `fqdn`), else the closest existing CA above it;
+        refused early when it is revoked."""
+        parent = self._find_parent(fqdn, parent_fqdn)
+        self.authorities.refuse_if_revoked(parent, self.clock(), Concept.ISSUER)
+        return parent
+
+    def _find_parent(self, fqdn: str, parent_fqdn: str | None) -> Authority:
         if parent_fqdn is not None:
             if not is_under(fqdn, parent_fqdn):
-                raise InvalidRequest("fqdn", f"{fqdn} must lie under its parent CA {parent_fqdn}")
-            return self.authorities.current(parent_fqdn, "parent_fqdn", now)
+                raise InvalidRequest(
+                    Concept.NAME, f"{fqdn} must lie under its parent CA {parent_fqdn}"
+                )
+            return self.authorities.current(parent_fqdn, Concept.ISSUER)
         for candidate in proper_suffixes(fqdn):
             try:
-                return self.authorities.current(candidate, "parent_fqdn", now)
+                return self.authorities.current(candidate, Concept.ISSUER)
             except (NotFound, InvalidRequest):
                 continue
-        raise NotFound(f"parent_fqdn: no CA exists above {fqdn}; create one or give parent_fqdn")
+        raise NotFound(f"no CA exists above {fqdn}; create one or name the parent", Concept.ISSUER)
 
     # Queries ------------------------------------------------------------------------------
 
     def get_certificate(self, fqdn: str, serial: str | None = None) -> CertificateDetails:
-        """The current generation (or the one with `serial`) and its revocation; for a server,
+        """The current generation (or the one with `serial`) as it stands now; for a server,
         with its ACM ARN."""
-        if serial is None:
-            record, is_current = self._store.get_certificate(fqdn), True
-        else:
-            generations = self._store.list_generations(fqdn)
-            record = _with_serial(generations, serial)
-            is_current = record is generations[-1]
-        if record.cert_type is CertType.SERVER and record.acm_certificate_arn is None:
+        record = self._generation(fqdn, serial)
+        if policy_for(record.cert_type).imported_into_acm and record.acm_certificate_arn is None:
             item = self._inventory.find(record.fqdn, record.parent_fqdn)
             if item is not None and item.acm_certificate_arn:
                 record = replace(record, acm_certificate_arn=item.acm_certificate_arn)
-        return CertificateDetails(record, revocation.revocation_of(self._store, record, is_current))
+        chain = self.authorities.chain(record.parent_fqdn, Concept.CERTIFICATE)
+        return self._details(record, revocation.revocation_of(self._store, record), chain)
 
-    def history(self, fqdn: str) -> list[CertificateDetails]:
-        """Every generation, oldest first, each with its revocation (if any)."""
-        generations = self._store.list_generations(fqdn)
-        certificate_revocation = self._store.get_revocation(generations[0].parent_fqdn, fqdn)
-        details = []
-        for record in generations:  # the certificate's revocation is read once, above
-            if certificate_revocation and record.serial in certificate_revocation.revoked_serials:
-                revoked: RevocationRecord | None = certificate_revocation
-            else:
-                revoked = self._store.get_generation_revocation(
+    @staticmethod
+    def _details(
+        record: CertificateRecord, own: RevocationRecord | None, chain: Chain
+    ) -> CertificateDetails:
+        if chain.revoked is None:
+            return CertificateDetails(record, own, chain.pem)
+        if own is not None:
+            return CertificateDetails(record, own, "")
+        ca = chain.revoked
+        inherited = RevocationRecord(
+            record.fqdn, record.parent_fqdn, record.serial, inherited_reason(ca.reason),
+            ca.revoked_at,
+        )  # fmt: skip
+        return CertificateDetails(record, inherited, "", revoked_with=ca.fqdn)
+
+    def history(self, fqdn: str, limit: int, from_generation: int = 1) -> HistoryPage:
+        """Generations, oldest first, from `from_generation`, `limit` of them."""
+        numbers = self._store.generation_numbers(fqdn)
+        wanted = [number for number in numbers if number >= from_generation][: limit + 1]
+        records = [self._store.get_generation(fqdn, number) for number in wanted[:limit]]
+        items = []
+        if records:  # every generation has the same issuer
+            chain = self.authorities.chain(records[0].parent_fqdn, Concept.CERTIFICATE)
+            own = self._store.get_revocation(records[0].parent_fqdn, fqdn)
+            for record in records:
+                revoked = own or self._store.get_generation_revocation(
                     record.parent_fqdn, fqdn, record.serial
                 )
-            details.append(CertificateDetails(record, revoked))
-        return details
+                items.append(self._details(record, revoked, chain))
+        more = wanted[limit] if len(wanted) > limit else None
+        return HistoryPage(fqdn, items, len(numbers), more)
 
     def list_certificates(
         self,
         parent_fqdn: str | None,
         limit: int,
-        next_token: str | None,
+        after: str | None,
         expiring_within_days: int | None = None,
         status: str | None = None,
     ) -> CertificatePage:
-        """Children of a CA, or the roots when no parent is given, ordered by FQDN."""
+        """Children of a CA, or the roots when no parent is given, ordered by FQDN. Below a
+        revoked CA every certificate is revoked, whatever its own status."""
         parent_key = parent_fqdn or ROOT_PARENT
-        after = decode_page_token(next_token, parent_key) if next_token else None
-        if parent_fqdn is not None and not self._store.exists(parent_fqdn):
-            raise NotFound(f"parent: certificate {parent_fqdn} not found")
+        inherited = False
+        if parent_fqdn is not None:
+            if not self._store.exists(parent_fqdn):
+                raise NotFound(f"certificate {parent_fqdn} not found", Concept.ISSUER)
+            inherited = self._below_revoked_ca(parent_fqdn)
         until = None
         if expiring_within_days is not None:
             until = iso_utc(self.clock() + timedelta(days=expiring_within_days))
-        page = self._inventory.list_children(parent_key, limit, after, ChildFilter(until, status))
-        token = encode_page_token(parent_key, page.last_fqdn) if page.last_fqdn else None
-        return CertificatePage(items=page.items, next_token=token)
+        if inherited and status == STATUS_ACTIVE:
+            return CertificatePage(items=[], last_fqdn=None)
+        child_filter = ChildFilter(until, None if inherited else status)
+        page = self._inventory.list_children(parent_key, limit, after, child_filter)
+        items: list[InventoryItem] = page.items
+        if inherited:
+            items = [replace(item, status=STATUS_REVOKED) for item in items]
+        return CertificatePage(items=items, last_fqdn=page.last_fqdn)
+
+    def _below_revoked_ca(self, parent_fqdn: str) -> bool:
+        try:
+            return self.authorities.chain(parent_fqdn, Concept.ISSUER).is_revoked
+        except InvalidRequest:  # not a CA: it issued nothing
+            return False
 
     # Revocation and bundles ---------------------------------------------------------------
 
@@ -367,13 +408,17 @@ class CertificateService:
 
     def certificate_revocation_list(self, ca_fqdn: str) -> x509.CertificateRevocationList:
         return revocation.certificate_revocation_list(
-            self._store, self.authorities, self.clock(), ca_fqdn
+            self._store, self._inventory, self.authorities, self.clock(), ca_fqdn
         )
 
     def bundle(
         self, fqdn: str, bundle_format: str, password: str | None, serial: str | None = None
     ) -> bundles.Bundle:
-        return bundles.build_bundle(self._generation(fqdn, serial), bundle_format, password)
+        record = self._generation(fqdn, serial)
+        chain = self.authorities.chain(
+            bundles.chain_root_of_bundle(record, bundle_format), Concept.CERTIFICATE
+        )
+        return bundles.build_bundle(record, chain, bundle_format, password)
 
     def private_key(self, fqdn: str, serial: str | None = None) -> str:
         return bundles.leaf_private_key(self._generation(fqdn, serial))
@@ -382,7 +427,10 @@ class CertificateService:
         """The current generation, or the one with `serial`."""
         if serial is None:
             return self._store.get_certificate(fqdn)
-        return _with_serial(self._store.list_generations(fqdn), serial)
+        for record in self._store.list_generations(fqdn):
+            if record.serial == serial:
+                return record
+        raise NotFound(f"{fqdn} has no generation with serial {serial}", Concept.SERIAL)
 
     # AWS IoT Core ---------------------------------------------------------------------------
 
@@ -393,16 +441,47 @@ class CertificateService:
     def register_with_aws_iot(self, fqdn: str, request: IotCaRequest) -> IotCaRegistered:
         return self._iot.register_ca(fqdn, request)
 
-    # Inventory ----------------------------------------------------------------------------
+    # Events -------------------------------------------------------------------------------
 
     def record_event(self, detail_type: str, detail: dict[str, Any]) -> bool:
-        """The event handler: records the inventory, and a revocation in AWS IoT too. Both are
-        idempotent, so a replayed event changes nothing more."""
+        """The inventory handler: records the inventory, and a revocation in AWS IoT too. Both
+        are idempotent, so a replayed event changes nothing more."""
         event = parse_event(detail_type, detail)
         changed = self.inventory_keeper.record([event]) == 1
         if isinstance(event, CertificateRevoked):
             self._iot.forward_revocation(event)
         return changed
+
+    def record_events(self, events: Sequence[CertificateEvent]) -> int:
+        """Locally, every event's handlers in process: the inventory, then a CA revocation's
+        walk down to AWS IoT (which has nothing to do where there is no AWS IoT)."""
+        changed = self.inventory_keeper.record(events)
+        for event in events:
+            if isinstance(event, CertificateRevoked):
+                self._iot.forward_revocation(event)
+            self.cascade(event)
+        return changed
+
+    def cascade(self, event: CertificateEvent, time_is_up: TimeIsUp = never) -> Cursor | None:
+        """The cascade handler: a CA's revocation carried to every certificate AWS IoT registered
+        below it (chalicelib.cascade); when time is up, the rest goes on in a new event."""
+        if isinstance(event, CascadeEvent):
+            started = event
+        elif isinstance(event, CertificateRevoked) and _is_ca_revocation(event):
+            started = CascadeEvent(
+                event.fqdn, event.cert_type, self._cascade.start(event.fqdn).to_dict()
+            )
+        else:
+            return None
+        rest = self._cascade.run(Cursor.from_dict(started.cursor), time_is_up)
+        if rest is not None:
+            self._announce([replace(started, cursor=rest.to_dict())])
+        return rest
+
+    def cascade_detail(
+        self, detail_type: str, detail: dict[str, Any], time_is_up: TimeIsUp = never
+    ) -> Cursor | None:
+        return self.cascade(parse_event(detail_type, detail), time_is_up)
 
     def missing_inventory_items(self) -> list[str]:
         """FQDNs of stored certificates that the inventory does not list."""
@@ -413,14 +492,14 @@ class CertificateService:
         return self.inventory_keeper.reconcile(self._importer.find_imported)
 
 
-def _with_serial(generations: list[CertificateRecord], serial: str) -> CertificateRecord:
-    for record in generations:
-        if record.serial == serial:
-            return record
-    raise NotFound(f"serial: {generations[0].fqdn} has no generation with serial {serial}")
+def _is_ca_revocation(event: CertificateRevoked) -> bool:
+    """A CA revoked as a whole (not one generation of it superseded by a renewal)."""
+    if event.generation_only or not event.cert_type:
+        return False
+    return policy_for(CertType(event.cert_type)).is_ca
 
 
-def _required(value: str | None, field: str) -> str:
-    if value is None:
-        raise InvalidRequest(field, "is required")
+def _required(value: str | None, concept: Concept = Concept.NAME) -> str:
+    if value is None:  # the API refuses a request without it first
+        raise InvalidRequest(concept, "is required")
     return value

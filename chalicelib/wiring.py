@@ -27,7 +27,8 @@ from chalicelib.config import (
     load_settings,
 )
 from chalicelib.events import CertificateEvent
-from chalicelib.issuance import DeviceSigner, InProcessSigner
+from chalicelib.issuance import InProcessSigner
+from chalicelib.ports.signer import DeviceSigner
 from chalicelib.service import CertificateService
 
 _lock = threading.Lock()
@@ -64,8 +65,8 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
     service: CertificateService
 
     def deliver(events: Sequence[CertificateEvent]) -> None:
-        """Locally, events go straight to the inventory keeper, in process."""
-        service.inventory_keeper.record(events)
+        """Locally, events go straight to their handlers, in process."""
+        service.record_events(events)
 
     service = CertificateService(
         store=LocalDirStore(settings.certstore_dir, durable=durable),
@@ -140,4 +141,5 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
             settings.iot_provisioning_role_arn,
         ),
         iot_device_policy_name=settings.iot_device_policy_name,
+        inventory_reads_store=False,  # the inventory function may not read documents
     )

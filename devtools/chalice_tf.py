@@ -18,6 +18,7 @@ the hand-written infrastructure in terraform/:
 - the portal's two GET methods take their authorization from `local.portal_authorization`
   (terraform/portal.tf): NONE with `portal = true`, else AWS_IAM; the API function's environment
   is merged with `local.portal_function_environment` (its Cognito settings, or nothing);
+- the public routes (a CA's CRL) are authorized NONE: relying parties fetch them unsigned;
 - the API stage is its own resource, as AWS provider 5 wants.
 
 Which settings are packaged: those of the Chalice stage named like the Terraform stage when
@@ -39,6 +40,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chalicelib.api.documents import PUBLIC_ROUTES
 from chalicelib.api.portal import PORTAL_ROUTES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +50,12 @@ APP_NAME = "${var.app_name}"
 NAME_PREFIX = "${var.app_name}-${var.stage}"
 EVENT_BUS = "${aws_cloudwatch_event_bus.certificates.name}"
 DEAD_LETTER_QUEUE = "${aws_sqs_queue.inventory_dead_letters.arn}"
-EVENT_HANDLER_ROLE = "${aws_iam_role.inventory.arn}"
+EVENT_HANDLER_ROLES = {
+    "record_inventory": "${aws_iam_role.inventory.arn}",
+    "revocation_cascade": "${aws_iam_role.cascade.arn}",
+}
+"""Each event handler's own role (terraform/iam.tf): the inventory function never reads a
+certificate document; the cascade reads CA documents for their generations."""
 EVENT_RETRY = {
     "maximum_event_age_in_seconds": "${local.event_retry.maximum_event_age_in_seconds}",
     "maximum_retry_attempts": "${local.event_retry.maximum_retry_attempts}",
@@ -130,7 +137,7 @@ def put_rules_on_custom_bus(document: dict[str, Any]) -> None:
 
 
 def never_lose_events(document: dict[str, Any]) -> None:
-    """Each target retries, then dead-letters; so does its function, under the handlers' role.
+    """Each target retries, then dead-letters; so does its function, under its own role.
 
     EventBridge invokes a function asynchronously: its dead-letter queue catches what it could
     not deliver, and the function's own (after Lambda's two retries) what the handler failed on.
@@ -141,8 +148,11 @@ def never_lose_events(document: dict[str, Any]) -> None:
     for target in resources.get("aws_cloudwatch_event_target", {}).values():
         target["retry_policy"] = dict(EVENT_RETRY)
         target["dead_letter_config"] = {"arn": DEAD_LETTER_QUEUE}
-        handler = functions[_function_key(target["arn"])]
-        handler["role"] = EVENT_HANDLER_ROLE
+        key = _function_key(target["arn"])
+        if key not in EVENT_HANDLER_ROLES:
+            raise ValueError(f"event handler {key!r} has no role in terraform/iam.tf")
+        handler = functions[key]
+        handler["role"] = EVENT_HANDLER_ROLES[key]
         handler["dead_letter_config"] = {"target_arn": DEAD_LETTER_QUEUE}
 
 
@@ -180,6 +190,20 @@ def open_portal_when_deployed(document: dict[str, Any]) -> None:
             raise ValueError(f"the generated API has no portal route {method.upper()} {path}")
         operation.pop("security", None)
         operation["x-amazon-apigateway-auth"] = dict(PORTAL_AUTHORIZATION)
+    _set_swagger(document, swagger)
+
+
+def open_public_routes(document: dict[str, Any]) -> None:
+    """The routes every relying party may call without credentials (a CRL: openssl and TLS
+    stacks fetch it from the certificate's CRL Distribution Point, signing nothing) are
+    authorized NONE. They serve nothing secret."""
+    swagger = _swagger(document)
+    for path, method in sorted(PUBLIC_ROUTES):
+        operation = swagger["paths"].get(path, {}).get(method)
+        if operation is None:
+            raise ValueError(f"the generated API has no public route {method.upper()} {path}")
+        operation.pop("security", None)
+        operation["x-amazon-apigateway-auth"] = {"type": "NONE"}
     _set_swagger(document, swagger)
 
 
@@ -245,6 +269,7 @@ def postprocess(document: dict[str, Any]) -> dict[str, Any]:
     merge_portal_environment(document)
     require_iam_authorization(document)
     open_portal_when_deployed(document)
+    open_public_routes(document)
     allow_binary_responses_for_any_accept(document)
     use_endpoint_type_variable(document)
     return document

@@ -83,3 +83,19 @@ resource "aws_cloudwatch_metric_alarm" "inventory_errors" {
   alarm_actions       = var.alarm_actions
   ok_actions          = var.alarm_actions
 }
+
+resource "aws_cloudwatch_metric_alarm" "cascade_errors" {
+  alarm_name          = "${local.name}-cascade-errors"
+  alarm_description   = "Carrying a CA's revocation to AWS IoT failed; after its retries the event goes to ${aws_sqs_queue.inventory_dead_letters.name}. Replay it: the walk is idempotent."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = local.function_names["revocation_cascade"] }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}

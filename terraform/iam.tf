@@ -5,9 +5,15 @@
 #   parent index (Query), publishes events, imports server certificates into ACM and registers
 #   CAs and devices with AWS IoT;
 # - the inventory function (aws_iam_role.inventory) only records events: PutItem for `created`,
-#   UpdateItem for `revoked`, which it also marks in AWS IoT; a failed event goes to the
-#   dead-letter queue.
+#   UpdateItem for `renewed` and `revoked` (GetItem when a replayed `renewed` finds nothing to
+#   move), and marks a revocation in AWS IoT; it never reads a certificate document. A failed
+#   event goes to the dead-letter queue;
+# - the cascade function (aws_iam_role.cascade) carries a CA's revocation to every certificate
+#   AWS IoT registered below it: it reads the CAs' documents for their generations, lists their
+#   children through the parent index, lists and revokes certificates in AWS IoT, and hands what
+#   one invocation could not finish to the next through the bus.
 # KMS use is granted by the key's policy (kms.tf), which names these roles.
+# tests/e2e/test_iam_coverage.py checks each role against every call its function makes.
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -28,6 +34,12 @@ resource "aws_iam_role" "lambda" {
 resource "aws_iam_role" "inventory" {
   name               = "${local.name}-inventory"
   description        = "${local.name}: the inventory event handler"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role" "cascade" {
+  name               = "${local.name}-cascade"
+  description        = "${local.name}: a CA's revocation carried to AWS IoT"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
@@ -139,7 +151,7 @@ data "aws_iam_policy_document" "inventory" {
 
   statement {
     sid       = "RecordEvents"
-    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.inventory.arn]
   }
 
@@ -160,4 +172,61 @@ resource "aws_iam_role_policy" "inventory" {
   name   = "${local.name}-inventory"
   role   = aws_iam_role.inventory.id
   policy = data.aws_iam_policy_document.inventory.json
+}
+
+data "aws_iam_policy_document" "cascade" {
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.functions["revocation_cascade"].arn}:*"]
+  }
+
+  statement {
+    sid       = "ReadCaGenerations"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.certificates.arn}/certificates/*"]
+  }
+
+  statement {
+    sid       = "ListGenerations"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.certificates.arn]
+  }
+
+  statement {
+    sid       = "ListChildren"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.inventory.arn}/index/${local.inventory_index}"]
+  }
+
+  # ListCertificatesByCA takes no resource-level permission ("*" is the only resource).
+  statement {
+    sid       = "FindCertificatesRegisteredUnderACa"
+    actions   = ["iot:ListCertificatesByCA"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "RevokeThemInAwsIot"
+    actions   = ["iot:UpdateCertificate", "iot:UpdateCACertificate"]
+    resources = ["${local.iot_arn_prefix}:cert/*", "${local.iot_arn_prefix}:cacert/*"]
+  }
+
+  statement {
+    sid       = "HandTheRestOn"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.certificates.arn]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.inventory_dead_letters.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "cascade" {
+  name   = "${local.name}-cascade"
+  role   = aws_iam_role.cascade.id
+  policy = data.aws_iam_policy_document.cascade.json
 }

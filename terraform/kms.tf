@@ -3,9 +3,10 @@
 # Its policy is the whole truth about who can use it (no statement delegates to IAM policies):
 # - the administrators (kms_admin_arns, default the account root) manage the key but hold no
 #   cryptographic permission, so no administrator can decrypt a certificate document;
-# - only the API function's role may decrypt and generate data keys, and only through S3: it is
-#   the one principal that can read the documents holding CA and leaf private keys, unless
-#   key_reader_arns names others (none by default);
+# - only the API function's role may decrypt and generate data keys, and only through S3: with
+#   the cascade function's role, which decrypts only (it reads CA documents for their
+#   generations), it is the one principal that can read the documents holding CA and leaf
+#   private keys, unless key_reader_arns names others (none by default);
 # - through DynamoDB only, the two function roles (which read and write the inventory), the
 #   administrators (who create the table) and the readers may use the key as DynamoDB requires;
 #   the inventory holds certificate metadata, never a key.
@@ -73,6 +74,23 @@ data "aws_iam_policy_document" "key" {
   }
 
   statement {
+    sid       = "CaDocumentsForTheRevocationCascade"
+    actions   = ["kms:Decrypt"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.cascade.arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
     sid = "InventoryThroughDynamoDB"
     actions = [
       "kms:CreateGrant",
@@ -88,7 +106,8 @@ data "aws_iam_policy_document" "key" {
     principals {
       type = "AWS"
       identifiers = distinct(concat(
-        [aws_iam_role.lambda.arn, aws_iam_role.inventory.arn], local.kms_admins, var.key_reader_arns,
+        [aws_iam_role.lambda.arn, aws_iam_role.inventory.arn, aws_iam_role.cascade.arn],
+        local.kms_admins, var.key_reader_arns,
       ))
     }
 

@@ -6,7 +6,7 @@ variable "region" {
 
 # Every resource name is "<app_name>-<stage>...", so the tightest AWS limit bounds both together:
 # the S3 bucket_prefix "<app_name>-<stage>-certs-" (37 characters), then the Lambda function and
-# event rule "<app_name>-<stage>-record_inventory" (64), then the IAM role
+# event rule "<app_name>-<stage>-revocation_cascade" (64), then the IAM role
 # "<app_name>-<stage>-inventory" (64). They are checked here, before any AWS call.
 variable "app_name" {
   description = "Application name; the first part of every resource name."
@@ -35,8 +35,8 @@ variable "stage" {
   }
 
   validation {
-    condition     = length("${var.app_name}-${var.stage}-record_inventory") <= 64
-    error_message = "stage: the Lambda function and event rule name \"${var.app_name}-${var.stage}-record_inventory\" has ${length("${var.app_name}-${var.stage}-record_inventory")} characters; AWS Lambda and EventBridge allow at most 64."
+    condition     = length("${var.app_name}-${var.stage}-revocation_cascade") <= 64
+    error_message = "stage: the Lambda function and event rule name \"${var.app_name}-${var.stage}-revocation_cascade\" has ${length("${var.app_name}-${var.stage}-revocation_cascade")} characters; AWS Lambda and EventBridge allow at most 64."
   }
 
   validation {

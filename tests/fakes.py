@@ -18,6 +18,7 @@ from chalicelib.ports.iot_registry import (
     CaRegistration,
     IotCertificate,
     IotRegistrationError,
+    RegisteredCertificate,
     certificate_id_of,
     thing_name_of,
 )
@@ -142,6 +143,8 @@ class InMemoryIotRegistry:
     cas: dict[str, str] = field(default_factory=dict)
     certificates: dict[str, str] = field(default_factory=dict)
     things: dict[str, str] = field(default_factory=dict)  # thing name -> certificate ID
+    issuers: dict[str, str] = field(default_factory=dict)  # certificate ID -> its CA's ID
+    page_size: int = 250
     registrations: list[CaRegistration] = field(default_factory=list)
 
     def registration_code(self) -> str:
@@ -163,6 +166,7 @@ class InMemoryIotRegistry:
             raise IotRegistrationError("its CA is not registered with AWS IoT")
         certificate_id = certificate_id_of(certificate_pem)
         self.certificates[certificate_id] = "ACTIVE"
+        self.issuers[certificate_id] = certificate_id_of(ca_pem)
         if thing:
             self.things[thing_name_of(certificate_pem)] = certificate_id
         return IotCertificate(certificate_id, f"arn:aws:iot:us-east-1:0:cert/{certificate_id}")
@@ -178,3 +182,16 @@ class InMemoryIotRegistry:
             return False
         self.cas[certificate_id] = "INACTIVE"
         return True
+
+    def certificates_of_ca(
+        self, ca_certificate_id: str, marker: str | None
+    ) -> tuple[list[RegisteredCertificate], str | None]:
+        """Pages of `page_size`, the marker an offset (AWS IoT's are opaque)."""
+        registered = [
+            RegisteredCertificate(certificate_id, self.certificates[certificate_id])
+            for certificate_id, ca_id in self.issuers.items()
+            if ca_id == ca_certificate_id
+        ]
+        start = int(marker or 0)
+        end = start + self.page_size
+        return registered[start:end], str(end) if end < len(registered) else None

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from chalicelib.errors import AlreadyExists, NotFound
+from chalicelib.errors import AlreadyExists, CorruptDocument, NotFound
 from chalicelib.model import CertificateRecord, RevocationRecord
-from chalicelib.ports.store import BulkWrite, OnStored, nothing
+from chalicelib.ports.store import BulkWrite, CertificateState, OnCorrupt, OnStored, nothing
 
 OBJECT_PREFIX = "certificates/"
 REVOCATION_PREFIX = "revocations/"
@@ -144,12 +144,13 @@ class DocumentStore:
         return self.get_generation(fqdn, self.current_generation(fqdn))
 
     def get_generation(self, fqdn: str, generation: int) -> CertificateRecord:
-        data = self._read(object_key(fqdn, generation))
+        key = object_key(fqdn, generation)
+        data = self._read(key)
         if data is None:
             if generation == 1:
                 raise NotFound(f"certificate {fqdn} not found")
             raise NotFound(f"certificate {fqdn} has no generation {generation}")
-        return CertificateRecord.from_document(json.loads(data))
+        return _parse(key, data, CertificateRecord.from_document)
 
     def _renewals(self, fqdn: str) -> list[int]:
         """The generations above the first, ascending."""
@@ -160,16 +161,41 @@ class DocumentStore:
         renewals = self._renewals(fqdn)
         return renewals[-1] if renewals else 1
 
+    def generation_numbers(self, fqdn: str) -> list[int]:
+        if not self.exists(fqdn):
+            raise NotFound(f"certificate {fqdn} not found")
+        return [1, *self._renewals(fqdn)]
+
     def list_generations(self, fqdn: str) -> list[CertificateRecord]:
-        return [self.get_generation(fqdn, number) for number in [1, *self._renewals(fqdn)]]
+        return [self.get_generation(fqdn, number) for number in self.generation_numbers(fqdn)]
+
+    def certificate_states(self, names: Sequence[tuple[str, str]]) -> list[CertificateState]:
+        return [self._state(issuer, fqdn) for issuer, fqdn in names]
+
+    def _state(self, issuer_fqdn: str, fqdn: str) -> CertificateState:
+        return CertificateState(self.current_generation(fqdn), self.is_revoked(issuer_fqdn, fqdn))
 
     def exists(self, fqdn: str) -> bool:
         return self._exists(object_key(fqdn))
 
-    def iter_certificates(self) -> Iterator[CertificateRecord]:
+    def iter_certificates(self, on_corrupt: OnCorrupt | None = None) -> Iterator[CertificateRecord]:
         for key in self._keys(OBJECT_PREFIX):
             if key.endswith(".json") and "/" not in key[len(OBJECT_PREFIX) :]:
-                yield self.get_certificate(key[len(OBJECT_PREFIX) : -len(".json")])
+                fqdn = key[len(OBJECT_PREFIX) : -len(".json")]
+                try:
+                    yield self._get_every_generation_readable(fqdn)
+                except CorruptDocument as corrupt:
+                    if on_corrupt is None:
+                        raise
+                    on_corrupt(corrupt)
+
+    def _get_every_generation_readable(self, fqdn: str) -> CertificateRecord:
+        """The current generation, after reading the first too: a check reads every document
+        it reports on."""
+        current = self.current_generation(fqdn)
+        if current != 1:
+            self.get_generation(fqdn, 1)
+        return self.get_generation(fqdn, current)
 
     def put_revocation(self, revocation: RevocationRecord) -> None:
         if revocation.generation_only:
@@ -190,16 +216,49 @@ class DocumentStore:
 
     def _read_revocation(self, key: str) -> RevocationRecord | None:
         data = self._read(key)
-        return None if data is None else RevocationRecord.from_document(json.loads(data))
+        return None if data is None else _parse(key, data, RevocationRecord.from_document)
 
     def is_revoked(self, issuer_fqdn: str, fqdn: str) -> bool:
         return self._exists(revocation_key(issuer_fqdn, fqdn))
 
     def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
         prefix = revocation_key(issuer_fqdn, "x").removesuffix("x.json")
-        revocations = []
+        return list(self._revocations_under(prefix, None))
+
+    def iter_revocations(self, on_corrupt: OnCorrupt | None = None) -> Iterator[RevocationRecord]:
+        return self._revocations_under(REVOCATION_PREFIX, on_corrupt)
+
+    def _revocations_under(
+        self, prefix: str, on_corrupt: OnCorrupt | None
+    ) -> Iterator[RevocationRecord]:
         for key in self._keys(prefix):
+            if not key.endswith(".json"):
+                continue
             data = self._read(key)
-            if data is not None:
-                revocations.append(RevocationRecord.from_document(json.loads(data)))
-        return revocations
+            if data is None:
+                continue
+            try:
+                yield _parse(key, data, RevocationRecord.from_document)
+            except CorruptDocument as corrupt:
+                if on_corrupt is None:
+                    raise
+                on_corrupt(corrupt)
+
+
+Parsed = TypeVar("Parsed")
+
+
+def _parse(key: str, data: bytes, from_document: Callable[[dict[str, Any]], Parsed]) -> Parsed:
+    """A stored document as a record, or CorruptDocument naming its key and what is wrong."""
+    if not data.strip():
+        raise CorruptDocument(key, "it is empty")
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise CorruptDocument(key, f"it is not whole JSON ({err})") from err
+    if not isinstance(document, dict):
+        raise CorruptDocument(key, "it is not a JSON object")
+    try:
+        return from_document(document)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptDocument(key, f"{type(err).__name__}: {err}") from err

@@ -6,7 +6,13 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.errors import http_errors
+from chalicelib.api.errors import LIST_FIELDS, http_errors
+from chalicelib.api.paging import (
+    decode_history_token,
+    decode_page_token,
+    encode_history_token,
+    encode_page_token,
+)
 from chalicelib.api.parsing import (
     MAX_BULK_BODY_BYTES,
     parse_issue_request,
@@ -15,8 +21,8 @@ from chalicelib.api.parsing import (
 )
 from chalicelib.api.queries import (
     parse_generation_query,
+    parse_history_query,
     parse_list_query,
-    parse_no_parameters,
 )
 from chalicelib.api.views import (
     bulk_view,
@@ -25,7 +31,7 @@ from chalicelib.api.views import (
     issued_view,
     list_item_view,
 )
-from chalicelib.model import CertType, IssuedCertificate, IssueRequest
+from chalicelib.model import ROOT_PARENT, CertType, IssuedCertificate, IssueRequest
 from chalicelib.names import decode_certificate_name
 from chalicelib.wiring import certificate_service
 
@@ -77,13 +83,16 @@ def create_device_certificate() -> Response:
 
 
 @certificates.route("/certificates", methods=["GET"])
-@_errors
+@http_errors(certificates, LIST_FIELDS)
 def list_certificates() -> dict[str, Any]:
     query = parse_list_query(certificates.current_request.query_params)
+    parent_key = query.parent or ROOT_PARENT
+    after = decode_page_token(query.next_token, parent_key) if query.next_token else None
     page = certificate_service().list_certificates(
-        query.parent, query.limit, query.next_token, query.expiring_within_days, query.status
+        query.parent, query.limit, after, query.expiring_within_days, query.status
     )
-    return {"items": [list_item_view(item) for item in page.items], "next_token": page.next_token}
+    token = encode_page_token(parent_key, page.last_fqdn) if page.last_fqdn else None
+    return {"items": [list_item_view(item) for item in page.items], "next_token": token}
 
 
 @certificates.route("/certificates/{certificate}", methods=["GET"])
@@ -93,7 +102,7 @@ def get_certificate(certificate: str) -> dict[str, Any]:
     details = certificate_service().get_certificate(
         decode_certificate_name(certificate, "certificate"), serial
     )
-    return certificate_view(details.record, details.revocation)
+    return certificate_view(details)
 
 
 @certificates.route("/certificates/{certificate}/renew", methods=["POST"])
@@ -110,6 +119,12 @@ def renew_certificate(certificate: str) -> Response:
 @certificates.route("/certificates/{certificate}/history", methods=["GET"])
 @_errors
 def get_certificate_history(certificate: str) -> dict[str, Any]:
-    parse_no_parameters(certificates.current_request.query_params)
+    """Every generation, oldest first, a page at a time (`limit`, `next_token`)."""
     fqdn = decode_certificate_name(certificate, "certificate")
-    return history_view(fqdn, certificate_service().history(fqdn))
+    query = parse_history_query(certificates.current_request.query_params)
+    start = decode_history_token(query.next_token, fqdn) if query.next_token else 1
+    page = certificate_service().history(fqdn, query.limit, start)
+    token = None
+    if page.next_generation is not None:
+        token = encode_history_token(fqdn, page.next_generation)
+    return history_view(page, token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -24,7 +25,7 @@ from chalicelib.wiring import certificate_service
 documents = Blueprint(__name__)
 _errors = http_errors(documents)
 CRL_TYPE = "application/pkix-crl"
-BINARY_TYPES = (CRL_TYPE, PKCS12_TYPE)
+BINARY_TYPES = (PKCS12_TYPE,)
 """`app.api.binary_types`: the response types that leave the function base64-encoded.
 
 The rule, end to end: Chalice base64-encodes a body and sets `isBase64Encoded` when the response's
@@ -33,9 +34,29 @@ naming neither such a type nor `*/*` (anywhere in it). API Gateway (REST API, La
 integration) then decodes such a body to bytes only when the request's FIRST Accept media type
 matches one of the API's binary media types, and otherwise hands the client the base64 text. curl
 and Python requests send `Accept: */*`, which no concrete type matches, so the deployed API lists
-`*/*` as well (devtools/chalice_tf.py adds it). JSON and PEM responses are never encoded and pass
-as text whatever the Accept.
+`*/*` as well (devtools/chalice_tf.py adds it), which also makes API Gateway decode any body
+marked `isBase64Encoded`, whatever the Accept. JSON and PEM responses are never encoded and pass
+as text whatever the Accept. The DER CRL is not in this list: it goes out to every client (see
+`AnyAcceptBinary`).
 """
+CRL_ROUTE = ("/certificates/{certificate}/crl", "get")
+PUBLIC_ROUTES = frozenset({CRL_ROUTE})
+"""Routes anyone may call, without the API's token or SigV4: a CRL is public by nature, and a
+relying party following a certificate's CRL Distribution Point has no credentials to send."""
+
+
+class AnyAcceptBinary(Response):
+    """A binary body for any request, whatever its Accept header: a client that sends none, or
+    `*/*` or `application/*`, takes any type (RFC 9110), and `openssl verify -crl_download`
+    sends none. Its type is not among the app's binary types, so Chalice's check of the Accept
+    header lets it pass; it encodes itself the way API Gateway (with `*/*` among its binary
+    media types) and Chalice's local gateway decode a binary body."""
+
+    def to_dict(self, binary_types: list[str] | None = None) -> dict[str, Any]:
+        response = super().to_dict(None)
+        response["body"] = base64.b64encode(self.body).decode("ascii")
+        response["isBase64Encoded"] = True
+        return response
 
 
 def _fqdn(certificate: str) -> str:
@@ -55,8 +76,9 @@ def revoke_certificate(certificate: str) -> dict[str, Any]:
 def get_certificate_revocation_list(certificate: str) -> Response:
     crl_format = parse_crl_format(documents.current_request.query_params)
     crl = certificate_service().certificate_revocation_list(_fqdn(certificate))
-    content_type = CRL_TYPE if crl_format == "der" else PEM_TYPE
-    return _file_response(crl_bytes(crl, crl_format), content_type)
+    if crl_format == "der":
+        return AnyAcceptBinary(body=crl_bytes(crl, "der"), headers={"Content-Type": CRL_TYPE})
+    return _file_response(crl_bytes(crl, crl_format), PEM_TYPE)
 
 
 def _file_response(content: bytes, content_type: str, filename: str | None = None) -> Response:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from chalice import Chalice, Response
 from chalice.app import Request
 
+from chalicelib.api.documents import PUBLIC_ROUTES
 from chalicelib.api.portal import PORTAL_ROUTES
 from chalicelib.config import api_token
 from chalicelib.errors import InvalidRequest
@@ -66,11 +67,14 @@ def _authorized(request: Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
 
 
-def _is_portal_file(request: Request) -> bool:
+def _is_public(request: Request) -> bool:
     """The portal's own files (chalicelib/api/portal.py) are public: the page asks for the
-    token itself. Every API route stays behind it."""
+    token itself; so are CRLs (chalicelib/api/documents.py). Every other route stays behind
+    the token."""
     route = (request.context or {}).get("resourcePath")
-    return request.method == "GET" and (route, "get") in PORTAL_ROUTES
+    return request.method == "GET" and (
+        (route, "get") in PORTAL_ROUTES or (route, "get") in PUBLIC_ROUTES
+    )
 
 
 def _fqdn(request: Request, response: Response) -> str | None:
@@ -111,7 +115,7 @@ def register(app: Chalice) -> None:
     ) -> Response:
         started = time.perf_counter()
         token = api_token()
-        if token and not _is_portal_file(request) and not _authorized(request, token):
+        if token and not _is_public(request) and not _authorized(request, token):
             response = Response(
                 body={
                     "Code": "UnauthorizedError",

@@ -63,6 +63,23 @@ def parse_list_query(params: Mapping[str, str] | None) -> ListQuery:
     )
 
 
+@dataclass(frozen=True)
+class HistoryQuery:
+    limit: int
+    next_token: str | None
+
+
+def parse_history_query(params: Mapping[str, str] | None) -> HistoryQuery:
+    query = dict(params or {})
+    _only(query, {"limit", "next_token"}, "parameter")
+    return HistoryQuery(
+        limit=_whole_number(
+            query.get("limit", str(DEFAULT_LIST_LIMIT)), "limit", 1, MAX_LIST_LIMIT
+        ),
+        next_token=query.get("next_token") or None,
+    )
+
+
 def parse_serial(value: object, field: str = "serial") -> str:
     """A certificate serial number in hex (as the API shows it), in the API's spelling."""
     if not isinstance(value, str) or not _SERIAL.fullmatch(value):
@@ -113,8 +130,8 @@ def parse_bundle_get(
             "password", f"never in the URL: send it in the {PASSWORD_HEADER} header or POST body"
         )
     _only(query, {"format", "serial"}, "parameter")
-    password = headers.get(PASSWORD_HEADER.lower())
-    return _bundle_format(query.get("format", "pem")), _utf8_header(password)
+    password = _utf8_header(headers.get(PASSWORD_HEADER.lower()))
+    return _with_password(_bundle_format(query.get("format", "pem")), password)
 
 
 def _utf8_header(value: str | None) -> str | None:
@@ -134,7 +151,15 @@ def parse_bundle_post(body: Mapping[str, Any]) -> tuple[str, str | None]:
     password = body.get("password")
     if password is not None and (not isinstance(password, str) or not password):
         raise InvalidRequest("password", "must be a non-empty string")
-    return _bundle_format(body.get("format", "pkcs12")), password
+    return _with_password(_bundle_format(body.get("format", "pkcs12")), password)
+
+
+def _with_password(bundle_format: str, password: str | None) -> tuple[str, str | None]:
+    if bundle_format == "pkcs12" and not password:
+        raise InvalidRequest(
+            "password", "is required for pkcs12 (in the POST body or the X-Bundle-Password header)"
+        )
+    return bundle_format, password
 
 
 def _bundle_format(value: object) -> str:

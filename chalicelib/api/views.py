@@ -6,28 +6,38 @@ from dataclasses import asdict
 from typing import Any
 
 from chalicelib.iot_onboarding import IotCaRegistered, VerificationCertificate
+from chalicelib.kinds import policy_for
 from chalicelib.model import (
     ROOT_PARENT,
+    STATUS_ACTIVE,
     STATUS_REVOKED,
     CertificateRecord,
-    CertType,
     InventoryItem,
     IssuedCertificate,
-    RevocationRecord,
     iso_utc,
 )
 from chalicelib.revocation import Revoked
-from chalicelib.service import CertificateDetails
+from chalicelib.service import CertificateDetails, HistoryPage
 
 
 def _parent(parent_fqdn: str) -> str | None:
     return None if parent_fqdn == ROOT_PARENT else parent_fqdn
 
 
-def certificate_view(
-    record: CertificateRecord, revocation: RevocationRecord | None = None
-) -> dict[str, Any]:
-    """GET /certificates/{certificate}: everything but the private key."""
+def certificate_view(details: CertificateDetails) -> dict[str, Any]:
+    """GET /certificates/{certificate}: everything but the private key, as it stands now."""
+    view = _record_view(details.record, details.chain_pem)
+    revocation = details.revocation
+    view["status"] = STATUS_REVOKED if revocation else STATUS_ACTIVE
+    if revocation is not None:
+        view["revoked_at"] = iso_utc(revocation.revoked_at)
+        view["revocation_reason"] = revocation.reason
+        if details.revoked_with is not None:
+            view["revoked_with"] = details.revoked_with
+    return view
+
+
+def _record_view(record: CertificateRecord, chain_pem: str) -> dict[str, Any]:
     view: dict[str, Any] = {
         "fqdn": record.fqdn,
         "type": record.cert_type.value,
@@ -38,29 +48,29 @@ def certificate_view(
         "key_type": record.key_type.value,
         "fingerprint_sha256": record.fingerprint_sha256,
         "certificate": record.certificate_pem,
-        "chain": record.chain_pem,
+        "chain": chain_pem,
         "acm_certificate_arn": record.acm_certificate_arn,
-        "status": STATUS_REVOKED if revocation else record.status,
         "generation": record.generation,
         "previous_serial": record.previous_serial,
     }
-    if record.cert_type is CertType.CLIENT:
+    if policy_for(record.cert_type).common_name_is_device_id:
         view["device_id"] = record.device_id
-    if revocation is not None:
-        view["revoked_at"] = iso_utc(revocation.revoked_at)
-        view["revocation_reason"] = revocation.reason
     return view
 
 
-def history_view(fqdn: str, generations: list[CertificateDetails]) -> dict[str, Any]:
-    """GET .../history: every generation, oldest first, as GET shows one (no private key)."""
-    items = [certificate_view(details.record, details.revocation) for details in generations]
-    return {"fqdn": fqdn, "items": items, "count": len(items)}
+def history_view(page: HistoryPage, next_token: str | None) -> dict[str, Any]:
+    """GET .../history: generations, oldest first, as GET shows one (no private key)."""
+    items = [certificate_view(details) for details in page.items]
+    return {"fqdn": page.fqdn, "items": items, "count": page.total, "next_token": next_token}
 
 
 def revoked_view(revoked: Revoked) -> dict[str, Any]:
-    """POST .../revoke: the certificate as revoked; for a CA, how many certificates it issued."""
-    view = certificate_view(revoked.record, revoked.revocation)
+    """POST .../revoke: the certificate as revoked; for a CA, how many certificates it issued.
+    (Its chain is not repeated: GET has it.)"""
+    view = _record_view(revoked.record, "")
+    view["status"] = STATUS_REVOKED
+    view["revoked_at"] = iso_utc(revoked.revocation.revoked_at)
+    view["revocation_reason"] = revoked.revocation.reason
     if revoked.issued_certificates is not None:
         view["issued_certificates"] = revoked.issued_certificates
     return view
@@ -68,8 +78,7 @@ def revoked_view(revoked: Revoked) -> dict[str, Any]:
 
 def issued_view(issued: IssuedCertificate) -> dict[str, Any]:
     """POST responses: the certificate, and the private key of a leaf (returned this once)."""
-    view = certificate_view(issued.record)
-    del view["status"]
+    view = _record_view(issued.record, issued.chain_pem)
     if issued.private_key_pem is not None:
         view["private_key"] = issued.private_key_pem
     if issued.aws_iot is not None:
@@ -85,7 +94,7 @@ def bulk_view(issued: list[IssuedCertificate]) -> dict[str, Any]:
         item = issued_view(certificate)
         del item["chain"]
         items.append(item)
-    return {"items": items, "chain": issued[0].record.chain_pem, "count": len(issued)}
+    return {"items": items, "chain": issued[0].chain_pem, "count": len(issued)}
 
 
 def list_item_view(item: InventoryItem) -> dict[str, Any]:

@@ -14,9 +14,10 @@ class CertificateImportError(Exception):
 
 class CertificateImporter(Protocol):
     def import_server_certificate(
-        self, record: CertificateRecord, private_key_pem: str
+        self, record: CertificateRecord, private_key_pem: str, chain_pem: str
     ) -> str | None:
-        """Import the certificate with its chain and key; the imported certificate's ARN. When
+        """Import the certificate with its key and the chain above it; the imported
+        certificate's ARN. When
         the record has an ARN (a renewal), the certificate is imported into that same ARN, so
         what refers to it (load balancers, brokers) picks up the new generation."""
 

@@ -14,7 +14,7 @@ from typing import Protocol
 from cryptography.x509.oid import NameOID
 
 from chalicelib import pki
-from chalicelib.errors import Unsupported
+from chalicelib.errors import Concept, Unsupported
 
 IOT_DEVICE_CALLS = 4
 """The budget of one device's registration: RegisterCertificate, AttachPolicy, CreateThing,
@@ -29,6 +29,12 @@ class IotRegistrationError(Exception):
 class IotCertificate:
     certificate_id: str
     certificate_arn: str
+
+
+@dataclass(frozen=True)
+class RegisteredCertificate:
+    certificate_id: str
+    status: str  # AWS IoT's: ACTIVE, INACTIVE, REVOKED, PENDING_TRANSFER, ...
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,17 @@ class IotRegistry(Protocol):
     def deactivate_ca(self, certificate_id: str) -> bool:
         """Mark a CA certificate INACTIVE; False when it was never registered."""
 
+    def certificates_of_ca(
+        self, ca_certificate_id: str, marker: str | None
+    ) -> tuple[list[RegisteredCertificate], str | None]:
+        """A page of the certificates registered under the CA certificate (AWS IoT's own list
+        by CA), and where the next page starts (None: this was the last)."""
+
 
 def unsupported() -> Unsupported:
-    return Unsupported("aws_iot: registration with AWS IoT needs the AWS backend (BACKEND=aws)")
+    return Unsupported(
+        "registration with AWS IoT needs the AWS backend (BACKEND=aws)", Concept.AWS_IOT
+    )
 
 
 def certificate_id_of(certificate_pem: str) -> str:

@@ -8,13 +8,15 @@ the highest one stored. The adapters share the document layout (chalicelib.adapt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from chalicelib.errors import CorruptDocument
 from chalicelib.model import CertificateRecord, RevocationRecord
 
 OnStored = Callable[[CertificateRecord], object]
+OnCorrupt = Callable[[CorruptDocument], object]
 
 
 def nothing(record: CertificateRecord) -> None:
@@ -51,10 +53,23 @@ class CertificateStore(Protocol):
     def list_generations(self, fqdn: str) -> list[CertificateRecord]:
         """Every generation, oldest first; NotFound if the certificate is not stored."""
 
+    def generation_numbers(self, fqdn: str) -> list[int]:
+        """The numbers of the stored generations, ascending; NotFound if there is none."""
+
+    def certificate_states(self, names: Sequence[tuple[str, str]]) -> list[CertificateState]:
+        """For each (issuer FQDN, FQDN): its current generation and whether it is revoked, each
+        read from the store now, never from a cache (what another process wrote a moment ago is
+        seen). An adapter whose reads wait on the network asks for all of them at once."""
+
     def exists(self, fqdn: str) -> bool: ...
 
-    def iter_certificates(self) -> Iterator[CertificateRecord]:
-        """The current generation of every stored certificate, in no particular order."""
+    def iter_certificates(self, on_corrupt: OnCorrupt | None = None) -> Iterator[CertificateRecord]:
+        """The current generation of every stored certificate, in no particular order. A
+        document that cannot be read raises CorruptDocument, or with `on_corrupt` is handed to
+        it and skipped."""
+
+    def iter_revocations(self, on_corrupt: OnCorrupt | None = None) -> Iterator[RevocationRecord]:
+        """Every revocation document, in no particular order; corrupt ones as above."""
 
     def put_revocation(self, revocation: RevocationRecord) -> None:
         """Record a revocation; AlreadyExists if the certificate (for a `generation_only` one:
@@ -73,7 +88,15 @@ class CertificateStore(Protocol):
 
     def list_revocations(self, issuer_fqdn: str) -> list[RevocationRecord]:
         """The revocations of the certificates `issuer_fqdn` issued and of single generations
-        of them (for its CRL)."""
+        of them (for its CRL); CorruptDocument names one that cannot be read."""
+
+
+@dataclass(frozen=True)
+class CertificateState:
+    """What `certificate_states` reads of one certificate."""
+
+    generation: int  # the current one (1 when never renewed)
+    revoked: bool  # the certificate itself (every generation of it) is revoked
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.api.documents import PUBLIC_ROUTES
 from chalicelib.api.portal import PORTAL_ROUTES
 from tests.helpers import JSON_HEADERS, ApiClient, create_hierarchy
 
@@ -24,16 +25,26 @@ def _concrete(path: str) -> str:
 
 
 def _routes() -> list[tuple[str, str]]:
-    """Every API route: all the app's routes but the portal's files, public by design (their
-    own test is tests/api/test_portal_files.py)."""
+    """Every API route: all the app's routes but the portal's files and CRLs, public by design
+    (their own tests: tests/api/test_portal_files.py, test_crls_answer_without_the_token)."""
     from app import app
 
     return sorted(
         (method, _concrete(path))
         for path, entries in app.routes.items()
         for method in entries
-        if (path, method.lower()) not in PORTAL_ROUTES
+        if (path, method.lower()) not in PORTAL_ROUTES | PUBLIC_ROUTES
     )
+
+
+def test_crls_answer_without_the_token(authenticated: Any) -> None:
+    """A relying party follows a certificate's CRL Distribution Point with no credentials."""
+    assert {("/certificates/{certificate}/crl", "get")} == PUBLIC_ROUTES
+    for query in ("", "?format=pem"):
+        response = authenticated.http.get(f"/certificates/example.com/crl{query}")
+        assert response.status_code == 200, response.body
+    creating = _call(authenticated, "POST", "/certificates/root", {})
+    assert creating.status_code == 401
 
 
 @pytest.fixture

@@ -141,7 +141,8 @@ def iot_calls() -> IotRecording:
 @pytest.fixture
 def iot_api(backend: MotoBackend, iot_calls: IotRecording) -> Iterator[ApiClient]:
     """The API on moto, its IoT calls recorded (their parameters, as sent), with a root and a
-    cell CA. Events are not delivered on their own: tests hand them to the handler."""
+    cell CA in the inventory. Later events are not delivered on their own: tests hand them to
+    the handler."""
     from app import app
 
     session = boto3.session.Session()  # its own: the recording hooks stay with this test
@@ -158,7 +159,7 @@ def iot_api(backend: MotoBackend, iot_calls: IotRecording) -> Iterator[ApiClient
         api = ApiClient(client)
         api.create("root", fqdn=ROOT)
         api.create("intermediate", fqdn=CELL)
-        backend.receive_events()
+        backend.deliver_events(client)
         yield api
 
 

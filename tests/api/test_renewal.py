@@ -250,7 +250,7 @@ def test_renewing_a_ca_keeps_its_key_and_what_it_issued_verifies_under_both(
     device = backend_api.create("device", parent_fqdn=CELL1)
     old_cell = hierarchy[CELL1]
 
-    new_cell = renewed(backend_api, CELL1, validity_days=400)
+    new_cell = renewed(backend_api, CELL1)
 
     old, new = certificate_of(old_cell), certificate_of(new_cell)
     ski = x509.SubjectKeyIdentifier
@@ -268,6 +268,28 @@ def test_renewing_a_ca_keeps_its_key_and_what_it_issued_verifies_under_both(
     later = backend_api.create("device", parent_fqdn=CELL1)
     assert load_pem_chain(later["chain"])[0] == new
     verify_client({**later, "chain": old_cell["certificate"] + old_cell["chain"]}, root_pem)
+    # issued before it: served with the new certificate from now on
+    served = backend_api.get(f"/certificates/{device['fqdn']}").body
+    assert load_pem_chain(served["chain"])[0] == new
+    verify_client(served, root_pem)
+
+
+def test_a_ca_renewal_never_ends_before_the_generation_it_renews(
+    backend_api: ApiClient, hierarchy: dict[str, dict[str, Any]]
+) -> None:
+    """What the cell issued may run until its current certificate ends: a renewal that would
+    end earlier is refused, and nothing is written."""
+    device = backend_api.create("device", parent_fqdn=CELL1)
+    before = backend_api.backend.snapshot()
+
+    response = backend_api.post(f"/certificates/{CELL1}/renew", {"validity_days": 30})
+
+    assert response.status_code == 409, response.body
+    assert response.body["Message"].startswith("validity_days: 30 days would end")
+    assert hierarchy[CELL1]["not_after"] in response.body["Message"]
+    assert backend_api.backend.snapshot() == before
+    longer = renewed(backend_api, CELL1)
+    assert longer["not_after"] >= hierarchy[CELL1]["not_after"] >= device["not_after"]
 
 
 def test_renewing_a_root_keeps_its_key(

@@ -186,13 +186,17 @@ def test_the_der_crl_arrives_as_bytes_for_curl_requests_and_its_own_type(
     assert [entry.serial_number for entry in crl] == [int(device["serial"], 16)]
 
 
-def test_the_der_crl_is_refused_to_a_client_that_accepts_only_json(api: ApiClient) -> None:
-    create_hierarchy(api)
-    response = api.chalice_client.http.get(
-        f"/certificates/{CELL1}/crl", headers={"Accept": "application/json"}
-    )
-    assert response.status_code == 400
-    assert "application/pkix-crl" in response.json_body["Message"]
+@pytest.mark.parametrize("accept", [None, "application/*", "application/json", "text/html"])
+def test_the_der_crl_answers_any_accept_header(api: ApiClient, accept: str | None) -> None:
+    """A relying party following a CRL Distribution Point cannot choose its headers: openssl
+    sends no Accept. The CRL is the one representation there is, so every client gets it."""
+    hierarchy = create_hierarchy(api)
+    headers = {} if accept is None else {"Accept": accept}
+    response = api.chalice_client.http.get(f"/certificates/{CELL1}/crl", headers=headers)
+    assert response.status_code == 200, response.body
+    assert response.headers["Content-Type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(response.body)
+    assert crl.is_signature_valid(load_certificate(hierarchy[CELL1]).public_key())
 
 
 def test_unspecified_revocation_has_no_reason_extension(

@@ -55,6 +55,12 @@ def now() -> datetime:
 
 
 @functools.cache
+def with_chain(made: tuple[CertificateRecord, str]) -> tuple[CertificateRecord, str, str]:
+    """(record, key) with the chain above the record, as the issuer hands it over."""
+    record, key = made
+    return record, key, record.chain_pem
+
+
 def server_authority() -> tuple[SigningAuthority, str]:
     """Root and server intermediate, built once: the signing intermediate and the chain PEM."""
     root_key = generate_private_key(KeyType.EC_P384)
@@ -147,15 +153,19 @@ class TestCertificateImporterContract:
     ) -> None:
         record, private_key_pem = make_server_certificate(key_type=key_type)
 
-        result = importer.import_server_certificate(record, private_key_pem)
+        result = importer.import_server_certificate(record, private_key_pem, record.chain_pem)
 
         assert result is None or (isinstance(result, str) and ACM_ARN.match(result)), result
 
     def test_two_certificates_get_two_arns_or_none_at_all(
         self, importer: CertificateImporter
     ) -> None:
-        first = importer.import_server_certificate(*make_server_certificate("a.example.com"))
-        second = importer.import_server_certificate(*make_server_certificate("b.example.com"))
+        first = importer.import_server_certificate(
+            *with_chain(make_server_certificate("a.example.com"))
+        )
+        second = importer.import_server_certificate(
+            *with_chain(make_server_certificate("b.example.com"))
+        )
 
         assert (first is None and second is None) or (
             first is not None and second is not None and first != second
@@ -165,7 +175,7 @@ class TestCertificateImporterContract:
         self, importer: CertificateImporter
     ) -> None:
         imported, key = make_server_certificate("found.example.com")
-        arn = importer.import_server_certificate(imported, key)
+        arn = importer.import_server_certificate(imported, key, imported.chain_pem)
         never_imported, _ = make_server_certificate("never.example.com")
         same_name_other_certificate, _ = make_server_certificate("found.example.com")
 
@@ -181,7 +191,10 @@ class TestAcmImporterLookup:
         records = {}
         for key_type in (KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA_2048, KeyType.RSA_3072):
             record, key = make_server_certificate(f"{key_type.value.lower()}.example.com", key_type)
-            records[record.fqdn] = acm_importer.import_server_certificate(record, key), record
+            records[record.fqdn] = (
+                acm_importer.import_server_certificate(record, key, record.chain_pem),
+                record,
+            )
 
         found = acm_importer.find_imported([record for _, record in records.values()])
 
@@ -197,7 +210,7 @@ class TestAcmImporterLookup:
             lambda params, **_: asked.append(dict(params)),
         )
         record, key = make_server_certificate("asked.example.com")
-        AcmImporter(client).import_server_certificate(record, key)
+        AcmImporter(client).import_server_certificate(record, key, record.chain_pem)
 
         AcmImporter(client).find_imported([record])
 
@@ -209,7 +222,9 @@ class TestAcmImporterLookup:
 
 class TestNullImporter:
     def test_nothing_is_imported_and_no_arn_is_returned(self) -> None:
-        assert NullImporter().import_server_certificate(*make_server_certificate()) is None
+        assert (
+            NullImporter().import_server_certificate(*with_chain(make_server_certificate())) is None
+        )
 
 
 def expire_the_certificate(record: CertificateRecord, key: str) -> tuple[CertificateRecord, str]:
@@ -245,7 +260,7 @@ class TestAcmImporter:
         record, private_key_pem = make_server_certificate()
         acm = aws_resources.session.client("acm")
 
-        arn = acm_importer.import_server_certificate(record, private_key_pem)
+        arn = acm_importer.import_server_certificate(record, private_key_pem, record.chain_pem)
 
         assert arn is not None
         stored = acm.get_certificate(CertificateArn=arn)
@@ -266,7 +281,7 @@ class TestAcmImporter:
     ) -> None:
         record, private_key_pem = make_server_certificate()
 
-        arn = acm_importer.import_server_certificate(record, private_key_pem)
+        arn = acm_importer.import_server_certificate(record, private_key_pem, record.chain_pem)
 
         tags = aws_resources.session.client("acm").list_tags_for_certificate(CertificateArn=arn)
         assert {tag["Key"]: tag["Value"] for tag in tags["Tags"]}["fqdn"] == record.fqdn
@@ -285,7 +300,7 @@ class TestAcmImporter:
         record, private_key_pem = break_import(*make_server_certificate())
 
         with pytest.raises(CertificateImportError) as raised:
-            acm_importer.import_server_certificate(record, private_key_pem)
+            acm_importer.import_server_certificate(record, private_key_pem, record.chain_pem)
 
         assert record.fqdn in str(raised.value)
         assert isinstance(raised.value.__cause__, ClientError)
@@ -316,7 +331,9 @@ class TestAcmImporter:
                 expected_params=expected,
             )
             with pytest.raises(CertificateImportError) as raised:
-                AcmImporter(client).import_server_certificate(record, private_key_pem)
+                AcmImporter(client).import_server_certificate(
+                    record, private_key_pem, record.chain_pem
+                )
             stubber.assert_no_pending_responses()
 
         assert record.fqdn in str(raised.value)

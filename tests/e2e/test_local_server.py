@@ -244,6 +244,10 @@ def test_every_refusal_the_app_sees_is_a_code_ending_in_error_and_a_message(
         f"{url}/certificates/root", json={"fqdn": "errors.example.com"}, timeout=TIMEOUT
     )
     assert root.status_code == 201, root.text
+    leaf = requests.post(
+        f"{url}/certificates/server", json={"fqdn": "mqtt.errors.example.com"}, timeout=TIMEOUT
+    )
+    assert leaf.status_code == 201, leaf.text
     status, _, body, _ = _exchange(
         server,
         b"POST /certificates/device HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -259,8 +263,8 @@ def test_every_refusal_the_app_sees_is_a_code_ending_in_error_and_a_message(
             timeout=TIMEOUT,
         ),
         "binary-not-accepted": requests.get(
-            f"{url}/certificates/errors.example.com/crl",
-            headers={"Accept": "application/json"},
+            f"{url}/certificates/mqtt.errors.example.com/bundle?format=pkcs12",
+            headers={"Accept": "application/json", "X-Bundle-Password": "secret"},
             timeout=TIMEOUT,
         ),
     }

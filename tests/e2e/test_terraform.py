@@ -426,9 +426,12 @@ def test_the_portal_plans_cognito_sign_in_and_opens_only_its_two_methods(
         for method, operation in methods.items()
         if "security" not in operation
     }
-    assert open_methods == {("/portal", "get"), ("/portal/{asset}", "get")}
+    portal_methods = {("/portal", "get"), ("/portal/{asset}", "get")}
+    assert open_methods == portal_methods | {("/certificates/{certificate}/crl", "get")}
     assert all(
         swagger["paths"][path][method]["x-amazon-apigateway-auth"]["type"]
         == "${local.portal_authorization}"
-        for path, method in open_methods
+        for path, method in portal_methods
     )
+    crl = swagger["paths"]["/certificates/{certificate}/crl"]["get"]
+    assert crl["x-amazon-apigateway-auth"] == {"type": "NONE"}  # with or without the portal

@@ -261,7 +261,7 @@ def test_each_stage_names_only_its_own_resources(
         assert resources.types() <= set(NAMED) | UNNAMED, resources.types() - UNNAMED
         names = resources.names()
         assert all(names.values()), names  # at least one of each named type
-        assert len(names["aws_lambda_function"]) == 2 and len(names["aws_iam_role"]) == 3
+        assert len(names["aws_lambda_function"]) == 3 and len(names["aws_iam_role"]) == 4
         for kind, group in names.items():
             assert group <= in_account[kind], (kind, group - in_account[kind])
         prefix = f"{APP}-{stage}"
@@ -289,14 +289,16 @@ def test_the_functions_fit_api_gateway_and_dead_letter_their_events(
         api = account.client("lambda").get_function_configuration(FunctionName=f"{APP}-{stage}")
         assert 0 < api["Timeout"] <= API_GATEWAY_TIMEOUT_SECONDS
         queue = resources.values("aws_sqs_queue.inventory_dead_letters")
-        handler = resources.values("aws_lambda_function.record_inventory")
-        assert handler["role"].endswith(f":role/{APP}-{stage}-inventory")
-        [target] = account.client("events").list_targets_by_rule(
-            Rule=f"{APP}-{stage}-record_inventory", EventBusName=f"{APP}-{stage}"
-        )["Targets"]
-        assert target["Arn"] == handler["arn"]
-        assert target["DeadLetterConfig"] == {"Arn": queue["arn"]}
-        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+        handlers = {}
+        for key, role in (("record_inventory", "inventory"), ("revocation_cascade", "cascade")):
+            handler = handlers[key] = resources.values(f"aws_lambda_function.{key}")
+            assert handler["role"].endswith(f":role/{APP}-{stage}-{role}")
+            [target] = account.client("events").list_targets_by_rule(
+                Rule=f"{APP}-{stage}-{key}", EventBusName=f"{APP}-{stage}"
+            )["Targets"]
+            assert target["Arn"] == handler["arn"]
+            assert target["DeadLetterConfig"] == {"Arn": queue["arn"]}
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
         attributes = account.client("sqs").get_queue_attributes(
             QueueUrl=queue["url"], AttributeNames=["All"]
         )["Attributes"]
@@ -311,7 +313,8 @@ def test_the_functions_fit_api_gateway_and_dead_letter_their_events(
         }
         assert watched == {
             ("ApproximateNumberOfMessagesVisible", queue["name"]),
-            ("Errors", handler["function_name"]),
+            ("Errors", handlers["record_inventory"]["function_name"]),
+            ("Errors", handlers["revocation_cascade"]["function_name"]),
         }
         [rest_api] = [
             api
@@ -368,16 +371,26 @@ def test_each_role_may_call_only_what_its_function_calls(
     assert api["dynamodb:Query"] == {f"{table}/index/parent-index"}
     inventory = _role_policy(account, f"{APP}-alice-inventory")
     assert set(inventory) == {
-        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:PutItem", "dynamodb:UpdateItem",
-        "sqs:SendMessage", "iot:UpdateCertificate", "iot:UpdateCACertificate",
+        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:PutItem",
+        "dynamodb:UpdateItem", "sqs:SendMessage", "iot:UpdateCertificate",
+        "iot:UpdateCACertificate",
     }  # fmt: skip
     assert inventory["dynamodb:PutItem"] == inventory["dynamodb:UpdateItem"] == {table}
+    assert inventory["dynamodb:GetItem"] == {table}
     assert inventory["iot:UpdateCertificate"] == {f"{iot}:cert/*", f"{iot}:cacert/*"}
-    for granted in (api, inventory):
+    cascade = _role_policy(account, f"{APP}-alice-cascade")
+    assert set(cascade) == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject", "s3:ListBucket",
+        "dynamodb:Query", "iot:ListCertificatesByCA", "iot:UpdateCertificate",
+        "iot:UpdateCACertificate", "events:PutEvents", "sqs:SendMessage",
+    }  # fmt: skip
+    assert cascade["dynamodb:Query"] == {f"{table}/index/parent-index"}
+    assert cascade["iot:ListCertificatesByCA"] == {"*"}  # it takes no other resource
+    for granted in (api, inventory, cascade):
         assert not [action for action in granted if "*" in action]
         for resource in {resource for group in granted.values() for resource in group}:
             if resource == "*":
-                assert granted is api
+                assert granted is api or granted is cascade
                 continue
             if resource.startswith(f"{iot}:"):  # AWS IoT picks the certificates' and things' ids
                 assert resource.split(":")[-1] in ("cert/*", "cacert/*", "thing/*"), resource
@@ -385,7 +398,7 @@ def test_each_role_may_call_only_what_its_function_calls(
             assert resource in (key, certificates) or f"{APP}-alice" in resource, resource
 
 
-def test_only_the_api_role_can_decrypt_through_s3_and_admins_cannot_decrypt(
+def test_only_the_function_roles_can_decrypt_through_s3_and_admins_cannot_decrypt(
     stacks: dict[str, Stack], moto_endpoint: str
 ) -> None:
     account = Account(moto_endpoint)
@@ -394,6 +407,7 @@ def test_only_the_api_role_can_decrypt_through_s3_and_admins_cannot_decrypt(
         account.client("kms").get_key_policy(KeyId=key["key_id"], PolicyName="default")["Policy"]
     )
     api_role = stacks["alice"].values("aws_iam_role.lambda")["arn"]
+    cascade_role = stacks["alice"].values("aws_iam_role.cascade")["arn"]
     cryptographic = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom"}
     decrypting: list[tuple[set[str], dict[str, Any]]] = []
     for statement in policy["Statement"]:
@@ -407,8 +421,12 @@ def test_only_the_api_role_can_decrypt_through_s3_and_admins_cannot_decrypt(
             assert "kms:PutKeyPolicy" in actions and "kms:ScheduleKeyDeletion" in actions
         elif "kms:Decrypt" in actions:
             decrypting.append((principals, statement["Condition"]["StringEquals"]))
-    via = {conditions["kms:ViaService"]: principals for principals, conditions in decrypting}
-    assert via[f"s3.{REGION}.amazonaws.com"] == {api_role}
+            if principals == {cascade_role}:  # it reads documents, and writes none
+                assert actions == {"kms:Decrypt"}
+    via: dict[str, set[str]] = {}
+    for principals, conditions in decrypting:
+        via.setdefault(conditions["kms:ViaService"], set()).update(principals)
+    assert via[f"s3.{REGION}.amazonaws.com"] == {api_role, cascade_role}
     assert set(via) == {f"s3.{REGION}.amazonaws.com", f"dynamodb.{REGION}.amazonaws.com"}
 
 

@@ -1,6 +1,5 @@
 """The post-processing of the generated chalice.tf.json, on a file recorded from chalice 1.34
-(`chalice package --pkg-format terraform --stage dev`, before post-processing), with the portal's
-two routes added as Chalice writes them (the recording predates them)."""
+(`chalice package --pkg-format terraform --stage dev`, before post-processing)."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from chalicelib.api.documents import BINARY_TYPES
+from chalicelib.api.documents import BINARY_TYPES, PUBLIC_ROUTES
 from chalicelib.api.portal import PORTAL_ROUTES
 from devtools import chalice_tf
 
@@ -27,16 +26,7 @@ API_GATEWAY_TIMEOUT_SECONDS = 29
 
 
 def recorded() -> dict[str, Any]:
-    """The recording, plus GET /portal and GET /portal/{asset} as Chalice generates them."""
     document: dict[str, Any] = json.loads(RECORDED.read_text())
-    swagger = json.loads(document["locals"]["chalice_api_swagger"])
-    page = copy.deepcopy(swagger["paths"]["/openapi.json"]["get"])
-    asset = copy.deepcopy(page) | {
-        "parameters": [{"name": "asset", "in": "path", "required": True, "type": "string"}]
-    }
-    swagger["paths"]["/portal"] = {"get": page}
-    swagger["paths"]["/portal/{asset}"] = {"get": asset}
-    document["locals"]["chalice_api_swagger"] = json.dumps(swagger)
     return document
 
 
@@ -86,6 +76,7 @@ def test_every_name_comes_from_the_terraform_variables(processed: dict[str, Any]
     assert processed["locals"]["function_names"] == {
         "api_handler": "${var.app_name}-${var.stage}",
         "record_inventory": "${var.app_name}-${var.stage}-record_inventory",
+        "revocation_cascade": "${var.app_name}-${var.stage}-revocation_cascade",
     }
     resources = processed["resource"]
     for key, function in resources["aws_lambda_function"].items():
@@ -138,7 +129,7 @@ def test_the_inventory_rule_is_on_the_custom_bus_and_never_loses_an_event(
     assert target["event_bus_name"] == rule["event_bus_name"]
     assert json.loads(rule["event_pattern"]) == {
         "source": ["certificates"],
-        "detail-type": ["created", "revoked"],
+        "detail-type": ["created", "renewed", "revoked"],
     }
     assert target["arn"] == "${aws_lambda_function.record_inventory.arn}"
     dead_letters = "${aws_sqs_queue.inventory_dead_letters.arn}"
@@ -149,13 +140,31 @@ def test_the_inventory_rule_is_on_the_custom_bus_and_never_loses_an_event(
     assert "dead_letter_config" not in functions["api_handler"]  # synchronous: no DLQ applies
 
 
+def test_the_cascade_rule_takes_ca_revocations_and_its_own_continuations(
+    processed: dict[str, Any],
+) -> None:
+    resources = processed["resource"]
+    rule = resources["aws_cloudwatch_event_rule"]["revocation_cascade-event"]
+    target = resources["aws_cloudwatch_event_target"]["revocation_cascade-event"]
+    assert rule["event_bus_name"] == target["event_bus_name"]
+    assert json.loads(rule["event_pattern"]) == {
+        "source": ["certificates"],
+        "detail-type": ["revoked", "revocation-cascade"],
+        "detail": {"Type": ["Root", "Intermediate"]},
+    }
+    assert target["dead_letter_config"] == {"arn": "${aws_sqs_queue.inventory_dead_letters.arn}"}
+    cascade = resources["aws_lambda_function"]["revocation_cascade"]
+    assert cascade["timeout"] == 300
+
+
 def test_each_function_gets_its_role_and_the_aws_backend_environment(
     processed: dict[str, Any],
 ) -> None:
     functions = processed["resource"]["aws_lambda_function"]
-    assert set(functions) == {"api_handler", "record_inventory"}
+    assert set(functions) == {"api_handler", "record_inventory", "revocation_cascade"}
     assert functions["api_handler"]["role"] == "${aws_iam_role.lambda.arn}"
     assert functions["record_inventory"]["role"] == "${aws_iam_role.inventory.arn}"
+    assert functions["revocation_cascade"]["role"] == "${aws_iam_role.cascade.arn}"
     for key, function in functions.items():
         variables = function["environment"]["variables"]
         if key == "api_handler":  # merged with the portal's settings in Terraform
@@ -195,10 +204,19 @@ def test_every_route_requires_sigv4(generated: dict[str, Any], processed: dict[s
     generated_operations = sum(len(methods) for methods in swagger_of(generated)["paths"].values())
     assert len(operations) == generated_operations >= 6
     for path, method, operation in operations:
-        if (path, method) in PORTAL_ROUTES:
-            continue  # test_the_portal_is_open_only_with_portal_true
+        if (path, method) in PORTAL_ROUTES | PUBLIC_ROUTES:
+            continue  # test_the_portal_is_open_only_with_portal_true, test_crls_are_public
         assert operation["security"] == [{"sigv4": []}], (path, method)
         assert "x-amazon-apigateway-auth" not in operation, (path, method)
+
+
+def test_crls_are_public(processed: dict[str, Any]) -> None:
+    """A relying party fetches a CRL from a certificate's CRL Distribution Point unsigned."""
+    swagger = swagger_of(processed)
+    assert {("/certificates/{certificate}/crl", "get")} == PUBLIC_ROUTES
+    operation = swagger["paths"]["/certificates/{certificate}/crl"]["get"]
+    assert "security" not in operation
+    assert operation["x-amazon-apigateway-auth"] == {"type": "NONE"}
 
 
 def test_the_portal_is_open_only_with_portal_true(processed: dict[str, Any]) -> None:
@@ -280,13 +298,13 @@ def test_binary_bodies_reach_every_client_as_bytes(
     assert api_gateway_returns_bytes(accept, swagger_types)
     unprocessed = swagger_of(generated)["x-amazon-apigateway-binary-media-types"]
     assert unprocessed == list(BINARY_TYPES)
-    assert api_gateway_returns_bytes(accept, unprocessed) == ("*" not in accept)
+    assert api_gateway_returns_bytes(accept, unprocessed) == (accept in BINARY_TYPES)
 
 
 def test_the_rule_model_only_matches_the_first_accept_type() -> None:
     """A negative control for `api_gateway_returns_bytes`: a later Accept type does not count."""
-    assert not api_gateway_returns_bytes("text/html, application/pkix-crl", list(BINARY_TYPES))
-    assert api_gateway_returns_bytes("application/pkix-crl;q=0.9, text/html", list(BINARY_TYPES))
+    assert not api_gateway_returns_bytes("text/html, application/x-pkcs12", list(BINARY_TYPES))
+    assert api_gateway_returns_bytes("application/x-pkcs12;q=0.9, text/html", list(BINARY_TYPES))
     assert api_gateway_returns_bytes("application/json", ["application/*"])
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import Concept, InvalidRequest
 from chalicelib.iot_onboarding import (
     MAX_TEMPLATE_CHARACTERS,
     IotCaRequest,
@@ -58,6 +58,7 @@ def test_what_a_device_presents(request_: IotCaRequest, says: str, does_not_say:
 
 
 def test_ed25519_devices_are_refused_for_aws_iot() -> None:
-    refuse_ed25519([KeyType.EC_P256, KeyType.RSA_2048], "csrs")
-    with pytest.raises(InvalidRequest, match=r"^csrs: ED25519"):
-        refuse_ed25519([KeyType.EC_P256, KeyType.ED25519], "csrs")
+    refuse_ed25519([KeyType.EC_P256, KeyType.RSA_2048], Concept.CSRS)
+    with pytest.raises(InvalidRequest, match=r"^ED25519") as raised:
+        refuse_ed25519([KeyType.EC_P256, KeyType.ED25519], Concept.CSRS)
+    assert raised.value.concept is Concept.CSRS

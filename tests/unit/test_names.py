@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from chalicelib.api.paging import decode_page_token, encode_page_token
 from chalicelib.errors import InvalidRequest
 from chalicelib.names import (
     decode_certificate_name,
@@ -18,7 +19,6 @@ from chalicelib.names import (
     proper_suffixes,
     random_uuids,
 )
-from chalicelib.paging import decode_page_token, encode_page_token
 
 LABEL_63 = "a" * 63
 LABEL_64 = "a" * 64

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chalicelib.model import CA_AND_SERVER_KEY_TYPES, KeyType, SubjectDetails
+from chalicelib.kinds import CA_AND_SERVER_KEY_TYPES
+from chalicelib.model import KeyType, SubjectDetails
 from chalicelib.pki import (
     SigningAuthority,
     Validity,

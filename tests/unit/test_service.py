@@ -20,7 +20,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from chalicelib.adapters.local.events import InProcessPublisher
 from chalicelib.adapters.local.importer import NullImporter
-from chalicelib.errors import Conflict, InvalidRequest, StorageError
+from chalicelib.errors import Concept, Conflict, InvalidRequest, StorageError
 from chalicelib.events import CertificateCreated, CertificateEvent, CertificateRenewed
 from chalicelib.issuance import BulkTerms, DeviceOrder, InProcessSigner, SignedDevice
 from chalicelib.model import (
@@ -492,7 +492,7 @@ def test_validity_beyond_the_issuer_names_validity_days_and_the_maximum() -> Non
     with pytest.raises(InvalidRequest) as raised:
         intermediate(service, validity_days=101)
 
-    assert raised.value.field == "validity_days"
+    assert raised.value.concept is Concept.VALIDITY
     assert "at most 100" in raised.value.rule
     assert stored_fqdns(store) == [ROOT]
     assert [event.fqdn for event in publisher.events] == [ROOT]
@@ -508,7 +508,7 @@ def test_the_maximum_counts_whole_days_left_at_issuance() -> None:
     with pytest.raises(InvalidRequest) as raised:
         intermediate(service, validity_days=90)
 
-    assert raised.value.field == "validity_days"
+    assert raised.value.concept is Concept.VALIDITY
     assert "at most 89" in raised.value.rule
     assert intermediate(service, validity_days=89).record.not_after == clock.now + timedelta(
         days=89
@@ -521,8 +521,9 @@ def test_an_expired_issuer_cannot_sign() -> None:
     root(service, validity_days=10)
     clock.now = NOW + timedelta(days=11)
 
-    with pytest.raises(Conflict, match=r"parent_fqdn: CA .* expired on"):
+    with pytest.raises(Conflict, match=r"^CA .* expired on") as raised:
         intermediate(service)
+    assert raised.value.concept is Concept.ISSUER
 
 
 # Keys ------------------------------------------------------------------------------------
@@ -562,9 +563,7 @@ def test_a_new_service_with_the_same_passphrase_signs_under_a_stored_ca() -> Non
     leaf = load(issued.record.certificate_pem)
     leaf.verify_directly_issued_by(cell_certificate)
     verifier = PolicyBuilder().time(NOW).store(Store([root_certificate])).build_client_verifier()
-    verified = verifier.verify(
-        leaf, x509.load_pem_x509_certificates(issued.record.chain_pem.encode())
-    )
+    verified = verifier.verify(leaf, x509.load_pem_x509_certificates(issued.chain_pem.encode()))
     assert verified.chain == [leaf, cell_certificate, root_certificate]
 
 
@@ -677,24 +676,24 @@ def test_of_renewals_that_read_the_same_generation_one_is_stored_the_rest_name_i
     assert [e.serial for e in renewed_events] == [winner.record.serial]
 
 
-def test_renewing_a_ca_in_one_process_is_seen_by_another_within_a_second() -> None:
-    store, clock = InMemoryStore(), SettableClock()
-    first, second = make_service(store=store, clock=clock), make_service(store=store, clock=clock)
+def test_renewing_a_ca_in_one_process_is_seen_by_another_at_once() -> None:
+    store = InMemoryStore()
+    first, second = make_service(store=store), make_service(store=store)
     root(first)
-    intermediate(first)
+    intermediate(first, validity_days=100)
     before = device(second)  # `second` has loaded the cell
 
-    renewed_cell = first.renew(CELL, RenewRequest(validity_days=30))
-    assert first.create_device(
-        IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=CELL)
-    ).record.chain_pem.startswith(renewed_cell.record.certificate_pem)  # at once where renewed
-    clock.now += timedelta(seconds=1)
-    after = device(second)
+    renewed_cell = first.renew(CELL, RenewRequest(validity_days=1000))
+    after = device(second)  # the same instant: no cache to wait out
 
-    assert before.record.chain_pem.startswith(intermediate_pem(store, generation=1))
-    assert after.record.chain_pem.startswith(renewed_cell.record.certificate_pem)
-    # the validity of what the cell issues is now bounded by its renewed certificate
-    assert after.record.not_after == renewed_cell.record.not_after
+    assert before.chain_pem.startswith(intermediate_pem(store, generation=1))
+    assert after.chain_pem.startswith(renewed_cell.record.certificate_pem)
+    # the validity of what the cell issues is bounded by its current certificate
+    assert before.record.not_after == NOW + timedelta(days=100)
+    assert after.record.not_after == NOW + timedelta(days=365)
+    # and what was issued before the renewal is served with the renewed cell's chain
+    served = second.get_certificate(before.record.fqdn)
+    assert served.chain_pem.startswith(renewed_cell.record.certificate_pem)
 
 
 def intermediate_pem(store: InMemoryStore, generation: int) -> str:

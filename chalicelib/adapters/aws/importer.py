@@ -26,12 +26,12 @@ class AcmImporter:
         self._client = client
 
     def import_server_certificate(
-        self, record: CertificateRecord, private_key_pem: str
+        self, record: CertificateRecord, private_key_pem: str, chain_pem: str
     ) -> str | None:
         arguments: dict[str, Any] = {
             "Certificate": record.certificate_pem.encode(),
             "PrivateKey": private_key_pem.encode(),
-            "CertificateChain": record.chain_pem.encode(),
+            "CertificateChain": chain_pem.encode(),
         }
         if record.acm_certificate_arn:  # a re-import keeps the tags (ACM refuses new ones)
             arguments["CertificateArn"] = record.acm_certificate_arn

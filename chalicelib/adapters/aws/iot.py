@@ -10,8 +10,12 @@ from chalicelib.ports.iot_registry import (
     CaRegistration,
     IotCertificate,
     IotRegistrationError,
+    RegisteredCertificate,
     thing_name_of,
 )
+
+PAGE_SIZE = 250
+"""ListCertificatesByCA's largest page."""
 
 
 class AwsIotRegistry:
@@ -77,6 +81,24 @@ class AwsIotRegistry:
 
     def deactivate_ca(self, certificate_id: str) -> bool:
         return self._set_status("update_ca_certificate", certificate_id, "INACTIVE")
+
+    def certificates_of_ca(
+        self, ca_certificate_id: str, marker: str | None
+    ) -> tuple[list[RegisteredCertificate], str | None]:
+        arguments: dict[str, Any] = {"caCertificateId": ca_certificate_id, "pageSize": PAGE_SIZE}
+        if marker:
+            arguments["marker"] = marker
+        try:
+            response = self._client.list_certificates_by_ca(**arguments)
+        except aws_errors() as err:
+            if aws_error_code(err) == "ResourceNotFoundException":
+                return [], None
+            raise StorageError(f"AWS IoT ListCertificatesByCA failed: {err}") from err
+        page = [
+            RegisteredCertificate(entry["certificateId"], entry.get("status", ""))
+            for entry in response.get("certificates", [])
+        ]
+        return page, response.get("nextMarker") or None
 
     def _set_status(self, operation: str, certificate_id: str, status: str) -> bool:
         try:

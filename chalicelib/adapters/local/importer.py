@@ -11,7 +11,7 @@ class NullImporter:
     """The local backend has no ACM: nothing is imported and no ARN is returned."""
 
     def import_server_certificate(
-        self, record: CertificateRecord, private_key_pem: str
+        self, record: CertificateRecord, private_key_pem: str, chain_pem: str
     ) -> str | None:
         return None
 

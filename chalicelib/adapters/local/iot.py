@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from chalicelib.ports.iot_registry import CaRegistration, IotCertificate, unsupported
+from chalicelib.ports.iot_registry import (
+    CaRegistration,
+    IotCertificate,
+    RegisteredCertificate,
+    unsupported,
+)
 
 
 class NoIotRegistry:
@@ -27,3 +32,8 @@ class NoIotRegistry:
 
     def deactivate_ca(self, certificate_id: str) -> bool:
         return False
+
+    def certificates_of_ca(
+        self, ca_certificate_id: str, marker: str | None
+    ) -> tuple[list[RegisteredCertificate], str | None]:
+        return [], None

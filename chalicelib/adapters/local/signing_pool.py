@@ -28,8 +28,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from chalicelib import pki
-from chalicelib.issuance import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice, sign_device
+from chalicelib.issuance import sign_device
 from chalicelib.model import KeyType, SubjectDetails
+from chalicelib.ports.signer import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice
 
 logger = logging.getLogger(__name__)
 
