@@ -47,7 +47,7 @@ clean-store:
 	@store="$${CERTSTORE_DIR:-./.certstore}"; \
 	if [ ! -e "$$store" ]; then echo "clean-store: no $$store"; exit 0; fi; \
 	foreign=$$(ls -A "$$store" | grep -vxE \
-		'certificates|revocations|inventory\.sqlite3(-wal|-shm|-journal)?|\.tmp-.*'); \
+		'certificates|revocations|inventory\.sqlite3(-wal|-shm|-journal)?|\.tmp-.*|\.corrupt'); \
 	if [ -n "$$foreign" ] || [ ! -d "$$store" ]; then \
 		echo "clean-store: $$store is not only a certificate store ($$foreign); nothing removed" >&2; \
 		exit 1; fi; \
@@ -57,7 +57,7 @@ clean-store:
 reconcile: venv
 	$(BIN)/python -m chalicelib.reconcile
 
-## Check the local store after a crash; REPAIR=1 removes leftovers and adds missing inventory items.
+## Check the local store: names every problem (exit 1); REPAIR=1 repairs what can be repaired.
 fsck: venv
 	$(BIN)/python -m chalicelib.fsck $(if $(REPAIR),--repair)
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from chalicelib.errors import NotFound
+from chalicelib.errors import CorruptDocument, NotFound
 from chalicelib.events import (
     CASCADE_DETAIL_TYPE,
     CREATED_DETAIL_TYPE,
@@ -31,6 +31,10 @@ from chalicelib.kinds import policy_for
 from chalicelib.model import STATUS_REVOKED, CertificateRecord, InventoryItem, iso_utc
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.store import CertificateStore
+
+
+def _skip(corrupt: CorruptDocument) -> None:
+    """A corrupt document is `make fsck`'s to name; the inventory goes on with the others."""
 
 
 class EventOutOfOrder(Exception):
@@ -152,7 +156,7 @@ class InventoryKeeper:
         """Stored certificates that the inventory does not list, or lists at an earlier
         generation: their FQDNs (with the generations when behind)."""
         problems = []
-        for record in self._store.iter_certificates():
+        for record in self._store.iter_certificates(on_corrupt=_skip):
             item = self._inventory.find(record.fqdn, record.parent_fqdn)
             if item is None:
                 problems.append(record.fqdn)
@@ -175,7 +179,7 @@ class InventoryKeeper:
         missing: list[tuple[CertificateRecord, bool]] = []  # and whether it is revoked
         without_arn: list[CertificateRecord] = []
         changed = 0
-        for record in self._store.iter_certificates():
+        for record in self._store.iter_certificates(on_corrupt=_skip):
             revoked = self._store.is_revoked(record.parent_fqdn, record.fqdn)
             item = self._inventory.find(record.fqdn, record.parent_fqdn)
             if item is None:

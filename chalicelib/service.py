@@ -8,6 +8,7 @@ revocation) is read from the store whenever it matters.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from chalicelib.audit import audit
 from chalicelib.authority import Authority, AuthorityCache, Chain
 from chalicelib.cascade import Cursor, RevocationCascade, TimeIsUp, never
 from chalicelib.devices import DeviceIssuer
-from chalicelib.errors import AlreadyExists, Concept, InvalidRequest, NotFound
+from chalicelib.errors import AlreadyExists, Concept, CorruptDocument, InvalidRequest, NotFound
 from chalicelib.events import (
     CertificateEvent,
     CertificateRevoked,
@@ -483,13 +484,45 @@ class CertificateService:
     ) -> Cursor | None:
         return self.cascade(parse_event(detail_type, detail), time_is_up)
 
+    @property
+    def store(self) -> CertificateStore:
+        """For the operators' commands (chalicelib.fsck)."""
+        return self._store
+
     def missing_inventory_items(self) -> list[str]:
         """FQDNs of stored certificates that the inventory does not list."""
         return self.inventory_keeper.missing_items()
 
+    def uncovered_generations(self) -> list[tuple[str, str]]:
+        """(FQDN, serial) of each generation of a revoked certificate that no revocation covers:
+        left by a renewal that stopped between its write and its look (a crash)."""
+        uncovered = []
+        for filed in self._store.iter_revocations(on_corrupt=lambda corrupt: None):
+            if filed.generation_only:
+                continue
+            try:
+                generations = self._store.list_generations(filed.fqdn)
+            except (NotFound, CorruptDocument):  # make fsck names a corrupt one
+                continue
+            for record in generations:
+                if record.serial in filed.revoked_serials:
+                    continue
+                own = self._store.get_generation_revocation(
+                    filed.issuer_fqdn, filed.fqdn, record.serial
+                )
+                if own is None:
+                    uncovered.append((filed.fqdn, record.serial))
+        return sorted(uncovered)
+
     def reconcile_inventory(self) -> int:
-        """Add missing inventory items and statuses from the store; the number changed."""
-        return self.inventory_keeper.reconcile(self._importer.find_imported)
+        """Cover what a crashed renewal left unrevoked, then add missing inventory items and
+        statuses from the store; the number changed."""
+        covered = 0
+        for filed in self._store.iter_revocations(on_corrupt=lambda corrupt: None):
+            if not filed.generation_only:
+                with contextlib.suppress(NotFound, CorruptDocument):  # make fsck names those
+                    covered += len(revocation.cover_generations(self._store, filed, self.clock()))
+        return covered + self.inventory_keeper.reconcile(self._importer.find_imported)
 
 
 def _is_ca_revocation(event: CertificateRevoked) -> bool:

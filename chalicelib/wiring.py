@@ -17,6 +17,7 @@ from chalicelib.adapters.local.events import InProcessPublisher
 from chalicelib.adapters.local.importer import NullImporter
 from chalicelib.adapters.local.inventory import SqliteInventory
 from chalicelib.adapters.local.iot import NoIotRegistry
+from chalicelib.adapters.local.maintenance import INVENTORY_FILE, LocalMaintenance
 from chalicelib.adapters.local.store import LocalDirStore
 from chalicelib.authority import REMOTE_REVOCATION_RECHECK
 from chalicelib.config import (
@@ -70,7 +71,7 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
 
     service = CertificateService(
         store=LocalDirStore(settings.certstore_dir, durable=durable),
-        inventory=SqliteInventory(settings.certstore_dir / "inventory.sqlite3", durable=durable),
+        inventory=SqliteInventory(settings.certstore_dir / INVENTORY_FILE, durable=durable),
         publisher=InProcessPublisher(deliver),
         importer=NullImporter(),
         iot_registry=NoIotRegistry(),
@@ -79,6 +80,11 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
         public_base_url=settings.public_base_url,
     )
     return service
+
+
+def local_maintenance(settings: Settings) -> LocalMaintenance:
+    """`make fsck`'s access to the local store's files (chalicelib.fsck)."""
+    return LocalMaintenance(settings.certstore_dir)
 
 
 def _local_signer(settings: Settings) -> DeviceSigner:

@@ -178,24 +178,20 @@ class DocumentStore:
     def exists(self, fqdn: str) -> bool:
         return self._exists(object_key(fqdn))
 
-    def iter_certificates(self, on_corrupt: OnCorrupt | None = None) -> Iterator[CertificateRecord]:
+    def iter_certificates(
+        self, on_corrupt: OnCorrupt | None = None, every_generation: bool = False
+    ) -> Iterator[CertificateRecord]:
         for key in self._keys(OBJECT_PREFIX):
             if key.endswith(".json") and "/" not in key[len(OBJECT_PREFIX) :]:
                 fqdn = key[len(OBJECT_PREFIX) : -len(".json")]
-                try:
-                    yield self._get_every_generation_readable(fqdn)
-                except CorruptDocument as corrupt:
-                    if on_corrupt is None:
-                        raise
-                    on_corrupt(corrupt)
-
-    def _get_every_generation_readable(self, fqdn: str) -> CertificateRecord:
-        """The current generation, after reading the first too: a check reads every document
-        it reports on."""
-        current = self.current_generation(fqdn)
-        if current != 1:
-            self.get_generation(fqdn, 1)
-        return self.get_generation(fqdn, current)
+                numbers = self.generation_numbers(fqdn) if every_generation else None
+                for number in numbers or [self.current_generation(fqdn)]:
+                    try:
+                        yield self.get_generation(fqdn, number)
+                    except CorruptDocument as corrupt:
+                        if on_corrupt is None:
+                            raise
+                        on_corrupt(corrupt)
 
     def put_revocation(self, revocation: RevocationRecord) -> None:
         if revocation.generation_only:

@@ -63,10 +63,12 @@ class CertificateStore(Protocol):
 
     def exists(self, fqdn: str) -> bool: ...
 
-    def iter_certificates(self, on_corrupt: OnCorrupt | None = None) -> Iterator[CertificateRecord]:
-        """The current generation of every stored certificate, in no particular order. A
-        document that cannot be read raises CorruptDocument, or with `on_corrupt` is handed to
-        it and skipped."""
+    def iter_certificates(
+        self, on_corrupt: OnCorrupt | None = None, every_generation: bool = False
+    ) -> Iterator[CertificateRecord]:
+        """The current generation of every stored certificate (with `every_generation`, each
+        generation), in no particular order. A document that cannot be read raises
+        CorruptDocument, or with `on_corrupt` is handed to it and skipped."""
 
     def iter_revocations(self, on_corrupt: OnCorrupt | None = None) -> Iterator[RevocationRecord]:
         """Every revocation document, in no particular order; corrupt ones as above."""

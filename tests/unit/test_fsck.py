@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from chalicelib import fsck
+from chalicelib import fsck, wiring
+from chalicelib.errors import CorruptDocument
+from chalicelib.model import CertType, IssueRequest, RenewRequest
 from tests.helpers import ApiClient
 
 
@@ -40,3 +43,117 @@ def test_reports_then_removes_named_temp_files_and_keeps_certificates(
     assert fsck.main([]) == 0
     assert capsys.readouterr().out.strip() == "fsck: clean"
     assert api.get("/certificates/example.com").status_code == 200
+
+
+# Corrupt documents and databases --------------------------------------------------------------
+
+
+def _pki(certstore: Path) -> dict[str, str]:
+    """A root, a cell and a device on the local backend at `certstore` (through the service)."""
+    service = wiring.certificate_service()
+    service.create_root(IssueRequest(CertType.ROOT, fqdn="example.com"))
+    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=CELL))
+    device = service.create_device(IssueRequest(CertType.CLIENT, parent_fqdn=CELL))
+    wiring.reset()  # fsck builds its own, as `make fsck` would
+    return {"device": device.record.fqdn, "serial": device.record.serial}
+
+
+CELL = "cell1.example.com"
+CORRUPTIONS = {
+    "empty": b"",
+    "truncated": b'{"fqdn": "0b6c1c0e-5c55-4a8f-9f1b-7a4c5f2e1d3a.cell1.examp',
+    "garbage": bytes(range(256)),
+    "not an object": b"[1, 2, 3]",
+    "missing fields": b'{"fqdn": "x.cell1.example.com"}',
+}
+
+
+@pytest.mark.parametrize("content", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
+def test_a_corrupt_certificate_document_is_named_and_stays_a_problem(
+    certstore: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    made = _pki(certstore)
+    document = certstore / "certificates" / f"{made['device']}.json"
+    document.write_bytes(content)
+
+    assert fsck.main([]) == 1
+    report = capsys.readouterr()
+    assert f"corrupt document certificates/{made['device']}.json: " in report.out
+    assert "Traceback" not in report.out + report.err
+    assert fsck.main(["--repair"]) == 1  # nothing can rebuild a certificate
+    assert "1 left" in capsys.readouterr().out
+    assert document.read_bytes() == content  # nor is it removed
+
+
+@pytest.mark.parametrize("content", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
+def test_a_corrupt_revocation_is_rewritten_as_a_revocation_of_every_generation(
+    certstore: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    made = _pki(certstore)
+    service = wiring.certificate_service()
+    service.renew(made["device"], RenewRequest())
+    service.revoke(made["device"], "keyCompromise")
+    wiring.reset()
+    document = certstore / "revocations" / CELL / f"{made['device']}.json"
+    document.write_bytes(content)
+    with pytest.raises(CorruptDocument, match=str(document.relative_to(certstore))):
+        wiring.certificate_service().certificate_revocation_list(CELL)  # what the CRL route met
+    wiring.reset()
+
+    assert fsck.main([]) == 1
+    assert f"corrupt document revocations/{CELL}/{made['device']}.json" in capsys.readouterr().out
+    assert fsck.main(["--repair"]) == 0
+    assert "(repaired)" in capsys.readouterr().out
+    assert fsck.main([]) == 0
+
+    service = wiring.certificate_service()
+    listed = {entry.serial_number for entry in service.certificate_revocation_list(CELL)}
+    generations = service.store.list_generations(made["device"])
+    assert {int(record.serial, 16) for record in generations} <= listed
+    assert service.get_certificate(made["device"]).revocation is not None
+    assert list((certstore / ".corrupt").iterdir())  # the corrupt one is kept aside
+
+
+def test_a_garbage_inventory_database_is_named_then_rebuilt(
+    certstore: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = _pki(certstore)
+    database = certstore / "inventory.sqlite3"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database.write_bytes(b"this is not a database" * 100)
+
+    assert fsck.main([]) == 1
+    report = capsys.readouterr()
+    assert f"corrupt inventory database {database}: " in report.out
+    assert "Traceback" not in report.out + report.err
+    assert fsck.main(["--repair"]) == 0
+    capsys.readouterr()
+    assert fsck.main([]) == 0
+
+    service = wiring.certificate_service()
+    listed = service.list_certificates(CELL, 10, None)
+    assert [item.fqdn for item in listed.items] == [made["device"]]
+
+
+def test_a_generation_a_crashed_renewal_left_unrevoked_is_found_and_covered(
+    certstore: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A renewal stopped between its write and its look, after the revocation's own look."""
+    made = _pki(certstore)
+    service = wiring.certificate_service()
+    service.revoke(made["device"], "keyCompromise")
+    current = service.store.get_certificate(made["device"])
+    late = replace(current, serial="1234abcd", generation=2)  # as if stored then, unlooked at
+    service.store.put_certificate(late)
+    wiring.reset()
+
+    assert fsck.main([]) == 1
+    assert f"revoked certificate {made['device']} has an unrevoked generation 1234abcd" in (
+        capsys.readouterr().out
+    )
+    assert fsck.main(["--repair"]) == 0
+    service = wiring.certificate_service()
+    assert 0x1234ABCD in {
+        entry.serial_number for entry in service.certificate_revocation_list(CELL)
+    }

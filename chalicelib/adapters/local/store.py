@@ -186,10 +186,15 @@ class LocalDirStore(DocumentStore):
         return True
 
     def _keys(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix` (a directory), in its subdirectories too, as S3 lists."""
         try:
             entries = list(os.scandir(os.path.join(self._root, prefix)))
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.is_file() and not entry.name.startswith(TEMP_PREFIX):
+            if entry.name.startswith(TEMP_PREFIX):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._keys(f"{prefix}{entry.name}/")
+            elif entry.is_file():
                 yield prefix + entry.name
