@@ -80,13 +80,16 @@ class RevocationCascade:
         return Cursor((ca_fqdn,))
 
     def run(self, cursor: Cursor, time_is_up: TimeIsUp = never) -> Cursor | None:
-        """Walk on from `cursor` until done (None) or `time_is_up` (the cursor to go on from)."""
+        """Walk on from `cursor` until done (None) or `time_is_up` (the cursor to go on from);
+        at least one page each time, so that every invocation moves the walk on."""
         if self._registry is None or not self._registry.available:
             return None
         self._known = {}
+        started = False
         while cursor.queue:
-            if time_is_up():
+            if started and time_is_up():
                 return cursor
+            started = True
             if cursor.step == STEP_IOT:
                 cursor = self._iot_page(self._registry, cursor)
             else:

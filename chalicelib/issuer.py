@@ -56,6 +56,9 @@ Announce = Callable[[Sequence[CertificateEvent]], None]
 CHECKPOINT = 50
 """A bulk looks for a revocation of its CA after this many stored certificates (and at the
 end): what it stored before a clean look stands, what came after is revoked with the CA."""
+ANNOUNCED_TOGETHER = 10
+"""A bulk announces what it stored ten at a time (what one PutEvents call takes), as it goes:
+a revocation of its CA meanwhile counts every certificate stored up to a few before it."""
 
 
 @dataclass(frozen=True)
@@ -171,10 +174,15 @@ class Issuer:
         self._announce(events)
 
     def revoke_stored(
-        self, records: Sequence[CertificateRecord], cause: RevocationRecord, inherited: bool
+        self,
+        records: Sequence[CertificateRecord],
+        cause: RevocationRecord,
+        inherited: bool,
+        announced: bool = False,
     ) -> None:
         """Revoke what this request stored after a revocation it lost the race to: under a
-        revoked CA, each certificate as a whole; for a revoked certificate, the new generation."""
+        revoked CA, each certificate as a whole; for a revoked certificate, the new generation.
+        Their `created` events go out first unless they were `announced` already."""
         now = self._clock()
         reason = inherited_reason(cause.reason) if inherited else cause.reason
         events: list[CertificateEvent] = []
@@ -189,7 +197,8 @@ class Issuer:
                 continue
             audit("revoked", record, reason=reason, generation=record.generation)
             events.append(CertificateRevoked.from_revocation(revocation, [record]))
-        self.announce([CertificateCreated.from_record(record) for record in records] + events)
+        created = [] if announced else [CertificateCreated.from_record(r) for r in records]
+        self.announce([*created, *events])
 
     def _after_renewal(self, record: CertificateRecord, renewal: Renewal) -> list[CertificateEvent]:
         events: list[CertificateEvent] = []
@@ -248,6 +257,7 @@ class _Bulk:
         self._keys: dict[str, str | None] = {}  # FQDN -> the private key returned once
         self._order: dict[str, int] = {}  # FQDN -> its place in the bulk
         self._pending: list[CertificateRecord] = []  # stored, not yet seen by a clean look
+        self._unannounced: list[CertificateRecord] = []
         self._lock = threading.Lock()
         self.confirmed: list[Signed] = []
         self.revoked: list[CertificateRecord] = []
@@ -263,26 +273,36 @@ class _Bulk:
             yield item.record
 
     def stored(self, record: CertificateRecord) -> None:
-        """Each write as it succeeds (on a writer thread where the store writes concurrently)."""
+        """Each write as it succeeds (on a writer thread where the store writes concurrently):
+        audited at once, announced with the next ones."""
         audit_issued(record)
         with self._lock:
             self._pending.append(record)
+            self._unannounced.append(record)
+            due = len(self._unannounced) >= ANNOUNCED_TOGETHER
+        if due:
+            self._announce_stored()
+
+    def _announce_stored(self) -> None:
+        with self._lock:
+            stored, self._unannounced = self._unannounced, []
+        self._issuer.announce([CertificateCreated.from_record(record) for record in stored])
 
     def checkpoint(self) -> Chain:
-        """Look: what was stored before a clean look stands and is announced; under a revoked
-        CA, what was stored since the last clean look is revoked (RevokedDuringBulk)."""
+        """Look: what was stored before a clean look stands; under a revoked CA, what was
+        stored since the last clean look is revoked (RevokedDuringBulk)."""
+        self._announce_stored()
         with self._lock:
             seen, self._pending = self._pending, []
         chain = self._issuer.look(self._parent.fqdn)
         if chain.revoked is not None:
-            self._issuer.revoke_stored(seen, chain.revoked, inherited=True)
+            self._issuer.revoke_stored(seen, chain.revoked, inherited=True, announced=True)
             self.revoked += seen
             raise RevokedDuringBulk(
                 f"CA {chain.revoked.fqdn} was revoked on "
                 f"{chain.revoked.revoked_at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
                 Concept.ISSUER,
             )
-        self._issuer.announce([CertificateCreated.from_record(record) for record in seen])
         self.confirmed += [Signed(record, self._keys.get(record.fqdn)) for record in seen]
         return chain
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.events import INVENTORY_EVENT_PATTERN
+from chalicelib.events import CASCADE_EVENT_PATTERN, INVENTORY_EVENT_PATTERN
 
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -52,11 +52,19 @@ IOT_DEVICE_POLICY = {
 }
 """terraform/iot.tf's device policy: connect as its own thing, topics under devices/<thing>/."""
 INVENTORY_QUEUE_NAME = "inventory-events"
+CASCADE_RULE_NAME = "revocation-cascade"
+CASCADE_QUEUE_NAME = "cascade-events"
+EVENT_ROUTES = (
+    (INVENTORY_RULE_NAME, INVENTORY_EVENT_PATTERN, INVENTORY_QUEUE_NAME, "queue_url"),
+    (CASCADE_RULE_NAME, CASCADE_EVENT_PATTERN, CASCADE_QUEUE_NAME, "cascade_queue_url"),
+)
+"""Each event handler's rule, as the stack has it, with an SQS queue for its target (EventBridge
+cannot invoke a local function): the queue's URL is returned under the last name."""
 
 
 def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str, str]:
-    """Bucket, KMS key, table with its GSI, custom bus, rule and SQS target, and the AWS IoT
-    device policy, as Terraform would."""
+    """Bucket, KMS key, table with its GSI, custom bus, each handler's rule (an SQS target
+    each), and the AWS IoT device policy, as Terraform would."""
     s3 = session.client("s3")
     bucket = environment["CERTIFICATE_BUCKET_NAME"]
     s3.create_bucket(Bucket=bucket)
@@ -89,21 +97,18 @@ def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str,
     events = session.client("events")
     bus = environment["EVENT_BUS_NAME"]
     events.create_event_bus(Name=bus)
-    events.put_rule(
-        Name=INVENTORY_RULE_NAME,
-        EventBusName=bus,
-        EventPattern=json.dumps(INVENTORY_EVENT_PATTERN),
-    )
     sqs = session.client("sqs")
-    queue_url = sqs.create_queue(QueueName=INVENTORY_QUEUE_NAME)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    events.put_targets(
-        Rule=INVENTORY_RULE_NAME, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}]
-    )
+    created = {"kms_key_id": kms_key_id}
+    for rule, pattern, queue, returned_as in EVENT_ROUTES:
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+        queue_url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+        created[returned_as] = queue_url
     session.client("iot").create_policy(
         policyName=environment["IOT_DEVICE_POLICY_NAME"],
         policyDocument=json.dumps(IOT_DEVICE_POLICY),
     )
-    return {"queue_url": queue_url, "kms_key_id": kms_key_id}
+    return created

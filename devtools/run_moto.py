@@ -2,10 +2,11 @@
 
 Starts moto on 127.0.0.1, creates the resources Terraform would (bucket, KMS key, table, custom
 bus, rule), then `make run`'s server on the `dev` stage with fake credentials and
-AWS_ENDPOINT_URL pointing at moto. EventBridge cannot invoke a local Lambda, so the rule targets
-an SQS queue and a pump here hands each event to the app's `record_inventory` handler, as
-EventBridge would. An event the handler fails on is logged and kept in a dead-letter list (as
-the real stack's dead-letter queue keeps it), and the pump goes on with the next.
+AWS_ENDPOINT_URL pointing at moto. EventBridge cannot invoke a local Lambda, so each rule targets
+an SQS queue and a pump here hands each event to its handler (`record_inventory`,
+`revocation_cascade`), as EventBridge would. A message the handler fails on (or that is no event
+at all) is logged and kept in a dead-letter list (as the real stack's dead-letter queue keeps
+it), and the pump goes on with the next.
 
 moto's port is `--moto-port` (`make run-moto MOTO_PORT=...`, default 5000); its request log
 (werkzeug's, a line per AWS call) is shown only with `--moto-log` (`MOTO_LOG=1`). A port that is
@@ -44,7 +45,7 @@ Handler = Callable[[dict[str, Any], Any], object]
 
 
 class EventPump:
-    """Moves the rule's events from the SQS queue to the inventory handler, one at a time."""
+    """Moves a rule's events from its SQS queue to its handler, one at a time."""
 
     def __init__(self, sqs: Any, queue_url: str, handler: Handler) -> None:
         self._sqs = sqs
@@ -59,14 +60,15 @@ class EventPump:
         )
         handled = 0
         for message in response.get("Messages", []):
-            envelope = json.loads(message["Body"])
-            envelope.setdefault("account", "123456789012")  # moto's target template omits it
+            letter: dict[str, Any] = {"Body": message["Body"]}
             try:
+                letter = envelope = json.loads(message["Body"])
+                envelope.setdefault("account", "123456789012")  # moto's target omits it
                 self._handler(envelope, None)
                 handled += 1
-            except Exception:  # one bad event must not stop the inventory of every other one
-                logger.exception("inventory handler failed on %s; dead-lettered", envelope["id"])
-                self.dead_letters.append(envelope)
+            except Exception:  # one bad message must not stop the handling of every other one
+                logger.exception("handler failed on %.200s; dead-lettered", message["Body"])
+                self.dead_letters.append(letter)
             self._sqs.delete_message(
                 QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
             )
@@ -123,12 +125,16 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.INFO if arguments.moto_log else logging.WARNING)
     moto, resources = start_moto(arguments.moto_port)
 
-    from app import record_inventory
+    from app import record_inventory, revocation_cascade
 
     stop = threading.Event()
     sqs = boto3.session.Session().client("sqs")
-    pump = EventPump(sqs, resources["queue_url"], record_inventory)
-    threading.Thread(target=pump.run, args=(stop,), daemon=True).start()
+    for queue, handler in (
+        ("queue_url", record_inventory),
+        ("cascade_queue_url", revocation_cascade),
+    ):
+        pump = EventPump(sqs, resources[queue], handler)
+        threading.Thread(target=pump.run, args=(stop,), daemon=True).start()
     print(f"moto on {os.environ['AWS_ENDPOINT_URL']}; API on http://127.0.0.1:{arguments.port}")
     command = [sys.executable, "-m", "chalicelib.server", "--stage", "dev"]
     server = subprocess.Popen([*command, "--port", str(arguments.port)], cwd=PROJECT_ROOT)

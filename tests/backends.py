@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from devtools.aws_resources import AWS_ENVIRONMENT, UNSAFE_VARIABLES, create_aws
 from tests.helpers import snapshot_certstore
 
 INVENTORY_HANDLER = "record_inventory"
+CASCADE_HANDLER = "revocation_cascade"
 
 
 @functools.cache
@@ -75,10 +77,12 @@ class LocalBackend:
 class MotoBackend:
     name = "aws"
 
-    def __init__(self, session: Any, environment: dict[str, str], queue_url: str) -> None:
+    def __init__(self, session: Any, environment: dict[str, str], queues: dict[str, str]) -> None:
         self._session = session
         self._environment = environment
-        self._queue_url = queue_url
+        self._queue_url = queues["queue_url"]
+        self._cascade_queue_url = queues["cascade_queue_url"]
+        self.invocations: Counter[str] = Counter()  # per handler, what deliver_events invoked
         self.s3 = session.client("s3")
         self.dynamodb = session.client("dynamodb")
         self.acm = session.client("acm")
@@ -106,13 +110,15 @@ class MotoBackend:
         key = fqdn if raw_key else f"certificates/{fqdn}.json"
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
-    def receive_events(self) -> list[dict[str, Any]]:
-        """Every envelope waiting in the queue the rule targets (removed from the queue)."""
-        envelopes = []
+    def receive_events(self, queue_url: str | None = None) -> list[dict[str, Any]]:
+        """Every envelope waiting in the queue the inventory rule (or the one at `queue_url`)
+        targets, removed from it."""
+        queue_url = queue_url or self._queue_url
+        envelopes: list[dict[str, Any]] = []
         while True:
-            messages = self.sqs.receive_message(
-                QueueUrl=self._queue_url, MaxNumberOfMessages=10
-            ).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
             if not messages:
                 return envelopes
             for message in messages:
@@ -121,7 +127,7 @@ class MotoBackend:
                 envelope.setdefault("account", "123456789012")
                 envelopes.append(envelope)
             self.sqs.delete_message_batch(
-                QueueUrl=self._queue_url,
+                QueueUrl=queue_url,
                 Entries=[
                     {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
                     for index, message in enumerate(messages)
@@ -129,10 +135,23 @@ class MotoBackend:
             )
 
     def deliver_events(self, chalice_client: Any) -> int:
-        envelopes = self.receive_events()
-        for envelope in envelopes:
-            chalice_client.lambda_.invoke(INVENTORY_HANDLER, envelope)
-        return len(envelopes)
+        """Hand every waiting event to its handler, as EventBridge would invoke the functions,
+        until none is left (a cascade may hand on the rest of its walk); the inventory's
+        events, how many."""
+        delivered = 0
+        while True:
+            inventory = self.receive_events()
+            for envelope in inventory:
+                chalice_client.lambda_.invoke(INVENTORY_HANDLER, envelope)
+            cascade = self.receive_events(self._cascade_queue_url)
+            for envelope in cascade:
+                chalice_client.lambda_.invoke(CASCADE_HANDLER, envelope)
+            self.invocations.update(
+                {INVENTORY_HANDLER: len(inventory), CASCADE_HANDLER: len(cascade)}
+            )
+            delivered += len(inventory)
+            if not inventory and not cascade:
+                return delivered
 
 
 Backend = LocalBackend | MotoBackend

@@ -73,7 +73,7 @@ def backend(
         monkeypatch.setenv("KMS_KEY_ID", resources["kms_key_id"])
         # The wiring's own build, from this environment, on the run's shared session.
         wiring.override_service(wiring.build_service(load_settings(), boto_session=session))
-        yield MotoBackend(session, AWS_ENVIRONMENT, resources["queue_url"])
+        yield MotoBackend(session, AWS_ENVIRONMENT, resources)
         wiring.reset()
 
 

@@ -264,3 +264,58 @@ def test_a_device_whose_registration_fails_is_still_issued(
     assert "AWS IoT registration failed" in device["aws_iot"]["error"]
     assert device["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
     assert iot_api.get(f"/certificates/{device['fqdn']}").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["aws"], indirect=True)
+def test_revoking_a_ca_revokes_every_device_aws_iot_registered_below_it(
+    backend: MotoBackend, iot_api: ApiClient
+) -> None:
+    """AWS IoT reads no CRL, and keeps accepting the devices of an INACTIVE CA: revoking a CA
+    two levels up marks each device certificate registered under the cell REVOKED, under both
+    generations of the cell, through the cascade handler, one page an invocation (the test's
+    Lambda context has three seconds, so every page hands the rest on to the next)."""
+    iot = boto3.client("iot")
+    devices_ca = "devices.example.com"
+    cell = f"cell2.{devices_ca}"
+    iot_api.create("intermediate", fqdn=devices_ca, path_length=1)
+    iot_api.create("intermediate", fqdn=cell)
+    register = {"mode": "SNI_ONLY", "provisioning": "none", "auto_registration": False}
+    assert iot_api.post(f"/certificates/{cell}/aws-iot/register", register).status_code == 200
+    registered = [
+        iot_api.create("device", parent_fqdn=cell, aws_iot={"register": True}) for _ in range(2)
+    ]
+    renewed_cell = iot_api.post(f"/certificates/{cell}/renew", {}).body
+    assert iot_api.post(f"/certificates/{cell}/aws-iot/register", register).status_code == 200
+    registered.append(iot_api.create("device", parent_fqdn=cell, aws_iot={"register": True}))
+    unregistered = iot_api.create("device", parent_fqdn=CELL)  # another branch: untouched
+    backend.deliver_events(iot_api.chalice_client)
+    ids = [device["aws_iot"]["certificate_id"] for device in registered]
+    assert {status(iot, certificate_id) for certificate_id in ids} == {"ACTIVE"}
+
+    revoked = iot_api.post(f"/certificates/{devices_ca}/revoke", {"reason": "keyCompromise"})
+    assert revoked.status_code == 200, revoked.body
+    backend.invocations.clear()
+    backend.deliver_events(iot_api.chalice_client)
+    assert backend.invocations["revocation_cascade"] >= 4  # the revocation, then handed on
+
+    assert {status(iot, certificate_id) for certificate_id in ids} == {"REVOKED"}
+    cell_ids = [renewed_cell["fingerprint_sha256"], ca_id_of(iot_api, cell, generation=1)]
+    for cell_id in cell_ids:
+        described = iot.describe_ca_certificate(certificateId=cell_id)
+        assert described["certificateDescription"]["status"] == "INACTIVE"
+    assert iot_api.get(f"/certificates/{unregistered['fqdn']}").body["status"] == "active"
+    # replayed, the walk changes nothing and fails on nothing
+    replay = revoked.body
+    assert iot_api.post(f"/certificates/{devices_ca}/revoke", {}).status_code == 409
+    assert replay["status"] == "revoked"
+
+
+def status(iot: Any, certificate_id: str) -> str:
+    return str(
+        iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]["status"]
+    )
+
+
+def ca_id_of(api: ApiClient, fqdn: str, generation: int) -> str:
+    history = api.get(f"/certificates/{fqdn}/history").body["items"]
+    return str(history[generation - 1]["fingerprint_sha256"])

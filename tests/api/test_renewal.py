@@ -354,3 +354,37 @@ def test_a_renewal_naming_a_superseded_serial_is_a_409_naming_the_current_one(
     assert_error(response, 409, f"generation 2 (serial {winner['serial']}) is")
     assert response.body["Code"] == "ConflictError"
     assert backend.snapshot() == before
+
+
+def test_history_is_paged_like_a_listing(
+    backend_api: ApiClient, hierarchy: dict[str, dict[str, Any]]
+) -> None:
+    """Thousands of renewals must not make one answer over Lambda's 6 MB: `limit` and
+    `next_token`, as GET /certificates pages."""
+    device = backend_api.create("device", parent_fqdn=CELL1)
+    serials = [device["serial"]] + [
+        renewed(backend_api, device["fqdn"])["serial"] for _ in range(4)
+    ]
+    path = f"/certificates/{device['fqdn']}/history"
+
+    pages, token = [], None
+    while True:
+        query = "?limit=2" + (f"&next_token={token}" if token else "")
+        page = backend_api.get(path + query).body
+        assert page["count"] == 5 and len(page["items"]) <= 2
+        pages.append([item["serial"] for item in page["items"]])
+        token = page["next_token"]
+        if token is None:
+            break
+    assert pages == [serials[0:2], serials[2:4], serials[4:5]]
+    assert backend_api.get(path).body["next_token"] is None  # 100 a page by default
+    other = backend_api.create("device", parent_fqdn=CELL1)
+    first_token = backend_api.get(path + "?limit=1").body["next_token"]
+    other_path = f"/certificates/{other['fqdn']}/history"
+    for target, field in (
+        (f"{path}?limit=0", "limit: "),
+        (f"{path}?limit=1001", "limit: "),
+        (f"{path}?next_token=forged", "next_token: "),
+        (f"{other_path}?next_token={first_token}", "next_token: "),  # another's history
+    ):
+        assert_error(backend_api.get(target), 400, field)

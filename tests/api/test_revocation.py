@@ -148,6 +148,7 @@ def test_crl_lists_exactly_the_revoked_device_and_is_signed_by_its_ca(
     assert int(sibling["serial"], 16) not in {entry.serial_number for entry in entries}
     assert crl.get_revoked_certificate_by_serial_number(int(sibling["serial"], 16)) is None
     assert entries[0].revocation_date_utc == revoked_at
+    assert crl.last_update_utc >= revoked_at  # never dated before what it lists
     reason = entries[0].extensions.get_extension_for_class(x509.CRLReason).value
     assert reason.reason is x509.ReasonFlags.key_compromise
 
@@ -327,9 +328,31 @@ def test_revoking_a_ca_reports_what_it_issued_and_stops_issuance_under_it(
     refused_bulk = backend_api.post("/certificates/device", {"parent_fqdn": CELL1, "count": 3})
     assert_error(refused_bulk, 409, CELL1)
     assert backend.snapshot() == before
-    # Its certificates stay listed, and the sibling cell still issues.
-    assert len(list_items(backend_api, f"parent={CELL1}")) == len(devices)
+    # Its certificates stay listed, revoked with it, and the sibling cell still issues.
+    listed = list_items(backend_api, f"parent={CELL1}")
+    assert len(listed) == len(devices) and {item["status"] for item in listed} == {"revoked"}
+    assert list_items(backend_api, f"parent={CELL1}&status=active") == []
     assert backend_api.post("/certificates/device", {"parent_fqdn": CELL2}).status_code == 201
+    # They show as revoked, by the cell, and its own CRL lists them (for those who check only a
+    # leaf's CRL, as mosquitto does); no chain through the cell is served any more.
+    shown = backend_api.get(f"/certificates/{devices[0]['fqdn']}").body
+    assert (shown["status"], shown["revoked_with"], shown["chain"]) == ("revoked", CELL1, "")
+    assert shown["revocation_reason"] == "cACompromise"
+    cell_crl = load_crl(backend_api, CELL1)
+    assert {entry.serial_number for entry in cell_crl} == {int(d["serial"], 16) for d in devices}
+    for entry in cell_crl:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value
+        assert reason.reason is x509.ReasonFlags.ca_compromise
+    assert cell_crl.is_signature_valid(load_certificate(hierarchy[CELL1]).public_key())
+    for bundle in ("fullchain", "chain"):
+        refused_bundle = backend_api.get(
+            f"/certificates/{devices[0]['fqdn']}/bundle?format={bundle}"
+        )
+        assert_error(refused_bundle, 409, f"CA {CELL1} was revoked")
+    assert_error(backend_api.get(f"/certificates/{CELL1}/bundle?format=chain"), 409, CELL1)
+    assert (
+        backend_api.get(f"/certificates/{devices[0]['fqdn']}/bundle?format=pem").status_code == 200
+    )
 
 
 def test_issuance_under_a_child_of_a_revoked_ca_is_a_409(

@@ -123,12 +123,16 @@ def test_the_event_pump_dead_letters_a_failing_event_and_goes_on(
                 raise ValueError("malformed detail")
             handled.append(envelope["detail"]["FQDN"])
 
-        pump = EventPump(session.client("sqs"), resources["queue_url"], handler)
-        delivered = sum(pump.pump_once(wait_seconds=0) for _ in range(3))
+        sqs = session.client("sqs")
+        sqs.send_message(QueueUrl=resources["queue_url"], MessageBody="not an event at all")
+        pump = EventPump(sqs, resources["queue_url"], handler)
+        delivered = sum(pump.pump_once(wait_seconds=0) for _ in range(4))
 
     assert delivered == 2
     assert sorted(handled) == ["first.example.com", "third.example.com"]
-    assert [letter["detail"]["FQDN"] for letter in pump.dead_letters] == ["poison.example.com"]
+    letters = sorted(json.dumps(letter) for letter in pump.dead_letters)
+    assert len(letters) == 2 and '"Body": "not an event at all"' in letters[0]
+    assert '"FQDN": "poison.example.com"' in letters[1]
 
 
 def test_moto_request_log_is_shown_when_asked_for(tmp_path: Path) -> None:

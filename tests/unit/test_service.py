@@ -698,3 +698,51 @@ def test_renewing_a_ca_in_one_process_is_seen_by_another_at_once() -> None:
 
 def intermediate_pem(store: InMemoryStore, generation: int) -> str:
     return store.get_generation(CELL, generation).certificate_pem
+
+
+class PausingBulkStore(InMemoryStore):
+    """Holds a bulk before the write of its `pause_at`-th device until let go."""
+
+    def __init__(self, pause_at: int) -> None:
+        super().__init__()
+        self._pause_at = pause_at
+        self._devices = 0
+        self.reached = threading.Event()
+        self.go_on = threading.Event()
+
+    def put_certificate(self, record: CertificateRecord) -> None:
+        if record.cert_type is CertType.CLIENT:
+            self._devices += 1
+            if self._devices == self._pause_at:
+                self.reached.set()
+                assert self.go_on.wait(30)
+        super().put_certificate(record)
+
+
+def test_a_ca_revoked_during_a_bulk_counts_what_the_bulk_had_stored() -> None:
+    store = PausingBulkStore(pause_at=241)
+    service, _, _ = wired_end_to_end(store)
+    root(service)
+    intermediate(service)
+    outcome: list[Any] = []
+
+    def bulk() -> None:
+        request = IssueRequest(cert_type=CertType.CLIENT, parent_fqdn=CELL, count=300)
+        try:
+            outcome.append(service.create_devices(request))
+        except Conflict as refused:
+            outcome.append(refused)
+
+    running = threading.Thread(target=bulk)
+    running.start()
+    assert store.reached.wait(30)  # 240 stored, the 241st about to be
+    revoked = service.revoke(CELL, "keyCompromise")
+    store.go_on.set()
+    running.join(30)
+
+    assert revoked.issued_certificates == 240
+    assert isinstance(outcome[0], Conflict) and "was revoked" in outcome[0].message
+    devices = [record for record in store.iter_certificates() if record.parent_fqdn == CELL]
+    late = [record for record in devices if store.get_revocation(CELL, record.fqdn)]
+    assert len(devices) - len(late) >= 200  # before the last clean look: they stand
+    assert all(service.get_certificate(record.fqdn).revocation for record in devices)
