@@ -91,13 +91,21 @@ class LocalServer:
     in a process group of its own (master, workers and their signing processes)."""
 
     def __init__(
-        self, certstore: Path, log_path: Path, workers: int = 2, **environment: str
+        self,
+        certstore: Path,
+        log_path: Path,
+        workers: int = 2,
+        public_base_url: bool = False,
+        **environment: str,
     ) -> None:
+        """`public_base_url`: certificates name CRLs published at this server's own URL."""
         self.certstore = certstore
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self._environment = environment
+        if public_base_url:
+            self._environment["PUBLIC_BASE_URL"] = self.url
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

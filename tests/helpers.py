@@ -178,3 +178,20 @@ def run_iotcert(
         timeout=120,
         check=False,
     )
+
+
+OPENSSL_TIMEOUT_SECONDS = 30
+
+
+def openssl(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    """The openssl command line (skips the test where it is not installed)."""
+    path = shutil.which("openssl")
+    if path is None:
+        pytest.skip("the openssl command is not on PATH (Debian: apt install openssl)")
+    return subprocess.run(
+        [path, *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=OPENSSL_TIMEOUT_SECONDS,
+        check=False,
+    )
