@@ -188,6 +188,12 @@ data "aws_iam_policy_document" "cascade" {
   }
 
   statement {
+    sid       = "DecryptedThroughS3"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.certificates.arn]
+  }
+
+  statement {
     sid       = "ListGenerations"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.certificates.arn]

@@ -81,7 +81,7 @@ class MotoBackend:
         self._session = session
         self._environment = environment
         self._queue_url = queues["queue_url"]
-        self._cascade_queue_url = queues["cascade_queue_url"]
+        self.cascade_queue_url = queues["cascade_queue_url"]
         self.invocations: Counter[str] = Counter()  # per handler, what deliver_events invoked
         self.s3 = session.client("s3")
         self.dynamodb = session.client("dynamodb")
@@ -143,7 +143,7 @@ class MotoBackend:
             inventory = self.receive_events()
             for envelope in inventory:
                 chalice_client.lambda_.invoke(INVENTORY_HANDLER, envelope)
-            cascade = self.receive_events(self._cascade_queue_url)
+            cascade = self.receive_events(self.cascade_queue_url)
             for envelope in cascade:
                 chalice_client.lambda_.invoke(CASCADE_HANDLER, envelope)
             self.invocations.update(

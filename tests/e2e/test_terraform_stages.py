@@ -381,7 +381,7 @@ def test_each_role_may_call_only_what_its_function_calls(
     cascade = _role_policy(account, f"{APP}-alice-cascade")
     assert set(cascade) == {
         "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject", "s3:ListBucket",
-        "dynamodb:Query", "iot:ListCertificatesByCA", "iot:UpdateCertificate",
+        "kms:Decrypt", "dynamodb:Query", "iot:ListCertificatesByCA", "iot:UpdateCertificate",
         "iot:UpdateCACertificate", "events:PutEvents", "sqs:SendMessage",
     }  # fmt: skip
     assert cascade["dynamodb:Query"] == {f"{table}/index/parent-index"}
