@@ -23,6 +23,7 @@ from bench.figures import (
     http_rows,
     scratch_parent,
 )
+from bench.cascade import cascade_rows
 from bench.limits import limit_rows
 from bench.servers import PROJECT_ROOT
 from bench.service_figures import aws_call_rows, cold_start_rows, listing_rows
@@ -55,6 +56,7 @@ def main() -> int:
         ("HTTP issuance vs cfssl serve", http_rows),
         ("bulk vs raw crypto", bulk_rows),
         ("platform limits", limit_rows),
+        ("revocation cascade", cascade_rows),
         ("listing", listing_rows),
         ("cold start", cold_start_rows),
         ("AWS calls", aws_call_rows),

@@ -91,33 +91,46 @@ class RevocationCascade:
                 return cursor
             started = True
             if cursor.step == STEP_IOT:
-                cursor = self._iot_page(self._registry, cursor)
+                cursor, finished = self._iot_page(self._registry, cursor, time_is_up)
+                if not finished:  # time ran out inside the page: it is listed again next time
+                    return cursor
             else:
                 cursor = self._children_page(cursor)
         logger.info("revocation cascade done: %d certificates revoked in AWS IoT",
                     cursor.revoked_certificates)  # fmt: skip
         return None
 
-    def _iot_page(self, registry: IotRegistry, cursor: Cursor) -> Cursor:
-        """One page of what is registered under one generation of the CA: revoked."""
+    def _iot_page(
+        self, registry: IotRegistry, cursor: Cursor, time_is_up: TimeIsUp
+    ) -> tuple[Cursor, bool]:
+        """One page of what is registered under one generation of the CA: revoked, as far as
+        the time allows (at least one); whether the page was finished. A page left half done is
+        listed again by the next invocation, which skips what is REVOKED already."""
         fingerprints = self._fingerprints(cursor.queue[0])
         if cursor.generation >= len(fingerprints):
-            return replace(cursor, step=STEP_CHILDREN, generation=0, marker=None)
+            return replace(cursor, step=STEP_CHILDREN, generation=0, marker=None), True
         ca_id = fingerprints[cursor.generation]
         if cursor.generation == 0 and cursor.marker is None:
             for fingerprint in fingerprints:  # each CA of the subtree: INACTIVE in AWS IoT
                 registry.deactivate_ca(fingerprint)
         page, marker = registry.certificates_of_ca(ca_id, cursor.marker)
-        revoked = 0
+        revoked, calls = 0, 0
         for registered in page:
-            if registered.status != "REVOKED":
-                revoked += registry.revoke_certificate(registered.certificate_id)
+            if registered.status == "REVOKED":
+                continue
+            if calls and time_is_up():
+                return replace(
+                    cursor, revoked_certificates=cursor.revoked_certificates + revoked
+                ), False
+            calls += 1
+            revoked += registry.revoke_certificate(registered.certificate_id)
         total = cursor.revoked_certificates + revoked
         if marker is not None:
-            return replace(cursor, marker=marker, revoked_certificates=total)
+            return replace(cursor, marker=marker, revoked_certificates=total), True
+        next_generation = cursor.generation + 1
         return replace(
-            cursor, generation=cursor.generation + 1, marker=None, revoked_certificates=total
-        )
+            cursor, generation=next_generation, marker=None, revoked_certificates=total
+        ), True
 
     def _fingerprints(self, ca_fqdn: str) -> list[str]:
         """AWS IoT's IDs of every generation of the CA's certificate (read once per walk)."""

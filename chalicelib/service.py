@@ -486,8 +486,12 @@ class CertificateService:
 
     @property
     def store(self) -> CertificateStore:
-        """For the operators' commands (chalicelib.fsck)."""
+        """For the operators' commands (chalicelib.fsck) and the benchmarks."""
         return self._store
+
+    @property
+    def inventory(self) -> Inventory:
+        return self._inventory
 
     def missing_inventory_items(self) -> list[str]:
         """FQDNs of stored certificates that the inventory does not list."""

@@ -104,6 +104,11 @@ def _local_signer(settings: Settings) -> DeviceSigner:
         return signer
 
 
+IOT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
+"""AWS IoT's control plane throttles per account: botocore backs off, and slows its own rate,
+rather than fail a revocation's walk (chalicelib.cascade) or a bulk's registrations."""
+
+
 def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateService:
     """boto3 is imported here, on first use: the local backend never loads it.
 
@@ -142,7 +147,7 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
         revocation_recheck=REMOTE_REVOCATION_RECHECK,
         public_base_url=settings.public_base_url,
         iot_registry=AwsIotRegistry(
-            session.client("iot"),
+            session.client("iot", config=Config(retries=IOT_RETRIES)),
             settings.iot_device_policy_name,
             settings.iot_provisioning_role_arn,
         ),
