@@ -22,6 +22,7 @@ STAGE ?= dev
 	tf-validate checkov openapi-client browser-tools bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
+	@echo "Creating $(VENV) and installing the pinned packages (about a minute the first time)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

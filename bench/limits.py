@@ -59,7 +59,7 @@ def largest_bulks() -> tuple[dict[str, float], dict[str, int]]:
     from chalice.test import Client
 
     from chalicelib import wiring
-    from chalicelib.api.parsing import MAX_BULK, MAX_BULK_BY_KEY_TYPE
+    from chalicelib.api.fields import MAX_BULK, MAX_BULK_BY_KEY_TYPE
 
     cpu: dict[str, float] = {}
     sizes: dict[str, int] = {}

@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from bench.cascade import cascade_rows
 from bench.figures import (
     BULK_ROUNDS,
     HTTP_ROUNDS,
@@ -23,7 +24,6 @@ from bench.figures import (
     http_rows,
     scratch_parent,
 )
-from bench.cascade import cascade_rows
 from bench.limits import limit_rows
 from bench.servers import PROJECT_ROOT
 from bench.service_figures import aws_call_rows, cold_start_rows, listing_rows

@@ -63,8 +63,25 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def announce_urls(host: str, port: int) -> Any:
+    """gunicorn's `when_ready` hook: once the server listens, where the API and the portal are."""
+
+    def when_ready(_server: Any) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        base = f"http://{shown}:{port}"
+        print(
+            f"iot-cert-service is ready: the API at {base}, the portal at {base}/portal "
+            "(Ctrl-C stops it)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return when_ready
+
+
 def settings(host: str, port: int, workers: int) -> dict[str, Any]:
     return {
+        "when_ready": announce_urls(host, port),
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": "asgi",

@@ -9,9 +9,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
-from iotcert.client import DEFAULT_API, CliError, connect
-from iotcert.parsers import COMMANDS
+from iotcert.client import DEFAULT_API, ApiError, CliError, connect
+from iotcert.parsers import COMMANDS, CommandParser
 
 DESCRIPTION = """\
 Issue and fetch certificates from iot-cert-service: root and intermediate CAs, broker (server)
@@ -63,6 +64,13 @@ def _connection_options(parser: argparse.ArgumentParser, top_level: bool) -> Non
     )
 
 
+def version() -> str:
+    try:
+        return metadata.version("iot-cert-service")
+    except metadata.PackageNotFoundError:  # run from a checkout without `pip install`
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iotcert",
@@ -70,16 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"iotcert {version()}")
     _connection_options(parser, top_level=True)
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=CommandParser
+    )
     for add in COMMANDS:
         for command in add(subparsers):
             _connection_options(command, top_level=False)
+            flags = dict(command.flags)
+            positional = flags.get("fqdn") or flags.get("ca")  # in the URL: "certificate"
+            if positional is not None:
+                flags.setdefault("certificate", positional)
+            command.set_defaults(cli_flags=flags, parser=command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.json and not getattr(args, "json_output", True):
+        args.parser.error("--json: this command writes its file as it is, not JSON")
     try:
         client = connect(
             args.api,
@@ -88,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             token=os.environ.get("IOTCERT_TOKEN") or None,
         )
         args.handler(client, args)
+    except ApiError as err:
+        print(f"iotcert: {err.in_cli_terms(args.cli_flags)}", file=sys.stderr)
+        return 1
     except CliError as err:
         print(f"iotcert: {err}", file=sys.stderr)
         return 1

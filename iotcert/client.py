@@ -31,12 +31,27 @@ class CliError(Exception):
 
 
 class ApiError(CliError):
-    """The service answered with an error; its `Message` is what the user reads."""
+    """The service answered with an error; its `Message` is what the user reads, in the
+    command's own terms (`in_cli_terms`)."""
 
     def __init__(self, status: int, code: str | None, message: str) -> None:
         super().__init__(f"{message} (HTTP {status}{f' {code}' if code else ''})")
         self.status = status
         self.code = code
+        self.message = message
+
+    def in_cli_terms(self, flags: Mapping[str, str]) -> str:
+        """The message led by the command's option for the field the API named (`--parent`
+        for `parent_fqdn`), with what to do about a missing token."""
+        message = self.message
+        field, separator, rest = message.partition(": ")
+        if separator:
+            name, bracket, index = field.partition("[")
+            if name in flags:
+                message = f"{flags[name]}{bracket}{index}: {rest}"
+        if self.status == 401:
+            message += "; set IOTCERT_TOKEN to the server's API_TOKEN"
+        return f"{message} (HTTP {self.status}{f' {self.code}' if self.code else ''})"
 
 
 class Authorization(Protocol):

@@ -47,6 +47,8 @@ def _csr_fields(csr_files: str | list[str] | None) -> dict[str, Any]:
 
 def create(client: ApiClient, args: argparse.Namespace) -> None:
     body = _given(args, ISSUE_FIELDS[args.kind]) | _csr_fields(getattr(args, "csr", None))
+    if getattr(args, "aws_iot", None):
+        body["aws_iot"] = {"register": True, "thing": args.aws_iot == "thing"}
     issued = client.post(f"/certificates/{args.kind}", body)
     _show_issued(issued, args)
 
@@ -130,11 +132,18 @@ def show(client: ApiClient, args: argparse.Namespace) -> None:
 
 
 def history(client: ApiClient, args: argparse.Namespace) -> None:
-    generations = client.get(certificate_path(args.fqdn, "history"))
+    """Every generation, following the pages to the end."""
+    path, items, token = certificate_path(args.fqdn, "history"), [], None
+    while True:
+        page = client.get(path, {"limit": MAX_PAGE, "next_token": token})
+        items += page["items"]
+        token = page["next_token"]
+        if token is None:
+            break
     if args.json:
-        print_json(generations)
+        print_json({**page, "items": items})
     else:
-        print_table(generations["items"], HISTORY_COLUMNS, "no generations")
+        print_table(items, HISTORY_COLUMNS, "no generations")
 
 
 def tree(client: ApiClient, args: argparse.Namespace) -> None:
@@ -211,3 +220,21 @@ def files(client: ApiClient, args: argparse.Namespace) -> None:
         print_json({"fqdn": certificate["fqdn"], "directory": str(directory), "files": names})
     else:
         print("\n".join(usage_lines(directory, names, certificate["type"])))
+
+
+def aws_iot_verification(client: ApiClient, args: argparse.Namespace) -> None:
+    body = {"registration_code": args.registration_code}
+    made = client.post(certificate_path(args.ca, "aws-iot", "verification-certificate"), body)
+    if args.json:
+        print_json(made)
+    else:
+        print(made["certificate"] + made["private_key"], end="")
+
+
+def aws_iot_register(client: ApiClient, args: argparse.Namespace) -> None:
+    body = _given(args, ("mode", "provisioning", "auto_registration"))
+    registered = client.post(certificate_path(args.ca, "aws-iot", "register"), body)
+    if args.json:
+        print_json(registered)
+    else:
+        print_fields(registered, tuple((key.replace("_", " "), key) for key in registered))

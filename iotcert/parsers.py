@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from iotcert import commands
 
@@ -32,16 +33,31 @@ def _number(text: str, low: int) -> int:
     return int(text)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser, which keeps each argument's option by its destination (the API's
+    field): errors of the service are then worded with the command's own options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.flags: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        name = action.option_strings[-1] if action.option_strings else str(action.metavar)
+        self.flags.setdefault(action.dest, name)
+        return action
+
+
 Subparsers = argparse._SubParsersAction  # the type add_subparsers() returns
 
 
 def _command(
-    subparsers: Subparsers[argparse.ArgumentParser],
+    subparsers: Subparsers[CommandParser],
     name: str,
     handler: Callable[..., None],
     summary: str,
     description: str = "",
-) -> argparse.ArgumentParser:
+) -> CommandParser:
     parser = subparsers.add_parser(
         name,
         help=summary,
@@ -74,7 +90,7 @@ def _out_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_create(subparsers: Subparsers[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
+def add_create(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     create = subparsers.add_parser(
         "create",
         help="issue a CA, server or device certificate",
@@ -88,7 +104,7 @@ def add_create(subparsers: Subparsers[argparse.ArgumentParser]) -> list[argparse
     return [root, _add_intermediate(kinds), _add_server(kinds), _add_device(kinds)]
 
 
-def _add_intermediate(kinds: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def _add_intermediate(kinds: Subparsers[CommandParser]) -> CommandParser:
     intermediate = _command(
         kinds, "intermediate", commands.create, "create an intermediate CA under another CA"
     )
@@ -110,7 +126,7 @@ def _add_intermediate(kinds: Subparsers[argparse.ArgumentParser]) -> argparse.Ar
     return intermediate
 
 
-def _add_server(kinds: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def _add_server(kinds: Subparsers[CommandParser]) -> CommandParser:
     server = _command(kinds, "server", commands.create, "create a server (broker) certificate")
     server.add_argument("fqdn", metavar="FQDN", help="its DNS name, under its parent CA's")
     server.add_argument(
@@ -132,7 +148,7 @@ def _add_server(kinds: Subparsers[argparse.ArgumentParser]) -> argparse.Argument
     return server
 
 
-def _add_device(kinds: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def _add_device(kinds: Subparsers[CommandParser]) -> CommandParser:
     device = _command(
         kinds,
         "device",
@@ -145,6 +161,13 @@ def _add_device(kinds: Subparsers[argparse.ArgumentParser]) -> argparse.Argument
     )
     device.add_argument("--count", type=_positive, metavar="N", help="issue N devices at once")
     device.add_argument(
+        "--aws-iot",
+        dest="aws_iot",
+        choices=("register", "thing"),
+        help="AWS backend: register each device with AWS IoT (register), and make its thing "
+        "(thing)",
+    )
+    device.add_argument(
         "--csr",
         action="append",
         metavar="FILE",
@@ -155,7 +178,7 @@ def _add_device(kinds: Subparsers[argparse.ArgumentParser]) -> argparse.Argument
     return device
 
 
-def add_queries(subparsers: Subparsers[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
+def add_queries(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     listing = _command(
         subparsers,
         "list",
@@ -200,7 +223,7 @@ def add_queries(subparsers: Subparsers[argparse.ArgumentParser]) -> list[argpars
     return [listing, show, history, tree]
 
 
-def add_changes(subparsers: Subparsers[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
+def add_changes(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     renew = _command(
         subparsers,
         "renew",
@@ -240,9 +263,10 @@ def _output_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_documents(
-    subparsers: Subparsers[argparse.ArgumentParser],
-) -> list[argparse.ArgumentParser]:
+    subparsers: Subparsers[CommandParser],
+) -> list[CommandParser]:
     crl = _command(subparsers, "crl", commands.crl, "download a CA's certificate revocation list")
+    crl.set_defaults(json_output=False)
     crl.add_argument("ca", metavar="CA")
     crl.add_argument("--format", choices=("der", "pem"), default="der", help="default der")
     _output_option(crl)
@@ -255,6 +279,7 @@ def add_documents(
         "A pkcs12 file holds the key too, encrypted with the password, which is sent in the "
         "X-Bundle-Password header (never in the URL).",
     )
+    bundle.set_defaults(json_output=False)
     bundle.add_argument("fqdn", metavar="FQDN")
     bundle.add_argument("--format", choices=("pem", "fullchain", "chain", "pkcs12"), default="pem")
     bundle.add_argument(
@@ -288,5 +313,44 @@ def add_documents(
     return [crl, bundle, key, files]
 
 
-COMMANDS = (add_create, add_queries, add_changes, add_documents)
+def add_aws_iot(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
+    group = subparsers.add_parser(
+        "aws-iot",
+        help="onboard a CA to AWS IoT Core (AWS backend)",
+        description="Register a CA with AWS IoT Core, or make the verification certificate that "
+        "registering it by hand needs.",
+    )
+    actions = group.add_subparsers(title="actions", metavar="ACTION", required=True)
+    verification = _command(
+        actions,
+        "verification-certificate",
+        commands.aws_iot_verification,
+        "make the CA's verification certificate for AWS IoT's registration code",
+        "Prints the certificate and its key (`aws iot register-ca-certificate "
+        "--verification-cert`).",
+    )
+    verification.add_argument("ca", metavar="CA")
+    verification.add_argument(
+        "registration_code", metavar="CODE", help="what `aws iot get-registration-code` prints"
+    )
+    register = _command(
+        actions,
+        "register",
+        commands.aws_iot_register,
+        "register the CA with AWS IoT, its devices then provisioned just in time",
+    )
+    register.add_argument("ca", metavar="CA")
+    register.add_argument("--mode", choices=("DEFAULT", "SNI_ONLY"), help="default DEFAULT")
+    register.add_argument("--provisioning", choices=("jitp", "none"), help="default jitp")
+    register.add_argument(
+        "--no-auto-registration",
+        dest="auto_registration",
+        action="store_const",
+        const=False,
+        help="devices are not registered at their first connection (needs --provisioning none)",
+    )
+    return [verification, register]
+
+
+COMMANDS = (add_create, add_queries, add_changes, add_documents, add_aws_iot)
 """Each adds its commands to the top-level subparsers and returns their parsers."""

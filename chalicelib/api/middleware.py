@@ -25,6 +25,7 @@ from chalicelib.errors import InvalidRequest
 from chalicelib.names import normalize_fqdn
 
 request_log = logging.getLogger("iot_cert_service.requests")
+_SEND_JSON = "send the body as JSON, with the header Content-Type: application/json"
 _ERROR_FIELDS = {"Code", "Message"}
 
 
@@ -104,7 +105,9 @@ def _error_named(response: Response) -> Response:
     if response.status_code >= 400 and isinstance(body, dict) and set(body) == _ERROR_FIELDS:
         code = body["Code"]
         if isinstance(code, str) and not code.endswith("Error"):
-            response.body = {**body, "Code": f"{code}Error"}
+            body = response.body = {**body, "Code": f"{code}Error"}
+        if response.status_code == 415:
+            response.body = {**body, "Message": f"{body['Message']}: {_SEND_JSON}"}
     return response
 
 

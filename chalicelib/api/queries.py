@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.api.fields import BUNDLE, REVOKE, validate_body
 from chalicelib.bundles import BUNDLE_FORMATS
 from chalicelib.errors import InvalidRequest
-from chalicelib.model import REVOCATION_REASONS, STATUS_ACTIVE, STATUS_REVOKED
+from chalicelib.model import STATUS_ACTIVE, STATUS_REVOKED
 from chalicelib.names import decode_certificate_name
 
 MAX_LIST_LIMIT = 1000
@@ -102,13 +103,7 @@ def parse_no_parameters(params: Mapping[str, str] | None) -> None:
 
 
 def parse_revocation_reason(body: Mapping[str, Any]) -> str:
-    _only(body, {"reason"}, "field")
-    reason = body.get("reason", "unspecified")
-    if reason not in REVOCATION_REASONS:
-        raise InvalidRequest(
-            "reason", f"must be an RFC 5280 reason: {', '.join(REVOCATION_REASONS)}"
-        )
-    return str(reason)
+    return str(validate_body(REVOKE, body).get("reason", "unspecified"))
 
 
 def parse_crl_format(params: Mapping[str, str] | None) -> str:
@@ -147,11 +142,8 @@ def _utf8_header(value: str | None) -> str | None:
 
 
 def parse_bundle_post(body: Mapping[str, Any]) -> tuple[str, str | None]:
-    _only(body, {"format", "password"}, "field")
-    password = body.get("password")
-    if password is not None and (not isinstance(password, str) or not password):
-        raise InvalidRequest("password", "must be a non-empty string")
-    return _with_password(_bundle_format(body.get("format", "pkcs12")), password)
+    values = validate_body(BUNDLE, body)
+    return _with_password(values.get("format", "pkcs12"), values.get("password"))
 
 
 def _with_password(bundle_format: str, password: str | None) -> tuple[str, str | None]:

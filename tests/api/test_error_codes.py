@@ -68,3 +68,7 @@ def test_every_kind_of_error_has_the_same_shape(
         "token": "UnauthorizedError",
         "fault": "InternalServerError",
     }
+    media_type = json.loads(codes["media-type"][1].body)["Message"]
+    assert media_type.endswith(
+        "send the body as JSON, with the header Content-Type: application/json"
+    )

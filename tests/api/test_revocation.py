@@ -188,12 +188,15 @@ def test_the_der_crl_arrives_as_bytes_for_curl_requests_and_its_own_type(
 
 
 @pytest.mark.parametrize("accept", [None, "application/*", "application/json", "text/html"])
-def test_the_der_crl_answers_any_accept_header(api: ApiClient, accept: str | None) -> None:
+def test_the_der_crl_answers_any_accept_header(
+    backend_api: ApiClient, hierarchy: dict[str, dict[str, Any]], accept: str | None
+) -> None:
     """A relying party following a CRL Distribution Point cannot choose its headers: openssl
-    sends no Accept. The CRL is the one representation there is, so every client gets it."""
-    hierarchy = create_hierarchy(api)
+    sends no Accept. The CRL is the one representation there is, so every client gets it, as
+    bytes from the local server and base64 for API Gateway to decode (binary media types */*:
+    tests/unit/test_chalice_tf.py)."""
     headers = {} if accept is None else {"Accept": accept}
-    response = api.chalice_client.http.get(f"/certificates/{CELL1}/crl", headers=headers)
+    response = backend_api.chalice_client.http.get(f"/certificates/{CELL1}/crl", headers=headers)
     assert response.status_code == 200, response.body
     assert response.headers["Content-Type"] == "application/pkix-crl"
     crl = x509.load_der_x509_crl(response.body)
@@ -393,7 +396,6 @@ BAD_REVOCATIONS: dict[str, tuple[str, Any, int, str]] = {
     "unknown-fqdn": ("unknown.example.net", {"reason": "keyCompromise"}, 404, "certificate"),
     "bad-reason": (CELL1, {"reason": "compromised"}, 400, "reason"),
     "delta-crl-reason": (CELL1, {"reason": "removeFromCRL"}, 400, "reason"),
-    "null-reason": (CELL1, {"reason": None}, 400, "reason"),
     "numeric-reason": (CELL1, {"reason": 1}, 400, "reason"),
     "unknown-field": (CELL1, {"reason": "keyCompromise", "when": "now"}, 400, "when"),
     "list-body": (CELL1, [], 400, "body"),

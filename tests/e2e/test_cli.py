@@ -319,7 +319,14 @@ def test_errors_are_clear_and_exit_non_zero(cli: Cli) -> None:
     )
     invalid = cli.run("create", "intermediate", "bad_name.example")
     assert invalid.returncode == 1
-    assert "fqdn" in invalid.stderr and "(HTTP 400 BadRequestError)" in invalid.stderr
+    assert invalid.stderr.startswith("iotcert: FQDN: 'bad_name.example' must be a lowercase")
+    assert "(HTTP 400 BadRequestError)" in invalid.stderr
+    wrong_parent = cli.run(
+        "create", "intermediate", "x.nothing.example", "--parent", "nothing.example"
+    )
+    assert wrong_parent.stderr.startswith("iotcert: --parent: CA nothing.example not found")
+    json_file = cli.run("--json", "crl", "nothing.example")
+    assert json_file.returncode == 2 and "--json: this command writes its file" in json_file.stderr
     usage = cli.run("list", "--limit", "zero")
     assert usage.returncode == 2
     assert "usage: iotcert list" in usage.stderr
@@ -346,7 +353,9 @@ def test_the_token_goes_to_a_server_that_requires_one(tmp_path: Path) -> None:
             environment={"IOTCERT_TOKEN": token},
         )
     assert refused.returncode == 1
-    assert "Authorization: Bearer <API_TOKEN> is required (HTTP 401" in refused.stderr
+    assert "Authorization: Bearer <API_TOKEN> is required; set IOTCERT_TOKEN to the server's " in (
+        refused.stderr
+    )
     assert wrong.returncode == 1
     assert "(HTTP 401" in wrong.stderr
     assert accepted.returncode == 0, accepted.stderr

@@ -440,3 +440,13 @@ def test_a_port_in_use_is_refused_at_once_with_a_message(server: LocalServer) ->
 
     assert result.returncode == 2, result.stderr
     assert f"port {server.port} on 127.0.0.1 is in use" in result.stderr
+
+
+def test_the_server_says_where_the_api_and_the_portal_are_once_it_listens(
+    server: LocalServer,
+) -> None:
+    said = f"iot-cert-service is ready: the API at {server.url}, the portal at {server.url}/portal"
+    deadline = time.monotonic() + 10
+    while said not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert said in server.log()

@@ -11,13 +11,11 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 from openapi_spec_validator import validate
 
-from chalicelib.api.parsing import ALLOWED_FIELDS, RENEW_FIELDS, REQUIRED_FIELD
+from chalicelib.api.fields import BY_NAME, FIELDS, REQUESTS
 from chalicelib.api.portal import PORTAL_ROUTES
-from chalicelib.api.spec import SPEC_PATH
-from chalicelib.model import CertType
+from chalicelib.api.spec import openapi_document
 from tests.conftest import LocalServer
 from tests.helpers import ApiClient
 
@@ -31,7 +29,7 @@ SCHEMA_KEYWORDS = {
 
 
 def _spec() -> dict:
-    return yaml.safe_load(SPEC_PATH.read_text())
+    return openapi_document()
 
 
 def test_every_route_is_described_and_every_description_is_a_route() -> None:
@@ -109,23 +107,22 @@ def test_no_value_is_null_and_every_schema_key_is_a_keyword() -> None:
     strays = {path: sorted(set(schema) - SCHEMA_KEYWORDS) for path, schema in schemas.items()}
     assert {path: keys for path, keys in strays.items() if keys} == {}
     device_csr = schemas["/components/schemas/DeviceRequest/properties/csr"]
-    assert device_csr["description"] == "PEM CSR; excludes key_type, count, csrs"
+    assert device_csr["description"] == BY_NAME["csr"].description
 
 
-def test_request_schemas_are_plain_objects_naming_every_field_the_parser_takes() -> None:
+def test_request_schemas_are_plain_objects_naming_every_declared_field() -> None:
     schemas = _spec()["components"]["schemas"]
-    requests_by_type = {
-        "RootRequest": CertType.ROOT,
-        "IntermediateRequest": CertType.INTERMEDIATE,
-        "ServerRequest": CertType.SERVER,
-        "DeviceRequest": CertType.CLIENT,
-    }
-    for name, cert_type in requests_by_type.items():
+    for request, name in REQUESTS.items():
         schema = schemas[name]
         assert schema["type"] == "object" and schema["additionalProperties"] is False, name
-        assert set(schema["properties"]) == ALLOWED_FIELDS[cert_type], name
-        assert schema["required"] == [REQUIRED_FIELD[cert_type]], name
-    assert set(schemas["RenewRequest"]["properties"]) == RENEW_FIELDS
+        declared = {field.name for field in FIELDS if request in field.requests}
+        assert set(schema["properties"]) == declared, name
+        required = [field.name for field in FIELDS if request in field.required_in]
+        assert schema["required"] == required, name
+    assert schemas["DeviceRequest"]["required"] == ["parent_fqdn"]
+    assert set(schemas["RenewRequest"]["properties"]) == {
+        "validity_days", "key_type", "csr", "reuse_key", "revoke_previous", "serial",
+    }  # fmt: skip
     revoked, certificate = schemas["RevokedCertificate"], schemas["Certificate"]
     assert revoked["properties"] == certificate["properties"] | {
         "issued_certificates": revoked["properties"]["issued_certificates"]

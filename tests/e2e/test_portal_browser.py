@@ -14,10 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from chalicelib.api.spec import SPEC_PATH
+from chalicelib.api.spec import openapi_document
 from tests.conftest import LocalServer
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -121,7 +120,7 @@ def portal(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _api_operations() -> list[tuple[str, re.Pattern[str]]]:
-    spec = yaml.safe_load(SPEC_PATH.read_text())
+    spec = openapi_document()
     return [
         (method.upper(), re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"))
         for path, operations in spec["paths"].items()

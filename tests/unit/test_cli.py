@@ -28,7 +28,7 @@ COMMAND_OPTIONS: dict[tuple[str, ...], list[str]] = {
                          "--key-type", "--out-dir"],
     ("create", "intermediate"): ["FQDN", "--parent", "--path-length", "--key-type", "--out-dir"],
     ("create", "server"): ["FQDN", "--parent", "--san", "--csr", "--validity-days", "--out-dir"],
-    ("create", "device"): ["--parent", "--count", "--csr", "ED25519", "--out-dir"],
+    ("create", "device"): ["--parent", "--count", "--csr", "ED25519", "--aws-iot", "--out-dir"],
     ("list",): ["--parent", "--expiring-within-days", "--status", "--limit", "--page-size"],
     ("show",): ["FQDN", "--serial"],
     ("history",): ["FQDN"],
@@ -42,6 +42,10 @@ COMMAND_OPTIONS: dict[tuple[str, ...], list[str]] = {
     ("private-key",): ["FQDN", "--serial", "--output"],
     ("files",): ["FQDN", "DIR", "cert.pem", "chain.pem", "fullchain.pem", "key.pem", "ca.pem",
                  "--serial"],
+    ("aws-iot",): ["verification-certificate", "register"],
+    ("aws-iot", "verification-certificate"): ["CA", "CODE"],
+    ("aws-iot", "register"): ["CA", "--mode", "SNI_ONLY", "--provisioning", "jitp",
+                              "--no-auto-registration"],
 }  # fmt: skip
 UNSET = ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
          "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "IOTCERT_TOKEN", "IOTCERT_API",
@@ -72,7 +76,7 @@ def test_help_names_every_option(
         main([*command, "--help"])
     assert exited.value.code == 0
     shown = capsys.readouterr().out
-    leaf = command not in ((), ("create",))
+    leaf = command not in ((), ("create",), ("aws-iot",))
     for option in COMMAND_OPTIONS[command] + (COMMON if leaf else []):
         assert option in shown, f"{option} missing from `iotcert {' '.join(command)} --help`"
 
