@@ -101,7 +101,7 @@ class AuthorityCache:
             record = self._store.get_certificate(fqdn)
         except NotFound as err:
             raise NotFound(f"CA {fqdn} not found", concept) from err
-        if not policy_for(record.cert_type).is_ca:
+        if not policy_for(record.cert_type).signs_certificates:
             raise InvalidRequest(
                 concept, f"{fqdn} is a {record.cert_type.value} certificate, not a CA"
             )

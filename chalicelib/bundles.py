@@ -68,6 +68,6 @@ def build_bundle(
 def chain_root_of_bundle(record: CertificateRecord, bundle_format: str) -> str:
     """Where the chain of a bundle starts: for `chain` of a CA (a relying party's trust bundle
     for what lies below it), the CA itself; otherwise the CA that issued the certificate."""
-    if bundle_format == "chain" and policy_for(record.cert_type).is_ca:
+    if bundle_format == "chain" and policy_for(record.cert_type).signs_certificates:
         return record.fqdn
     return record.parent_fqdn

@@ -143,7 +143,9 @@ class RevocationCascade:
         """One page of the CA's certificates: the CAs among them join the walk."""
         ca_fqdn = cursor.queue[0]
         page = self._inventory.list_children(ca_fqdn, CHILDREN_PAGE, cursor.marker)
-        below = tuple(item.fqdn for item in page.items if policy_for(item.cert_type).is_ca)
+        below = tuple(
+            item.fqdn for item in page.items if policy_for(item.cert_type).signs_certificates
+        )
         if page.last_fqdn is not None:
             return replace(cursor, queue=cursor.queue + below, marker=page.last_fqdn)
         return Cursor(cursor.queue[1:] + below, revoked_certificates=cursor.revoked_certificates)

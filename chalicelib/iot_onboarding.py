@@ -241,8 +241,12 @@ class IotOnboarding:
         for a CA (AWS IoT's CA statuses); those never registered are skipped. Idempotent."""
         if self._registry is None:
             return 0
-        is_ca = policy_for(CertType(event.cert_type)).is_ca if event.cert_type else False
-        change = self._registry.deactivate_ca if is_ca else self._registry.revoke_certificate
+        status = policy_for(CertType(event.cert_type or CertType.CLIENT)).iot_revoked_status
+        change = (
+            self._registry.deactivate_ca
+            if status == "INACTIVE"
+            else self._registry.revoke_certificate
+        )
         return sum(change(fingerprint) for fingerprint in event.fingerprints)
 
 

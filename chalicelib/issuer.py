@@ -215,7 +215,7 @@ class Issuer:
             else:
                 audit("revoked", previous, reason=REASON_SUPERSEDED, generation=previous.generation)
                 events.append(CertificateRevoked.from_revocation(revocation, [previous]))
-        if policy_for(record.cert_type).is_ca:
+        if policy_for(record.cert_type).signs_certificates:
             self._authorities.renewed(record)
         return events
 

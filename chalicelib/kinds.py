@@ -35,13 +35,18 @@ class ProfileInputs:
 @dataclass(frozen=True)
 class KindPolicy:
     cert_type: CertType
-    is_ca: bool
+    signs_certificates: bool
+    """A CA: it signs certificates and CRLs, is renewed with its own key, is revoked with
+    everything below it, and its chain bundle starts with itself."""
+    iot_revoked_status: str
+    """What AWS IoT marks a revoked one: a device or server certificate REVOKED, a CA
+    certificate INACTIVE (AWS IoT's CA statuses have no REVOKED)."""
     key_types: frozenset[KeyType]
     """Keys the kind takes, generated or from a CSR."""
     takes_csr: bool
     default_validity_days: int
     self_signed: bool
-    """A root signs itself; every other kind is signed by a CA (`is_ca`) of this service."""
+    """A root signs itself; every other kind is signed by a CA of this service."""
     returns_private_key: bool
     """A leaf's key is returned once at issuance and served by the private-key route; a CA's key
     is never returned or served."""
@@ -77,7 +82,8 @@ class KindPolicy:
 
 ROOT = KindPolicy(
     cert_type=CertType.ROOT,
-    is_ca=True,
+    signs_certificates=True,
+    iot_revoked_status="INACTIVE",
     key_types=CA_AND_SERVER_KEY_TYPES,
     takes_csr=False,
     default_validity_days=3650,
@@ -91,7 +97,8 @@ ROOT = KindPolicy(
 )
 INTERMEDIATE = KindPolicy(
     cert_type=CertType.INTERMEDIATE,
-    is_ca=True,
+    signs_certificates=True,
+    iot_revoked_status="INACTIVE",
     key_types=CA_AND_SERVER_KEY_TYPES,
     takes_csr=False,
     default_validity_days=1825,
@@ -105,7 +112,8 @@ INTERMEDIATE = KindPolicy(
 )
 SERVER = KindPolicy(
     cert_type=CertType.SERVER,
-    is_ca=False,
+    signs_certificates=False,
+    iot_revoked_status="REVOKED",
     key_types=CA_AND_SERVER_KEY_TYPES,
     takes_csr=True,
     default_validity_days=397,
@@ -119,7 +127,8 @@ SERVER = KindPolicy(
 )
 DEVICE = KindPolicy(
     cert_type=CertType.CLIENT,
-    is_ca=False,
+    signs_certificates=False,
+    iot_revoked_status="REVOKED",
     key_types=ALL_KEY_TYPES,
     takes_csr=True,
     default_validity_days=365,

@@ -84,7 +84,7 @@ def revoke(
         raise AlreadyExists(f"{fqdn} is already revoked", Concept.CERTIFICATE) from err
     late = cover_generations(store, revocation, now)
     issued = None
-    if policy_for(record.cert_type).is_ca:
+    if policy_for(record.cert_type).signs_certificates:
         authorities.forget(fqdn)
         issued = count_children(inventory, fqdn)
     revoked = [generation for generation in generations if generation.serial in serials] + late

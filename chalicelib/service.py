@@ -468,7 +468,7 @@ class CertificateService:
         below it (chalicelib.cascade); when time is up, the rest goes on in a new event."""
         if isinstance(event, CascadeEvent):
             started = event
-        elif isinstance(event, CertificateRevoked) and _is_ca_revocation(event):
+        elif isinstance(event, CertificateRevoked) and _revokes_a_ca(event):
             started = CascadeEvent(
                 event.fqdn, event.cert_type, self._cascade.start(event.fqdn).to_dict()
             )
@@ -529,11 +529,11 @@ class CertificateService:
         return covered + self.inventory_keeper.reconcile(self._importer.find_imported)
 
 
-def _is_ca_revocation(event: CertificateRevoked) -> bool:
+def _revokes_a_ca(event: CertificateRevoked) -> bool:
     """A CA revoked as a whole (not one generation of it superseded by a renewal)."""
     if event.generation_only or not event.cert_type:
         return False
-    return policy_for(CertType(event.cert_type)).is_ca
+    return policy_for(CertType(event.cert_type)).signs_certificates
 
 
 def _required(value: str | None, concept: Concept = Concept.NAME) -> str:

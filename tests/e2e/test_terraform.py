@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -435,3 +436,18 @@ def test_the_portal_plans_cognito_sign_in_and_opens_only_its_two_methods(
     )
     crl = swagger["paths"]["/certificates/{certificate}/crl"]["get"]
     assert crl["x-amazon-apigateway-auth"] == {"type": "NONE"}  # with or without the portal
+
+
+def test_the_deployment_package_holds_the_service_and_no_test_fake(packaged: Module) -> None:
+    """The Lambda runs chalicelib and app.py; the fakes of the ports live in tests/ and never
+    ship, and neither does the CLI."""
+    with zipfile.ZipFile(packaged.directory / "deployment.zip") as package:
+        names = package.namelist()
+        ours = [name for name in names if name.startswith(("chalicelib/", "app.py"))]
+        sources = {name: package.read(name).decode() for name in ours if name.endswith(".py")}
+    assert "app.py" in ours and "chalicelib/issuer.py" in ours
+    assert not [name for name in names if name.startswith(("tests/", "iotcert/", "bench/"))]
+    fakes = ("InMemoryStore", "InMemoryInventory", "RecordingPublisher", "InMemoryIotRegistry")
+    shipped = [(name, fake) for name, text in sources.items() for fake in fakes
+               if f"class {fake}" in text]  # fmt: skip
+    assert shipped == []
