@@ -109,9 +109,11 @@ def aws_call_rows() -> list[Row]:
             calls.clear()
             issue()
             counts[label] = list(calls)
+    # Under a chain of two CAs: the CA's current generation (1), the write, the look after it
+    # (2 listings per CA of the chain, made together), the event; ACM for a server.
     return [
-        Row(f"AWS calls per {label} issuance (warm, moto)",
+        Row(f"AWS calls per {label} issuance, 2 CAs above (warm, moto)",
             f"{len(counts[label])}: {', '.join(counts[label])}", target=f"<= {limit}",
             met=len(counts[label]) <= limit)
-        for label, limit in (("device", 2), ("server", 3))
+        for label, limit in (("device", 7), ("server", 8))
     ]  # fmt: skip

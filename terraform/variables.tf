@@ -82,7 +82,7 @@ variable "key_reader_arns" {
 }
 
 variable "public_base_url" {
-  description = "Where relying parties fetch CRLs without credentials: a URL under which /certificates/<ca>/crl is served (e.g. a proxy or CloudFront distribution in front of the API, which requires SigV4). When set, every certificate issued from then on names its issuer's CRL there (CRL Distribution Point); empty: none."
+  description = "Where relying parties fetch CRLs: a URL under which /certificates/<ca>/crl is served, such as the API's own URL (output api_url, known after the first apply: the CRL route needs no credentials) or a custom domain in front of it. When set, every certificate issued from then on names its issuer's CRL there (CRL Distribution Point); empty: none."
   type        = string
   default     = ""
 

@@ -22,7 +22,7 @@ from devtools.ports import free_port, wait_for_port
 from devtools.run_moto import EventPump
 from tests.backends import moto_account
 from tests.conftest import PROJECT_ROOT
-from tests.e2e.test_readme_walkthrough import walkthrough_script
+from tests.docs import walkthrough_script
 from tests.helpers import verify_client
 
 MOTO_REQUEST_LINE = '"POST / HTTP/1.1" 200'
