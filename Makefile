@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 MOTO_PORT ?= 5000
+PYTEST_WORKERS ?= 3
 TF_DIR := terraform
 # A local provider mirror for `terraform init` (offline machines); empty means the registry.
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
@@ -32,7 +33,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 venv: $(INSTALLED)
 
 ## Start the API on the embedded local backend at http://127.0.0.1:$(PORT) (data in ./.certstore):
-## gunicorn, one worker per usable CPU (WORKERS=N to choose).
+## granian, one worker per usable CPU (WORKERS=N to choose).
 run: venv
 	$(BIN)/python -m chalicelib.server --host 127.0.0.1 --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
@@ -43,16 +44,9 @@ run-moto: venv
 		$(if $(filter 1,$(MOTO_LOG)),--moto-log)
 
 ## Remove the local store, CERTSTORE_DIR (default ./.certstore), with every certificate and key in
-## it; stop the server first. Refused, removing nothing, when it holds what the store never makes.
+## it. Refused, removing nothing, while a server serves it or when it holds what a store never holds.
 clean-store:
-	@store="$${CERTSTORE_DIR:-./.certstore}"; \
-	if [ ! -e "$$store" ]; then echo "clean-store: no $$store"; exit 0; fi; \
-	foreign=$$(ls -A "$$store" | grep -vxE \
-		'certificates|revocations|inventory\.sqlite3(-wal|-shm|-journal)?|\.tmp-.*|\.corrupt'); \
-	if [ -n "$$foreign" ] || [ ! -d "$$store" ]; then \
-		echo "clean-store: $$store is not only a certificate store ($$foreign); nothing removed" >&2; \
-		exit 1; fi; \
-	rm -rf -- "$$store" && echo "clean-store: removed $$store"
+	@$(PYTHON) -m chalicelib.adapters.local.serving clean "$${CERTSTORE_DIR:-./.certstore}"
 
 ## Rebuild missing inventory items from the certificate store (backend from the environment).
 reconcile: venv
@@ -65,8 +59,13 @@ fsck: venv
 ## Everything CI checks: lint, the infrastructure checks, then the whole test suite.
 test: lint tf-validate checkov pytest
 
+## The whole suite: on PYTEST_WORKERS pytest-xdist workers, each test file whole on one worker
+## (module fixtures and file order kept) and the slow files handed out first (tests/conftest.py);
+## then the `serial` tests alone. Three workers keep two cores busy while tests wait on servers,
+## terraform and moto.
 pytest: venv openapi-client browser-tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial"
+	$(BIN)/python -m pytest -m serial || [ $$? -eq 5 ]  # 5: no test is marked serial
 
 ## The fast tier, for the edit-test loop: the unit tests, and the contract and API suites on the
 ## local adapters and backend only (no `moto` test, no `slow` one; marks in pyproject.toml).

@@ -5,6 +5,9 @@ rejected request wrote nothing), the stored bytes of one certificate, and event 
 the `created` events travel for real: PutEvents on the custom bus, a rule with the handler's
 pattern, an SQS target; `deliver_events` hands what arrived to the app's `record_inventory`
 handler, as EventBridge would invoke the Lambda.
+
+Also the AWS side of the contract suites: a fresh moto account per test, built as Terraform would
+(`moto_account`, the `aws_resources` fixture of tests/fixtures.py), and `adapter_params`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,46 @@ from tests.helpers import snapshot_certstore
 
 INVENTORY_HANDLER = "record_inventory"
 CASCADE_HANDLER = "revocation_cascade"
+
+FAKE_CREDENTIALS = {
+    name: AWS_ENVIRONMENT[name]
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+    )
+}
+"""The fake credentials and region the contract suites' moto accounts are opened with."""
+
+AWS_ADAPTERS = frozenset({"s3", "dynamodb", "eventbridge", "acm", "aws_iot"})
+"""The contract suites' adapters whose factories pull the `aws_resources` fixture."""
+
+
+def adapter_params(factories: Iterable[tuple[str, Any]]) -> list[Any]:
+    """A contract fixture's params: one per adapter, its name the id; the AWS ones marked `moto`.
+
+    Contract factories for the AWS adapters pull `aws_resources` with `request.getfixturevalue`,
+    so a suite stays one list of adapters and the local adapters never start moto; the `moto`
+    mark is what `make test-fast` leaves out.
+    """
+    return [
+        pytest.param(factory, id=name, marks=[pytest.mark.moto] if name in AWS_ADAPTERS else [])
+        for name, factory in factories
+    ]
+
+
+@dataclass(frozen=True)
+class AwsResources:
+    """The moto session and the names of what `create_aws_resources` made in it."""
+
+    session: boto3.session.Session
+    bucket: str
+    table: str
+    index: str
+    bus: str
+    kms_key_id: str
+    queue_url: str
 
 
 @functools.cache

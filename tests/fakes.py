@@ -1,5 +1,6 @@
 """Fakes of the ports for tests: the same contracts as the adapters (tests/contract runs them
-all), kept in memory. They never ship in the deployment package."""
+all), kept in memory, and a CertificateService built on them with a fixed clock. They never ship
+in the deployment package."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib.adapters.documents import DocumentStore
 from chalicelib.adapters.inventory_items import page
+from chalicelib.adapters.local.importer import NullImporter
 from chalicelib.errors import AlreadyExists
 from chalicelib.events import CertificateEvent
 from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage
@@ -22,6 +26,9 @@ from chalicelib.ports.iot_registry import (
     certificate_id_of,
     thing_name_of,
 )
+from chalicelib.ports.publisher import EventPublisher
+from chalicelib.ports.store import CertificateStore
+from chalicelib.service import CertificateService
 
 
 class InMemoryStore(DocumentStore):
@@ -195,3 +202,28 @@ class InMemoryIotRegistry:
         start = int(marker or 0)
         end = start + self.page_size
         return registered[start:end], str(end) if end < len(registered) else None
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+"""The fixed clock's time."""
+
+
+def fixed_clock() -> datetime:
+    return NOW
+
+
+def make_service(
+    store: CertificateStore | None = None,
+    inventory: InMemoryInventory | None = None,
+    publisher: EventPublisher | None = None,
+    passphrase: bytes | None = None,
+    clock: Any = fixed_clock,
+) -> CertificateService:
+    return CertificateService(
+        store=store if store is not None else InMemoryStore(),
+        inventory=inventory if inventory is not None else InMemoryInventory(),
+        publisher=publisher if publisher is not None else RecordingPublisher(),
+        importer=NullImporter(),
+        ca_key_passphrase=passphrase,
+        clock=clock,
+    )

@@ -1,21 +1,26 @@
-"""Shared test helpers: an HTTP client wrapper, store snapshots, chain verification, the CLI."""
+"""Shared test helpers: the example names, an HTTP client wrapper, store snapshots, chain
+verification, the CLI and openssl as subprocesses. Fixtures are in tests/fixtures.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.verification import PolicyBuilder, Store
+
+if TYPE_CHECKING:
+    from tests.backends import Backend
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -25,6 +30,9 @@ SERVER_CA = "servers.example.com"
 DEVICE_CA_PARENT = "devices.example.com"
 CELL1 = "cell1.devices.example.com"
 CELL2 = "cell2.devices.example.com"
+
+ACCESS_KEY, SECRET_KEY, SESSION_TOKEN = "AKIDEXAMPLE", "secret-key-example", "session-token-example"
+"""The example AWS credentials the `aws_credentials` fixture gives the CLI."""
 
 
 @dataclass
@@ -60,6 +68,50 @@ class ApiClient:
         response = self.post(f"/certificates/{kind}", fields)
         assert response.status_code == 201, response.body
         return response.body
+
+
+ERROR_CODES = {400: "BadRequestError", 404: "NotFoundError", 413: "EntityTooLargeError"}
+"""The Chalice error code of each status a rejected request gets."""
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body the API reads."""
+
+
+def send(api: ApiClient, method: str, path: str, body: Any = None) -> ApiResponse:
+    """GET `path`, or POST `body` to it."""
+    if method == "GET":
+        return api.get(path)
+    return api.post(path, body)
+
+
+def assert_error(response: ApiResponse, status: int, field: str, contains: str = "") -> str:
+    """The Chalice error body, with a message that starts with the field it blames."""
+    assert response.status_code == status, response.body
+    assert isinstance(response.body, dict), response.body
+    assert set(response.body) == {"Code", "Message"}, response.body
+    assert response.body["Code"] == ERROR_CODES[status]
+    message = response.body["Message"]
+    assert re.match(rf"{re.escape(field)}(?!\w)", message), f"{message!r} does not name {field!r}"
+    assert contains in message
+    assert "Traceback" not in message
+    return message
+
+
+def assert_rejected(
+    api: ApiClient,
+    backend: Backend,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    status: int = 400,
+    field: str,
+    contains: str = "",
+) -> str:
+    """Send the request, check the error, and prove that nothing stored changed."""
+    before = backend.snapshot()
+    message = assert_error(send(api, method, path, body), status, field, contains)
+    assert backend.snapshot() == before
+    return message
 
 
 def binary_accepts(media_type: str) -> dict[str, str]:

@@ -32,7 +32,6 @@ from tests.helpers import (
     ROOT,
     SERVER_CA,
     ApiClient,
-    create_hierarchy,
     verify_client,
     verify_server,
 )
@@ -44,11 +43,6 @@ and SQS, whose cost grows with the queue (a bulk of 1000 took a minute of the su
 are more than the S3 path's 16 concurrent writers and take three PutEvents calls of at most ten
 entries (the test counts both), the code a bulk of 1000 runs."""
 SOCKET_TIMEOUT = 10.0
-
-
-@pytest.fixture
-def hierarchy(backend_api: ApiClient) -> dict[str, dict[str, Any]]:
-    return create_hierarchy(backend_api)
 
 
 @pytest.fixture
@@ -547,6 +541,7 @@ def lambda_payload_size(response: Any) -> int:
     return len(json.dumps({"statusCode": response.status_code, "body": response.body.decode()}))
 
 
+@pytest.mark.slow
 def test_the_largest_accepted_bulk_responses_fit_lambdas_6_mb(
     api: ApiClient, subtests: pytest.Subtests
 ) -> None:

@@ -28,7 +28,6 @@ from tests.helpers import (
     ROOT,
     SERVER_CA,
     ApiClient,
-    create_hierarchy,
     verify_client,
     verify_server,
 )
@@ -113,11 +112,6 @@ def certificate_pem() -> str:
         .sign(key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-@pytest.fixture
-def hierarchy(backend_api: ApiClient) -> dict[str, dict[str, Any]]:
-    return create_hierarchy(backend_api)
 
 
 def load_leaf(issued: dict[str, Any]) -> x509.Certificate:

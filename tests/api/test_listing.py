@@ -64,10 +64,17 @@ def list_all(api: ApiClient, parent: str, limit: int) -> tuple[list[dict[str, An
         assert pages < 1000, "next_token never became null"
 
 
+SLOW_ON_AWS = pytest.mark.parametrize(
+    "backend", ["local", pytest.param("aws", marks=pytest.mark.slow)], indirect=True
+)
+"""Both backends; the AWS one `slow` (hundreds of devices through moto take seconds)."""
+
+
 def issue_devices(api: ApiClient, parent: str, count: int) -> list[dict[str, Any]]:
     return [api.create("device", parent_fqdn=parent) for _ in range(count)]
 
 
+@SLOW_ON_AWS
 def test_paging_returns_every_device_exactly_once(backend_api: ApiClient) -> None:
     create_hierarchy(backend_api)
     devices = issue_devices(backend_api, CELL1, 250)
@@ -87,6 +94,7 @@ def test_paging_returns_every_device_exactly_once(backend_api: ApiClient) -> Non
     assert not {device["fqdn"] for device in neighbours} & set(fqdns)
 
 
+@SLOW_ON_AWS
 def test_default_limit_is_100(backend_api: ApiClient) -> None:
     create_hierarchy(backend_api)
     devices = issue_devices(backend_api, CELL1, DEFAULT_LIMIT + 1)
@@ -214,7 +222,7 @@ def test_list_items_have_exactly_the_documented_fields(backend_api: ApiClient) -
 
 
 def created_detail(issued: dict[str, Any]) -> dict[str, str]:
-    """The `created` event detail of DESIGN.md section 5, rebuilt from a 201 response."""
+    """The `created` event detail (docs/design.md, "Events and the inventory"), from a 201."""
     return {
         "FQDN": issued["fqdn"],
         "Type": issued["type"],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,18 +20,12 @@ from tests.helpers import (
     SERVER_CA,
     ApiClient,
     ApiResponse,
-    create_hierarchy,
     load_pem_chain,
     verify_client,
     verify_server,
 )
 
 SERVER = "mqtt.servers.example.com"
-
-
-@pytest.fixture
-def hierarchy(backend_api: ApiClient) -> dict[str, dict[str, Any]]:
-    return create_hierarchy(backend_api)
 
 
 def renew(api: ApiClient, fqdn: str, body: dict[str, Any] | None = None) -> ApiResponse:

@@ -36,11 +36,6 @@ from tests.helpers import (
 INVENTORY_HANDLER = "record_inventory"
 
 
-@pytest.fixture
-def hierarchy(backend_api: ApiClient) -> dict[str, dict[str, Any]]:
-    return create_hierarchy(backend_api)
-
-
 def revoke(api: ApiClient, fqdn: str, body: Any = None) -> ApiResponse:
     return api.post(f"/certificates/{fqdn}/revoke", {} if body is None else body)
 
@@ -439,7 +434,7 @@ def test_crl_of_an_unknown_ca_or_a_leaf_is_refused(
 
 
 def revoked_envelope(revoked: dict[str, Any], parent_fqdn: str) -> dict[str, Any]:
-    """The `revoked` event as EventBridge hands it to the Lambda (DESIGN section 5 shape)."""
+    """The `revoked` event as EventBridge hands it to the Lambda (shape: docs/design.md)."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),

@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 import pytest
@@ -39,10 +39,7 @@ from chalicelib.pki import (
     sign_certificate,
 )
 from chalicelib.ports.importer import CertificateImporter, CertificateImportError
-from tests.contract.conftest import adapter_params
-
-if TYPE_CHECKING:
-    from tests.contract.conftest import AwsResources
+from tests.backends import AwsResources, adapter_params
 
 ROOT_FQDN = "example.com"
 INTERMEDIATE_FQDN = "servers.example.com"

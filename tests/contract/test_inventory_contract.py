@@ -14,7 +14,6 @@ import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import ClientError
@@ -25,11 +24,8 @@ from chalicelib.adapters.local.inventory import SqliteInventory
 from chalicelib.errors import StorageError
 from chalicelib.model import CertType, ChildFilter, InventoryItem
 from chalicelib.ports.inventory import Inventory
-from tests.contract.conftest import adapter_params
+from tests.backends import AwsResources, adapter_params
 from tests.fakes import InMemoryInventory
-
-if TYPE_CHECKING:
-    from tests.contract.conftest import AwsResources
 
 ROOT = "example.com"
 CELL1 = "cell1.devices.example.com"

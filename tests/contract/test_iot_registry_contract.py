@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -32,11 +31,8 @@ from chalicelib.pki import (
 )
 from chalicelib.ports.iot_registry import CaRegistration, IotRegistry
 from devtools.aws_resources import AWS_ENVIRONMENT
-from tests.contract.conftest import adapter_params
+from tests.backends import AwsResources, adapter_params
 from tests.fakes import InMemoryIotRegistry
-
-if TYPE_CHECKING:
-    from tests.contract.conftest import AwsResources
 
 DEVICE_ID = "7f9c1c1e-8a2b-4c47-9d3e-2f1a5b6c7d8e"
 

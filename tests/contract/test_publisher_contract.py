@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 import pytest
@@ -20,11 +20,8 @@ from chalicelib.errors import StorageError
 from chalicelib.events import CertificateCreated
 from chalicelib.model import CertType
 from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
-from tests.contract.conftest import adapter_params
+from tests.backends import AwsResources, adapter_params
 from tests.fakes import RecordingPublisher
-
-if TYPE_CHECKING:
-    from tests.contract.conftest import AwsResources
 
 DETAIL_KEYS = {
     "FQDN",

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.verification import VerificationError
 
 from devtools.ports import free_port
-from tests.conftest import PROJECT_ROOT, LocalServer
-from tests.helpers import run_iotcert, verify_client, verify_server
+from tests.helpers import PROJECT_ROOT, run_iotcert, verify_client, verify_server
+from tests.servers import LocalServer
 
 LAYOUT = ["ca.pem", "cert.pem", "chain.pem", "fullchain.pem", "key.pem"]
 

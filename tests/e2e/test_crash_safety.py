@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
-from tests.conftest import PROJECT_ROOT, LocalServer
+from tests.helpers import PROJECT_ROOT
+from tests.servers import LocalServer
 
 CELL = "cell.example.com"
+pytestmark = pytest.mark.slow  # a server started, issuing for seconds, then killed
 
 
 class IssuingClients:

@@ -10,7 +10,6 @@ with the check on but no CRL loaded every device is refused.
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.conftest import LocalServer
-from tests.e2e.test_mutual_tls import (
+from tests.helpers import CELL1, ROOT, ApiClient, create_hierarchy, load_pem_chain
+from tests.servers import LocalServer
+from tests.tls import (
     CLIENT_MESSAGE,
     SERVER,
     SERVER_REPLY,
@@ -34,14 +34,14 @@ from tests.e2e.test_mutual_tls import (
     client_context,
     common_name,
     handshake,
+    openssl_path,
+    run_openssl,
     write_credentials,
 )
-from tests.helpers import CELL1, ROOT, ApiClient, create_hierarchy, load_pem_chain
 
 # OpenSSL's X509_V_ERR_* codes.
 UNABLE_TO_GET_CRL = 3
 CERTIFICATE_REVOKED = 23
-OPENSSL_TIMEOUT_SECONDS = 30
 REQUEST_TIMEOUT_SECONDS = 60
 
 
@@ -216,28 +216,11 @@ def test_crl_check_without_a_crl_refuses_every_device(
 # The openssl command line agrees ----------------------------------------------------------------
 
 
-def _openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        pytest.skip("the openssl command is not on PATH; the ssl-module handshakes cover this")
-    return path
-
-
-def run_openssl(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_openssl(), *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=OPENSSL_TIMEOUT_SECONDS,
-        check=False,
-    )
-
-
 def test_openssl_verify_with_crl_check_refuses_the_revoked_device_only(
     revocation_pki: RevocationPki,
 ) -> None:
     pki = revocation_pki
-    _openssl()
+    openssl_path()
     trust = pki.trust_file("root-and-crl.pem", with_crl=True)
     # The intermediates only (cell1, devices.example.com): trust comes from the root alone.
     intermediates = pki.directory / "intermediates.pem"
@@ -274,7 +257,7 @@ def test_openssl_verify_with_crl_check_refuses_the_revoked_device_only(
 
 def test_openssl_verifies_the_crl_signature(revocation_pki: RevocationPki) -> None:
     pki = revocation_pki
-    _openssl()
+    openssl_path()
     crl_file = pki.directory / "cell1.crl.pem"
     crl_file.write_text(pki.crl_pem)
     issuers = pki.directory / "chain.pem"

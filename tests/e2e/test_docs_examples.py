@@ -18,9 +18,9 @@ import pytest
 from cryptography import x509
 
 from devtools.ports import free_port
-from tests.conftest import LocalServer
 from tests.docs import WALKTHROUGH, script
 from tests.helpers import load_pem_chain, run_iotcert, verify_client, verify_server
+from tests.servers import LocalServer
 
 pytestmark = pytest.mark.slow
 

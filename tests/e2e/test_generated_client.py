@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 
 from chalicelib.api.fields import FIELDS, REQUESTS
 from chalicelib.api.spec import openapi_document
-from tests.conftest import PROJECT_ROOT, LocalServer
+from tests.helpers import PROJECT_ROOT
+from tests.servers import LocalServer
 
 GENERATOR_VENV = PROJECT_ROOT / ".venv-openapi-client"
 PACKAGE = "cert_client"

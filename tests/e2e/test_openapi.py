@@ -16,8 +16,8 @@ from openapi_spec_validator import validate
 from chalicelib.api.fields import BY_NAME, FIELDS, REQUESTS
 from chalicelib.api.portal import PORTAL_ROUTES
 from chalicelib.api.spec import openapi_document
-from tests.conftest import LocalServer
 from tests.helpers import ApiClient
+from tests.servers import LocalServer
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 SCHEMA_KEYWORDS = {
@@ -140,6 +140,7 @@ def test_it_is_served_at_openapi_json(api: ApiClient) -> None:
     shutil.which("schemathesis", path=str(Path(sys.executable).parent)) is None,
     reason="schemathesis is not installed in the project virtualenv",
 )
+@pytest.mark.slow
 def test_fuzzing_finds_no_server_error_and_no_response_off_the_spec(
     local_server: LocalServer, tmp_path: Path
 ) -> None:

@@ -7,17 +7,17 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_crl_handshake import run_openssl
-from tests.e2e.test_mutual_tls import (
+from tests.helpers import CELL1, ROOT, ApiClient, create_hierarchy
+from tests.tls import (
     CLIENT_MESSAGE,
     SERVER_REPLY,
     client_context,
     common_name,
     handshake,
+    run_openssl,
     server_context,
     write_credentials,
 )
-from tests.helpers import CELL1, ROOT, ApiClient, create_hierarchy
 
 SERVER = "mqtt.servers.example.com"
 CERTIFICATE_REVOKED = 23  # X509_V_ERR_CERT_REVOKED

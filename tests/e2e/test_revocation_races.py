@@ -20,8 +20,8 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.conftest import LocalServer
 from tests.helpers import openssl
+from tests.servers import LocalServer
 
 pytestmark = pytest.mark.slow
 ROOT = "example.com"

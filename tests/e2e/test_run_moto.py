@@ -21,9 +21,8 @@ from devtools.aws_resources import AWS_ENVIRONMENT
 from devtools.ports import free_port, wait_for_port
 from devtools.run_moto import EventPump
 from tests.backends import moto_account
-from tests.conftest import PROJECT_ROOT
 from tests.docs import walkthrough_script
-from tests.helpers import verify_client
+from tests.helpers import PROJECT_ROOT, verify_client
 
 MOTO_REQUEST_LINE = '"POST / HTTP/1.1" 200'
 """What werkzeug logs for each AWS call moto answers (creating the resources makes several)."""

@@ -4,7 +4,7 @@ names before any AWS call, and plans against a local moto server with nothing na
 Needs the `terraform` binary and the AWS provider 5.x: from TF_PLUGIN_DIR or /opt/tf-plugins (a
 local provider mirror, which must then work with the committed lock file), else the registry; the
 tests skip, saying so, when terraform is missing or no provider can be installed. The two-stage
-apply and destroy is in test_terraform_stages.py, on the helpers here.
+apply and destroy is in test_terraform_stages.py; both run on tests/terraform.py.
 """
 
 from __future__ import annotations
@@ -12,34 +12,34 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from chalicelib.events import INVENTORY_EVENT_PATTERN
 from devtools.ports import free_port
-from tests.conftest import PROJECT_ROOT
-
-TERRAFORM = shutil.which("terraform")
-PLUGIN_DIR = os.environ.get("TF_PLUGIN_DIR") or (
-    "/opt/tf-plugins" if Path("/opt/tf-plugins").is_dir() else ""
+from tests.helpers import PROJECT_ROOT
+from tests.terraform import (
+    API_GATEWAY_TIMEOUT_SECONDS,
+    LOCK_FILE,
+    PLUGIN_DIR,
+    REGION,
+    TERRAFORM,
+    Module,
+    package,
+    packaged_module,
+    run,
 )
-LOCK_FILE = ".terraform.lock.hcl"
-REGION = "us-east-1"
-API_GATEWAY_TIMEOUT_SECONDS = 29
-pytestmark = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed")
 
-_SERVICES = (
-    "s3", "dynamodb", "sts", "iam", "kms", "events", "lambda", "apigateway", "logs", "acm", "sqs",
-    "cloudwatch", "cognitoidp", "cognitoidentity", "iot",
-)  # fmt: skip
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed"),
+]
+
 PORTAL_RESOURCES = {
     "aws_cognito_user_pool.portal[0]",
     "aws_cognito_user_pool_client.portal[0]",
@@ -50,68 +50,6 @@ PORTAL_RESOURCES = {
 }
 
 
-def run(
-    arguments: list[str], cwd: Path, environment: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    merged = dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", **(environment or {}))
-    return subprocess.run(
-        arguments, cwd=cwd, env=merged, capture_output=True, text=True, timeout=600, check=False
-    )
-
-
-def package(directory: Path, stage: str) -> None:
-    """`make package STAGE=<stage>` into `directory`, as an engineer runs it into terraform/."""
-    packaged = run(["make", "-s", "package", f"STAGE={stage}", f"TF_DIR={directory}"], PROJECT_ROOT)
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-
-
-@dataclass
-class Module:
-    """A scratch copy of terraform/ (with the lock file), packaged and initialised."""
-
-    directory: Path
-
-    def terraform(
-        self, *arguments: str, workspace: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        environment = {"TF_WORKSPACE": workspace} if workspace else {}
-        return run([str(TERRAFORM), *arguments], self.directory, environment)
-
-    def point_at(self, endpoint: str, max_retries: int = 25) -> None:
-        """A provider override: every service at `endpoint` (moto), fake credentials."""
-        endpoints = "\n".join(f'    {name} = "{endpoint}"' for name in _SERVICES)
-        (self.directory / "moto_override.tf").write_text(
-            'provider "aws" {\n'
-            f'  region                      = "{REGION}"\n'
-            f"  max_retries                 = {max_retries}\n"
-            '  access_key                  = "testing"\n'
-            '  secret_key                  = "testing"\n'
-            "  skip_credentials_validation = true\n"
-            "  skip_metadata_api_check     = true\n"
-            "  skip_requesting_account_id  = true\n"
-            "  s3_use_path_style           = true\n"
-            f"  endpoints {{\n{endpoints}\n  }}\n"
-            "}\n"
-        )
-
-    def generated(self) -> dict[str, Any]:
-        return json.loads((self.directory / "chalice.tf.json").read_text())
-
-
-def packaged_module(directory: Path, stage: str) -> Module:
-    for source in (PROJECT_ROOT / "terraform").glob("*.tf"):
-        shutil.copy(source, directory)
-    shutil.copy(PROJECT_ROOT / "terraform" / LOCK_FILE, directory)
-    package(directory, stage)
-    module = Module(directory)
-    init = ["init", "-backend=false", "-input=false", "-no-color"]
-    initialised = module.terraform(*init, *([f"-plugin-dir={PLUGIN_DIR}"] if PLUGIN_DIR else []))
-    if not PLUGIN_DIR and initialised.returncode != 0:
-        pytest.skip(f"no provider mirror and the registry failed: {initialised.stderr}")
-    assert initialised.returncode == 0, initialised.stdout + initialised.stderr
-    return module
-
-
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Module:
     """Packaged for alice, with alice's workspace (each stage's state is its workspace)."""
@@ -119,17 +57,6 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Module:
     created = module.terraform("workspace", "new", "alice")
     assert created.returncode == 0, created.stderr
     return module
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_the_package_carries_no_stage_and_serves_every_stage(
@@ -245,10 +172,14 @@ def _names_in(value: Any) -> Iterator[str]:
         yield value
 
 
-def test_plan_against_moto_creates_the_stack_for_its_stage(
-    packaged: Module, moto_endpoint: str
-) -> None:
-    plan = plan_json(packaged, moto_endpoint)
+@pytest.fixture(scope="module")
+def default_plan(packaged: Module, moto_endpoint: str) -> dict[str, Any]:
+    """alice's plan with every other variable at its default, planned once for the module."""
+    return plan_json(packaged, moto_endpoint)
+
+
+def test_plan_against_moto_creates_the_stack_for_its_stage(default_plan: dict[str, Any]) -> None:
+    plan = default_plan
     resources = _planned_resources(plan["planned_values"]["root_module"])
     configuration = _planned_resources(plan["configuration"]["root_module"])
     known = [name for resource in resources.values() for name in _names_in(resource.get("values"))]
@@ -373,8 +304,10 @@ def console(module: Module, endpoint: str, expressions: list[str], *variables: s
 PORTAL_AUTHORIZATION = ["local.portal_authorization"]
 
 
-def test_without_portal_nothing_of_it_is_planned(packaged: Module, moto_endpoint: str) -> None:
-    plan = plan_json(packaged, moto_endpoint)
+def test_without_portal_nothing_of_it_is_planned(
+    packaged: Module, moto_endpoint: str, default_plan: dict[str, Any]
+) -> None:
+    plan = default_plan
     resources = _planned_resources(plan["planned_values"]["root_module"])
     assert not [address for address in resources if "cognito" in address or "portal" in address]
     assert plan["planned_values"]["outputs"]["portal_url"].get("value") is None

@@ -35,12 +35,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.test_terraform import (
+from tests.terraform import (
     API_GATEWAY_TIMEOUT_SECONDS,
     REGION,
     TERRAFORM,
     Module,
-    moto_endpoint,
     packaged_module,
 )
 
@@ -48,7 +47,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed"),
 ]
-__all__ = ["moto_endpoint"]  # the module-scoped moto server fixture, shared by name
 STAGES = ("alice", "bob")
 APP = "iot-cert-service"
 ALLOW_TEARDOWN = "-var=allow_teardown=true"

@@ -47,8 +47,15 @@ def test_a_body_in_pieces_is_joined() -> None:
         {"type": "http.request", "body": b"abc", "more_body": True},
         {"type": "http.request", "body": b"de", "more_body": False},
     )
-    assert read({}, *pieces) == b"abcde"
-    assert read({}, {"type": "http.request", "body": b"", "more_body": False}) is None
+    assert read({"content-length": "5"}, *pieces) == b"abcde"
+    assert read({"transfer-encoding": "chunked"}, *pieces) == b"abcde"
+    empty = {"type": "http.request", "body": b"", "more_body": False}
+    assert read({"transfer-encoding": "chunked"}, empty) is None
+
+
+def test_a_request_announcing_no_body_is_not_read() -> None:
+    assert read({}) is None  # no message: reading would fail
+    assert read({"content-length": "0"}) is None
 
 
 def test_an_announced_size_over_the_limit_is_refused_before_reading() -> None:

@@ -9,8 +9,7 @@ from chalicelib.cascade import Cursor, RevocationCascade
 from chalicelib.events import CertificateCreated
 from chalicelib.model import CertificateRecord, CertType, InventoryItem, IssueRequest
 from chalicelib.ports.iot_registry import certificate_id_of
-from tests.fakes import InMemoryInventory, InMemoryIotRegistry, InMemoryStore
-from tests.unit.test_service import make_service
+from tests.fakes import InMemoryInventory, InMemoryIotRegistry, InMemoryStore, make_service
 
 ROOT, DEVICES, CELL = "example.com", "devices.example.com", "cell1.devices.example.com"
 

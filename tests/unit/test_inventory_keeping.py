@@ -14,8 +14,8 @@ from chalicelib.errors import NotFound
 from chalicelib.events import CertificateCreated, CertificateRenewed, CertificateRevoked
 from chalicelib.inventory_keeping import InventoryKeeper
 from chalicelib.model import STATUS_ACTIVE, STATUS_REVOKED, CertificateRecord, CertType
-from tests.contract.test_store_contract import CELL, make_record
 from tests.fakes import InMemoryInventory, InMemoryStore
+from tests.records import CELL, make_record
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -31,21 +31,23 @@ from chalicelib.model import (
     IssueRequest,
     RenewRequest,
 )
-from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
+from chalicelib.ports.publisher import EventDeliveryError
 from chalicelib.ports.store import CertificateStore
 from chalicelib.service import CertificateService
-from tests.fakes import InMemoryInventory, InMemoryStore, RecordingPublisher
+from tests.fakes import (
+    NOW,
+    InMemoryInventory,
+    InMemoryStore,
+    RecordingPublisher,
+    fixed_clock,
+    make_service,
+)
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NOW_ISO = "2026-01-01T00:00:00Z"
 ROOT = "example.com"
 CELL = "cell1.devices.example.com"
 SERVER = "mqtt.example.com"
 PASSPHRASE = b"correct horse battery staple"
-
-
-def fixed_clock() -> datetime:
-    return NOW
 
 
 class SettableClock:
@@ -96,23 +98,6 @@ class InventoryHandler:
         assert self.service is not None
         self.delivered.extend(events)
         return self.service.inventory_keeper.record(events)
-
-
-def make_service(
-    store: CertificateStore | None = None,
-    inventory: InMemoryInventory | None = None,
-    publisher: EventPublisher | None = None,
-    passphrase: bytes | None = None,
-    clock: Any = fixed_clock,
-) -> CertificateService:
-    return CertificateService(
-        store=store if store is not None else InMemoryStore(),
-        inventory=inventory if inventory is not None else InMemoryInventory(),
-        publisher=publisher if publisher is not None else RecordingPublisher(),
-        importer=NullImporter(),
-        ca_key_passphrase=passphrase,
-        clock=clock,
-    )
 
 
 def wired_end_to_end(

@@ -1,16 +1,13 @@
 """Bulk signing in a process pool gives the certificates in-process signing gives, in order;
-it falls back to signing in process while the pool starts and when a pool process dies."""
+it falls back to signing in process while the pool starts and when a pool process dies. That the
+pool's processes leave with their owner is in tests/e2e/test_signing_pool_owner.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -20,31 +17,9 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from chalicelib import pki
 from chalicelib.adapters.local.signing_pool import MIN_POOLED, PoolSigner
 from chalicelib.issuance import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice
-from chalicelib.model import KeyType, SubjectDetails
-from chalicelib.names import device_fqdn, random_uuids
-from devtools.procfs import child_pids, is_gone
-from tests.conftest import PROJECT_ROOT
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-CELL = "cell.example.com"
-
-
-def make_terms(key_type: KeyType = KeyType.EC_P256, crl_url: str | None = None) -> BulkTerms:
-    key = pki.generate_private_key(KeyType.EC_P256)
-    window = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=30))
-    subject = pki.build_subject(CELL, SubjectDetails())
-    ca = pki.sign_certificate(pki.root_profile(), subject, key.public_key(), window, None, key)
-    details = SubjectDetails(country="DE", organization="Acme Devices")
-    validity = pki.Validity(NOW - timedelta(minutes=5), NOW + timedelta(days=1))
-    return BulkTerms(pki.SigningAuthority(ca, key), validity, details, key_type, crl_url)
-
-
-def make_orders(count: int, materials: list[KeyMaterial | None] | None = None) -> list[DeviceOrder]:
-    materials = materials or [None] * count
-    return [
-        DeviceOrder(device_id, device_fqdn(device_id, CELL), material)
-        for device_id, material in zip(random_uuids(count), materials, strict=True)
-    ]
+from chalicelib.model import KeyType
+from devtools.procfs import child_pids
+from tests.signing import CELL, NOW, make_orders, make_terms
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +135,7 @@ def wait_until_ready(signer: PoolSigner) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_pool_process_killed_mid_bulk_costs_no_certificate() -> None:
     """RSA orders (one a chunk, tens of milliseconds each): the pool is killed while it still
     owes most of them; those are signed in process, and the next bulks get a new pool."""
@@ -194,6 +170,7 @@ def die_at_start(parent_pid: int) -> None:
     os._exit(3)
 
 
+@pytest.mark.slow
 def test_a_pool_that_never_starts_leaves_bulks_in_process_then_is_given_up() -> None:
     signer = PoolSigner(1, initializer=die_at_start)
     terms = make_terms()
@@ -217,36 +194,3 @@ def _command(pid: int) -> bytes:
             return file.read()
     except FileNotFoundError:
         return b""
-
-
-OWNER = """
-import json, sys, time
-from tests.unit.test_signing_pool import make_orders, make_terms
-from chalicelib.adapters.local.signing_pool import MIN_POOLED, PoolSigner
-from devtools.procfs import child_pids
-import os
-signer = PoolSigner(2)
-list(signer.sign_devices(make_terms(), make_orders(MIN_POOLED)))
-while signer._ready_executor() is None:
-    time.sleep(0.05)
-print(json.dumps(child_pids(os.getpid())), flush=True)
-time.sleep(600)
-"""
-
-
-def test_pool_processes_leave_when_their_owner_is_killed() -> None:
-    owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert owner.stdout is not None
-    with owner.stdout:
-        try:
-            pool = json.loads(owner.stdout.readline())
-            assert len(pool) >= 2
-        finally:
-            owner.send_signal(signal.SIGKILL)
-            owner.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while not all(is_gone(pid) for pid in pool) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert all(is_gone(pid) for pid in pool), "pool processes outlived their owner"

@@ -1,6 +1,6 @@
 """Every certificate profile, extension by extension and with its criticality, for every key type.
 
-The certificates are issued through the HTTP API (DESIGN.md section 4 is the contract). RSA-4096
+The certificates are issued through the HTTP API (docs/api.md is the contract). RSA-4096
 keys are slow to generate, so each key type gets one hierarchy, built once per module and shared
 by the read-only checks below: root example.com (with C/ST/O), servers.example.com (path_length
 default 0), devices.example.com (path_length 1) with the nested cell1.devices.example.com (default
@@ -27,7 +27,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from chalicelib import wiring
 from tests.helpers import ApiClient
 
-KEY_TYPES = ["EC_P256", "EC_P384", "RSA_2048", "RSA_3072", "RSA_4096"]
+KEY_TYPES = [
+    "EC_P256",
+    "EC_P384",
+    "RSA_2048",
+    "RSA_3072",
+    pytest.param("RSA_4096", marks=pytest.mark.slow),  # six RSA-4096 keys: seconds
+]
 BACKDATE = timedelta(minutes=5)
 
 ROOT = "example.com"
@@ -88,7 +94,7 @@ def _issue_hierarchy(api: ApiClient, key_type: str) -> dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="module", params=KEY_TYPES)
-def hierarchy(
+def issued(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Hierarchy]:
     """One hierarchy per key type, issued once for the module on its own fresh local store.
@@ -243,8 +249,8 @@ def public_der(public_key: Any) -> bytes:
 # Profiles ---------------------------------------------------------------------------------------
 
 
-def test_root_profile(hierarchy: Hierarchy) -> None:
-    root = hierarchy.certificate(ROOT)
+def test_root_profile(issued: Hierarchy) -> None:
+    root = issued.certificate(ROOT)
     assert root.version is x509.Version.v3
     assert_extension_set(root, CA_EXTENSIONS)
     assert_is_ca(root, path_length=None)
@@ -253,33 +259,33 @@ def test_root_profile(hierarchy: Hierarchy) -> None:
     root.verify_directly_issued_by(root)
     with pytest.raises(x509.ExtensionNotFound):
         extension(root, x509.AuthorityKeyIdentifier)
-    assert hierarchy.responses[ROOT]["type"] == "Root"
-    assert hierarchy.responses[ROOT]["chain"] == ""
+    assert issued.responses[ROOT]["type"] == "Root"
+    assert issued.responses[ROOT]["chain"] == ""
 
 
-def test_intermediate_profile_default_path_length_zero(hierarchy: Hierarchy) -> None:
-    intermediate = hierarchy.certificate(SERVER_CA)
+def test_intermediate_profile_default_path_length_zero(issued: Hierarchy) -> None:
+    intermediate = issued.certificate(SERVER_CA)
     assert_extension_set(intermediate, CA_EXTENSIONS | {ExtensionOID.AUTHORITY_KEY_IDENTIFIER})
     assert_is_ca(intermediate, path_length=0)
     assert common_names(intermediate) == [SERVER_CA]
-    assert_issued_by(intermediate, hierarchy.certificate(ROOT))
+    assert_issued_by(intermediate, issued.certificate(ROOT))
     assert intermediate.issuer != intermediate.subject
 
 
-def test_intermediate_profile_with_path_length_one_and_nested_below(hierarchy: Hierarchy) -> None:
-    parent = hierarchy.certificate(DEVICE_CA)
-    nested = hierarchy.certificate(CELL)
+def test_intermediate_profile_with_path_length_one_and_nested_below(issued: Hierarchy) -> None:
+    parent = issued.certificate(DEVICE_CA)
+    nested = issued.certificate(CELL)
     assert_is_ca(parent, path_length=1)
-    assert_issued_by(parent, hierarchy.certificate(ROOT))
+    assert_issued_by(parent, issued.certificate(ROOT))
     assert_extension_set(nested, CA_EXTENSIONS | {ExtensionOID.AUTHORITY_KEY_IDENTIFIER})
     assert_is_ca(nested, path_length=0)
     assert common_names(nested) == [CELL]
     assert_issued_by(nested, parent)
 
 
-def test_server_profile(hierarchy: Hierarchy) -> None:
-    server = hierarchy.certificate(SERVER)
-    assert_is_leaf(server, hierarchy.is_rsa, ExtendedKeyUsageOID.SERVER_AUTH)
+def test_server_profile(issued: Hierarchy) -> None:
+    server = issued.certificate(SERVER)
+    assert_is_leaf(server, issued.is_rsa, ExtendedKeyUsageOID.SERVER_AUTH)
     assert common_names(server) == [SERVER]
     names = extension(server, x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == [SERVER, "localhost"]
@@ -288,59 +294,59 @@ def test_server_profile(hierarchy: Hierarchy) -> None:
         ipaddress.ip_address("::1"),
     ]
     assert len(names) == 4
-    assert_issued_by(server, hierarchy.certificate(SERVER_CA))
+    assert_issued_by(server, issued.certificate(SERVER_CA))
 
 
-def test_device_profile(hierarchy: Hierarchy) -> None:
-    response = hierarchy.responses[DEVICE]
-    device = hierarchy.certificate(DEVICE)
+def test_device_profile(issued: Hierarchy) -> None:
+    response = issued.responses[DEVICE]
+    device = issued.certificate(DEVICE)
     device_id = response["device_id"]
     assert uuid.UUID(device_id).version == 4
     assert str(uuid.UUID(device_id)) == device_id
     assert response["fqdn"] == f"{device_id}.{CELL}"
-    assert_is_leaf(device, hierarchy.is_rsa, ExtendedKeyUsageOID.CLIENT_AUTH)
+    assert_is_leaf(device, issued.is_rsa, ExtendedKeyUsageOID.CLIENT_AUTH)
     assert common_names(device) == [device_id]
     names = extension(device, x509.SubjectAlternativeName).value
     assert list(names) == [x509.DNSName(f"{device_id}.{CELL}")]
-    assert_issued_by(device, hierarchy.certificate(CELL))
+    assert_issued_by(device, issued.certificate(CELL))
 
 
 # Common fields ----------------------------------------------------------------------------------
 
 
 def test_serials_are_positive_fit_twenty_bytes_and_match_the_response(
-    hierarchy: Hierarchy,
+    issued: Hierarchy,
 ) -> None:
     serials = set()
-    for name, response in hierarchy.responses.items():
-        serial = hierarchy.certificate(name).serial_number
+    for name, response in issued.responses.items():
+        serial = issued.certificate(name).serial_number
         assert serial > 0, name
         # DER adds a leading zero byte when the top bit is set: 159 bits is the 20-byte limit.
         assert serial.bit_length() <= 159, name
         assert int(response["serial"], 16) == serial, name
         serials.add(serial)
-    assert len(serials) == len(hierarchy.responses)
+    assert len(serials) == len(issued.responses)
 
 
 def test_pem_and_fingerprint_are_what_cryptography_makes_of_the_certificate(
-    hierarchy: Hierarchy,
+    issued: Hierarchy,
 ) -> None:
-    for name, response in hierarchy.responses.items():
-        certificate = hierarchy.certificate(name)
+    for name, response in issued.responses.items():
+        certificate = issued.certificate(name)
         pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
         assert response["certificate"] == pem, name
         assert response["fingerprint_sha256"] == certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def test_signature_hash_is_sha384_for_p384_issuers_else_sha256(hierarchy: Hierarchy) -> None:
-    expected = hashes.SHA384 if hierarchy.key_type == "EC_P384" else hashes.SHA256
-    for name in hierarchy.responses:
-        algorithm = hierarchy.certificate(name).signature_hash_algorithm
+def test_signature_hash_is_sha384_for_p384_issuers_else_sha256(issued: Hierarchy) -> None:
+    expected = hashes.SHA384 if issued.key_type == "EC_P384" else hashes.SHA256
+    for name in issued.responses:
+        algorithm = issued.certificate(name).signature_hash_algorithm
         assert isinstance(algorithm, expected), (name, algorithm)
 
 
 def test_validity_starts_five_minutes_back_and_ends_within_the_issuer(
-    hierarchy: Hierarchy,
+    issued: Hierarchy,
 ) -> None:
     issuers = {
         ROOT: ROOT,
@@ -352,43 +358,43 @@ def test_validity_starts_five_minutes_back_and_ends_within_the_issuer(
     }
     default_days = {ROOT: 3650, SERVER_CA: 1825, DEVICE_CA: 1825, CELL: 1825}
     default_days |= {SERVER: 397, DEVICE: 365}
-    earliest = hierarchy.started.replace(microsecond=0) - BACKDATE
-    latest = hierarchy.finished - BACKDATE
+    earliest = issued.started.replace(microsecond=0) - BACKDATE
+    latest = issued.finished - BACKDATE
     for name, issuer_name in issuers.items():
-        certificate = hierarchy.certificate(name)
+        certificate = issued.certificate(name)
         not_before = certificate.not_valid_before_utc
         not_after = certificate.not_valid_after_utc
         assert earliest <= not_before <= latest, name
-        issuer_not_after = hierarchy.certificate(issuer_name).not_valid_after_utc
+        issuer_not_after = issued.certificate(issuer_name).not_valid_after_utc
         assert not_after <= issuer_not_after, name
         # The default lifetime counts from the issuing moment (not_before + BACKDATE) and is cut
         # to the issuer's end: cell1 (1825 days) is issued a moment after its 1825-day parent.
         issued_at = not_before + BACKDATE
         expected = min(issued_at + timedelta(days=default_days[name]), issuer_not_after)
         assert not_after == expected, name
-    root = hierarchy.certificate(ROOT)
+    root = issued.certificate(ROOT)
     lifetime = root.not_valid_after_utc - root.not_valid_before_utc
     assert lifetime == timedelta(days=3650) + BACKDATE
 
 
 def test_subject_carries_country_state_organization_only_when_given(
-    hierarchy: Hierarchy,
+    issued: Hierarchy,
 ) -> None:
-    root = hierarchy.certificate(ROOT)
+    root = issued.certificate(ROOT)
     assert subject_details(root) == {"C": ["DE"], "ST": ["Bayern"], "O": ["Example IoT GmbH"]}
-    device = hierarchy.certificate(DEVICE)
+    device = issued.certificate(DEVICE)
     assert subject_details(device) == {"C": [], "ST": [], "O": ["Example Devices"]}
     for name in (SERVER_CA, DEVICE_CA, CELL, SERVER):
-        certificate = hierarchy.certificate(name)
+        certificate = issued.certificate(name)
         assert subject_details(certificate) == {"C": [], "ST": [], "O": []}, name
         assert len(certificate.subject) == 1, name
 
 
-def test_public_key_type_and_size_match_key_type(hierarchy: Hierarchy) -> None:
-    for name, response in hierarchy.responses.items():
-        assert response["key_type"] == hierarchy.key_type
-        public_key = hierarchy.certificate(name).public_key()
-        family, size = hierarchy.key_type.split("_")
+def test_public_key_type_and_size_match_key_type(issued: Hierarchy) -> None:
+    for name, response in issued.responses.items():
+        assert response["key_type"] == issued.key_type
+        public_key = issued.certificate(name).public_key()
+        family, size = issued.key_type.split("_")
         if family == "EC":
             assert isinstance(public_key, ec.EllipticCurvePublicKey), name
             assert public_key.curve.name == f"secp{size[1:]}r1", name
@@ -398,25 +404,25 @@ def test_public_key_type_and_size_match_key_type(hierarchy: Hierarchy) -> None:
             assert public_key.public_numbers().e == 65537, name
 
 
-def test_leaf_private_key_matches_its_certificate(hierarchy: Hierarchy) -> None:
+def test_leaf_private_key_matches_its_certificate(issued: Hierarchy) -> None:
     keys = {
         name: public_der(
             serialization.load_pem_private_key(
-                hierarchy.responses[name]["private_key"].encode(), password=None
+                issued.responses[name]["private_key"].encode(), password=None
             ).public_key()
         )
         for name in (SERVER, DEVICE)
     }
-    certificates = {name: public_der(hierarchy.certificate(name).public_key()) for name in keys}
+    certificates = {name: public_der(issued.certificate(name).public_key()) for name in keys}
     assert keys[SERVER] == certificates[SERVER]
     assert keys[DEVICE] == certificates[DEVICE]
     assert keys[SERVER] != keys[DEVICE]
 
 
-def test_ca_responses_carry_no_private_key(hierarchy: Hierarchy) -> None:
+def test_ca_responses_carry_no_private_key(issued: Hierarchy) -> None:
     for name in (ROOT, SERVER_CA, DEVICE_CA, CELL):
-        assert "private_key" not in hierarchy.responses[name], name
-        assert "PRIVATE KEY" not in str(hierarchy.responses[name]), name
+        assert "private_key" not in issued.responses[name], name
+        assert "PRIVATE KEY" not in str(issued.responses[name]), name
 
 
 # Mixed key types (cheap EC keys, one store per test) -------------------------------------------

@@ -1,9 +1,10 @@
 """Issued chains verify with cryptography.x509.verification, and fail where they must.
 
-Hierarchy (tests.helpers.create_hierarchy): root example.com; servers.example.com;
-devices.example.com (path_length 1) with cell1 and cell2 under it. Every positive check has a
-negative control that differs from it in one thing only: the trusted root, the name, the usage or
-the chain.
+Hierarchy (the `hierarchy` fixture, tests.helpers.create_hierarchy): root example.com;
+servers.example.com; devices.example.com (path_length 1) with cell1 and cell2 under it, issued
+through the HTTP API on the local backend (chains do not depend on where they are stored). Every
+positive check has a negative control that differs from it in one thing only: the trusted root,
+the name, the usage or the chain.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tests.helpers import (
     ROOT,
     SERVER_CA,
     ApiClient,
-    create_hierarchy,
     load_pem_chain,
     verify_client,
     verify_server,
@@ -35,6 +35,7 @@ SERVER = "mqtt.servers.example.com"
 EXTRA_DNS = "broker.example.net"
 EXTRA_IP = "127.0.0.1"
 OTHER_ROOT = "other.org"
+pytestmark = pytest.mark.parametrize("backend", ["local"], indirect=True)
 
 
 def certificate_of(response: dict[str, Any]) -> x509.Certificate:
@@ -59,39 +60,38 @@ def assert_chain_links_up_to(response: dict[str, Any], root: x509.Certificate) -
 
 
 @pytest.fixture
-def hierarchy(api: ApiClient) -> dict[str, dict[str, Any]]:
-    return create_hierarchy(api)
-
-
-@pytest.fixture
 def root_pem(hierarchy: dict[str, dict[str, Any]]) -> str:
     return hierarchy[ROOT]["certificate"]
 
 
 @pytest.fixture
-def server(api: ApiClient, hierarchy: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return api.create("server", fqdn=SERVER, sans=[EXTRA_DNS, EXTRA_IP])
+def server(backend_api: ApiClient, hierarchy: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return backend_api.create("server", fqdn=SERVER, sans=[EXTRA_DNS, EXTRA_IP])
 
 
 @pytest.fixture
-def devices(api: ApiClient, hierarchy: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {cell: api.create("device", parent_fqdn=cell) for cell in (CELL1, CELL2)}
+def devices(
+    backend_api: ApiClient, hierarchy: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    return {cell: backend_api.create("device", parent_fqdn=cell) for cell in (CELL1, CELL2)}
 
 
 @pytest.fixture
-def other_root_pem(api: ApiClient) -> str:
-    return api.create("root", fqdn=OTHER_ROOT)["certificate"]
+def other_root_pem(backend_api: ApiClient) -> str:
+    return backend_api.create("root", fqdn=OTHER_ROOT)["certificate"]
 
 
 # Positive paths ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key_type", ["EC_P256", "EC_P384", "RSA_2048"])
-def test_server_and_device_chains_verify_for_each_key_type(api: ApiClient, key_type: str) -> None:
-    hierarchy = create_hierarchy(api, key_type=key_type)
+@pytest.mark.parametrize("hierarchy", ["EC_P256", "EC_P384", "RSA_2048"], indirect=True)
+def test_server_and_device_chains_verify_for_each_key_type(
+    backend_api: ApiClient, hierarchy: dict[str, dict[str, Any]]
+) -> None:
+    key_type = hierarchy[ROOT]["key_type"]
     root_pem = hierarchy[ROOT]["certificate"]
-    server = api.create("server", fqdn=SERVER, key_type=key_type)
-    device = api.create("device", parent_fqdn=CELL2, key_type=key_type)
+    server = backend_api.create("server", fqdn=SERVER, key_type=key_type)
+    device = backend_api.create("device", parent_fqdn=CELL2, key_type=key_type)
     assert subjects(verify_server(server, root_pem, SERVER)) == [
         f"CN={SERVER}",
         f"CN={SERVER_CA}",
@@ -160,7 +160,7 @@ def test_response_chains_run_from_the_issuer_to_the_root(
 
 
 def test_wrong_root_is_rejected(
-    api: ApiClient,
+    backend_api: ApiClient,
     server: dict[str, Any],
     devices: dict[str, dict[str, Any]],
     root_pem: str,
@@ -171,7 +171,7 @@ def test_wrong_root_is_rejected(
     with pytest.raises(VerificationError):
         verify_client(devices[CELL1], other_root_pem)
     # And the other way round: other.org's own device is foreign to example.com's store.
-    foreign_device = api.create("device", parent_fqdn=OTHER_ROOT)
+    foreign_device = backend_api.create("device", parent_fqdn=OTHER_ROOT)
     assert verify_client(foreign_device, other_root_pem).chain[
         -1
     ] == x509.load_pem_x509_certificate(other_root_pem.encode())
@@ -226,7 +226,7 @@ def test_chain_missing_an_intermediate_is_rejected(
 
 
 def test_get_returns_the_same_certificate_and_chain_which_verifies(
-    api: ApiClient,
+    backend_api: ApiClient,
     server: dict[str, Any],
     devices: dict[str, dict[str, Any]],
     root_pem: str,
@@ -234,13 +234,13 @@ def test_get_returns_the_same_certificate_and_chain_which_verifies(
     device = devices[CELL2]
     for issued in (server, device):
         for name in (issued["fqdn"], encode_fqdn(issued["fqdn"])):
-            response = api.get(f"/certificates/{name}")
+            response = backend_api.get(f"/certificates/{name}")
             assert response.status_code == 200, response.body
             assert response.body["certificate"] == issued["certificate"]
             assert response.body["chain"] == issued["chain"]
             assert "private_key" not in response.body
-    fetched_server = api.get(f"/certificates/{encode_fqdn(SERVER)}").body
+    fetched_server = backend_api.get(f"/certificates/{encode_fqdn(SERVER)}").body
     assert verify_server(fetched_server, root_pem, SERVER)[0] == certificate_of(server)
-    fetched_device = api.get(f"/certificates/{device['fqdn']}").body
+    fetched_device = backend_api.get(f"/certificates/{device['fqdn']}").body
     assert verify_client(fetched_device, root_pem).chain[0] == certificate_of(device)
     assert "." not in encode_fqdn(SERVER)
