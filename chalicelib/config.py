@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCAL_BACKEND = "local"
+DEFAULT_CERTSTORE_DIR = "./.certstore"
 AWS_BACKEND = "aws"
 SYNC_NORMAL = "normal"
 SYNC_FULL = "full"
@@ -55,7 +56,7 @@ def load_settings() -> Settings:
     passphrase = os.environ.get("CA_KEY_PASSPHRASE", "")
     return Settings(
         backend=_choice("BACKEND", LOCAL_BACKEND, (LOCAL_BACKEND, AWS_BACKEND)),
-        certstore_dir=Path(os.environ.get("CERTSTORE_DIR", "./.certstore")),
+        certstore_dir=Path(os.environ.get("CERTSTORE_DIR", DEFAULT_CERTSTORE_DIR)),
         certstore_sync=_choice("CERTSTORE_SYNC", SYNC_NORMAL, (SYNC_NORMAL, SYNC_FULL)),
         signing_processes=_signing_processes(),
         ca_key_passphrase=passphrase.encode() if passphrase else None,
@@ -112,6 +113,19 @@ def _signing_processes() -> int:
     if cpus < 2:
         return 0
     return max(1, cpus // max(1, _whole_number("WORKERS", "1")))
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts() -> frozenset[str]:
+    """The host names `make run`'s server answers to (the Host header, without its port): the
+    loopback names, and those `ALLOWED_HOSTS` adds (comma-separated, e.g. `ca.lab.internal`);
+    the address a connection arrived at is added per request. Any other Host is refused, so a
+    web page cannot reach the server under a name of its own (DNS rebinding)."""
+    added = os.environ.get("ALLOWED_HOSTS", "")
+    names = {name.strip().lower().strip("[]") for name in added.split(",") if name.strip()}
+    return frozenset({*LOCAL_HOSTS, *names})
 
 
 def api_token() -> str | None:

@@ -1,60 +1,83 @@
-"""`make run`'s HTTP server: gunicorn, one worker process per usable CPU, serving the Chalice app.
+"""`make run`'s HTTP server: granian, one worker process per usable CPU, serving the Chalice app.
 
     python -m chalicelib.server [--host 127.0.0.1] [--port 8000] [--stage local] [--workers N]
 
-gunicorn's asyncio (ASGI) worker parses HTTP strictly (a request with both `Content-Length` and
-`Transfer-Encoding`, a malformed `Content-Length` or chunk is refused with 400, an over-long
-request line with 414, over-long or too many headers with 431, each then closing the
-connection), keeps connections alive, accepts chunked bodies and holds a deep listen backlog.
-Each worker loads the app (`chalicelib.asgi`, through Chalice's own local gateway) after the
-fork, so the master stays small, and serves one request at a time in its event loop, with no
-hand-off between threads. Workers share the store and SQLite (DESIGN section 2).
+granian (its HTTP/1 is Rust's hyper) parses each request before the app sees it and bounds what
+a client can hold before then: request headers (line included) over HEADER_BYTES get 431,
+headers not received within HEADER_SECONDS (and a keep-alive connection idle that long) end the
+connection, a malformed `Content-Length` or chunk gets 400, and a request with both
+`Content-Length` and `Transfer-Encoding` is read as chunked and its connection closed after the
+answer (RFC 9112, 6.1), so nothing can be smuggled behind it. The listen backlog is BACKLOG.
+What the app adds before a body is read (Host, token, size, the large-body budget, the body's
+time limit) is chalicelib/asgi.py's. Each worker serves one request at a time through Chalice's
+own API Gateway emulation, in its event loop; workers share the store and SQLite
+(docs/operations.md). A worker that dies is started again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
-from chalicelib.config import ConfigurationError, server_workers
+from chalicelib.adapters.local.serving import StoreInUse, hold_while_serving
+from chalicelib.config import (
+    DEFAULT_CERTSTORE_DIR,
+    LOCAL_BACKEND,
+    ConfigurationError,
+    server_workers,
+)
 
-KEEPALIVE_SECONDS = 15
 BACKLOG = 2048
-"""Connections the kernel holds while every worker is busy (gunicorn's default; the kernel caps
-it at net.core.somaxconn)."""
-REQUEST_TIMEOUT_SECONDS = 60
-"""A worker whose event loop is held this long by one request is restarted, as Lambda ends an
-invocation at its timeout; the accepted bulks are sized to finish well within API Gateway's
-29 s (README, Limits), and every write is atomic, so a restart loses nothing acknowledged."""
+"""Connections the kernel holds while every worker is busy (capped at net.core.somaxconn)."""
+HEADER_BYTES = 16 * 1024
+"""The request line and headers together: more is refused with 431."""
+HEADER_SECONDS = 15
+"""Headers must arrive within this time, and a keep-alive connection idle this long is closed."""
 
 
-def serve(settings: dict[str, Any], stage: str) -> None:
-    """gunicorn's documented embedding (a BaseApplication): settings from here, the app loaded
-    in each worker. gunicorn is imported here, not with the module: the signing processes a
-    worker starts import this module again (it is the program's main module) and need none of
-    it."""
-    from gunicorn.app.base import BaseApplication
+def serve(host: str, port: int, workers: int, stage: str) -> None:
+    """granian's documented embedding: the server, its settings, and the app each worker loads
+    (`chalicelib.asgi:server_app`) after the fork. granian is imported here, not with the module:
+    the signing processes a worker starts need none of it."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
 
-    class LocalServer(BaseApplication):
-        def load_config(self) -> None:
-            for name, value in settings.items():
-                self.cfg.set(name, value)
+    from chalicelib.asgi import STAGE_VARIABLE
 
-        def load(self) -> Any:
-            from chalicelib.asgi import create_app
-
-            return create_app(stage)
-
-    LocalServer().run()
+    os.environ[STAGE_VARIABLE] = stage
+    server = Server(
+        "chalicelib.asgi:server_app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,  # with lifespan: see asgi.ChaliceAsgiApp
+        workers=workers,
+        http=HTTPModes.http1,
+        websockets=False,
+        backlog=BACKLOG,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=HEADER_SECONDS * 1000, keep_alive=True, max_buffer_size=HEADER_BYTES
+        ),
+        log_level=LogLevels.warning,  # the app writes one JSON line per request
+        log_access=False,
+        factory=True,
+        respawn_failed_workers=True,
+        respawn_interval=0.5,
+    )
+    server.on_startup(announce_urls(host, port))
+    server.serve()
 
 
 def port_in_use(host: str, port: int) -> bool:
-    """Whether something listens on host:port already (gunicorn would try again for five
-    seconds, then exit with a traceback). Any other failure to bind is left to gunicorn."""
+    """Whether something listens on host:port already. Any other failure to bind is left to
+    the server."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         socket.create_server((host, port), family=family).close()
@@ -64,9 +87,9 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def announce_urls(host: str, port: int) -> Any:
-    """gunicorn's `when_ready` hook: once the server listens, where the API and the portal are."""
+    """A startup hook: once the server listens, where the API and the portal are."""
 
-    def when_ready(_server: Any) -> None:
+    def announce() -> None:
         shown = f"[{host}]" if ":" in host else host
         base = f"http://{shown}:{port}"
         print(
@@ -76,25 +99,18 @@ def announce_urls(host: str, port: int) -> Any:
             flush=True,
         )
 
-    return when_ready
+    return announce
 
 
-def settings(host: str, port: int, workers: int) -> dict[str, Any]:
-    return {
-        "when_ready": announce_urls(host, port),
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "asgi",
-        "asgi_lifespan": "off",
-        "backlog": BACKLOG,
-        "keepalive": KEEPALIVE_SECONDS,
-        "timeout": REQUEST_TIMEOUT_SECONDS,
-        "graceful_timeout": 10,
-        "accesslog": None,  # the app writes one JSON line per request
-        "errorlog": "-",
-        "proc_name": "iot-cert-service",
-        "control_socket_disable": True,  # one fixed path per user: two servers would collide
-    }
+def hold_local_store(stage: str) -> contextlib.AbstractContextManager[Any]:
+    """On the local backend, the lock that tells `make clean-store` the store is being served
+    (held by the server's main process, inherited by every worker)."""
+    from chalicelib.asgi import stage_environment
+
+    environment = {**os.environ, **stage_environment(stage)}
+    if environment.get("BACKEND", LOCAL_BACKEND).strip().lower() != LOCAL_BACKEND:
+        return contextlib.nullcontext()
+    return hold_while_serving(Path(environment.get("CERTSTORE_DIR", DEFAULT_CERTSTORE_DIR)))
 
 
 def main(arguments: list[str]) -> int:
@@ -116,7 +132,12 @@ def main(arguments: list[str]) -> int:
     if port_in_use(parsed.host, parsed.port):
         parser.error(f"port {parsed.port} on {parsed.host} is in use: choose another (make: PORT=)")
     os.environ["WORKERS"] = str(parsed.workers)  # the workers size their bulk signing by it
-    serve(settings(parsed.host, parsed.port, parsed.workers), parsed.stage)
+    try:
+        serving = hold_local_store(parsed.stage)
+    except (StoreInUse, ConfigurationError) as err:
+        parser.error(str(err))
+    with serving:
+        serve(parsed.host, parsed.port, parsed.workers, parsed.stage)
     return 0
 
 

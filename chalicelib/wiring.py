@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib.adapters.local.events import InProcessPublisher
@@ -36,6 +36,7 @@ _lock = threading.Lock()
 _service: CertificateService | None = None
 _pool_signers: dict[int, DeviceSigner] = {}
 _signer_lock = threading.Lock()
+_pool_closers: list[Callable[[], None]] = []
 
 
 def certificate_service() -> CertificateService:
@@ -100,8 +101,21 @@ def _local_signer(settings: Settings) -> DeviceSigner:
 
             pool_signer = PoolSigner(settings.signing_processes)
             atexit.register(pool_signer.close)  # before the interpreter takes modules apart
+            _pool_closers.append(pool_signer.close)
             signer = _pool_signers[settings.signing_processes] = pool_signer
         return signer
+
+
+def close_signing_pools() -> None:
+    """Stop the signing pools' processes: a server's worker calls it as it shuts down (a
+    process that ends without running `atexit`, as a multiprocessing child does, would otherwise
+    wait for them forever)."""
+    with _signer_lock:
+        closers = list(_pool_closers)
+        _pool_closers.clear()
+        _pool_signers.clear()
+    for close in closers:
+        close()
 
 
 IOT_RETRIES = {"mode": "adaptive", "max_attempts": 10}

@@ -1,4 +1,11 @@
-"""Every HTTP request: optional bearer-token authentication, then one JSON log line.
+"""Every HTTP request: cross-site refusals, optional bearer-token authentication, then one JSON
+log line.
+
+A browser lets any web page send another origin a "simple" request (a form's POST: no
+Content-Type, `text/plain`, `application/x-www-form-urlencoded`) without asking first. So a
+request with an unsafe method must say `Content-Type: application/json`, which no simple request
+can (415 otherwise, an empty body included), and one whose `Origin` is another origin than the
+one it was sent to is refused (403): the portal is same-origin, and the API sends no CORS header.
 
 `API_TOKEN` (read per request) turns authentication on for laptop and CI use; AWS stages rely on
 IAM (SigV4) at API Gateway instead. Log lines carry the time, level, request id, route, status,
@@ -14,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from chalice import Chalice, Response
 from chalice.app import Request
@@ -27,6 +35,8 @@ from chalicelib.names import normalize_fqdn
 request_log = logging.getLogger("iot_cert_service.requests")
 _SEND_JSON = "send the body as JSON, with the header Content-Type: application/json"
 _ERROR_FIELDS = {"Code", "Message"}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+JSON_TYPE = "application/json"
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -62,10 +72,63 @@ def configure_logging() -> None:
             logger.propagate = False
 
 
-def _authorized(request: Request, token: str) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
+def authorized(authorization: str, token: str) -> bool:
+    """Whether an Authorization header value presents the bearer token (in constant time)."""
+    scheme, _, presented = authorization.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
+
+
+def unauthorized() -> Response:
+    return Response(
+        body={
+            "Code": "UnauthorizedError",
+            "Message": "Authorization: Bearer <API_TOKEN> is required",
+        },
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def cross_site_refusal(method: str, headers: Any) -> Response | None:
+    """What a request an unsafe method sends without JSON, or from another origin, gets."""
+    if method.upper() in SAFE_METHODS:
+        return None
+    sent = headers.get("content-type")
+    if sent is None or media_type(sent) != JSON_TYPE:
+        said = "no Content-Type" if sent is None else f"Content-Type {media_type(sent) or sent!r}"
+        return Response(
+            body={
+                "Code": "UnsupportedMediaTypeError",
+                "Message": f"{method.upper()} with {said} (an empty body too): {_SEND_JSON}",
+            },
+            status_code=415,
+        )
+    origin = headers.get("origin")
+    if origin is not None and not same_origin(origin, headers.get("host")):
+        return Response(
+            body={
+                "Code": "ForbiddenError",
+                "Message": f"Origin {origin} is not this API's origin: no cross-site requests",
+            },
+            status_code=403,
+        )
+    return None
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """Whether a browser's Origin header names the host the request was sent to (`null`, sent
+    by sandboxed frames and local files, never does)."""
+    if host is None:
+        return False
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.strip().lower()
 
 
 def _is_public(request: Request) -> bool:
@@ -118,15 +181,18 @@ def register(app: Chalice) -> None:
     ) -> Response:
         started = time.perf_counter()
         token = api_token()
-        if token and not _is_public(request) and not _authorized(request, token):
-            response = Response(
-                body={
-                    "Code": "UnauthorizedError",
-                    "Message": "Authorization: Bearer <API_TOKEN> is required",
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        route = app.routes.get((request.context or {}).get("resourcePath") or "", {})
+        # A method no route has is answered 405 first: it would run nothing anyway.
+        refused = (
+            cross_site_refusal(request.method, request.headers) if request.method in route else None
+        )
+        if refused is not None:
+            response = refused
+        elif token and not _is_public(request):
+            if authorized(request.headers.get("authorization", ""), token):
+                response = _error_named(get_response(request))
+            else:
+                response = unauthorized()
         else:
             response = _error_named(get_response(request))
         context = getattr(app, "lambda_context", None)

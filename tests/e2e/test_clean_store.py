@@ -10,9 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import PROJECT_ROOT, LocalServer
 from tests.docs import walkthrough_script
+from tests.helpers import PROJECT_ROOT
+from tests.servers import LocalServer
 
 
 def clean_store(store: Path) -> subprocess.CompletedProcess[str]:
@@ -70,3 +72,22 @@ def test_make_clean_store_refuses_a_directory_holding_anything_else(tmp_path: Pa
     assert sorted(path.name for path in store.iterdir()) == [
         "certificates", "inventory.sqlite3", "notes.txt"
     ]  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_clean_store_refuses_a_store_a_server_is_serving(tmp_path: Path) -> None:
+    store = tmp_path / "certstore"
+    with LocalServer(store, tmp_path / "server.log", workers=1) as server:
+        created = requests.post(f"{server.url}/certificates/root", json={"fqdn": "kept.example"})
+        assert created.status_code == 201, created.text
+        refused = clean_store(store)
+        assert refused.returncode != 0
+        assert "a server is serving" in refused.stderr and "nothing removed" in refused.stderr
+        # Nothing was removed: the server still lists and refuses to overwrite what it holds.
+        listed = requests.get(f"{server.url}/certificates").json()["items"]
+        assert [item["fqdn"] for item in listed] == ["kept.example"]
+        again = requests.post(f"{server.url}/certificates/root", json={"fqdn": "kept.example"})
+        assert again.status_code == 409
+    cleaned = clean_store(store)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not store.exists()
