@@ -27,6 +27,8 @@ CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 CONFIG_ASSET = "config.json"
+TRAILING_SLASH_REDIRECT = "../portal"
+"""Where /portal/ sends the browser: /portal, relative so that a stage prefix is kept."""
 portal = Blueprint(__name__)
 
 
@@ -94,8 +96,27 @@ def portal_config() -> dict[str, object]:
     return {"auth": auth}
 
 
+def _redirect(location: str) -> Response:
+    return Response(
+        body="",
+        status_code=308,
+        headers={
+            "Location": location,
+            "Content-Type": "text/plain; charset=utf-8",
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
 @portal.route("/portal", methods=["GET"])
 def get_portal_page() -> Response:
+    """The page at /portal. `/portal/` (which API Gateway and Chalice route here too) is sent to
+    /portal: the page names its files relative to its own address (`portal/portal.js`, so that
+    an API Gateway stage prefix is kept), which only /portal resolves. The redirect is relative
+    for the same reason; the browser keeps the `#...` of the page asked for."""
+    path = (portal.current_request.context or {}).get("path") or ""
+    if path.endswith("/portal/"):
+        return _redirect(TRAILING_SLASH_REDIRECT)
     content, content_type = portal_files()["index.html"]
     return _response(content, content_type)
 

@@ -4,7 +4,9 @@
 
 import { decodeCertificate } from './x509.js';
 
-const API_BASE = new URL('.', document.baseURI); // "/" locally, "/<stage>/" on API Gateway
+// The API is one level above this file (portal/portal.js): "/" locally, "/<stage>/" on API
+// Gateway, whatever address the page itself was opened at.
+const API_BASE = new URL('..', import.meta.url);
 const TOKEN_KEY = 'iot-cert-service.api-token';
 const LEAF_PAGE = 25;
 const EXPIRING_DAYS = 30;
@@ -17,16 +19,19 @@ const KINDS = {
   server: { title: 'Server', fields: ['fqdn', 'parent_fqdn', 'sans', 'organization', 'country', 'state', 'validity_days', 'key_type'] },
   device: { title: 'Devices', fields: ['parent_fqdn', 'count', 'organization', 'country', 'state', 'validity_days', 'key_type'] },
 };
+// The rules of each field are the API's (chalicelib/api/fields.py, docs/api.md); the hints say them.
 const FIELDS = {
   fqdn: { label: 'FQDN', hint: 'e.g. example.com, cell1.devices.example.com', required: true },
-  parent_fqdn: { label: 'Parent CA', hint: 'FQDN of the issuing CA; empty: the closest CA above the name' },
-  path_length: { label: 'Path length', hint: 'how many CA levels may follow below this one (0-8)', type: 'number' },
-  sans: { label: 'Extra names (SANs)', hint: 'DNS names or IP addresses, separated by spaces or commas' },
-  count: { label: 'Number of devices', hint: '1 to 1000; each gets a name <uuid>.<parent>', type: 'number' },
+  parent_fqdn: { label: 'Parent CA',
+    hint: 'optional; a CA whose name the FQDN lies under. Automatic: the closest existing CA above the name',
+    hints: { device: 'required for devices: the CA that issues them (each device is named <uuid>.<parent CA>)' } },
+  path_length: { label: 'Path length', hint: 'optional; how many CA levels may follow below this one: 0-8, under an intermediate at most its own minus 1; default 0 (leaves only)', type: 'number' },
+  sans: { label: 'Extra names (SANs)', hint: 'optional; DNS names or IP addresses, separated by spaces or commas' },
+  count: { label: 'Number of devices', hint: 'optional; 1 to 1000 (RSA keys: at most 100, 25 or 10), one device by default', type: 'number' },
   organization: { label: 'Organization (O)', hint: 'optional' },
   country: { label: 'Country (C)', hint: 'optional; two letters, e.g. DE' },
   state: { label: 'State (ST)', hint: 'optional' },
-  validity_days: { label: 'Validity in days', hint: 'optional; defaults: root 3650, intermediate 1825, server 397, device 365', type: 'number' },
+  validity_days: { label: 'Validity in days', hint: 'optional; defaults: root 3650, intermediate 1825, server 397, device 365; never past the issuer\'s end', type: 'number' },
   key_type: { label: 'Key type', options: KEY_TYPES },
 };
 
@@ -34,6 +39,14 @@ let config = { auth: { mode: 'none' } };
 let signer = null; // the SigV4 client once signed in through Cognito (portal-aws.js)
 
 // ---- DOM -------------------------------------------------------------------------------------
+
+// What a view hands over, as nodes: lists (of lists) are flattened, and what is absent (null,
+// undefined, false: a section a record does not have) is left out rather than written as text.
+function nodes(content) {
+  return [content].flat(Infinity)
+    .filter((child) => child !== null && child !== undefined && child !== false)
+    .map((child) => (child instanceof Node ? child : document.createTextNode(String(child))));
+}
 
 function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
@@ -43,17 +56,14 @@ function h(tag, attributes = {}, ...children) {
     else if (name === 'className') element.className = value;
     else element.setAttribute(name, value === true ? '' : String(value));
   }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+  element.append(...nodes(children));
   return element;
 }
 
 const main = () => document.getElementById('main');
 
 function show(...content) {
-  main().replaceChildren(...content);
+  main().replaceChildren(...nodes(content));
 }
 
 // ---- commands ----------------------------------------------------------------------------------
@@ -79,6 +89,8 @@ function curlCommand(method, path, { query, body, headers = {}, output } = {}) {
 
 function showCommands(curl, iotcert) {
   const base = API_BASE.href.replace(/\/$/, '');
+  if (Array.isArray(curl)) curl = curl.join('\n');
+  if (Array.isArray(iotcert)) iotcert = iotcert.join('\n');
   const aside = document.getElementById('commands');
   const blocks = [h('h3', {}, 'curl'), h('pre', { 'data-command': 'curl' }, `API=${base}\n${curl}`)];
   if (iotcert) {
@@ -114,6 +126,8 @@ async function api(method, path, { query, body, accept = 'application/json', bin
   const url = new URL(path.replace(/^\//, ''), API_BASE);
   if (query) url.search = new URLSearchParams(query).toString();
   const headers = { Accept: accept };
+  // The API takes every POST as JSON only, an empty one included: `{}`, never no body.
+  if (method !== 'GET' && body === undefined) body = {};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (config.auth.mode === 'token' && sessionStorage.getItem(TOKEN_KEY)) {
     headers.Authorization = `Bearer ${sessionStorage.getItem(TOKEN_KEY)}`;
@@ -138,11 +152,11 @@ async function api(method, path, { query, body, accept = 'application/json', bin
 
 const certificatePath = (fqdn) => `/certificates/${encodeURIComponent(fqdn)}`;
 
-async function listChildren(parent) {
+async function listChildren(parent, filters = {}) {
   const items = [];
   let token = null;
   do {
-    const query = { limit: '1000' };
+    const query = { limit: '1000', ...filters };
     if (parent) query.parent = parent;
     if (token) query.next_token = token;
     const page = await api('GET', '/certificates', { query });
@@ -213,9 +227,22 @@ async function caNode(item) {
   return h('li', {}, nodeRow(item), h('ul', {}, leafDetails && h('li', {}, leafDetails), ...nested.children));
 }
 
+// The commands beside the hierarchy: the roots, and what one of them issued (a root that
+// exists: none on an empty store).
+function treeCommands(roots) {
+  const curl = [curlCommand('GET', '/certificates')];
+  const iotcert = [roots.length ? 'iotcert tree --leaves' : 'iotcert tree'];
+  if (roots.length) {
+    curl.push(curlCommand('GET', '/certificates', { query: { parent: roots[0].fqdn } }));
+    iotcert.push(`iotcert list --parent ${shellQuote(roots[0].fqdn)}`);
+  }
+  showCommands(curl, iotcert);
+}
+
 async function viewTree() {
-  showCommands(curlCommand('GET', '/certificates', { query: { parent: 'example.com' } }), 'iotcert tree --leaves');
+  treeCommands([]);
   const roots = await listChildren(null);
+  treeCommands(roots);
   if (!roots.length) {
     show(h('h2', {}, 'Hierarchy'), h('p', { className: 'notice' },
       'No certificates yet. A PKI starts with a root CA: ', h('a', { href: '#/create/root' }, 'create one'), '.'));
@@ -230,13 +257,56 @@ async function viewTree() {
 
 // ---- creating ----------------------------------------------------------------------------------
 
-function fieldControl(name, kind, defaults) {
+// Every CA that can issue now (not revoked, not expired), from the roots down, each with the
+// page of its children followed to the end.
+async function issuingCas() {
+  const found = [];
+  async function walk(parent, depth) {
+    const children = await listChildren(parent, { status: 'active' });
+    for (const item of children.filter(isCa)) {
+      if (standing(item).key === 'expired') continue;
+      found.push({ ...item, depth });
+      await walk(item.fqdn, depth + 1);
+    }
+  }
+  await walk(null, 0);
+  return found;
+}
+
+// The CA the API picks for an intermediate or a server without a parent: the closest one above
+// the name (the longest proper suffix of it).
+function closestCaAbove(fqdn, cas) {
+  const name = fqdn.trim().toLowerCase().replace(/\.$/, '');
+  let best = null;
+  for (const ca of cas) {
+    if (name.endsWith(`.${ca.fqdn}`) && (!best || ca.fqdn.length > best.fqdn.length)) best = ca;
+  }
+  return best;
+}
+
+const AUTOMATIC_PARENT = 'Automatic: the closest CA above the name';
+
+function parentSelect(id, kind, cas, chosen) {
+  const first = kind === 'device'
+    ? h('option', { value: '' }, cas.length ? 'Choose the issuing CA' : 'No CA can issue yet')
+    : h('option', { value: '', 'data-automatic': true }, AUTOMATIC_PARENT);
+  const select = h('select', { id, name: 'parent_fqdn', required: kind === 'device' }, first,
+    cas.map((ca) => h('option', { value: ca.fqdn, 'data-type': ca.type },
+      `${'\u00a0\u00a0'.repeat(ca.depth)}${ca.fqdn} (${ca.type})`)));
+  if (chosen && cas.some((ca) => ca.fqdn === chosen)) select.value = chosen;
+  return select;
+}
+
+function fieldControl(name, kind, defaults, cas) {
   const spec = FIELDS[name];
   const id = `field-${name}`;
   const errorId = `${id}-error`;
   const required = spec.required || (kind === 'device' && name === 'parent_fqdn');
+  const hint = (spec.hints && spec.hints[kind]) || spec.hint;
   let control;
-  if (spec.options) {
+  if (name === 'parent_fqdn') {
+    control = parentSelect(id, kind, cas, defaults.parent_fqdn);
+  } else if (spec.options) {
     const choices = kind === 'device' ? spec.options : spec.options.filter((option) => option !== 'ED25519');
     control = h('select', { id, name }, choices.map((option) => h('option', { value: option }, option)));
   } else {
@@ -244,10 +314,13 @@ function fieldControl(name, kind, defaults) {
       autocomplete: 'off', spellcheck: 'false', value: defaults[name] });
   }
   control.setAttribute('aria-describedby', `${id}-hint ${errorId}`);
+  const noCa = name === 'parent_fqdn' && !cas.length
+    && h('p', { className: 'notice' }, 'No CA can issue yet: ', h('a', { href: '#/create/root' }, 'create a root CA'), ' first.');
   return h('div', { className: 'field' },
     h('label', { for: id }, spec.label + (required ? ' (required)' : '')),
     control,
-    spec.hint && h('span', { className: 'hint', id: `${id}-hint` }, spec.hint),
+    hint && h('span', { className: 'hint', id: `${id}-hint` }, hint),
+    noCa,
     h('p', { className: 'error', id: errorId, 'data-error-for': name, role: 'alert' }));
 }
 
@@ -284,15 +357,27 @@ function showFieldError(form, error) {
   }
 }
 
-function viewCreate(kind, parameters) {
+async function viewCreate(kind, parameters) {
   if (!KINDS[kind]) kind = 'root';
   const defaults = { parent_fqdn: parameters.get('parent') || undefined };
+  const cas = KINDS[kind].fields.includes('parent_fqdn') ? await issuingCas() : [];
   const form = h('form', { className: 'stack', novalidate: true, 'data-kind': kind },
-    KINDS[kind].fields.map((name) => fieldControl(name, kind, defaults)),
+    KINDS[kind].fields.map((name) => fieldControl(name, kind, defaults, cas)),
     h('p', { className: 'error', 'data-error-for': 'form', role: 'alert' }),
     h('div', { className: 'actions' }, h('button', { type: 'submit' }, `Create ${KINDS[kind].title.toLowerCase()}`)));
+  // Without a parent chosen, the automatic choice names the CA the API would pick for the name.
+  const automatic = form.querySelector('option[data-automatic]');
+  const refreshAutomatic = () => {
+    if (!automatic) return;
+    const closest = closestCaAbove(form.elements.fqdn.value, cas);
+    automatic.textContent = closest ? `Automatic: ${closest.fqdn}` : AUTOMATIC_PARENT;
+  };
   const refreshCommands = () => showCommands(...createCommands(kind, readForm(form, kind)));
-  form.addEventListener('input', refreshCommands);
+  form.addEventListener('input', () => {
+    refreshAutomatic();
+    refreshCommands();
+  });
+  form.addEventListener('change', refreshCommands);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     for (const slot of form.querySelectorAll('[data-error-for]')) slot.textContent = '';
@@ -314,6 +399,7 @@ function viewCreate(kind, parameters) {
     h('nav', { className: 'kinds', 'aria-label': 'Certificate kind' },
       Object.entries(KINDS).map(([name, { title }]) => h('a', { href: `#/create/${name}`, 'aria-current': name === kind ? 'page' : false }, title))),
     form);
+  refreshAutomatic();
   refreshCommands();
   form.elements[0].focus();
 }
@@ -327,7 +413,7 @@ function keyWarning(items) {
     h('p', {}, 'Save it now and keep it secret. This page does not show it again; anyone who holds it can act as this certificate.'),
     h('label', { for: 'issued-key' }, 'Private key (PKCS#8 PEM)'),
     h('textarea', { id: 'issued-key', className: 'pem', readonly: true, rows: 8 }, text),
-    h('div', { className: 'actions' }, copyButton(text, 'Copy key'),
+    h('div', { className: 'actions' }, copyButton(text, 'Copy key', 'issued-key'),
       downloadButton(keys.length === 1 ? `${keys[0].fqdn}.key.pem` : 'device-keys.pem', () => new Blob([text]), 'Download key')));
 }
 
@@ -344,15 +430,28 @@ function viewIssued(issued) {
 
 // ---- one certificate ---------------------------------------------------------------------------
 
-function copyButton(text, label = 'Copy') {
-  return h('button', { type: 'button', className: 'secondary', onclick: async (event) => {
+// Copies `text` (the content of the box `boxId`); says so on the button for a few seconds.
+// Where the Clipboard API is not offered (a page served over plain HTTP from another host than
+// localhost), the box's text is selected and copied the older way.
+function copyButton(text, label, boxId) {
+  let restore = null;
+  return h('button', { type: 'button', className: 'secondary', 'data-copies': boxId, onclick: async (event) => {
     const button = event.currentTarget;
+    let copied = false;
     try {
       await navigator.clipboard.writeText(text);
-      button.textContent = 'Copied';
+      copied = true;
     } catch {
-      button.textContent = 'Select the text and copy it';
+      const box = document.getElementById(boxId);
+      if (box) {
+        box.focus();
+        box.select();
+        copied = document.execCommand('copy');
+      }
     }
+    button.textContent = copied ? 'Copied' : 'Select the text and copy it';
+    clearTimeout(restore);
+    restore = setTimeout(() => { button.textContent = label; }, 4000);
   } }, label);
 }
 
@@ -378,8 +477,13 @@ function fieldList(record, decoded) {
     ['SHA-256 fingerprint', record.fingerprint_sha256], ['Generation', record.generation],
   ];
   if (record.device_id) rows.splice(1, 0, ['Device ID', record.device_id]);
-  if (record.revoked_at) rows.push(['Revoked at', record.revoked_at], ['Revocation reason', record.revocation_reason]);
-  return h('dl', { className: 'fields' }, rows.flatMap(([name, value]) => [h('dt', {}, name), h('dd', { 'data-field': name }, value ?? '')]));
+  if (record.status === 'revoked') {
+    rows.push(['Revoked at', record.revoked_at], ['Revocation reason', record.revocation_reason]);
+    if (record.revoked_with && record.revoked_with !== record.fqdn) rows.push(['Revoked with', record.revoked_with]);
+  }
+  // A field the record lacks is not listed, rather than listed empty.
+  const present = rows.filter(([, value]) => value !== null && value !== undefined && value !== '');
+  return h('dl', { className: 'fields' }, present.flatMap(([name, value]) => [h('dt', {}, name), h('dd', { 'data-field': name }, value)]));
 }
 
 function extensionTable(extensions) {
@@ -388,8 +492,20 @@ function extensionTable(extensions) {
 }
 
 function pemBlock(id, label, pem) {
-  return [h('label', { for: id }, label), h('textarea', { id, className: 'pem', readonly: true, rows: 6 }, pem),
-    h('div', { className: 'actions' }, copyButton(pem, `Copy ${label.toLowerCase()}`))];
+  const box = h('textarea', { id, className: 'pem', readonly: true, rows: 6, spellcheck: 'false' });
+  box.value = pem; // its content as text, exactly as the API sent it
+  return h('div', { className: 'pem-block', 'data-pem': id }, h('label', { for: id }, label), box,
+    h('div', { className: 'actions' }, copyButton(pem, `Copy ${label.split(' (')[0].toLowerCase()}`, id)));
+}
+
+// The chain, or what stands in its place: a root has none, and none is served below a revoked
+// CA (no chain through it verifies).
+function chainBlock(record) {
+  if (record.chain) return pemBlock('pem-chain', 'Chain (issuer first, root last)', record.chain);
+  let why = 'None is served.';
+  if (record.type === 'Root') why = 'None: a root CA is its own issuer.';
+  else if (record.status === 'revoked') why = 'None is served: no chain through a revoked CA verifies.';
+  return h('div', { className: 'pem-block' }, h('h4', {}, 'Chain'), h('p', { className: 'meta', 'data-no-chain': true }, why));
 }
 
 function bundleSection(record) {
@@ -434,21 +550,59 @@ function revokeSection(record) {
     h('div', { className: 'field' }, h('label', { for: 'revoke-reason' }, 'Reason'),
       h('select', { id: 'revoke-reason', name: 'reason' }, REASONS.map((reason) => h('option', { value: reason }, reason)))),
     h('button', { type: 'submit', className: 'danger' }, 'Revoke'));
-  form.addEventListener('submit', async (event) => {
+  form.addEventListener('submit', (event) => {
     event.preventDefault();
+    error.textContent = '';
     const body = { reason: form.elements.reason.value };
     showCommands(curlCommand('POST', path, { body }), `iotcert revoke ${shellQuote(record.fqdn)} --reason ${body.reason}`);
-    try {
-      await api('POST', path, { body });
-      await viewCertificate(record.fqdn, { keepCommands: true });
-    } catch (failure) {
-      if (!(failure instanceof ApiError)) throw failure;
-      error.textContent = failure.message;
-    }
+    revokeDialog(record, body.reason, async () => {
+      try {
+        const revoked = await api('POST', path, { body });
+        const below = revoked.issued_certificates;
+        const notice = typeof below === 'number'
+          ? `Revoked, with the ${below} certificate${below === 1 ? '' : 's'} it issued and everything below them.`
+          : 'Revoked.';
+        await viewCertificate(record.fqdn, { keepCommands: true, notice });
+      } catch (failure) {
+        if (!(failure instanceof ApiError)) throw failure;
+        error.textContent = failure.message;
+      }
+    });
   });
   return h('section', { className: 'panel' }, h('h3', {}, 'Revoke'),
-    h('p', {}, isCa(record) ? 'A revoked CA issues nothing more, and nothing below it can be issued.' : 'The certificate is listed on its issuer\'s CRL from then on.'),
+    h('p', {}, isCa(record)
+      ? 'A revoked CA issues nothing more, and every certificate below it is revoked with it. The page asks you to type its name first.'
+      : 'The certificate is listed on its issuer\'s CRL from then on. The page asks you to confirm first.'),
     form, error);
+}
+
+// Revoking asks first, in a dialog: for a server or a device, to confirm; for a CA, whose
+// revocation takes everything below it, to type its name.
+function revokeDialog(record, reason, onConfirm) {
+  const ca = isCa(record);
+  const confirm = h('button', { type: 'button', className: 'danger', 'data-confirm': 'revoke', disabled: ca }, `Revoke ${record.fqdn}`);
+  const cancel = h('button', { type: 'button', className: 'secondary', 'data-confirm': 'cancel' }, 'Cancel');
+  const typed = ca && h('input', { id: 'revoke-confirm-name', autocomplete: 'off', spellcheck: 'false' });
+  const dialog = h('dialog', { className: 'confirm', id: 'revoke-dialog', 'aria-labelledby': 'revoke-dialog-title' },
+    h('h3', { id: 'revoke-dialog-title' }, `Revoke ${record.fqdn}?`),
+    h('p', {}, ca
+      ? 'This CA issues nothing more, and every certificate below it (the CAs, servers and devices it issued, and theirs) is revoked with it.'
+      : 'The certificate is listed on its issuer\'s CRL from then on, and can no longer be renewed.'),
+    h('p', {}, `Reason: ${reason}. A revocation cannot be undone.`),
+    ca && h('div', { className: 'field' },
+      h('label', { for: 'revoke-confirm-name' }, `Type ${record.fqdn} to confirm`), typed),
+    h('div', { className: 'actions' }, confirm, cancel));
+  if (typed) typed.addEventListener('input', () => { confirm.disabled = typed.value.trim() !== record.fqdn; });
+  cancel.addEventListener('click', () => dialog.close());
+  dialog.addEventListener('close', () => dialog.remove());
+  confirm.addEventListener('click', () => {
+    if (ca && typed.value.trim() !== record.fqdn) return;
+    dialog.close();
+    onConfirm();
+  });
+  main().append(dialog);
+  dialog.showModal();
+  (typed || cancel).focus();
 }
 
 function renewSection(record) {
@@ -469,22 +623,26 @@ function renewSection(record) {
     h('div', { className: 'actions' }, button), error);
 }
 
-async function viewCertificate(fqdn, { keepCommands = false } = {}) {
+async function viewCertificate(fqdn, { keepCommands = false, notice = null } = {}) {
   const path = certificatePath(fqdn);
   if (!keepCommands) showCommands(curlCommand('GET', path), `iotcert show ${shellQuote(fqdn)}`);
   const record = await api('GET', path);
   const decoded = decodeCertificate(record.certificate);
   const state = standing(record);
   show(h('h2', {}, record.fqdn, ' ', badge(state)),
+    notice && h('p', { className: 'notice', role: 'status' }, notice),
     h('p', {}, h('a', { href: '#/' }, 'Hierarchy'), isCa(record) && record.status !== 'revoked' ? [' · ',
       h('a', { href: `#/create/intermediate?parent=${encodeURIComponent(record.fqdn)}` }, 'New intermediate below'), ' · ',
       h('a', { href: `#/create/server?parent=${encodeURIComponent(record.fqdn)}` }, 'New server'), ' · ',
       h('a', { href: `#/create/device?parent=${encodeURIComponent(record.fqdn)}` }, 'New devices')] : null),
     fieldList(record, decoded),
     h('h3', {}, 'Extensions'), extensionTable(decoded.extensions),
-    h('h3', {}, 'PEM'), pemBlock('pem-certificate', 'Certificate', record.certificate),
-    record.chain ? pemBlock('pem-chain', 'Chain (issuer first)', record.chain) : null,
-    bundleSection(record), renewSection(record), revokeSection(record));
+    h('h3', {}, 'PEM'), pemBlock('pem-certificate', 'Certificate', record.certificate), chainBlock(record),
+    bundleSection(record), renewSection(record), revokeSection(record),
+    record.status === 'revoked' && h('section', { className: 'panel' }, h('h3', {}, 'Revoked'),
+      h('p', {}, record.revoked_with && record.revoked_with !== record.fqdn
+        ? `Revoked with the CA ${record.revoked_with}: it can no longer be renewed, and nothing is issued below it.`
+        : 'It can no longer be renewed, and it is listed on its issuer\'s CRL.')));
 }
 
 // ---- sign-in -----------------------------------------------------------------------------------
@@ -549,7 +707,7 @@ async function route() {
   const [path, search = ''] = location.hash.replace(/^#/, '').split('?');
   const parts = path.split('/').filter(Boolean);
   try {
-    if (parts[0] === 'create') viewCreate(parts[1], new URLSearchParams(search));
+    if (parts[0] === 'create') await viewCreate(parts[1], new URLSearchParams(search));
     else if (parts[0] === 'certificate' && parts[1]) await viewCertificate(decodeURIComponent(parts[1]));
     else await viewTree();
   } catch (error) {

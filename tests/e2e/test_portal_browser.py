@@ -1,6 +1,8 @@
 """The portal in a real headless browser (Chromium through selenium) against the `make run`
 server: a PKI built, downloaded and revoked through the page alone, every request it makes an
-operation of openapi.yaml, no console error, and certificate text never read as HTML."""
+operation of openapi.yaml (every POST JSON), no console error, and certificate text never read as
+HTML. Every page the tests open is read as a person reads it: what it shows is text (no
+`[object ...]`, no `null` or `undefined`), and a PEM box holds what the API serves."""
 
 from __future__ import annotations
 
@@ -8,16 +10,18 @@ import json
 import re
 import shutil
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from chalicelib.api.fields import BY_NAME
 from chalicelib.api.spec import openapi_document
-from tests.conftest import LocalServer
+from tests.servers import LocalServer
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -34,6 +38,9 @@ pytestmark = [
     ),
 ]
 WAIT_SECONDS = 15
+NOT_TEXT = re.compile(r"\[object \w+\]|\bnull\b|\bundefined\b")
+"""What a page shows when a value that is not text reaches it (a node list, an absent field)."""
+AUTOMATIC = "Automatic: the closest CA above the name"
 
 
 class Portal:
@@ -44,31 +51,99 @@ class Portal:
         self.url = url
         self.downloads = downloads
         self.sent: list[tuple[str, str]] = []
+        self.posts: list[dict[str, Any]] = []
 
     def wait(self, condition: Any) -> Any:
         return WebDriverWait(self.driver, WAIT_SECONDS).until(condition)
 
     def open(self, hash_route: str) -> None:
-        if not self.driver.current_url.startswith(f"{self.url}/portal"):
+        """Shows the page of `hash_route` (the same page again, fresh) and reads it."""
+        expected = hash_route or "#/"
+        current = urlsplit(self.driver.current_url)
+        if not current.path.startswith("/portal") or not self.driver.current_url.startswith(
+            self.url
+        ):
             self.driver.get(f"{self.url}/portal{hash_route}")
+        elif f"#{current.fragment}" == expected:
+            self.driver.refresh()
         else:
             self.driver.execute_script("location.hash = arguments[0]", hash_route)
-        expected = hash_route or "#/"
-        self.wait(lambda d: d.execute_script("return document.body.dataset.ready") == expected)
+        self.ready(expected)
+        self.assert_shows_only_text()
+
+    def ready(self, hash_route: str) -> None:
+        """Waits until the page has shown `hash_route`."""
+        self.wait(lambda d: d.execute_script("return document.body.dataset.ready") == hash_route)
 
     def find(self, selector: str) -> Any:
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, selector))
+
+    def text(self) -> str:
+        """What the page shows, as a person reads it (the commands beside it included)."""
+        return self.driver.execute_script("return document.body.innerText")
+
+    def assert_shows_only_text(self) -> None:
+        shown = self.text()
+        assert NOT_TEXT.search(shown) is None, shown
+        everything = self.driver.execute_script("return document.body.textContent")
+        assert "[object" not in everything
+
+    def fill(self, name: str, value: str) -> None:
+        control = self.find(f"#field-{name}")
+        if control.tag_name == "select":
+            Select(control).select_by_value(value)
+        else:
+            control.clear()
+            control.send_keys(value)
 
     def create(self, kind: str, **fields: str) -> str:
         """Fills the form of `kind` and submits it; the FQDN of the (first) certificate issued."""
         self.open(f"#/create/{kind}")
         for name, value in fields.items():
-            control = self.find(f"#field-{name}")
-            control.clear()
-            control.send_keys(value)
+            self.fill(name, value)
         self.find("form[data-kind] button[type=submit]").click()
         heading = self.wait(lambda d: d.find_element(By.CSS_SELECTOR, "main h2[data-issued]"))
+        self.ready("#/issued")
+        self.assert_shows_only_text()
         return heading.get_attribute("data-issued")
+
+    def parent_choices(self, kind: str) -> list[str]:
+        """The values the Parent CA select of the form of `kind` offers."""
+        self.open(f"#/create/{kind}")
+        select = Select(self.find("#field-parent_fqdn"))
+        return [option.get_attribute("value") or "" for option in select.options]
+
+    def box(self, box_id: str) -> str:
+        return self.find(f"textarea#{box_id}").get_attribute("value")
+
+    def copy(self, box_id: str) -> str:
+        """Presses the copy button of the box; what the clipboard then holds."""
+        button = self.find(f"button[data-copies='{box_id}']")
+        label = button.text
+        button.click()
+        self.wait(lambda d: button.text == "Copied")
+        copied = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "navigator.clipboard.readText().then(done, (error) => done(`failed: ${error}`));"
+        )
+        self.wait(lambda d: button.text == label)  # the button says so for a moment only
+        return copied
+
+    def api(self, path: str) -> Any:
+        """What the API answers to GET `path`, read without the page."""
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=WAIT_SECONDS) as response:
+            return json.load(response)
+
+    def certificate(self, fqdn: str) -> Any:
+        return self.api(f"/certificates/{quote(fqdn)}")
+
+    def revoke(self, reason: str) -> Any:
+        """Chooses the reason and presses Revoke: the confirmation the page asks first."""
+        Select(self.find("#revoke-reason")).select_by_value(reason)
+        self.find("#revoke-form button[type=submit]").click()
+        dialog = self.find("dialog#revoke-dialog[open]")
+        self.assert_shows_only_text()
+        return dialog
 
     def commands(self) -> dict[str, str]:
         blocks = self.driver.find_elements(By.CSS_SELECTOR, "#commands pre[data-command]")
@@ -85,6 +160,8 @@ class Portal:
                 request = message["params"]["request"]
                 if request["url"].startswith(self.url):
                     self.sent.append((request["method"], urlsplit(request["url"]).path))
+                    if request["method"] == "POST":
+                        self.posts.append(request)
         return self.sent
 
 
@@ -97,6 +174,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
 
 @pytest.fixture(scope="module")
 def portal(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("SE_AVOID_STATS", "true")
+        yield from _browser(server, tmp_path_factory)
+
+
+def _browser(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    """Headless Chromium through the system chromedriver (never selenium-manager)."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
@@ -113,6 +197,10 @@ def portal(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     driver.execute_cdp_cmd(
         "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
     )
+    driver.execute_cdp_cmd(  # the copy buttons write, and the tests read, the clipboard
+        "Browser.grantPermissions",
+        {"origin": server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
     try:
         yield Portal(driver, server.url, downloads)
     finally:
@@ -128,6 +216,16 @@ def _api_operations() -> list[tuple[str, re.Pattern[str]]]:
     ]
 
 
+def _is_json(request: dict[str, Any]) -> bool:
+    """Whether a request the browser sent says `Content-Type: application/json` and sends it."""
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    try:
+        json.loads(request.get("postData", ""))
+    except ValueError:
+        return False
+    return headers.get("content-type", "").split(";")[0] == "application/json"
+
+
 def _wait_for_file(path: Path) -> bytes:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
@@ -137,11 +235,23 @@ def _wait_for_file(path: Path) -> bytes:
     raise AssertionError(f"{path.name} was not downloaded: {sorted(path.parent.iterdir())}")
 
 
+def _commands_name_only_existing_cas(portal: Portal) -> list[str]:
+    """The CAs the hierarchy's example commands name (`parent=`), each checked to exist."""
+    named = re.findall(r"[?&]parent=([^&\"\s]+)", portal.commands()["curl"])
+    roots = {item["fqdn"] for item in portal.api("/certificates")["items"]}
+    assert set(named) <= roots, (named, roots)
+    return named
+
+
 def test_a_pki_is_built_downloaded_and_revoked_through_the_page(
     portal: Portal, tmp_path: Path
 ) -> None:
     portal.open("")
     assert "No certificates yet" in portal.find("main").text
+    assert _commands_name_only_existing_cas(portal) == []  # an empty store: no CA to name
+    assert '"$API/certificates"' in portal.commands()["curl"]
+    assert portal.parent_choices("device") == [""]
+    assert "No CA can issue yet" in portal.find("main").text
 
     assert portal.create("root", fqdn="example.com", organization="Example IoT") == "example.com"
     assert (
@@ -149,14 +259,29 @@ def test_a_pki_is_built_downloaded_and_revoked_through_the_page(
         in portal.commands()["iotcert"]
     )
     assert '"$API/certificates/root"' in portal.commands()["curl"]
+    assert portal.find("main").text.startswith("Issued: example.com")
+    assert portal.driver.find_elements(By.CSS_SELECTOR, "#issued-key") == []  # a CA's key: never
     portal.create("intermediate", fqdn="devices.example.com", path_length="1")
-    portal.create("intermediate", fqdn="cell1.devices.example.com")
+    assert portal.parent_choices("intermediate") == ["", "example.com", "devices.example.com"]
+    portal.fill("fqdn", "cell1.devices.example.com")
+    automatic = portal.find("#field-parent_fqdn option[value='']").text
+    assert automatic == "Automatic: devices.example.com"  # the CA the API would pick
+    portal.create(
+        "intermediate", fqdn="cell1.devices.example.com", parent_fqdn="devices.example.com"
+    )
 
+    portal.open("#/")
+    assert _commands_name_only_existing_cas(portal) == ["example.com"]
+    assert "iotcert list --parent 'example.com'" in portal.commands()["iotcert"]
+
+    cas = ["example.com", "devices.example.com", "cell1.devices.example.com"]
+    assert portal.parent_choices("device") == ["", *cas]
     device = portal.create("device", parent_fqdn="cell1.devices.example.com")
     assert device.endswith(".cell1.devices.example.com")
-    key = portal.find("#issued-key").get_attribute("value")
+    key = portal.box("issued-key")
     assert key.startswith(f"# {device}\n-----BEGIN PRIVATE KEY-----")
     assert "shown this once" in portal.find(".warning").text
+    assert portal.copy("issued-key") == key
 
     portal.open(f"#/certificate/{device}")
     fields = {
@@ -168,6 +293,12 @@ def test_a_pki_is_built_downloaded_and_revoked_through_the_page(
     assert fields["Key"] == "EC P-256 (EC_P256)"
     extensions = portal.find("main table").text
     assert "clientAuth" in extensions and f"DNS:{device}" in extensions
+    served = portal.certificate(device)
+    assert portal.box("pem-certificate") == served["certificate"]
+    assert portal.box("pem-chain") == served["chain"]
+    assert served["chain"].count("-----BEGIN CERTIFICATE-----") == 3
+    assert portal.copy("pem-certificate") == served["certificate"]
+    assert portal.copy("pem-chain") == served["chain"]
     portal.driver.save_screenshot(str(tmp_path / "certificate.png"))
 
     portal.find("#pkcs12-password").send_keys("change-me")
@@ -184,10 +315,27 @@ def test_a_pki_is_built_downloaded_and_revoked_through_the_page(
     assert "X-Bundle-Password: $P12_PASSWORD" in portal.commands()["curl"]
     assert "change-me" not in json.dumps(portal.requests_made())  # never in a URL
 
-    Select(portal.find("#revoke-reason")).select_by_value("keyCompromise")
-    portal.find("#revoke-form button[type=submit]").click()
+    dialog = portal.revoke("keyCompromise")  # asks first: cancelled, nothing revoked
+    assert f"Revoke {device}?" in dialog.text
+    dialog.find_element(By.CSS_SELECTOR, "button[data-confirm='cancel']").click()
+    portal.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, "dialog#revoke-dialog"))
+    assert portal.certificate(device)["status"] == "active"
+    dialog = portal.revoke("keyCompromise")
+    dialog.find_element(By.CSS_SELECTOR, "button[data-confirm='revoke']").click()
     portal.wait(lambda d: d.find_element(By.CSS_SELECTOR, "main h2 .badge.revoked"))
     assert "--reason keyCompromise" in portal.commands()["iotcert"]
+    portal.assert_shows_only_text()
+    revoked = portal.certificate(device)
+    assert revoked["status"] == "revoked" and revoked["revocation_reason"] == "keyCompromise"
+    shown = portal.find("main").text
+    assert "Revocation reason\nkeyCompromise" in shown
+    assert portal.box("pem-certificate") == revoked["certificate"]
+    assert portal.box("pem-chain") == revoked["chain"]
+    assert portal.driver.find_elements(By.CSS_SELECTOR, "#revoke-form, [data-no-chain]") == []
+
+    portal.open("#/certificate/example.com")  # a root: no chain, said in words
+    assert portal.box("pem-certificate") == portal.certificate("example.com")["certificate"]
+    assert portal.find("[data-no-chain]").text == "None: a root CA is its own issuer."
 
     portal.open("#/")
     portal.find("details[data-leaves-of='cell1.devices.example.com'] summary").click()
@@ -195,6 +343,7 @@ def test_a_pki_is_built_downloaded_and_revoked_through_the_page(
     assert row.get_attribute("data-status") == "revoked"
     assert "revoked" in row.text
     assert portal.find(".node[data-fqdn='example.com']").get_attribute("data-status") == "active"
+    portal.assert_shows_only_text()
     portal.driver.save_screenshot(str(tmp_path / "tree.png"))
 
     assert portal.console_errors() == []
@@ -216,6 +365,7 @@ def test_every_request_of_the_page_is_an_api_operation_or_a_portal_file(portal: 
     made = {(method, path.rsplit("/", 1)[-1]) for method, path in api_requests}
     expected = {("POST", "device"), ("POST", "bundle"), ("POST", "revoke"), ("GET", "certificates")}
     assert expected <= made
+    assert portal.posts and all(_is_json(post) for post in portal.posts), portal.posts
     assert {p for m, p in sent if p.startswith("/portal")} <= {
         "/portal", "/portal/portal.js", "/portal/x509.js", "/portal/portal.css",
         "/portal/icon.svg", "/portal/config.json",
@@ -262,4 +412,105 @@ def test_a_phone_width_screen_and_labelled_controls(portal: Portal, tmp_path: Pa
         portal.driver.save_screenshot(str(tmp_path / "phone.png"))
     finally:
         portal.driver.set_window_size(1280, 900)
+    assert portal.console_errors() == []
+
+
+def test_each_create_form_says_the_rules_of_its_parent(portal: Portal) -> None:
+    """The Parent CA's label and hint say the API's rule (chalicelib/api/fields.py): required for
+    devices; for intermediates and servers optional, the closest CA above the name by default."""
+    parent = BY_NAME["parent_fqdn"]
+    for kind in ("root", "intermediate", "server", "device"):
+        portal.open(f"#/create/{kind}")
+        form = portal.find(f"form[data-kind='{kind}']").text
+        assert ("FQDN (required)" in form) == (kind in BY_NAME["fqdn"].required_in)
+        if kind not in parent.portal:
+            assert "Parent CA" not in form
+            continue
+        required = kind in parent.required_in
+        assert ("Parent CA (required)" in form) == required
+        hint = portal.find("#field-parent_fqdn-hint").text
+        if required:
+            assert hint.startswith("required for devices: the CA that issues them")
+        else:
+            assert hint.startswith("optional; a CA whose name the FQDN lies under.")
+            assert hint.endswith("Automatic: the closest existing CA above the name")
+        first = portal.find("#field-parent_fqdn option").text
+        assert first == ("Choose the issuing CA" if required else AUTOMATIC)
+
+
+def test_a_ca_is_revoked_once_its_name_is_typed_and_takes_what_it_issued(portal: Portal) -> None:
+    portal.console_errors()  # what came before is the other tests'
+    portal.create("root", fqdn="fleet.example.org")
+    cell = portal.create(
+        "intermediate", fqdn="cell.fleet.example.org", parent_fqdn="fleet.example.org"
+    )
+    server = portal.create(
+        "server", fqdn="mqtt.cell.fleet.example.org", parent_fqdn=cell, sans="localhost"
+    )
+    assert portal.box("issued-key").startswith(f"# {server}\n-----BEGIN PRIVATE KEY-----")
+    device = portal.create("device", parent_fqdn=cell)
+    assert cell in portal.parent_choices("server")
+
+    portal.open(f"#/certificate/{cell}")
+    renew = next(
+        button
+        for button in portal.driver.find_elements(By.CSS_SELECTOR, "main section button")
+        if button.text == "Renew"
+    )
+    renew.click()
+    heading = portal.find("main h2[data-issued]")
+    portal.ready("#/issued")
+    assert heading.text == f"Issued: {cell}"
+    assert portal.driver.find_elements(By.CSS_SELECTOR, "#issued-key") == []
+    portal.assert_shows_only_text()
+
+    portal.open(f"#/certificate/{cell}")
+    served = portal.certificate(cell)
+    assert served["generation"] == 2
+    assert portal.box("pem-certificate") == served["certificate"]
+    assert portal.box("pem-chain") == served["chain"]
+
+    dialog = portal.revoke("cACompromise")
+    assert "every certificate below it" in dialog.text
+    confirm = dialog.find_element(By.CSS_SELECTOR, "button[data-confirm='revoke']")
+    typed = dialog.find_element(By.CSS_SELECTOR, "#revoke-confirm-name")
+    assert not confirm.is_enabled()
+    typed.send_keys("fleet.example.org")  # not its name
+    assert not confirm.is_enabled()
+    typed.clear()
+    typed.send_keys(cell)
+    portal.wait(lambda d: confirm.is_enabled())
+    confirm.click()
+    portal.wait(lambda d: d.find_element(By.CSS_SELECTOR, "main h2 .badge.revoked"))
+    assert "Revoked, with the 2 certificates it issued" in portal.find("main").text
+    portal.assert_shows_only_text()
+    assert portal.certificate(cell)["revocation_reason"] == "cACompromise"
+
+    portal.open(f"#/certificate/{device}")  # revoked with its CA
+    served = portal.certificate(device)
+    assert served["status"] == "revoked" and served["revoked_with"] == cell
+    assert portal.find("dd[data-field='Revoked with']").text == cell
+    assert portal.box("pem-certificate") == served["certificate"]
+    assert served["chain"] == ""
+    assert portal.find("[data-no-chain]").text == (
+        "None is served: no chain through a revoked CA verifies."
+    )
+    assert portal.driver.find_elements(By.CSS_SELECTOR, "#revoke-form, #pem-chain") == []
+
+    assert cell not in portal.parent_choices("device")  # it issues nothing more
+    assert "fleet.example.org" in portal.parent_choices("device")
+    portal.open("#/")
+    assert portal.find(f".node[data-fqdn='{cell}']").get_attribute("data-status") == "revoked"
+    assert portal.console_errors() == []
+
+
+def test_the_page_behind_a_trailing_slash_is_the_page(portal: Portal) -> None:
+    for address, route in (("/portal/", "#/"), ("/portal/#/certificate/example.com", "")):
+        portal.driver.get(f"{portal.url}{address}")
+        portal.ready(route or "#/certificate/example.com")
+        assert urlsplit(portal.driver.current_url).path == "/portal"
+        portal.assert_shows_only_text()
+    assert portal.box("pem-certificate") == portal.certificate("example.com")["certificate"]
+    portal.open("#/")
+    assert portal.find(".node[data-fqdn='example.com']").get_attribute("data-status") == "active"
     assert portal.console_errors() == []
