@@ -16,11 +16,10 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from bench.figures import Row, scratch
+from bench.figures import FULL, Row, Scale, scratch
 from bench.limits import environment
 from bench.servers import PROJECT_ROOT
 
-DEVICES = 10_000
 CALL_LATENCY_SECONDS = 0.05
 """A control-plane call from Lambda in the same region, as modelled (not measured here)."""
 UPDATE_RATE_PER_SECOND = 10.0
@@ -97,7 +96,8 @@ def walk(devices: int) -> tuple[int, float, float, float]:
     return invocations, longest, registry.now, cpu_per_device
 
 
-def cascade_rows(devices: int = DEVICES) -> list[Row]:
+def cascade_rows(scale: Scale = FULL) -> list[Row]:
+    devices = scale.cascade_devices
     timeout = cascade_timeout()
     invocations, longest, total, cpu = walk(devices)
     per_device = max(CALL_LATENCY_SECONDS, 1 / UPDATE_RATE_PER_SECOND)

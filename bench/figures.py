@@ -31,10 +31,30 @@ HTTP_LOADS = (
     Load("1 sequential keep-alive client", 1),
     Load("1 sequential client, new connection per request", 1, new_connection_per_request=True),
 )
-HTTP_ROUNDS = 3
-HTTP_SECONDS = 4.0
-BULK = 1000
-BULK_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much each figure measures. `FULL` is `make bench`; `SMOKE` runs every figure's code
+    at a tiny size in seconds (tests/e2e/test_bench.py), so the benchmark cannot rot unnoticed;
+    its ratios mean nothing."""
+
+    http_seconds: float = 4.0
+    http_rounds: int = 3
+    bulk: int = 1000
+    bulk_rounds: int = 5
+    listing: tuple[int, int] = (100_000, 1_000)
+    cascade_devices: int = 10_000
+    largest_bulks: bool = True
+    """Each key type's largest accepted bulk (else two certificates of each)."""
+    import_runs: int = 7
+
+
+FULL = Scale()
+SMOKE = Scale(
+    http_seconds=1.0, http_rounds=1, bulk=40, bulk_rounds=1, listing=(300, 100),
+    cascade_devices=300, largest_bulks=False, import_runs=1,
+)  # fmt: skip
 
 
 @dataclass
@@ -77,46 +97,63 @@ def scratch_parent() -> Path:
 
 
 @contextlib.contextmanager
-def scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=scratch_parent()) as directory:
+def scratch(on_disk: bool = False) -> Iterator[Path]:
+    """A directory for a server's store: on `scratch_parent()`, or on the project's disk where
+    what is measured is a store that syncs to disk."""
+    parent = PROJECT_ROOT / "bench" if on_disk else scratch_parent()
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=parent) as directory:
         yield Path(directory)
 
 
 # HTTP issuance against cfssl -----------------------------------------------------------------
 
 
-def http_rows() -> list[Row]:
-    """Each load against both servers, in alternating order, `HTTP_ROUNDS` times; each figure
-    is the ratio of the two medians."""
-    try:
-        with (
-            cfssl_server() as peer,
-            scratch() as directory,
-            our_server(directory / "certstore") as ours,
-        ):
-            rates = _interleaved(ours, peer)
-    except FileNotFoundError as missing:  # cfssl or wrk
-        return [Row(f"HTTP issuance, {load.name}: vs cfssl serve", f"SKIPPED: {missing}")
-                for load in HTTP_LOADS]  # fmt: skip
+PEERS = (
+    # (what is compared, ours: environment and store on disk?, the peer: with its database?,
+    #  target ratio)
+    ("ours vs cfssl serve", {}, False, 0.7),
+    ("ours with CERTSTORE_SYNC=full vs cfssl serve with its SQLite database",
+     {"CERTSTORE_SYNC": "full"}, True, 1.0),
+)  # fmt: skip
+
+
+def http_rows(scale: Scale = FULL) -> list[Row]:
+    """For each pair of PEERS, each load against both servers in alternating order,
+    `scale.http_rounds` times; each figure is the ratio of the two medians. Stores that sync go
+    on the project's disk, both of them; the others on `scratch_parent()`."""
     rows = []
-    for load in HTTP_LOADS:
-        our_rate = statistics.median(rates[("ours", load.name)])
-        peer_rate = statistics.median(rates[("cfssl", load.name)])
-        figure = f"HTTP issuance, {load.name}: ours vs cfssl serve"
-        rows.append(at_least(figure, our_rate, peer_rate, per_second(peer_rate), 0.5))
+    for compared, environment, on_disk, target in PEERS:
+        try:
+            with (
+                scratch(on_disk) as directory,
+                cfssl_server(directory / "cfssl", database=on_disk) as peer,
+                our_server(directory / "certstore", **environment) as ours,
+            ):
+                rates = _interleaved(ours, peer, scale)
+        except FileNotFoundError as missing:  # cfssl or wrk
+            rows += [Row(f"HTTP issuance, {load.name}: {compared}", f"SKIPPED: {missing}")
+                     for load in HTTP_LOADS]  # fmt: skip
+            continue
+        for load in HTTP_LOADS:
+            our_rate = statistics.median(rates[("ours", load.name)])
+            peer_rate = statistics.median(rates[("peer", load.name)])
+            figure = f"HTTP issuance, {load.name}: {compared}"
+            rows.append(at_least(figure, our_rate, peer_rate, per_second(peer_rate), target))
     return rows
 
 
-def _interleaved(ours: Endpoint, peer: Endpoint) -> dict[tuple[str, str], list[float]]:
+def _interleaved(
+    ours: Endpoint, peer: Endpoint, scale: Scale
+) -> dict[tuple[str, str], list[float]]:
     rates: dict[tuple[str, str], list[float]] = {}
-    servers = [("ours", ours), ("cfssl", peer)]
-    for load in HTTP_LOADS:  # warm both: CA loaded, first connections made
+    servers = [("ours", ours), ("peer", peer)]
+    for load in HTTP_LOADS if scale.http_rounds > 1 else ():  # warm both: CA loaded, ...
         for _, endpoint in servers:
             wrk(endpoint, load, 1)
-    for round_number in range(HTTP_ROUNDS):
+    for round_number in range(scale.http_rounds):
         for load in HTTP_LOADS:
             for name, endpoint in servers[:: 1 if round_number % 2 == 0 else -1]:
-                rate = wrk(endpoint, load, HTTP_SECONDS)
+                rate = wrk(endpoint, load, scale.http_seconds)
                 rates.setdefault((name, load.name), []).append(rate)
                 print(f"  {name:5} {load.name}: {rate:,.0f}/s", flush=True)
     return rates
@@ -156,13 +193,13 @@ def rate(operation: Callable[[], object], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def bulk_rows() -> list[Row]:
-    """A bulk of 1000 over HTTP against the raw crypto of one core, rounds interleaved, medians;
-    and the peak memory of every process of the server."""
+def bulk_rows(scale: Scale = FULL) -> list[Row]:
+    """A bulk of `scale.bulk` over HTTP against the raw crypto of one core, rounds interleaved,
+    medians; and the peak memory of every process of the server."""
     raw = RawIssuer()
     raw_rates, bulk_rates = [], []
     with scratch() as directory, our_server(directory / "certstore") as server:
-        body = f'{{"parent_fqdn": "{DEVICE_PARENT}", "count": {BULK}}}'.encode()
+        body = f'{{"parent_fqdn": "{DEVICE_PARENT}", "count": {scale.bulk}}}'.encode()
 
         def bulk() -> None:
             request = urllib.request.Request(
@@ -173,14 +210,14 @@ def bulk_rows() -> list[Row]:
 
         for _ in range(4):  # the pools of both workers start (their first bulk is in process)
             bulk()
-        for _ in range(BULK_ROUNDS):
-            raw_rates.append(rate(raw.issue, BULK))
-            bulk_rates.append(rate(bulk, 1) * BULK)
+        for _ in range(scale.bulk_rounds):
+            raw_rates.append(rate(raw.issue, scale.bulk))
+            bulk_rates.append(rate(bulk, 1) * scale.bulk)
         peak = server.peak_memory_mb()
     raw_rate, bulk_rate = statistics.median(raw_rates), statistics.median(bulk_rates)
     return [
         Row("raw crypto, one core: EC P-256 key + certificate + PEM", per_second(raw_rate)),
-        at_least(f"bulk of {BULK} devices, one HTTP request", bulk_rate, raw_rate,
+        at_least(f"bulk of {scale.bulk} devices, one HTTP request", bulk_rate, raw_rate,
                  "raw crypto", 0.5),
         Row("peak memory of the whole server (master, workers, signing processes)",
             f"{peak:.0f} MB", target="< 300 MB", met=peak < 300),

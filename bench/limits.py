@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from bench.figures import Row, scratch
+from bench.figures import FULL, Row, Scale, scratch
 from bench.servers import DEVICE_PARENT, PROJECT_ROOT
 
 LAMBDA_FULL_VCPU_MB = 1769
@@ -54,7 +54,7 @@ def _post(client: Any, path: str, body: dict[str, object]) -> Any:
     return response
 
 
-def largest_bulks() -> tuple[dict[str, float], dict[str, int]]:
+def largest_bulks(scale: Scale = FULL) -> tuple[dict[str, float], dict[str, int]]:
     """CPU seconds and Lambda payload bytes of each key type's largest accepted bulk."""
     from chalice.test import Client
 
@@ -76,7 +76,7 @@ def largest_bulks() -> tuple[dict[str, float], dict[str, int]]:
             _post(client, "/certificates/root", {"fqdn": "bench.example"})
             _post(client, "/certificates/intermediate", {"fqdn": DEVICE_PARENT})
             for key_type in ("EC_P256", "EC_P384", "ED25519", *MAX_BULK_BY_KEY_TYPE):
-                count = MAX_BULK_BY_KEY_TYPE.get(key_type, MAX_BULK)
+                count = MAX_BULK_BY_KEY_TYPE.get(key_type, MAX_BULK) if scale.largest_bulks else 2
                 body = {"parent_fqdn": DEVICE_PARENT, "count": count, "key_type": key_type}
                 started = time.process_time()
                 response = _post(client, "/certificates/device", body)
@@ -87,10 +87,10 @@ def largest_bulks() -> tuple[dict[str, float], dict[str, int]]:
     return cpu, sizes
 
 
-def limit_rows() -> list[Row]:
+def limit_rows(scale: Scale = FULL) -> list[Row]:
     memory_mb, timeout_s = _lambda_settings()
     share = memory_mb / LAMBDA_FULL_VCPU_MB
-    cpu, sizes = largest_bulks()
+    cpu, sizes = largest_bulks(scale)
     slowest = max(cpu, key=cpu.__getitem__)
     largest = max(sizes, key=sizes.__getitem__)
     at_lambda = cpu[slowest] / share

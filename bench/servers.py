@@ -3,10 +3,12 @@ and `wrk`, the load generator both are measured with."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -72,43 +74,81 @@ def our_server(certstore: Path, **environment: str) -> Iterator[Endpoint]:
         post(f"{base}/certificates/intermediate", {"fqdn": DEVICE_PARENT})
         yield Endpoint(f"{base}/certificates/device", DEVICE_BODY, process.pid)
     finally:
-        process.send_signal(2)  # SIGINT: gunicorn's quick shutdown
+        process.send_signal(2)  # SIGINT, as Ctrl-C
         process.wait(timeout=30)
 
 
 CFSSL_MISSING = "cfssl is not installed (apt-get install golang-cfssl)"
 
 
+CERTDB_SCHEMA = """
+CREATE TABLE certificates (
+  serial_number            blob NOT NULL,
+  authority_key_identifier blob NOT NULL,
+  ca_label                 blob,
+  status                   blob NOT NULL,
+  reason                   int,
+  expiry                   timestamp,
+  revoked_at               timestamp,
+  pem                      blob NOT NULL,
+  PRIMARY KEY(serial_number, authority_key_identifier)
+);
+CREATE TABLE ocsp_responses (
+  serial_number            blob NOT NULL,
+  authority_key_identifier blob NOT NULL,
+  body                     blob NOT NULL,
+  expiry                   timestamp,
+  PRIMARY KEY(serial_number, authority_key_identifier),
+  FOREIGN KEY(serial_number, authority_key_identifier)
+    REFERENCES certificates(serial_number, authority_key_identifier)
+);
+"""
+"""cfssl's certificate database for SQLite, as its first certdb migration creates it (the
+version Debian packages reads no later column). cfssl writes a row per certificate it signs,
+in SQLite's default rollback-journal mode with synchronous=FULL: each one synced to disk."""
+
+
+def certificates_in(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        return int(connection.execute("SELECT count(*) FROM certificates").fetchone()[0])
+
+
 @contextmanager
-def cfssl_server() -> Iterator[Endpoint]:
-    """`cfssl serve` with a P-256 CA of its own, signing client certificates (`/newcert`)."""
+def cfssl_server(work: Path, database: bool = False) -> Iterator[Endpoint]:
+    """`cfssl serve` with a P-256 CA of its own in `work`, signing client certificates
+    (`/newcert`); with `database`, storing each in its SQLite certificate database there."""
     cfssl, cfssljson = shutil.which("cfssl"), shutil.which("cfssljson")
     if cfssl is None or cfssljson is None:
         raise FileNotFoundError(CFSSL_MISSING)
-    with tempfile.TemporaryDirectory(
-        prefix=".scratch-cfssl-", dir=PROJECT_ROOT / "bench"
-    ) as directory:
-        work = Path(directory)
-        request = {"CN": ROOT_FQDN, "key": {"algo": "ecdsa", "size": 256}}
-        (work / "ca.json").write_text(json.dumps(request))
-        made = subprocess.run([cfssl, "gencert", "-initca", "ca.json"], cwd=work,
-                              capture_output=True, check=True)  # fmt: skip
-        subprocess.run([cfssljson, "-bare", "ca"], cwd=work, input=made.stdout, check=True)
-        signing = {"expiry": "8760h", "usages": ["digital signature", "client auth"]}
-        (work / "config.json").write_text(json.dumps({"signing": {"default": signing}}))
-        port = free_port()
-        process = subprocess.Popen(
-            [cfssl, "serve", "-address", "127.0.0.1", "-port", str(port), "-ca", "ca.pem",
-             "-ca-key", "ca-key.pem", "-config", "config.json", "-loglevel", "5"],
-            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_for_port(port, process)
-            url = f"http://127.0.0.1:{port}/api/v1/cfssl/newcert"
-            yield Endpoint(url, CFSSL_BODY, process.pid)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    work.mkdir(parents=True)
+    request = {"CN": ROOT_FQDN, "key": {"algo": "ecdsa", "size": 256}}
+    (work / "ca.json").write_text(json.dumps(request))
+    made = subprocess.run([cfssl, "gencert", "-initca", "ca.json"], cwd=work,
+                          capture_output=True, check=True)  # fmt: skip
+    subprocess.run([cfssljson, "-bare", "ca"], cwd=work, input=made.stdout, check=True)
+    signing = {"expiry": "8760h", "usages": ["digital signature", "client auth"]}
+    (work / "config.json").write_text(json.dumps({"signing": {"default": signing}}))
+    options = []
+    if database:
+        with contextlib.closing(sqlite3.connect(work / "certs.db")) as connection:
+            connection.executescript(CERTDB_SCHEMA)
+        (work / "db.json").write_text(json.dumps({"driver": "sqlite3", "data_source": "certs.db"}))
+        options = ["-db-config", "db.json"]
+    port = free_port()
+    process = subprocess.Popen(
+        [cfssl, "serve", "-address", "127.0.0.1", "-port", str(port), "-ca", "ca.pem",
+         "-ca-key", "ca-key.pem", "-config", "config.json", "-loglevel", "5", *options],
+        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, process)
+        url = f"http://127.0.0.1:{port}/api/v1/cfssl/newcert"
+        yield Endpoint(url, CFSSL_BODY, process.pid)
+        if database and certificates_in(work / "certs.db") == 0:
+            raise RuntimeError("cfssl stored no certificate in its database")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 WRK_MISSING = "wrk is not installed (apt-get install wrk)"
