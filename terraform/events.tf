@@ -68,12 +68,27 @@ resource "aws_cloudwatch_metric_alarm" "inventory_dead_letters" {
   ok_actions          = var.alarm_actions
 }
 
-resource "aws_cloudwatch_metric_alarm" "inventory_errors" {
-  alarm_name          = "${local.name}-inventory-errors"
-  alarm_description   = "The inventory function failed on an event; after its retries the event goes to ${aws_sqs_queue.inventory_dead_letters.name}."
+# A function that failed on an event: after its retries the event goes to the dead-letter queue.
+locals {
+  function_error_alarms = {
+    inventory = {
+      function    = "record_inventory"
+      description = "The inventory function failed on an event; after its retries the event goes to ${aws_sqs_queue.inventory_dead_letters.name}."
+    }
+    cascade = {
+      function    = "revocation_cascade"
+      description = "Carrying a CA's revocation to AWS IoT failed; after its retries the event goes to ${aws_sqs_queue.inventory_dead_letters.name}. Replay it: the walk is idempotent."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "function_errors" {
+  for_each            = local.function_error_alarms
+  alarm_name          = "${local.name}-${each.key}-errors"
+  alarm_description   = each.value.description
   namespace           = "AWS/Lambda"
   metric_name         = "Errors"
-  dimensions          = { FunctionName = local.function_names["record_inventory"] }
+  dimensions          = { FunctionName = local.function_names[each.value.function] }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
@@ -84,18 +99,3 @@ resource "aws_cloudwatch_metric_alarm" "inventory_errors" {
   ok_actions          = var.alarm_actions
 }
 
-resource "aws_cloudwatch_metric_alarm" "cascade_errors" {
-  alarm_name          = "${local.name}-cascade-errors"
-  alarm_description   = "Carrying a CA's revocation to AWS IoT failed; after its retries the event goes to ${aws_sqs_queue.inventory_dead_letters.name}. Replay it: the walk is idempotent."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = local.function_names["revocation_cascade"] }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-}

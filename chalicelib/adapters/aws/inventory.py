@@ -24,7 +24,7 @@ def item_to_dynamo(item: InventoryItem) -> dict[str, dict[str, str]]:
 
 
 class DynamoInventory:
-    """The DynamoDB table of DESIGN section 5; children are read through the parent index."""
+    """The DynamoDB inventory table; children are read through the parent index."""
 
     def __init__(self, client: Any, table: str, index: str = "parent-index") -> None:
         self._client = client
