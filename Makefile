@@ -68,9 +68,10 @@ pytest: venv openapi-client browser-tools
 	$(BIN)/python -m pytest -m serial || [ $$? -eq 5 ]  # 5: no test is marked serial
 
 ## The fast tier, for the edit-test loop: the unit tests, and the contract and API suites on the
-## local adapters and backend only (no `moto` test, no `slow` one; marks in pyproject.toml).
+## local adapters and backend only (no `moto` test, no `slow` one; marks in pyproject.toml), on
+## two pytest-xdist workers.
 test-fast: venv
-	$(BIN)/python -m pytest tests/unit tests/contract tests/api -m "not moto and not slow"
+	$(BIN)/python -m pytest tests/unit tests/contract tests/api -m "not moto and not slow" -n 2
 
 $(OPENAPI_CLIENT_VENV)/.installed:
 	@if $(PYTHON) -m venv $(OPENAPI_CLIENT_VENV) && $(OPENAPI_CLIENT_VENV)/bin/python -m pip \

@@ -10,6 +10,8 @@ and a recording HTTP server with a clean AWS environment for the CLI (`recorder`
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -230,3 +232,29 @@ def aws_credentials(aws_environment: pytest.MonkeyPatch) -> None:
     aws_environment.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     aws_environment.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     aws_environment.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+
+
+class AuditLines(logging.Handler):
+    """The audit logger's lines, parsed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(json.loads(line) for line in record.getMessage().splitlines())
+
+
+@pytest.fixture
+def audit_lines() -> Iterator[AuditLines]:
+    """What the audit logger writes during the test (at INFO, whatever the host set)."""
+    handler = AuditLines()
+    logger = logging.getLogger("iot_cert_service.audit")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

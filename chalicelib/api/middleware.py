@@ -28,6 +28,7 @@ from chalice.app import Request
 
 from chalicelib.api.documents import PUBLIC_ROUTES
 from chalicelib.api.portal import PORTAL_ROUTES
+from chalicelib.audit import claim, request_audit
 from chalicelib.config import api_token
 from chalicelib.errors import InvalidRequest
 from chalicelib.names import normalize_fqdn
@@ -174,36 +175,44 @@ def _error_named(response: Response) -> Response:
     return response
 
 
+def _answer(
+    app: Chalice, request: Request, get_response: Callable[[Request], Response]
+) -> Response:
+    token = api_token()
+    route = app.routes.get((request.context or {}).get("resourcePath") or "", {})
+    # A method no route has is answered 405 first: it would run nothing anyway.
+    refused = (
+        cross_site_refusal(request.method, request.headers) if request.method in route else None
+    )
+    if refused is not None:
+        return refused
+    if (
+        token
+        and not _is_public(request)
+        and not authorized(request.headers.get("authorization", ""), token)
+    ):
+        return unauthorized()
+    return _error_named(get_response(request))
+
+
 def register(app: Chalice) -> None:
     @app.middleware("http")
     def authenticate_and_log(
         request: Request, get_response: Callable[[Request], Response]
     ) -> Response:
         started = time.perf_counter()
-        token = api_token()
-        route = app.routes.get((request.context or {}).get("resourcePath") or "", {})
-        # A method no route has is answered 405 first: it would run nothing anyway.
-        refused = (
-            cross_site_refusal(request.method, request.headers) if request.method in route else None
-        )
-        if refused is not None:
-            response = refused
-        elif token and not _is_public(request):
-            if authorized(request.headers.get("authorization", ""), token):
-                response = _error_named(get_response(request))
-            else:
-                response = unauthorized()
-        else:
-            response = _error_named(get_response(request))
-        context = getattr(app, "lambda_context", None)
-        line: dict[str, Any] = {
-            "request_id": getattr(context, "aws_request_id", None)
-            or (request.context or {}).get("requestId"),
-            "method": request.method,
-            "route": (request.context or {}).get("resourcePath"),
-            "status": response.status_code,
-            "fqdn": _fqdn(request, response),
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
+        with request_audit() as audited:
+            response = _answer(app, request, get_response)
+            context = getattr(app, "lambda_context", None)
+            line: dict[str, Any] = {
+                "request_id": getattr(context, "aws_request_id", None)
+                or (request.context or {}).get("requestId"),
+                "method": request.method,
+                "route": (request.context or {}).get("resourcePath"),
+                "status": response.status_code,
+                "fqdn": _fqdn(request, response),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                **claim(audited),
+            }
         request_log.info(json.dumps(line))
         return response

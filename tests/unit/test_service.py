@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -42,6 +41,7 @@ from tests.fakes import (
     fixed_clock,
     make_service,
 )
+from tests.fixtures import AuditLines
 
 NOW_ISO = "2026-01-01T00:00:00Z"
 ROOT = "example.com"
@@ -226,29 +226,6 @@ class FailingAfter(InMemoryStore):
                 raise StorageError(f"could not write {record.fqdn}: no space left on device")
             self.good -= 1
         super().put_certificate(record)
-
-
-class AuditLines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.extend(json.loads(line) for line in record.getMessage().splitlines())
-
-
-@pytest.fixture
-def audit_lines() -> Iterator[AuditLines]:
-    handler = AuditLines()
-    logger = logging.getLogger("iot_cert_service.audit")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def test_a_bulk_that_fails_part_way_keeps_lists_and_audits_what_was_stored(
