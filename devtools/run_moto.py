@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto import mock_aws
+from moto.core.config import DefaultConfig
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -98,6 +100,13 @@ class MotoServer:
         self._server.server_close()
 
 
+MOTO_CONFIG: DefaultConfig = {"iot": {"use_valid_cert": True}}
+"""AWS IoT certificate IDs computed as AWS computes them (the SHA-256 of the DER), which the
+service's revocations name; moto's default hashes the PEM text instead, and every revocation
+would miss its certificate. moto reads its settings from `mock_aws(config=...)`, kept active
+while the server runs."""
+
+
 def start_moto(port: int) -> tuple[MotoServer, dict[str, str]]:
     """moto on `port`, this process's environment pointed at it, the stack's resources made."""
     moto = MotoServer(port)
@@ -123,6 +132,11 @@ def main() -> int:
         parser.error(f"the API and moto cannot share port {arguments.port}")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.INFO if arguments.moto_log else logging.WARNING)
+    with mock_aws(config=MOTO_CONFIG):
+        return _serve(arguments)
+
+
+def _serve(arguments: argparse.Namespace) -> int:
     moto, resources = start_moto(arguments.moto_port)
 
     from app import record_inventory, revocation_cascade

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
@@ -34,9 +35,10 @@ def run_moto(port: int, moto_port: int, *options: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def moto_launcher(log_path: Path, *options: str) -> Iterator[str]:
-    """`make run-moto` on free ports; its API's URL. Its output goes to `log_path`."""
-    port, moto_port = free_port(), free_port()
+def moto_launcher(log_path: Path, *options: str, moto_port: int | None = None) -> Iterator[str]:
+    """`make run-moto` on free ports (moto's is `moto_port` if given); its API's URL. Its output
+    goes to `log_path`."""
+    port, moto_port = free_port(), moto_port or free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             run_moto(port, moto_port, *options),
@@ -175,3 +177,52 @@ def test_make_run_moto_passes_moto_port_and_moto_log() -> None:
     assert command() == "--port 8000 --moto-port 5000"
     assert command("MOTO_PORT=5123", "MOTO_LOG=1") == "--port 8000 --moto-port 5123 --moto-log"
     assert command("MOTO_LOG=0") == "--port 8000 --moto-port 5000"
+
+
+def test_a_revoked_device_is_revoked_in_moto_s_aws_iot_registry(tmp_path: Path) -> None:
+    """The revocation reaches AWS IoT through the event pump, by the certificate ID AWS IoT
+    computes (the SHA-256 of the certificate's DER), as it does on AWS."""
+    moto_port = free_port()
+    with moto_launcher(tmp_path / "run-moto.log", moto_port=moto_port) as api:
+        session = requests.Session()
+        for kind, body in (("root", {"fqdn": "example.com"}),
+                           ("intermediate", {"fqdn": "cell1.example.com"})):  # fmt: skip
+            created = session.post(f"{api}/certificates/{kind}", json=body, timeout=30)
+            assert created.status_code == 201, created.text
+        registered = session.post(
+            f"{api}/certificates/cell1.example.com/aws-iot/register", json={}, timeout=30
+        )
+        assert registered.status_code == 200, registered.text
+        device = session.post(
+            f"{api}/certificates/device",
+            json={"parent_fqdn": "cell1.example.com", "aws_iot": {"register": True, "thing": True}},
+            timeout=30,
+        ).json()
+        certificate_id = device["aws_iot"]["certificate_id"]
+        assert device["aws_iot"]["error"] is None, device["aws_iot"]
+        iot = boto3.session.Session(**_moto_credentials()).client(
+            "iot", endpoint_url=f"http://127.0.0.1:{moto_port}"
+        )
+        described = iot.describe_certificate(certificateId=certificate_id)
+        assert described["certificateDescription"]["status"] == "ACTIVE"
+
+        revoked = session.post(f"{api}/certificates/{device['fqdn']}/revoke", json={}, timeout=30)
+        assert revoked.status_code == 200, revoked.text
+        status = "ACTIVE"
+        for _ in range(100):  # the pump hands the event on within a second or two
+            status = iot.describe_certificate(certificateId=certificate_id)[
+                "certificateDescription"
+            ]["status"]
+            if status == "REVOKED":
+                break
+            time.sleep(0.1)
+
+    assert status == "REVOKED"
+
+
+def _moto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+        "region_name": AWS_ENVIRONMENT["AWS_DEFAULT_REGION"],
+    }
