@@ -20,7 +20,7 @@ OPENAPI_CLIENT_VERSION := 0.29.1
 STAGE ?= dev
 
 .PHONY: venv run run-moto clean-store reconcile fsck test test-fast pytest lint package \
-	tf-validate checkov openapi-client browser-tools bench bench-tools clean
+	teardown-aws tf-validate checkov openapi-client browser-tools bench bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "Creating $(VENV) and installing the pinned packages (about a minute the first time)..."
@@ -89,6 +89,15 @@ lint: venv
 ## terraform/chalice.tf.json + deployment.zip for STAGE (default dev), fitted to terraform/*.tf.
 package: venv
 	$(BIN)/python -m devtools.chalice_tf package --stage $(STAGE) $(TF_DIR)
+
+## Delete what stage STAGE (no default) created at run time in AWS IoT and ACM: its CAs, the
+## certificates and things registered under them, its ACM imports; found by their app and stage
+## tags, never by name. The caller's AWS credentials; REGION= or the configured region. Run it
+## before terraform destroy (docs/aws.md, Tearing a stage down); a rerun finishes a failed run.
+teardown-aws: venv
+	@if [ "$(origin STAGE)" = file ]; then \
+		echo "teardown-aws: name the stage: make teardown-aws STAGE=<name>" >&2; exit 2; fi
+	$(BIN)/python -m devtools.teardown_iot --stage "$(STAGE)" $(if $(REGION),--region "$(REGION)")
 
 tf-validate: package
 	@if ! command -v terraform >/dev/null; then \

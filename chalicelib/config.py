@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from chalicelib.ownership import DEFAULT_APP, LOCAL_STAGE, Ownership, is_valid_name
+
 LOCAL_BACKEND = "local"
 DEFAULT_CERTSTORE_DIR = "./.certstore"
 AWS_BACKEND = "aws"
@@ -36,6 +38,9 @@ class Settings:
     event_bus_name: str
     kms_key_id: str | None
     api_token: str | None
+    ownership: Ownership
+    """The app and stage (`SERVICE_APP`, `SERVICE_STAGE`, which Terraform sets from `app_name`
+    and `stage`) that every resource the service creates in AWS carries."""
     iot_device_policy_name: str = ""
     """The stack's AWS IoT policy for devices (attached at registration and by JITP)."""
     iot_provisioning_role_arn: str = ""
@@ -69,7 +74,18 @@ def load_settings() -> Settings:
         public_base_url=_public_base_url(),
         iot_device_policy_name=os.environ.get("IOT_DEVICE_POLICY_NAME", ""),
         iot_provisioning_role_arn=os.environ.get("IOT_PROVISIONING_ROLE_ARN", ""),
+        ownership=Ownership(_name("SERVICE_APP", DEFAULT_APP), _name("SERVICE_STAGE", LOCAL_STAGE)),
     )
+
+
+def _name(variable: str, default: str) -> str:
+    """An app or stage name, as Terraform checks it: it becomes tag values and thing attributes."""
+    value = os.environ.get(variable, "").strip() or default
+    if not is_valid_name(value):
+        raise ConfigurationError(
+            f"{variable}={value!r}: lowercase letters, digits and hyphens, starting with a letter"
+        )
+    return value
 
 
 def _public_base_url() -> str | None:

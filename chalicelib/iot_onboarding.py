@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -73,19 +73,22 @@ class IotCaRegistered:
     device_presents: str
 
 
-def provisioning_template(device_policy_name: str) -> str:
-    """The JITP template: a thing named by the certificate's CN (the device UUID), the stack's
-    device policy, the certificate activated."""
+def provisioning_template(
+    device_policy_name: str, thing_attributes: Mapping[str, str] | None = None
+) -> str:
+    """The JITP template: a thing named by the certificate's CN (the device UUID), with the
+    deployment's attributes (its app and stage), the stack's device policy, the certificate
+    activated."""
+    thing: dict[str, object] = {"ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"}}
+    if thing_attributes:
+        thing["AttributePayload"] = dict(thing_attributes)
     template = {
         "Parameters": {
             "AWS::IoT::Certificate::CommonName": {"Type": "String"},
             "AWS::IoT::Certificate::Id": {"Type": "String"},
         },
         "Resources": {
-            "thing": {
-                "Type": "AWS::IoT::Thing",
-                "Properties": {"ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"}},
-            },
+            "thing": {"Type": "AWS::IoT::Thing", "Properties": thing},
             "certificate": {
                 "Type": "AWS::IoT::Certificate",
                 "Properties": {
@@ -193,7 +196,7 @@ class IotOnboarding:
                 raise Unsupported(
                     "jitp needs IOT_DEVICE_POLICY_NAME to be set", Concept.PROVISIONING
                 )
-            template = provisioning_template(self._policy)
+            template = provisioning_template(self._policy, registry.thing_attributes)
         registered = registry.register_ca(
             CaRegistration(
                 authority.record.certificate_pem, request.mode, request.auto_registration,

@@ -156,7 +156,7 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
             settings.inventory_index_name,
         ),
         publisher=EventBridgePublisher(session.client("events"), settings.event_bus_name),
-        importer=AcmImporter(session.client("acm")),
+        importer=AcmImporter(session.client("acm"), settings.ownership),
         ca_key_passphrase=settings.ca_key_passphrase,
         revocation_recheck=REMOTE_REVOCATION_RECHECK,
         public_base_url=settings.public_base_url,
@@ -164,6 +164,7 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
             session.client("iot", config=Config(retries=IOT_RETRIES)),
             settings.iot_device_policy_name,
             settings.iot_provisioning_role_arn,
+            settings.ownership,
         ),
         iot_device_policy_name=settings.iot_device_policy_name,
         inventory_reads_store=False,  # the inventory function may not read documents

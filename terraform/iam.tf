@@ -3,7 +3,7 @@
 # - the API function (aws_iam_role.lambda) reads and writes certificate documents in S3, reads
 #   inventory items by key (GetItem: a server certificate's ACM ARN) and lists them through the
 #   parent index (Query), publishes events, imports server certificates into ACM and registers
-#   CAs and devices with AWS IoT;
+#   CAs and devices with AWS IoT, tagging what can be tagged with its stage;
 # - the inventory function (aws_iam_role.inventory) only records events: PutItem for `created`,
 #   UpdateItem for `renewed` and `revoked` (GetItem when a replayed `renewed` finds nothing to
 #   move), and marks a revocation in AWS IoT; it never reads a certificate document. A failed
@@ -89,12 +89,33 @@ data "aws_iam_policy_document" "api" {
     resources = [aws_cloudwatch_event_bus.certificates.arn]
   }
 
+  # An import is tagged with its FQDN and its owner, this stage (chalicelib/ownership.py), by
+  # which `make teardown-aws` finds it: tags in a request may name no other stage or app (a
+  # re-import and GetCertificate carry none).
   statement {
     sid     = "ImportServerCertificates"
     actions = ["acm:ImportCertificate", "acm:AddTagsToCertificate", "acm:GetCertificate"]
     resources = [
       "arn:${data.aws_partition.current.partition}:acm:${var.region}:${data.aws_caller_identity.current.account_id}:certificate/*",
     ]
+
+    condition {
+      test     = "StringEqualsIfExists"
+      variable = "aws:RequestTag/app"
+      values   = [var.app_name]
+    }
+
+    condition {
+      test     = "StringEqualsIfExists"
+      variable = "aws:RequestTag/stage"
+      values   = [var.stage]
+    }
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["fqdn", "app", "stage"]
+    }
   }
 
   # The first renewal of a server certificate whose `created` event (which carries its ARN to the
@@ -117,6 +138,32 @@ data "aws_iam_policy_document" "api" {
     resources = ["*"]
   }
 
+  # RegisterCACertificate's tags (the CA's owner, which `make teardown-aws` finds it by) need
+  # iot:TagResource too; they must name this stage and app, and nothing else.
+  statement {
+    sid       = "TagCasWithTheirStage"
+    actions   = ["iot:TagResource"]
+    resources = ["${local.iot_arn_prefix}:cacert/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/app"
+      values   = [var.app_name]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/stage"
+      values   = [var.stage]
+    }
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["app", "stage"]
+    }
+  }
+
   statement {
     sid       = "AttachTheDevicePolicy"
     actions   = ["iot:AttachPolicy"]
@@ -133,6 +180,13 @@ data "aws_iam_policy_document" "api" {
     sid       = "HandTheProvisioningRoleToAwsIot"
     actions   = ["iam:PassRole"]
     resources = [aws_iam_role.iot_provisioning.arn]
+
+    # To AWS IoT only (RegisterCACertificate's registrationConfig), never to another service.
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["iot.amazonaws.com"]
+    }
   }
 }
 

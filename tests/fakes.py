@@ -153,6 +153,7 @@ class InMemoryIotRegistry:
     issuers: dict[str, str] = field(default_factory=dict)  # certificate ID -> its CA's ID
     page_size: int = 250
     registrations: list[CaRegistration] = field(default_factory=list)
+    thing_attributes: dict[str, str] = field(default_factory=dict)
 
     def registration_code(self) -> str:
         return self.code

@@ -52,19 +52,25 @@ class IotRegistry(Protocol):
     available: bool
     """False where there is no AWS IoT (local): asked before anything is issued for it."""
 
+    @property
+    def thing_attributes(self) -> dict[str, str]:
+        """The attributes every thing made for this deployment carries (its app and stage: a
+        thing cannot be tagged), whether the service or just-in-time provisioning makes it."""
+
     def registration_code(self) -> str:
         """The account's registration code (the CN a verification certificate must carry)."""
 
     def register_ca(self, registration: CaRegistration) -> IotCertificate:
-        """Register the CA, active; AlreadyExists when it is registered already."""
+        """Register the CA, active, tagged with its owner; AlreadyExists when it is registered
+        already."""
 
     def data_endpoint(self) -> str:
         """The account's ATS data endpoint, where devices connect."""
 
     def register_device(self, certificate_pem: str, ca_pem: str, thing: bool) -> IotCertificate:
         """Register the device certificate active, attach the device policy and, with `thing`,
-        create a thing named by its CN and attach the certificate to it (IOT_DEVICE_CALLS
-        calls at most); IotRegistrationError when any step fails."""
+        create a thing named by its CN, with `thing_attributes`, and attach the certificate to
+        it (IOT_DEVICE_CALLS calls at most); IotRegistrationError when any step fails."""
 
     def revoke_certificate(self, certificate_id: str) -> bool:
         """Mark a device certificate REVOKED; False when it was never registered."""

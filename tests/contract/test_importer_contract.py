@@ -23,6 +23,7 @@ from cryptography import x509
 from chalicelib.adapters.aws.importer import AcmImporter
 from chalicelib.adapters.local.importer import NullImporter
 from chalicelib.model import CertificateRecord, CertType, KeyType, SubjectDetails
+from chalicelib.ownership import Ownership
 from chalicelib.pki import (
     SigningAuthority,
     Validity,
@@ -40,6 +41,8 @@ from chalicelib.pki import (
 )
 from chalicelib.ports.importer import CertificateImporter, CertificateImportError
 from tests.backends import AwsResources, adapter_params
+
+OWNER = Ownership("iot-cert-service", "contract")
 
 ROOT_FQDN = "example.com"
 INTERMEDIATE_FQDN = "servers.example.com"
@@ -129,7 +132,7 @@ def _null_importer(request: pytest.FixtureRequest) -> CertificateImporter:
 
 def _acm_importer(request: pytest.FixtureRequest) -> CertificateImporter:
     aws: AwsResources = request.getfixturevalue("aws_resources")
-    return AcmImporter(aws.session.client("acm"))
+    return AcmImporter(aws.session.client("acm"), OWNER)
 
 
 IMPORTER_FACTORIES: list[tuple[str, ImporterFactory]] = [
@@ -207,9 +210,9 @@ class TestAcmImporterLookup:
             lambda params, **_: asked.append(dict(params)),
         )
         record, key = make_server_certificate("asked.example.com")
-        AcmImporter(client).import_server_certificate(record, key, record.chain_pem)
+        AcmImporter(client, OWNER).import_server_certificate(record, key, record.chain_pem)
 
-        AcmImporter(client).find_imported([record])
+        AcmImporter(client, OWNER).find_imported([record])
 
         assert asked and all(
             {"EC_prime256v1", "EC_secp384r1"} <= set(params["Includes"]["keyTypes"])
@@ -245,7 +248,7 @@ def unwrap_the_key(record: CertificateRecord, key: str) -> tuple[CertificateReco
 
 @pytest.fixture
 def acm_importer(aws_resources: AwsResources) -> AcmImporter:
-    return AcmImporter(aws_resources.session.client("acm"))
+    return AcmImporter(aws_resources.session.client("acm"), OWNER)
 
 
 class TestAcmImporter:
@@ -273,15 +276,31 @@ class TestAcmImporter:
         assert record.fqdn in described["SubjectAlternativeNames"]
         assert described["NotAfter"] == record.not_after
 
-    def test_the_imported_certificate_is_tagged_with_its_fqdn(
+    def test_the_imported_certificate_is_tagged_with_its_fqdn_and_owner(
         self, acm_importer: AcmImporter, aws_resources: AwsResources
     ) -> None:
+        """A re-import (a renewal, into the same ARN) sends no tags, which ACM refuses; ACM
+        keeps those of the first import (moto drops them, so that is not checked here)."""
         record, private_key_pem = make_server_certificate()
+        acm = aws_resources.session.client("acm")
+        sent: list[dict[str, Any]] = []
+        acm.meta.events.register(
+            "provide-client-params.acm.ImportCertificate",
+            lambda params, **_: sent.append(dict(params)),
+        )
+        importer = AcmImporter(acm, OWNER)
 
-        arn = acm_importer.import_server_certificate(record, private_key_pem, record.chain_pem)
+        arn = importer.import_server_certificate(record, private_key_pem, record.chain_pem)
+        tags = acm.list_tags_for_certificate(CertificateArn=arn)["Tags"]
+        renewed, renewed_key = make_server_certificate(record.fqdn)
+        again = importer.import_server_certificate(
+            dataclasses.replace(renewed, acm_certificate_arn=arn), renewed_key, renewed.chain_pem
+        )
 
-        tags = aws_resources.session.client("acm").list_tags_for_certificate(CertificateArn=arn)
-        assert {tag["Key"]: tag["Value"] for tag in tags["Tags"]}["fqdn"] == record.fqdn
+        expected = {"fqdn": record.fqdn, "app": "iot-cert-service", "stage": "contract"}
+        assert {tag["Key"]: tag["Value"] for tag in tags} == expected
+        assert again == arn
+        assert "Tags" in sent[0] and "Tags" not in sent[1]
 
     @pytest.mark.parametrize(
         "break_import",
@@ -328,7 +347,7 @@ class TestAcmImporter:
                 expected_params=expected,
             )
             with pytest.raises(CertificateImportError) as raised:
-                AcmImporter(client).import_server_certificate(
+                AcmImporter(client, OWNER).import_server_certificate(
                     record, private_key_pem, record.chain_pem
                 )
             stubber.assert_no_pending_responses()

@@ -17,6 +17,7 @@ from chalicelib.adapters.aws.iot import AwsIotRegistry
 from chalicelib.adapters.local.iot import NoIotRegistry
 from chalicelib.errors import Unsupported
 from chalicelib.model import KeyType, SubjectDetails
+from chalicelib.ownership import Ownership
 from chalicelib.pki import (
     SigningAuthority,
     Validity,
@@ -64,6 +65,7 @@ def _aws_iot(request: pytest.FixtureRequest) -> IotRegistry:
         aws.session.client("iot"),
         AWS_ENVIRONMENT["IOT_DEVICE_POLICY_NAME"],
         AWS_ENVIRONMENT["IOT_PROVISIONING_ROLE_ARN"],
+        Ownership("iot-cert-service", "contract"),
     )
 
 

@@ -2,8 +2,8 @@
 API, inventory and cascade functions make in these scenarios (issuance of every kind, renewals,
 revocations, CRLs, bundles, AWS IoT onboarding; events in order, replayed and out of order; a
 CA revocation walked down to AWS IoT over several invocations) is allowed by a statement of its
-role in terraform/iam.tf (action, and resource as IAM matches it), and every action a role
-grants is called by some path.
+role in terraform/iam.tf (action, resource as IAM matches it, and the statement's conditions on
+the call's tags and passed role), and every action a role grants is called by some path.
 
 The policies are read from terraform/iam.tf (python-hcl2), their references resolved to the
 names of the moto account the scenarios run in. Not modelled: the Lambda runtime's own calls
@@ -70,6 +70,9 @@ def references(kms_key_arn: str) -> dict[str, str]:
         "data.aws_partition.current.partition": "aws",
         "var.region": REGION,
         "data.aws_caller_identity.current.account_id": ACCOUNT,
+        # what the functions' SERVICE_APP and SERVICE_STAGE hold (devtools/chalice_tf.py)
+        "var.app_name": load_settings().ownership.app,
+        "var.stage": load_settings().ownership.stage,
     }
 
 
@@ -84,9 +87,39 @@ def _resolve(text: str, known: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class Context:
+    """What a request's conditions read: the tags it carries, whom it passes a role to."""
+
+    tags: tuple[tuple[str, str], ...] = ()
+    passed_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    test: str
+    variable: str
+    values: frozenset[str]
+
+    def holds(self, context: Context) -> bool:
+        """As IAM evaluates the conditions the policies use; any other is not modelled."""
+        tags = dict(context.tags)
+        if self.variable.startswith("aws:RequestTag/") and self.test in (
+            "StringEquals", "StringEqualsIfExists",
+        ):  # fmt: skip
+            value = tags.get(self.variable.removeprefix("aws:RequestTag/"))
+            return self.test.endswith("IfExists") if value is None else value in self.values
+        if (self.test, self.variable) == ("ForAllValues:StringEquals", "aws:TagKeys"):
+            return set(tags) <= self.values
+        if (self.test, self.variable) == ("StringEquals", "iam:PassedToService"):
+            return context.passed_to in self.values
+        raise AssertionError(f"a condition this test does not model: {self}")
+
+
+@dataclass(frozen=True)
 class Statement:
     actions: frozenset[str]
     resources: tuple[str, ...]
+    conditions: tuple[Condition, ...] = ()
 
 
 def role_statements(kms_key_arn: str) -> dict[str, list[Statement]]:
@@ -106,16 +139,27 @@ def role_statements(kms_key_arn: str) -> dict[str, list[Statement]]:
                     Statement(
                         frozenset(_unquote(action) for action in statement["actions"]),
                         tuple(_resolve(resource, known) for resource in statement["resources"]),
+                        tuple(
+                            Condition(
+                                _unquote(condition["test"]),
+                                _unquote(condition["variable"]),
+                                frozenset(_resolve(value, known) for value in condition["values"]),
+                            )
+                            for condition in statement.get("condition", [])
+                        ),
                     )
                     for statement in body.get("statement", [])
                 ]
     return {function: documents[POLICY_OF[function]] for function in POLICY_OF}
 
 
-def allowed(statements: list[Statement], action: str, resource: str) -> bool:
+def allowed(
+    statements: list[Statement], action: str, resource: str, context: Context = Context()
+) -> bool:
     return any(
         action in statement.actions
         and any(fnmatch.fnmatchcase(resource, pattern) for pattern in statement.resources)
+        and all(condition.holds(context) for condition in statement.conditions)
         for statement in statements
     )
 
@@ -125,9 +169,17 @@ def allowed(statements: list[Statement], action: str, resource: str) -> bool:
 
 @dataclass
 class Calls:
-    """(IAM action, resource ARN) of every AWS call a function made."""
+    """(IAM action, resource ARN, what its conditions read) of every AWS call a function made."""
 
-    made: set[tuple[str, str]] = field(default_factory=set)
+    made: set[tuple[str, str, Context]] = field(default_factory=set)
+
+
+def request_context(service: str, operation: str, params: dict[str, Any]) -> Context:
+    """The tags a call carries (RegisterCACertificate's, ImportCertificate's), and AWS IoT as
+    the service a registration's provisioning role is passed to."""
+    tags = params.get("tags") if service == "iot" else params.get("Tags")
+    passed_to = "iot.amazonaws.com" if operation == "RegisterCACertificate" else None
+    return Context(tuple((tag["Key"], tag["Value"]) for tag in tags or []), passed_to)
 
 
 def iam_requests(service: str, operation: str, params: dict[str, Any], kms_key: str) -> list[
@@ -170,6 +222,8 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], kms_key: 
         passed = []
         if operation == "RegisterCACertificate" and "registrationConfig" in params:
             passed = [("iam:PassRole", params["registrationConfig"]["roleArn"])]
+        if operation == "RegisterCACertificate" and params.get("tags"):  # tagged at creation
+            passed.append(("iot:TagResource", f"{iot}:cacert/new"))
         return [(f"iot:{operation}", "*"), *passed]
     raise AssertionError(f"a call no role is modelled for: {service}.{operation}")
 
@@ -185,8 +239,9 @@ def functions(backend: MotoBackend) -> Iterator[dict[str, tuple[Any, Calls]]]:
 
         def record(model: Any, params: dict[str, Any], calls: Calls = calls, **_: Any) -> None:
             service = model.service_model.endpoint_prefix
-            for request in iam_requests(service, model.name, params, kms_key["Arn"]):
-                calls.made.add(request)
+            context = request_context(service, model.name, params)
+            for action, resource in iam_requests(service, model.name, params, kms_key["Arn"]):
+                calls.made.add((action, resource, context))
 
         session.events.register("provide-client-params.*.*", record)
         made[function] = (wiring.build_service(load_settings(), boto_session=session), calls)
@@ -260,7 +315,8 @@ def test_each_role_allows_exactly_what_its_function_calls(
         verification = call("POST", f"/certificates/{CELL}/aws-iot/verification-certificate", code)
         assert verification.status_code == 200
         iot_device = created("device", parent_fqdn=CELL, aws_iot={"register": True, "thing": True})
-        created("device", parent_fqdn=CELL, aws_iot={"register": True})  # revoked with DEVICES
+        alone = {"register": True, "thing": False}  # no thing; revoked with DEVICES
+        created("device", parent_fqdn=CELL, aws_iot=alone)
         device = created("device", parent_fqdn=CELL, csr=csr())
         bulk = created("device", parent_fqdn=CELL, count=3)
         renewed = call(
@@ -294,5 +350,5 @@ def test_each_role_allows_exactly_what_its_function_calls(
                                                                           *request))  # fmt: skip
         assert refused == [], f"{function}'s role refuses {refused}"
         granted = {action for statement in statements[function] for action in statement.actions}
-        unused = granted - RUNTIME_ACTIONS - {action for action, _ in calls.made}
+        unused = granted - RUNTIME_ACTIONS - {action for action, _, _ in calls.made}
         assert unused == set(), f"{function}'s role grants what it never calls: {sorted(unused)}"

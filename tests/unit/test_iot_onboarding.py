@@ -40,6 +40,17 @@ def test_the_template_names_the_thing_by_the_certificates_cn_and_activates_it() 
     }
 
 
+def test_the_things_it_makes_carry_the_deployments_app_and_stage() -> None:
+    """A thing takes no tags: its owner is in its attributes, which `make teardown-aws` finds
+    it by (an untyped thing takes three)."""
+    owner = {"app": "iot-cert-service", "stage": "alice"}
+    template = json.loads(provisioning_template("iot-cert-service-alice-devices", owner))
+
+    assert template["Resources"]["thing"]["Properties"]["AttributePayload"] == owner
+    untagged = json.loads(provisioning_template("iot-cert-service-alice-devices"))
+    assert "AttributePayload" not in untagged["Resources"]["thing"]["Properties"]
+
+
 def test_a_template_over_aws_iots_limit_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="10,240"):
         provisioning_template("p" * MAX_TEMPLATE_CHARACTERS)

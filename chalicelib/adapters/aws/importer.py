@@ -9,6 +9,7 @@ from chalicelib import pki
 from chalicelib.adapters.aws.errors import aws_errors
 from chalicelib.errors import StorageError
 from chalicelib.model import CertificateRecord
+from chalicelib.ownership import Ownership
 from chalicelib.ports.importer import CertificateImportError
 
 ACM_KEY_TYPES = (
@@ -20,10 +21,12 @@ more, and the service's server certificates are EC P-256 by default."""
 
 
 class AcmImporter:
-    """Imports server certificates into ACM with their chain and key, tagged with the FQDN."""
+    """Imports server certificates into ACM with their chain and key, tagged with the FQDN and
+    the owner (app and stage), by which a stage's teardown finds them."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, ownership: Ownership) -> None:
         self._client = client
+        self._ownership = ownership
 
     def import_server_certificate(
         self, record: CertificateRecord, private_key_pem: str, chain_pem: str
@@ -36,10 +39,7 @@ class AcmImporter:
         if record.acm_certificate_arn:  # a re-import keeps the tags (ACM refuses new ones)
             arguments["CertificateArn"] = record.acm_certificate_arn
         else:
-            arguments["Tags"] = [
-                {"Key": "fqdn", "Value": record.fqdn},
-                {"Key": "managed-by", "Value": "iot-cert-service"},
-            ]
+            arguments["Tags"] = [{"Key": "fqdn", "Value": record.fqdn}, *self._ownership.tags()]
         try:
             return self._client.import_certificate(**arguments)["CertificateArn"]
         except aws_errors() as err:

@@ -6,6 +6,7 @@ from typing import Any
 
 from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
 from chalicelib.errors import AlreadyExists, StorageError, Unsupported
+from chalicelib.ownership import Ownership
 from chalicelib.ports.iot_registry import (
     CaRegistration,
     IotCertificate,
@@ -19,14 +20,26 @@ PAGE_SIZE = 250
 
 
 class AwsIotRegistry:
-    """The AWS IoT control plane (boto3 `iot` client), with the stack's device policy."""
+    """The AWS IoT control plane (boto3 `iot` client), with the stack's device policy; what it
+    creates carries its owner: CAs as tags, things as attributes (things take no tags)."""
 
     available = True
 
-    def __init__(self, client: Any, device_policy_name: str, provisioning_role_arn: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        device_policy_name: str,
+        provisioning_role_arn: str,
+        ownership: Ownership,
+    ) -> None:
         self._client = client
         self._policy = device_policy_name
         self._provisioning_role_arn = provisioning_role_arn
+        self._ownership = ownership
+
+    @property
+    def thing_attributes(self) -> dict[str, str]:
+        return self._ownership.labels()
 
     def registration_code(self) -> str:
         return str(self._call("get_registration_code")["registrationCode"])
@@ -37,6 +50,7 @@ class AwsIotRegistry:
             "setAsActive": True,
             "allowAutoRegistration": registration.auto_registration,
             "certificateMode": registration.mode,
+            "tags": self._ownership.tags(),
         }
         if registration.verification_certificate_pem is not None:
             arguments["verificationCertificate"] = registration.verification_certificate_pem
@@ -68,7 +82,9 @@ class AwsIotRegistry:
             self._client.attach_policy(policyName=self._policy, target=registered.certificate_arn)
             if thing:
                 name = thing_name_of(certificate_pem)
-                self._client.create_thing(thingName=name)
+                self._client.create_thing(
+                    thingName=name, attributePayload={"attributes": self.thing_attributes}
+                )
                 self._client.attach_thing_principal(
                     thingName=name, principal=registered.certificate_arn
                 )

@@ -15,6 +15,10 @@ class NoIotRegistry:
 
     available = False
 
+    @property
+    def thing_attributes(self) -> dict[str, str]:
+        return {}  # no thing is ever made locally
+
     def registration_code(self) -> str:
         raise unsupported()
 
