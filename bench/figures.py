@@ -47,13 +47,15 @@ class Scale:
     cascade_devices: int = 10_000
     largest_bulks: bool = True
     """Each key type's largest accepted bulk (else two certificates of each)."""
+    tail_samples: int = 20
+    """Bulks of each RSA key type for its p99 (bench/tails.py)."""
     import_runs: int = 7
 
 
 FULL = Scale()
 SMOKE = Scale(
     http_seconds=1.0, http_rounds=1, bulk=40, bulk_rounds=1, listing=(300, 100),
-    cascade_devices=300, largest_bulks=False, import_runs=1,
+    cascade_devices=300, largest_bulks=False, tail_samples=2, import_runs=1,
 )  # fmt: skip
 
 

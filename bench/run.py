@@ -28,6 +28,7 @@ from bench.figures import (
 from bench.limits import limit_rows
 from bench.servers import PROJECT_ROOT
 from bench.service_figures import aws_call_rows, cold_start_rows, listing_rows
+from bench.tails import aws_iot_bulk_rows, bulk_tail_rows
 
 
 def versions() -> str:
@@ -63,6 +64,8 @@ def main(arguments: list[str]) -> int:
         ("HTTP issuance vs cfssl serve", http_rows),
         ("bulk vs raw crypto", bulk_rows),
         ("platform limits", limit_rows),
+        ("bulk tails", bulk_tail_rows),
+        ("AWS IoT bulk", aws_iot_bulk_rows),
         ("revocation cascade", cascade_rows),
         ("listing", listing_rows),
         ("cold start", cold_start_rows),

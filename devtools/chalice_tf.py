@@ -12,7 +12,7 @@ the hand-written infrastructure in terraform/:
 - event rules go on the custom bus; their targets retry and dead-letter into the stack's queue,
   which is also the event handlers' own dead-letter queue, and the handlers get their own role;
 - the functions get the environment that points them at the bucket, table, bus and key, and at
-  the AWS IoT device policy and provisioning role;
+  the AWS IoT device policy and provisioning role, and that names their app and stage;
 - every API route requires IAM (SigV4) authorization, the endpoint type is `var.api_endpoint_type`
   and `*/*` is a binary media type (see `allow_binary_responses_for_any_accept`);
 - the portal's two GET methods take their authorization from `local.portal_authorization`
@@ -46,6 +46,11 @@ from chalicelib.api.portal import PORTAL_ROUTES
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = PROJECT_ROOT / ".chalice" / "config.json"
 DEFAULT_CHALICE_STAGE = "dev"
+STAGE_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+"""The rule terraform/variables.tf's validation applies to var.stage (the characters S3 bucket
+names allow): checked here too, so that `make package STAGE=...` refuses a name the apply would
+refuse, before minutes of packaging. The length limits depend on var.app_name, which only
+Terraform knows; it checks them."""
 APP_NAME = "${var.app_name}"
 NAME_PREFIX = "${var.app_name}-${var.stage}"
 EVENT_BUS = "${aws_cloudwatch_event_bus.certificates.name}"
@@ -70,7 +75,11 @@ FUNCTION_ENVIRONMENT = {
     "PUBLIC_BASE_URL": "${var.public_base_url}",
     "IOT_DEVICE_POLICY_NAME": "${local.iot_device_policy_name}",
     "IOT_PROVISIONING_ROLE_ARN": "${aws_iam_role.iot_provisioning.arn}",
+    "SERVICE_APP": "${var.app_name}",
+    "SERVICE_STAGE": "${var.stage}",
 }
+"""Where the functions find their stack; SERVICE_APP and SERVICE_STAGE are the owner that every
+resource they create in AWS carries (chalicelib/ownership.py)."""
 ENDPOINT_TYPE = "${var.api_endpoint_type}"
 ANY_MEDIA_TYPE = "*/*"
 SIGV4_SCHEME = {
@@ -331,11 +340,22 @@ def postprocess_file(path: Path) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def stage_name(value: str) -> str:
+    """`--stage`: a name Terraform accepts as var.stage, else a usage error (exit status 2)."""
+    if not STAGE_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a stage name: lowercase letters, digits and hyphens, starting "
+            "with a letter and not ending with a hyphen (terraform/variables.tf refuses any "
+            "other var.stage)"
+        )
+    return value
+
+
 def main(arguments: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.chalice_tf", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     package_command = commands.add_parser("package", help="chalice package, then post-process")
-    package_command.add_argument("--stage", default=DEFAULT_CHALICE_STAGE)
+    package_command.add_argument("--stage", type=stage_name, default=DEFAULT_CHALICE_STAGE)
     package_command.add_argument("directory", type=Path)
     postprocess_command = commands.add_parser("postprocess", help="post-process a chalice.tf.json")
     postprocess_command.add_argument("file", type=Path)

@@ -30,6 +30,13 @@ ISSUE_FIELDS = {
     "device": ("parent_fqdn", "count", *_SUBJECT_FIELDS),
 }
 RENEW_FIELDS = ("validity_days", "key_type", "reuse_key", "revoke_previous", "serial")
+AWS_IOT_BODIES = {
+    "thing": {"register": True, "thing": True},
+    "certificate-only": {"register": True, "thing": False},
+}
+"""`create device --aws-iot`: each choice says whether the service makes the thing, which the API
+requires with `register` (a certificate without a thing cannot connect under the stack's device
+policy, so leaving it out must be a choice)."""
 
 
 def _given(args: argparse.Namespace, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def _csr_fields(csr_files: str | list[str] | None) -> dict[str, Any]:
 def create(client: ApiClient, args: argparse.Namespace) -> None:
     body = _given(args, ISSUE_FIELDS[args.kind]) | _csr_fields(getattr(args, "csr", None))
     if getattr(args, "aws_iot", None):
-        body["aws_iot"] = {"register": True, "thing": args.aws_iot == "thing"}
+        body["aws_iot"] = dict(AWS_IOT_BODIES[args.aws_iot])
     issued = client.post(f"/certificates/{args.kind}", body)
     _show_issued(issued, args)
 

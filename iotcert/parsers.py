@@ -163,9 +163,10 @@ def _add_device(kinds: Subparsers[CommandParser]) -> CommandParser:
     device.add_argument(
         "--aws-iot",
         dest="aws_iot",
-        choices=("register", "thing"),
-        help="AWS backend: register each device with AWS IoT (register), and make its thing "
-        "(thing)",
+        choices=tuple(commands.AWS_IOT_BODIES),
+        help="AWS backend: register each device with AWS IoT and make its thing (thing), or "
+        "register its certificate alone (certificate-only), which cannot connect until you "
+        "attach it to a thing",
     )
     device.add_argument(
         "--csr",

@@ -64,8 +64,9 @@ resource "aws_cloudwatch_metric_alarm" "inventory_dead_letters" {
   comparison_operator = "GreaterThanThreshold"
   threshold           = 0
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
+  alarm_actions       = local.alarm_actions # alarms.tf
+  ok_actions          = local.alarm_actions
+  depends_on          = [aws_sns_topic.alarms]
 }
 
 # A function that failed on an event: after its retries the event goes to the dead-letter queue.
@@ -95,7 +96,8 @@ resource "aws_cloudwatch_metric_alarm" "function_errors" {
   comparison_operator = "GreaterThanThreshold"
   threshold           = 0
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
+  alarm_actions       = local.alarm_actions # alarms.tf
+  ok_actions          = local.alarm_actions
+  depends_on          = [aws_sns_topic.alarms]
 }
 

@@ -52,36 +52,16 @@ resource "aws_iam_role" "iot_provisioning" {
   assume_role_policy = data.aws_iam_policy_document.iot_assume.json
 }
 
-# What the provisioning template does (chalicelib/iot_onboarding.py): a thing named by the
-# certificate's CN, the certificate activated and attached to it, this stack's device policy.
-data "aws_iam_policy_document" "iot_provisioning" {
-  statement {
-    sid = "ProvisionThings"
-    actions = [
-      "iot:CreateThing", "iot:DescribeThing", "iot:UpdateThing", "iot:AttachThingPrincipal",
-      "iot:ListThingPrincipals",
-    ]
-    resources = ["${local.iot_arn_prefix}:thing/*"]
-  }
-
-  statement {
-    sid = "ActivateCertificates"
-    actions = [
-      "iot:DescribeCertificate", "iot:UpdateCertificate", "iot:AttachPolicy",
-      "iot:ListAttachedPolicies",
-    ]
-    resources = ["${local.iot_arn_prefix}:cert/*"]
-  }
-
-  statement {
-    sid       = "DevicePolicy"
-    actions   = ["iot:GetPolicy"]
-    resources = ["${local.iot_arn_prefix}:policy/${local.iot_device_policy_name}"]
-  }
-}
-
-resource "aws_iam_role_policy" "iot_provisioning" {
-  name   = "${local.name}-jitp"
-  role   = aws_iam_role.iot_provisioning.id
-  policy = data.aws_iam_policy_document.iot_provisioning.json
+# AWS IoT's just-in-time provisioning runs the CA's template (chalicelib/iot_onboarding.py)
+# through RegisterThing as this role, which AWS documents with the AWS managed policy
+# AWSIoTThingsRegistration ("service-role/": RegisterThing, CreateThing, AttachThingPrincipal,
+# AttachPolicy, DescribeCertificate, UpdateCertificate, GetPolicy ... on "*"). That policy, not a
+# hand-written subset: the subset scoped to thing/* and cert/* lacked RegisterThing itself, and
+# granted AttachThingPrincipal on the thing's ARN but not on the certificate's; AWS keeps the
+# managed policy in step with what provisioning calls. Its actions take
+# "*" (provisioning picks the things' and certificates' ids); IoT itself is the only principal
+# that can assume the role (iot_assume), and only the API role may pass it, to IoT (iam.tf).
+resource "aws_iam_role_policy_attachment" "iot_provisioning" {
+  role       = aws_iam_role.iot_provisioning.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSIoTThingsRegistration"
 }

@@ -9,7 +9,9 @@
 #   private keys, unless key_reader_arns names others (none by default);
 # - through DynamoDB only, the two function roles (which read and write the inventory), the
 #   administrators (who create the table) and the readers may use the key as DynamoDB requires;
-#   the inventory holds certificate metadata, never a key.
+#   the inventory holds certificate metadata, never a key;
+# - with alarm_email, CloudWatch may encrypt and decrypt the alarm topic's messages (alarms.tf) for
+#   this stage's alarms: the encryption context names that topic, so no other data.
 locals {
   kms_admins = length(var.kms_admin_arns) > 0 ? var.kms_admin_arns : [
     "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root",
@@ -115,6 +117,39 @@ data "aws_iam_policy_document" "key" {
       test     = "StringEquals"
       variable = "kms:ViaService"
       values   = ["dynamodb.${var.region}.amazonaws.com"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.alarm_email == "" ? [] : [local.alarm_topic_arn]
+
+    content {
+      sid       = "AlarmNotificationsThroughSns"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["cloudwatch.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:aws:sns:topicArn"
+        values   = [statement.value]
+      }
+
+      condition {
+        test     = "ArnLike"
+        variable = "aws:SourceArn"
+        values   = [local.alarm_source_arn]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
     }
   }
 

@@ -110,13 +110,37 @@ variable "manage_iot_device_policy" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs (e.g. SNS topics) notified when an inventory event fails or lands in the dead-letter queue."
+  description = "More ARNs (e.g. SNS topics) that every alarm notifies, besides alarm_topic_arn and alarm_email's topic."
   type        = list(string)
   default     = []
 }
 
+variable "alarm_topic_arn" {
+  description = "An existing SNS topic that every alarm notifies when it goes off and when it clears (e.g. a team's on-call topic; if the topic is encrypted, its key must let cloudwatch.amazonaws.com use it). Empty or null: none."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.alarm_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn: the ARN of a standard SNS topic, arn:aws:sns:<region>:<account>:<name>, or empty."
+  }
+}
+
+variable "alarm_email" {
+  description = "An email address that every alarm notifies: the stack creates the SNS topic <app_name>-<stage>-alarms, encrypted with the stack's key, and subscribes the address (AWS first mails it a link to confirm; nothing is delivered until it is followed). Empty or null: none."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email: an email address such as oncall@example.com, or empty."
+  }
+}
+
 variable "allow_teardown" {
-  description = "Set to true, apply, then destroy: only then may terraform destroy delete the certificate bucket (with every certificate and key in it), the inventory table and the KMS key."
+  description = "Set to true and apply, lift the teardown lock (terraform state rm terraform_data.teardown_lock), then destroy: only then may terraform destroy delete the certificate bucket (with every certificate and key in it), the inventory table and the KMS key."
   type        = bool
   default     = false
 }

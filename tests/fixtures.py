@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,16 +175,23 @@ def aws_resources(
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free port for the module (Terraform's provider points at it)."""
+    """A moto server on a free port for the module (Terraform's provider points at it), whose
+    account has AWS's managed policies, as every account does (the JITP role attaches one)."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # read as moto makes IAM's backend
+        server.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(reset, timeout=30):  # a fresh account for the module
+            pass
+        try:
+            yield endpoint
+        finally:
+            server.stop()
 
 
 # Servers ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ API_GATEWAY_TIMEOUT_SECONDS = 29
 
 _SERVICES = (
     "s3", "dynamodb", "sts", "iam", "kms", "events", "lambda", "apigateway", "logs", "acm", "sqs",
-    "cloudwatch", "cognitoidp", "cognitoidentity", "iot",
+    "cloudwatch", "cognitoidp", "cognitoidentity", "iot", "sns",
 )  # fmt: skip
 
 

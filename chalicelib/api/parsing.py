@@ -132,14 +132,27 @@ def _check_key_sources(values: Checked) -> None:
         )
 
 
+THING_REQUIRED = (
+    "is required with aws_iot.register: the stack's device policy lets a certificate connect "
+    "only while it is attached to a thing (iot:Connection.Thing.IsAttached), so a certificate "
+    'registered alone is ACTIVE but never connects. Send "thing": true to make the device\'s '
+    'thing, or "thing": false to register the certificate alone and attach it to a thing '
+    "yourself"
+)
+
+
 def _aws_iot_options(values: Checked) -> AwsIotOptions | None:
-    """Device issuance's `{"register": bool, "thing": bool}`; a thing needs `register`."""
+    """Device issuance's `{"register": bool, "thing": bool}`; a thing needs `register`, and
+    `register` needs the caller to say whether the service makes the thing: without one the
+    registered certificate cannot connect, which a caller must choose knowingly."""
     value = values.get("aws_iot")
     if value is None:
         return None
     register, thing = value.get("register") is True, value.get("thing") is True
     if thing and not register:
         raise InvalidRequest("aws_iot.thing", "needs aws_iot.register: a thing's certificate")
+    if register and value.get("thing") is None:
+        raise InvalidRequest("aws_iot.thing", THING_REQUIRED)
     size = values.get("count") or len(values.get("csrs") or ()) or 1
     if register and size > MAX_AWS_IOT_BULK:
         raise InvalidRequest(

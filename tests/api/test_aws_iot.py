@@ -23,15 +23,18 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 
 from chalicelib import wiring
+from chalicelib.api.fields import MAX_AWS_IOT_BULK
 from chalicelib.config import load_settings
 from devtools.aws_resources import AWS_ENVIRONMENT
-from tests.backends import INVENTORY_HANDLER, MotoBackend
-from tests.helpers import ApiClient, snapshot_certstore
+from tests.backends import INVENTORY_HANDLER, Backend, MotoBackend
+from tests.helpers import ApiClient, assert_rejected, snapshot_certstore
 
 ROOT = "example.com"
 CELL = "cell1.example.com"
 CODE = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"  # 64 hex, as AWS gives
 POLICY = AWS_ENVIRONMENT["IOT_DEVICE_POLICY_NAME"]
+CERTIFICATE_ONLY = {"register": True, "thing": False}
+"""Registered without a thing: all these tests need of a device in AWS IoT."""
 
 
 def common_name(certificate: x509.Certificate) -> str:
@@ -98,9 +101,12 @@ def test_on_the_local_backend_registration_is_refused_and_nothing_is_issued(
     before = snapshot_certstore(certstore)
 
     registered = api.post(f"/certificates/{CELL}/aws-iot/register", {})
-    device = api.post("/certificates/device", {"parent_fqdn": CELL, "aws_iot": {"register": True}})
+    devices = [
+        api.post("/certificates/device", {"parent_fqdn": CELL, "aws_iot": aws_iot})
+        for aws_iot in ({"register": True, "thing": True}, CERTIFICATE_ONLY)
+    ]
 
-    for response in (registered, device):
+    for response in (registered, *devices):
         assert response.status_code == 501, response.body
         assert response.body["Code"] == "NotImplementedOnBackendError"
         assert "BACKEND=aws" in response.body["Message"]
@@ -113,7 +119,11 @@ def test_on_the_local_backend_registration_is_refused_and_nothing_is_issued(
         ({"aws_iot": {"thing": True}}, "aws_iot.thing: needs aws_iot.register"),
         ({"aws_iot": {"register": "yes"}}, "aws_iot.register: must be true or false"),
         ({"aws_iot": {"policy": "x"}}, "aws_iot.policy: unknown field"),
-        ({"count": 51, "aws_iot": {"register": True}}, "aws_iot.register: at most 50"),
+        (
+            {"count": MAX_AWS_IOT_BULK + 1, "aws_iot": CERTIFICATE_ONLY},
+            f"aws_iot.register: at most {MAX_AWS_IOT_BULK}",
+        ),
+        ({"aws_iot": {"register": True}}, "aws_iot.thing: is required with aws_iot.register"),
     ],
 )
 def test_device_issuance_for_aws_iot_bad_input(
@@ -122,6 +132,29 @@ def test_device_issuance_for_aws_iot_bad_input(
     response = api.post("/certificates/device", {"parent_fqdn": CELL, **body})
     assert response.status_code == 400, response.body
     assert field in response.body["Message"]
+
+
+def test_registration_without_saying_whether_to_make_the_thing_is_refused_on_either_backend(
+    backend: Backend, backend_api: ApiClient
+) -> None:
+    """A certificate registered without a thing is ACTIVE, yet the stack's device policy
+    (iot:Connection.Thing.IsAttached) never lets it connect: `register` alone is a 400 that says
+    so and what to send, on either backend (a request's validity does not depend on the backend,
+    which is checked after it: the local one answers 501 to a valid one), and nothing is stored
+    or registered."""
+    backend_api.create("root", fqdn=ROOT)
+    backend_api.create("intermediate", fqdn=CELL)
+
+    for body in ({"register": True}, {"register": True, "thing": None}):
+        message = assert_rejected(
+            backend_api, backend, "POST", "/certificates/device",
+            {"parent_fqdn": CELL, "count": 2, "aws_iot": body},
+            field="aws_iot.thing", contains="is required with aws_iot.register",
+        )  # fmt: skip
+        assert "iot:Connection.Thing.IsAttached" in message
+        assert '"thing": true' in message and '"thing": false' in message
+    if backend.name == "aws":
+        assert boto3.client("iot").list_certificates()["certificates"] == []
 
 
 # On AWS, under moto --------------------------------------------------------------------------
@@ -199,7 +232,8 @@ def test_register_a_cell_issue_a_device_revoke_it_in_aws_iot(
         "IOT_PROVISIONING_ROLE_ARN"]  # fmt: skip
 
     ed25519 = iot_api.post("/certificates/device", {
-        "parent_fqdn": CELL, "key_type": "ED25519", "aws_iot": {"register": True}})  # fmt: skip
+        "parent_fqdn": CELL, "key_type": "ED25519", "aws_iot": {"register": True, "thing": True}
+    })  # fmt: skip
     assert ed25519.status_code == 400 and "key_type: ED25519" in ed25519.body["Message"]
 
     device = iot_api.create("device", parent_fqdn=CELL, aws_iot={"register": True, "thing": True})
@@ -251,6 +285,26 @@ def test_sni_only_registration_sends_no_verification_certificate(
 
 
 @pytest.mark.parametrize("backend", ["aws"], indirect=True)
+def test_thing_false_registers_the_certificate_alone(
+    backend: MotoBackend, iot_api: ApiClient, iot_calls: IotRecording
+) -> None:
+    """The documented way to register without a thing (attached to one of the caller's later):
+    ACTIVE with the device policy, and no thing made."""
+    iot_calls.calls.clear()
+
+    device = iot_api.create("device", parent_fqdn=CELL, aws_iot=CERTIFICATE_ONLY)
+
+    outcome = device["aws_iot"]
+    assert outcome["certificate_id"] == device["fingerprint_sha256"]
+    assert outcome["thing_name"] is None and outcome["error"] is None
+    assert [name for name, _ in iot_calls.calls] == ["RegisterCertificate", "AttachPolicy"]
+    iot = boto3.client("iot")
+    assert status(iot, outcome["certificate_id"]) == "ACTIVE"
+    assert iot.list_principal_things(principal=outcome["certificate_arn"])["things"] == []
+    assert iot.list_things()["things"] == []
+
+
+@pytest.mark.parametrize("backend", ["aws"], indirect=True)
 def test_a_device_whose_registration_fails_is_still_issued(
     backend: MotoBackend, iot_api: ApiClient
 ) -> None:
@@ -258,7 +312,7 @@ def test_a_device_whose_registration_fails_is_still_issued(
     certificate and key are returned and stored."""
     boto3.client("iot").delete_policy(policyName=POLICY)
 
-    device = iot_api.create("device", parent_fqdn=CELL, aws_iot={"register": True})
+    device = iot_api.create("device", parent_fqdn=CELL, aws_iot=CERTIFICATE_ONLY)
 
     assert device["aws_iot"]["certificate_id"] is None
     assert "AWS IoT registration failed" in device["aws_iot"]["error"]
@@ -282,11 +336,11 @@ def test_revoking_a_ca_revokes_every_device_aws_iot_registered_below_it(
     register = {"mode": "SNI_ONLY", "provisioning": "none", "auto_registration": False}
     assert iot_api.post(f"/certificates/{cell}/aws-iot/register", register).status_code == 200
     registered = [
-        iot_api.create("device", parent_fqdn=cell, aws_iot={"register": True}) for _ in range(2)
+        iot_api.create("device", parent_fqdn=cell, aws_iot=CERTIFICATE_ONLY) for _ in range(2)
     ]
     renewed_cell = iot_api.post(f"/certificates/{cell}/renew", {}).body
     assert iot_api.post(f"/certificates/{cell}/aws-iot/register", register).status_code == 200
-    registered.append(iot_api.create("device", parent_fqdn=cell, aws_iot={"register": True}))
+    registered.append(iot_api.create("device", parent_fqdn=cell, aws_iot=CERTIFICATE_ONLY))
     unregistered = iot_api.create("device", parent_fqdn=CELL)  # another branch: untouched
     backend.deliver_events(iot_api.chalice_client)
     ids = [device["aws_iot"]["certificate_id"] for device in registered]

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chalicelib import wiring
+from chalicelib.api.fields import MAX_BULK_BY_KEY_TYPE
 from chalicelib.config import load_settings
 from tests.backends import Backend
 from tests.helpers import (
@@ -37,6 +38,8 @@ from tests.helpers import (
 )
 
 MAX_BULK = 1000
+RSA_4096_BULK = MAX_BULK_BY_KEY_TYPE["RSA_4096"]
+OVER = {key_type: limit + 1 for key_type, limit in MAX_BULK_BY_KEY_TYPE.items()}
 BULK_SIZE = {"local": MAX_BULK, "aws": 25}
 """The largest bulk locally. On AWS, under moto, every event of a bulk crosses moto's EventBridge
 and SQS, whose cost grows with the queue (a bulk of 1000 took a minute of the suite); 25 devices
@@ -249,9 +252,18 @@ BAD_BULK_BODIES: dict[str, tuple[Any, str]] = {
     "count-true": ({"count": True}, "count"),
     "count-float": ({"count": 2.5}, "count"),
     "count-with-csrs": ({"count": 2, "csrs": "CSRS"}, "csrs"),
-    "rsa-2048-over-its-limit": ({"count": 101, "key_type": "RSA_2048"}, "count"),
-    "rsa-3072-over-its-limit": ({"count": 26, "key_type": "RSA_3072"}, "count"),
-    "rsa-4096-over-its-limit": ({"count": 11, "key_type": "RSA_4096"}, "count"),
+    "rsa-2048-over-its-limit": (
+        {"count": MAX_BULK_BY_KEY_TYPE["RSA_2048"] + 1, "key_type": "RSA_2048"},
+        "count",
+    ),
+    "rsa-3072-over-its-limit": (
+        {"count": MAX_BULK_BY_KEY_TYPE["RSA_3072"] + 1, "key_type": "RSA_3072"},
+        "count",
+    ),
+    "rsa-4096-over-its-limit": (
+        {"count": MAX_BULK_BY_KEY_TYPE["RSA_4096"] + 1, "key_type": "RSA_4096"},
+        "count",
+    ),
     "csrs-empty": ({"csrs": []}, "csrs"),
     "csrs-not-a-list": ({"csrs": "CSR"}, "csrs"),
     "csrs-1001": ({"csrs": "1001"}, "csrs"),
@@ -554,7 +566,7 @@ def test_the_largest_accepted_bulk_responses_fit_lambdas_6_mb(
     largest_csrs = [one_csr] * (min(MAX_BULK, fitting) + 1)
     bodies = {
         "EC_P384 x 1000": {"count": MAX_BULK, "key_type": "EC_P384"},
-        "RSA_4096 x 10": {"count": 10, "key_type": "RSA_4096"},
+        f"RSA_4096 x {RSA_4096_BULK}": {"count": RSA_4096_BULK, "key_type": "RSA_4096"},
         f"RSA CSRs x {len(largest_csrs) - 1}": {"csrs": largest_csrs[:-1]},
     }
     for case, fields in bodies.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from chalicelib.api.fields import MAX_BULK_BY_KEY_TYPE
 from tests.helpers import ApiClient, create_hierarchy, snapshot_certstore
 
 LONGEST_FQDN = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters: valid, never storable
@@ -43,12 +44,16 @@ def test_a_forged_page_token_with_a_bad_name_is_a_400(api: ApiClient) -> None:
     assert response.body["Message"].startswith("next_token:")
 
 
-def test_bulk_rsa_is_capped_at_100(api: ApiClient, certstore: Path) -> None:
+def test_bulk_rsa_2048_is_capped_at_its_limit(api: ApiClient, certstore: Path) -> None:
     create_hierarchy(api)
     before = snapshot_certstore(certstore)
     response = api.post(
         "/certificates/device",
-        {"parent_fqdn": "cell1.devices.example.com", "count": 101, "key_type": "RSA_2048"},
+        {
+            "parent_fqdn": "cell1.devices.example.com",
+            "count": MAX_BULK_BY_KEY_TYPE["RSA_2048"] + 1,
+            "key_type": "RSA_2048",
+        },
     )
     assert response.status_code == 400
     assert response.body["Message"].startswith("count:")

@@ -140,3 +140,16 @@ def test_json_may_come_before_or_after_the_command(
     assert json.loads(before) == {"items": [], "next_token": None}
     assert main(["list", "--api", recorder.url]) == 0
     assert capsys.readouterr().out == "no certificates\n"
+
+
+@pytest.mark.usefixtures("aws_environment")
+def test_aws_iot_registration_always_says_whether_to_make_the_thing(
+    recorder: RecordingServer,
+) -> None:
+    """The API refuses `register` without `thing` (such a certificate cannot connect): each
+    choice of --aws-iot sends both."""
+    argv = ["--api", recorder.url, "--json", "create", "device", "--parent", "cell.example.com"]
+    assert main([*argv, "--aws-iot", "thing"]) == 0
+    assert main([*argv, "--aws-iot", "certificate-only"]) == 0
+    bodies = [json.loads(request.body)["aws_iot"] for request in recorder.received]
+    assert bodies == [{"register": True, "thing": True}, {"register": True, "thing": False}]

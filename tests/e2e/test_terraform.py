@@ -9,6 +9,7 @@ apply and destroy is in test_terraform_stages.py; both run on tests/terraform.py
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -384,3 +385,174 @@ def test_the_deployment_package_holds_the_service_and_no_test_fake(packaged: Mod
     shipped = [(name, fake) for name, text in sources.items() for fake in fakes
                if f"class {fake}" in text]  # fmt: skip
     assert shipped == []
+
+
+# The JITP role and who may pass it ------------------------------------------------------------
+
+THINGS_REGISTRATION = "arn:aws:iam::aws:policy/service-role/AWSIoTThingsRegistration"
+"""The AWS managed policy AWS documents for the just-in-time provisioning role."""
+JITP_CALLS = {
+    "iot:RegisterThing": "*",  # AWS IoT runs the template through RegisterThing
+    "iot:CreateThing": f"arn:aws:iot:{REGION}:123456789012:thing/a-device-uuid",
+    "iot:DescribeThing": f"arn:aws:iot:{REGION}:123456789012:thing/a-device-uuid",
+    "iot:AttachThingPrincipal": f"arn:aws:iot:{REGION}:123456789012:cert/0123abcd",
+    "iot:DescribeCertificate": f"arn:aws:iot:{REGION}:123456789012:cert/0123abcd",
+    "iot:UpdateCertificate": f"arn:aws:iot:{REGION}:123456789012:cert/0123abcd",
+    "iot:AttachPolicy": f"arn:aws:iot:{REGION}:123456789012:cert/0123abcd",
+    "iot:GetPolicy": f"arn:aws:iot:{REGION}:123456789012:policy/iot-cert-service-alice-devices",
+}
+"""What the provisioning template (chalicelib/iot_onboarding.py) has AWS IoT do as the role:
+a thing, the certificate attached to it (IAM evaluates AttachThingPrincipal on the certificate's
+ARN too) and activated, the device policy attached."""
+
+
+def _allows(document: dict[str, Any], action: str, resource: str) -> bool:
+    """An Allow statement of `document` (no conditions) matching the action and resource."""
+    return any(
+        statement["Effect"] == "Allow"
+        and not statement.get("Condition")
+        and any(fnmatch.fnmatchcase(action, pattern) for pattern in _listed(statement["Action"]))
+        and any(
+            fnmatch.fnmatchcase(resource, pattern) for pattern in _listed(statement["Resource"])
+        )
+        for statement in document["Statement"]
+    )
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def test_the_jitp_role_has_the_managed_policy_aws_documents_and_nothing_else(
+    default_plan: dict[str, Any],
+) -> None:
+    """Exactly AWSIoTThingsRegistration is attached to the JITP role, no inline subset is left,
+    and that policy (AWS's document, as moto ships AWS's managed policies) allows every call the
+    template makes, AttachThingPrincipal on a certificate ARN included."""
+    resources = _planned_resources(default_plan["planned_values"]["root_module"])
+    configuration = _planned_resources(default_plan["configuration"]["root_module"])
+    attachments = {
+        address: resource["values"]
+        for address, resource in resources.items()
+        if resource["type"] == "aws_iam_role_policy_attachment"
+    }
+    assert attachments == {
+        "aws_iam_role_policy_attachment.iot_provisioning": {
+            "role": "iot-cert-service-alice-jitp",
+            "policy_arn": THINGS_REGISTRATION,
+        }
+    }
+    inline_roles = [
+        json.dumps(resource["expressions"]["role"])
+        for resource in configuration.values()
+        if resource["type"] == "aws_iam_role_policy"
+    ]
+    assert inline_roles and not [role for role in inline_roles if "iot_provisioning" in role]
+    assert "data.aws_iam_policy_document.iot_provisioning" not in configuration
+
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    managed = json.loads(aws_managed_policies_data)[THINGS_REGISTRATION.rsplit("/", 1)[-1]]
+    assert managed["Path"] == "/service-role/"
+    refused = [call for call in JITP_CALLS.items() if not _allows(managed["Document"], *call)]
+    assert refused == []
+
+
+def test_only_aws_iot_is_handed_the_provisioning_role(default_plan: dict[str, Any]) -> None:
+    """The API role's iam:PassRole names the JITP role and the one service it may go to."""
+    configuration = _planned_resources(default_plan["configuration"]["root_module"])
+    statements = configuration["data.aws_iam_policy_document.api"]["expressions"]["statement"]
+    [passing] = [
+        statement
+        for statement in statements
+        if "iam:PassRole" in statement["actions"]["constant_value"]
+    ]
+    assert passing["actions"]["constant_value"] == ["iam:PassRole"]
+    assert passing["resources"]["references"][0] == "aws_iam_role.iot_provisioning.arn"
+    assert passing["condition"] == [
+        {
+            "test": {"constant_value": "StringEquals"},
+            "variable": {"constant_value": "iam:PassedToService"},
+            "values": {"constant_value": ["iot.amazonaws.com"]},
+        }
+    ]
+
+
+# Who the alarms notify ------------------------------------------------------------------------
+
+ON_CALL_TOPIC = f"arn:aws:sns:{REGION}:123456789012:team-on-call"
+ALARM_TOPIC = f"arn:aws:sns:{REGION}:123456789012:iot-cert-service-alice-alarms"
+
+
+def _alarms(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    resources = _planned_resources(plan["planned_values"]["root_module"])
+    alarms = {
+        address: resource["values"]
+        for address, resource in resources.items()
+        if resource["type"] == "aws_cloudwatch_metric_alarm"
+    }
+    assert len(alarms) == 3, sorted(alarms)  # the dead letters, and each event function's errors
+    return alarms
+
+
+def _key_policy_statements(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    [read] = [
+        change["change"]["after"]
+        for change in plan["resource_changes"]
+        if change["address"] == "data.aws_iam_policy_document.key"
+    ]
+    return {statement["sid"]: statement for statement in read["statement"]}
+
+
+def test_by_default_the_alarms_notify_nobody(default_plan: dict[str, Any]) -> None:
+    for address, alarm in _alarms(default_plan).items():
+        assert not alarm["alarm_actions"] and not alarm["ok_actions"], address  # null: none
+    resources = _planned_resources(default_plan["planned_values"]["root_module"])
+    assert not [address for address in resources if "aws_sns_" in address]
+    assert "AlarmNotificationsThroughSns" not in _key_policy_statements(default_plan)
+
+
+def test_every_alarm_notifies_the_given_topic_and_the_alarm_email(
+    packaged: Module, moto_endpoint: str
+) -> None:
+    """alarm_topic_arn and alarm_email together: every alarm notifies both topics when it goes
+    off and when it clears; the email's topic is made here, under the stack's key, whose policy
+    lets CloudWatch use it for that topic's messages from this stage's alarms only."""
+    plan = plan_json(
+        packaged,
+        moto_endpoint,
+        f"alarm_topic_arn={ON_CALL_TOPIC}",
+        "alarm_email=oncall@example.com",
+    )
+    for address, alarm in _alarms(plan).items():
+        assert set(alarm["alarm_actions"]) == {ON_CALL_TOPIC, ALARM_TOPIC}, address
+        assert set(alarm["ok_actions"]) == {ON_CALL_TOPIC, ALARM_TOPIC}, address
+
+    resources = _planned_resources(plan["planned_values"]["root_module"])
+    configuration = _planned_resources(plan["configuration"]["root_module"])
+    assert resources["aws_sns_topic.alarms[0]"]["values"]["name"] == ALARM_TOPIC.rsplit(":", 1)[1]
+    topic = configuration["aws_sns_topic.alarms"]["expressions"]
+    assert topic["kms_master_key_id"]["references"][0] == "aws_kms_key.certificates.arn"
+    subscription = resources["aws_sns_topic_subscription.alarm_email[0]"]["values"]
+    assert (subscription["protocol"], subscription["endpoint"]) == ("email", "oncall@example.com")
+    [publish] = json.loads(resources["aws_sns_topic_policy.alarms[0]"]["values"]["policy"])[
+        "Statement"
+    ]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert (publish["Action"], publish["Resource"]) == ("sns:Publish", ALARM_TOPIC)
+    alarms_of_the_stage = f"arn:aws:cloudwatch:{REGION}:123456789012:alarm:iot-cert-service-alice-*"
+    assert publish["Condition"]["ArnLike"] == {"aws:SourceArn": alarms_of_the_stage}
+
+    statement = _key_policy_statements(plan)["AlarmNotificationsThroughSns"]
+    assert statement["principals"] == [
+        {"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]}
+    ]
+    assert sorted(statement["actions"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    conditions = {item["variable"]: item["values"] for item in statement["condition"]}
+    assert conditions == {
+        "kms:EncryptionContext:aws:sns:topicArn": [ALARM_TOPIC],
+        "aws:SourceArn": [alarms_of_the_stage],
+        "aws:SourceAccount": ["123456789012"],
+    }
+    guarded = configuration["terraform_data.teardown_guard"]["depends_on"]
+    assert {"aws_sns_topic_policy.alarms", "aws_sns_topic_subscription.alarm_email"} <= set(guarded)

@@ -2,9 +2,11 @@
 
 Applied, not planned: every resource is created by Terraform on a local moto server (each stage
 in its own workspace, so its own state), listed back through boto3, and checked to belong to its
-stage only. Then alice's destroy is refused by the teardown guard (nothing changes), and the
-documented two-step teardown (apply, then destroy, with `allow_teardown=true`) removes alice and
-leaves bob whole. The tests share one apply of both stages and run in file order, teardown last.
+stage only. Then alice's destroy is refused while it is planned, by the teardown lock (nothing
+changes, the state and its outputs included), and, the lock lifted without the allowing apply, by
+the teardown guard (nothing changes); the documented teardown (apply with `allow_teardown=true`,
+lift the lock, destroy) removes alice and leaves bob whole. The tests share one apply of both
+stages and run in file order, teardown last.
 
 What moto cannot do, and how this test handles it, without changing the real stack:
 - moto's API Gateway import refuses Swagger 2.0 ("Only OpenAPI 3.x.x are currently supported"),
@@ -72,6 +74,7 @@ NAMED = {
 }
 UNNAMED = {
     "aws_api_gateway_deployment",
+    "aws_iam_role_policy_attachment",
     "aws_api_gateway_stage",
     "aws_cloudwatch_event_target",
     "aws_kms_key",
@@ -239,6 +242,19 @@ def destroy(module: Module, stage: str, *extra: str) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+def terraform_outputs(module: Module, stage: str) -> dict[str, Any]:
+    """`terraform output -json`: each output's value."""
+    shown = module.terraform("output", "-json", workspace=stage)
+    assert shown.returncode == 0, shown.stderr
+    return {name: output["value"] for name, output in json.loads(shown.stdout).items()}
+
+
+def lift_the_lock(module: Module, stage: str) -> None:
+    """`terraform state rm terraform_data.teardown_lock`, the teardown's second step."""
+    removed = module.terraform("state", "rm", "terraform_data.teardown_lock", workspace=stage)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+
+
 def stack(module: Module, stage: str) -> Stack:
     shown = module.terraform("show", "-json", workspace=stage)
     assert shown.returncode == 0, shown.stderr
@@ -335,6 +351,15 @@ def _role_policy(account: Account, role: str) -> dict[str, set[str]]:
     return granted
 
 
+def _conditions(account: Account, role: str, action: str) -> dict[str, Any]:
+    """The Condition of the statement of a role's inline policy that grants `action`."""
+    iam = account.client("iam")
+    [name] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    [statement] = [s for s in document["Statement"] if action in _as_list(s["Action"])]
+    return dict(statement.get("Condition", {}))
+
+
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
@@ -355,6 +380,7 @@ def test_each_role_may_call_only_what_its_function_calls(
         "acm:GetCertificate", "acm:ListCertificates", "iot:GetRegistrationCode",
         "iot:RegisterCACertificate", "iot:DescribeEndpoint", "iot:RegisterCertificate",
         "iot:AttachThingPrincipal", "iot:AttachPolicy", "iot:CreateThing", "iam:PassRole",
+        "iot:TagResource",
     }  # fmt: skip
     unscoped = {action for action, resources in api.items() if resources == {"*"}}
     assert unscoped == {  # they take no other resource
@@ -364,7 +390,21 @@ def test_each_role_may_call_only_what_its_function_calls(
     iot = f"arn:aws:iot:{REGION}:123456789012"
     assert api["iot:AttachPolicy"] == {f"{iot}:cert/*"}
     assert api["iot:CreateThing"] == {f"{iot}:thing/*"}
+    assert api["iot:TagResource"] == {f"{iot}:cacert/*"}  # a CA's tags name its stage, no other
+    assert _conditions(account, f"{APP}-alice-api", "iot:TagResource") == {
+        "StringEquals": {"aws:RequestTag/app": APP, "aws:RequestTag/stage": "alice"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["app", "stage"]},
+    }
     assert api["iam:PassRole"] == {resources.values("aws_iam_role.iot_provisioning")["arn"]}
+    assert _conditions(account, f"{APP}-alice-api", "iam:PassRole") == {
+        "StringEquals": {"iam:PassedToService": "iot.amazonaws.com"}
+    }
+    jitp = f"{APP}-alice-jitp"
+    assert account.client("iam").list_role_policies(RoleName=jitp)["PolicyNames"] == []
+    attached = account.client("iam").list_attached_role_policies(RoleName=jitp)
+    assert [policy["PolicyArn"] for policy in attached["AttachedPolicies"]] == [
+        "arn:aws:iam::aws:policy/service-role/AWSIoTThingsRegistration"
+    ]
     assert api["dynamodb:GetItem"] == {table}
     assert api["dynamodb:Query"] == {f"{table}/index/parent-index"}
     inventory = _role_policy(account, f"{APP}-alice-inventory")
@@ -450,18 +490,32 @@ def test_alice_tears_down_only_when_allowed_and_leaves_bob_whole(
     with pytest.raises(ClientError, match="Forbidden"):  # moto enforces the TLS-only policy
         account.client("s3").put_object(Bucket=bucket, Key="certificates/a.json", Body=b"{}")
     before = account.names()
+    outputs = terraform_outputs(module, "alice")
+    assert outputs["certificate_bucket"] == bucket and outputs["api_url"]
 
-    refused = destroy(module, "alice")
+    refused = destroy(module, "alice")  # refused while planned: the state is not written
+    said = " ".join((refused.stdout + refused.stderr).split())
     assert refused.returncode != 0
-    assert "allow_teardown is not set for stage alice" in refused.stdout + refused.stderr
+    assert "terraform_data.teardown_lock has lifecycle.prevent_destroy set" in said
+    assert "to tear it down, terraform apply -var stage=alice -var allow_teardown=true" in said
     assert account.names() == before
     assert stack(module, "alice").resources.keys() == alice.resources.keys()
     assert account.key_state(alice_key) == "Enabled"
+    assert terraform_outputs(module, "alice") == outputs  # docs/aws.md's recipes still work
 
-    apply(module, "alice", extra=(ALLOW_TEARDOWN,))
+    lift_the_lock(module, "alice")  # without the allowing apply, the guard refuses
+    unallowed = destroy(module, "alice")
+    assert unallowed.returncode != 0
+    assert "allow_teardown is not set for stage alice" in unallowed.stdout + unallowed.stderr
+    assert account.names() == before
+    assert account.key_state(alice_key) == "Enabled"
+
+    apply(module, "alice", extra=(ALLOW_TEARDOWN,))  # the documented steps; the lock is back
     allowed = stack(module, "alice")
+    assert "terraform_data.teardown_lock" in allowed.resources
     assert allowed.values("aws_s3_bucket.certificates")["force_destroy"] is True
     assert allowed.values("aws_dynamodb_table.inventory")["deletion_protection_enabled"] is False
+    lift_the_lock(module, "alice")
     torn_down = destroy(module, "alice", ALLOW_TEARDOWN)
     assert torn_down.returncode == 0, torn_down.stdout + torn_down.stderr
 

@@ -178,6 +178,8 @@ def test_each_function_gets_its_role_and_the_aws_backend_environment(
         assert variables["PUBLIC_BASE_URL"] == "${var.public_base_url}"
         assert variables["IOT_DEVICE_POLICY_NAME"] == "${local.iot_device_policy_name}"
         assert variables["IOT_PROVISIONING_ROLE_ARN"] == "${aws_iam_role.iot_provisioning.arn}"
+        assert variables["SERVICE_APP"] == "${var.app_name}"
+        assert variables["SERVICE_STAGE"] == "${var.stage}"
 
 
 def test_the_api_function_ends_before_api_gateway_cuts_the_request(
@@ -342,3 +344,29 @@ def test_no_iam_statement_in_the_project_grants_wildcard_actions(
     iam = (TERRAFORM_DIR / "iam.tf").read_text()
     assert '["acm:ImportCertificate", "acm:AddTagsToCertificate", "acm:GetCertificate"]' in iam
     assert "kms:Encrypt" not in iam  # S3 SSE-KMS needs GenerateDataKey (put) and Decrypt (get)
+
+
+@pytest.mark.parametrize("stage", ["Bad_Stage", "alice-", "1alice", "al ice", ""])
+def test_a_stage_name_terraform_would_refuse_is_refused_before_packaging(
+    stage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make package STAGE=Bad_Stage` stops at once, with the rule, exit status 2 (a usage
+    error); nothing is written."""
+    with pytest.raises(SystemExit) as refused:
+        chalice_tf.main(["package", "--stage", stage, str(tmp_path)])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument --stage: {stage!r} is not a stage name" in error
+    assert "lowercase letters, digits and hyphens, starting with a letter" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_stage_rule_is_terraform_s() -> None:
+    """The pattern is the one terraform/variables.tf validates var.stage with, and accepts the
+    names Terraform accepts."""
+    variables = (TERRAFORM_DIR / "variables.tf").read_text()
+    stage_block = variables.split('variable "stage"', 1)[1].split("\nvariable ", 1)[0]
+    [pattern] = re.findall(r'can\(regex\("([^"]+)", var\.stage\)\)', stage_block)
+    assert pattern.replace("\\\\", "\\") == chalice_tf.STAGE_NAME.pattern
+    for stage in ("dev", "alice", "a", "team-2", "thirteen-char"):
+        assert chalice_tf.stage_name(stage) == stage

@@ -18,7 +18,8 @@ COMMAND_OPTIONS: dict[tuple[str, ...], list[str]] = {
                          "--key-type", "--out-dir"],
     ("create", "intermediate"): ["FQDN", "--parent", "--path-length", "--key-type", "--out-dir"],
     ("create", "server"): ["FQDN", "--parent", "--san", "--csr", "--validity-days", "--out-dir"],
-    ("create", "device"): ["--parent", "--count", "--csr", "ED25519", "--aws-iot", "--out-dir"],
+    ("create", "device"): ["--parent", "--count", "--csr", "ED25519", "--aws-iot", "thing",
+                           "certificate-only", "--out-dir"],
     ("list",): ["--parent", "--expiring-within-days", "--status", "--limit", "--page-size"],
     ("show",): ["FQDN", "--serial"],
     ("history",): ["FQDN"],
@@ -77,6 +78,10 @@ def test_help_names_every_option(
         (["list", "--limit", "0"], "'0' is not a whole number of at least 1"),
         (["revoke", "a.example.com", "--reason", "lost"], "invalid choice: 'lost'"),
         (["crl", "ca.example.com", "--format", "p7b"], "invalid choice: 'p7b'"),
+        (
+            ["create", "device", "--parent", "c.example", "--aws-iot", "register"],
+            "invalid choice: 'register' (choose from 'thing', 'certificate-only')",
+        ),
     ],
 )
 def test_usage_errors_exit_2(
