@@ -21,12 +21,11 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from bench.figures import FULL, Row, Scale, scratch
-from bench.limits import LAMBDA_FULL_VCPU_MB, _lambda_settings, _post, environment
+from bench.figures import FULL, Row, Scale
+from bench.limits import LAMBDA_FULL_VCPU_MB, _lambda_settings, _post, environment, local_app
 from bench.servers import DEVICE_PARENT
 
 IOT_CALL_LATENCY_SECONDS = 0.05
@@ -42,33 +41,10 @@ def nearest_rank(samples: list[float], percentile: float) -> float:
     return ordered[max(0, math.ceil(percentile / 100 * len(ordered)) - 1)]
 
 
-@contextlib.contextmanager
-def _local_app() -> Iterator[Any]:
-    """The Chalice test client on a local store in a scratch directory, with a device CA."""
-    from chalice.test import Client
-
-    from chalicelib import wiring
-
-    with (
-        scratch() as directory,
-        open(os.devnull, "w") as devnull,
-        contextlib.redirect_stderr(devnull),
-        environment(CERTSTORE_DIR=str(directory), BACKEND="local", SIGNING_PROCESSES="0"),
-    ):
-        wiring.reset()
-        from app import app
-
-        with Client(app, stage_name="test") as client:
-            _post(client, "/certificates/root", {"fqdn": "bench.example"})
-            _post(client, "/certificates/intermediate", {"fqdn": DEVICE_PARENT})
-            yield client
-        wiring.reset()
-
-
 def _bulk_cpu_seconds(key_type: str, count: int, samples: int) -> list[float]:
     """`samples` bulks of `count` devices with `key_type` keys: the CPU seconds of each."""
     seconds = []
-    with _local_app() as client:
+    with local_app() as client:
         body = {"parent_fqdn": DEVICE_PARENT, "count": count, "key_type": key_type}
         for _ in range(samples):
             started = time.process_time()
