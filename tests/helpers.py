@@ -247,3 +247,27 @@ def openssl(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
         timeout=OPENSSL_TIMEOUT_SECONDS,
         check=False,
     )
+
+
+def list_page(api: ApiClient, query: str) -> dict[str, Any]:
+    """One page of GET /certificates?{query}, checked to be a 200 of the listing's shape."""
+    response = api.get(f"/certificates?{query}")
+    assert response.status_code == 200, response.body
+    assert set(response.body) == {"items", "next_token"}
+    return dict(response.body)
+
+
+def list_all(api: ApiClient, query: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Every item of a listing, following next_token to the end; (items in order, pages)."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        page = list_page(api, f"{query}&limit={limit}" + (f"&next_token={token}" if token else ""))
+        pages += 1
+        assert len(page["items"]) <= limit
+        items.extend(page["items"])
+        token = page["next_token"]
+        if token is None:
+            return items, pages
+        assert pages < 1000, "next_token never became null"

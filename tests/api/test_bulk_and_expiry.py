@@ -33,6 +33,7 @@ from tests.helpers import (
     ROOT,
     SERVER_CA,
     ApiClient,
+    list_all,
     verify_client,
     verify_server,
 )
@@ -90,24 +91,6 @@ def public_key_der(key: Any) -> bytes:
 
 def leaf_of(issued: dict[str, Any]) -> x509.Certificate:
     return x509.load_pem_x509_certificate(issued["certificate"].encode())
-
-
-def list_all(api: ApiClient, query: str, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Every item of a filtered list, following next_token; (items, pages)."""
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    pages = 0
-    while True:
-        page_query = f"{query}&limit={limit}" + (f"&next_token={token}" if token else "")
-        response = api.get(f"/certificates?{page_query}")
-        assert response.status_code == 200, response.body
-        pages += 1
-        assert len(response.body["items"]) <= limit
-        items.extend(response.body["items"])
-        token = response.body["next_token"]
-        if token is None:
-            return items, pages
-        assert pages <= 1000, "next_token never became null"
 
 
 def assert_rejected(
