@@ -18,6 +18,7 @@ ACM keeping an import's tags across a re-import (moto drops them).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from chalicelib import wiring
 from chalicelib.config import ConfigurationError, load_settings
 from chalicelib.ownership import Ownership
 from devtools import teardown_iot
+from devtools.aws_resources import IOT_DEVICE_POLICY
 from devtools.teardown_iot import Teardown
 from tests.backends import MotoBackend, shared_boto_session
 from tests.helpers import ApiClient
@@ -53,9 +55,22 @@ class Deployed:
     acm_arn: str
 
 
+def device_policy(stage: str) -> str:
+    """The stage's AWS IoT device policy, named as Terraform names it."""
+    return f"{APP}-{stage}-devices"
+
+
 def stage_service(stage: str) -> Any:
-    """The service as the stage's Lambda functions build it (SERVICE_STAGE=<stage>)."""
-    settings = dataclasses.replace(load_settings(), ownership=Ownership(APP, stage))
+    """The service as the stage's Lambda functions build it (SERVICE_STAGE=<stage>, and the
+    stage's own device policy, which Terraform creates)."""
+    boto3.client("iot").create_policy(
+        policyName=device_policy(stage), policyDocument=json.dumps(IOT_DEVICE_POLICY)
+    )
+    settings = dataclasses.replace(
+        load_settings(),
+        ownership=Ownership(APP, stage),
+        iot_device_policy_name=device_policy(stage),
+    )
     return wiring.build_service(settings, boto_session=shared_boto_session())
 
 
@@ -367,3 +382,26 @@ def test_the_stage_must_be_named_as_terraform_names_it(
         teardown_iot.main(arguments)
     assert usage.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["aws"], indirect=True)
+def test_after_its_teardown_a_stage_s_device_policy_can_be_destroyed(
+    stages: dict[str, Deployed], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What stopped `terraform destroy`: AWS IoT refuses to delete a policy still attached to
+    certificates (DeleteConflictException, which the provider retries and never resolves). Once
+    the stage is torn down, the deletion Terraform makes of `aws_iot_policy.devices` goes
+    through; the other stage's policy is still attached to its devices."""
+    iot = boto3.client("iot")
+    for stage in STAGES:
+        with pytest.raises(ClientError) as refused:
+            iot.delete_policy(policyName=device_policy(stage))
+        assert refused.value.response["Error"]["Code"] == "DeleteConflictException"
+
+    assert teardown_iot.main(RUN, session=boto3.session.Session()) == 0, capsys.readouterr().out
+
+    iot.delete_policy(policyName=device_policy("alice"))
+    with pytest.raises(ClientError) as refused:
+        iot.delete_policy(policyName=device_policy("bob"))
+    assert refused.value.response["Error"]["Code"] == "DeleteConflictException"
+    assert_whole(stages["bob"])
