@@ -1,8 +1,8 @@
 """What moto (5.2.5) lacks of AWS IoT and a stage's teardown needs, added to its in-process IoT
 for the tests that ask (`with_ca_tags_and_listing`):
 
-- a CA certificate's tags: moto drops RegisterCACertificate's `tags` and has no
-  ListTagsForResource;
+- tags, on CA certificates and policies: moto drops RegisterCACertificate's `tags` and has no
+  TagResource, UntagResource or ListTagsForResource (which Terraform's `aws_iot_policy` calls);
 - ListCACertificates, which moto does not implement;
 - pages: moto answers ListCertificatesByCA in one page whatever `pageSize`.
 
@@ -57,11 +57,31 @@ def with_ca_tags_and_listing(monkeypatch: pytest.MonkeyPatch) -> None:
         _tags(self.iot_backend)[arn] = list(self._get_param("tags") or [])
         return registered
 
-    def list_tags_for_resource(self: IoTResponse) -> ActionResult:
-        arn = self._get_param("resourceArn")
-        if all(ca.arn != arn for ca in self.iot_backend.ca_certificates.values()):
+    def tagged(self: IoTResponse) -> str:
+        """The ARN of the request, which must name a CA certificate or a policy."""
+        arn = str(self._get_param("resourceArn"))
+        backend = self.iot_backend
+        known = {ca.arn for ca in backend.ca_certificates.values()}
+        known |= {policy.arn for policy in backend.policies.values()}
+        if arn not in known:
             raise ResourceNotFoundException()
-        return ActionResult({"tags": _tags(self.iot_backend).get(arn, [])})
+        return arn
+
+    def list_tags_for_resource(self: IoTResponse) -> ActionResult:
+        return ActionResult({"tags": _tags(self.iot_backend).get(tagged(self), [])})
+
+    def tag_resource(self: IoTResponse) -> ActionResult:
+        tags = _tags(self.iot_backend).setdefault(tagged(self), [])
+        added = list(self._get_param("tags") or [])
+        keys = {tag["Key"] for tag in added}
+        tags[:] = [tag for tag in tags if tag["Key"] not in keys] + added
+        return ActionResult({})
+
+    def untag_resource(self: IoTResponse) -> ActionResult:
+        tags = _tags(self.iot_backend).setdefault(tagged(self), [])
+        removed = set(self._get_param("tagKeys") or [])
+        tags[:] = [tag for tag in tags if tag["Key"] not in removed]
+        return ActionResult({})
 
     def list_ca_certificates(self: IoTResponse) -> ActionResult:
         cas = list(self.iot_backend.ca_certificates.values())
@@ -74,6 +94,8 @@ def with_ca_tags_and_listing(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, method in (
         ("register_ca_certificate", register_ca_certificate),
         ("list_tags_for_resource", list_tags_for_resource),
+        ("tag_resource", tag_resource),
+        ("untag_resource", untag_resource),
         ("list_ca_certificates", list_ca_certificates),
         ("list_certificates_by_ca", list_certificates_by_ca),
     ):

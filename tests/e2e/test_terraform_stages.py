@@ -22,6 +22,11 @@ What moto cannot do, and how this test handles it, without changing the real sta
 - moto's server speaks plain HTTP and enforces the bucket's TLS-only policy, so no object can be
   stored (the refusal is asserted): the guard is shown on an empty bucket, which it refuses to
   destroy all the same.
+- moto's AWS IoT has no tags (Terraform's `aws_iot_policy` reads them) and no ListCACertificates:
+  tests/moto_iot.py adds them to the moto server, which runs in this process. Each stage then
+  registers a cell CA and a device with its thing, as its API function does (the service with
+  the stage's AWS IoT settings, its documents kept in memory), so alice's destroy meets what
+  stopped it before: a device policy attached to certificates.
 """
 
 from __future__ import annotations
@@ -37,6 +42,15 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.aws.iot import AwsIotRegistry
+from chalicelib.adapters.local.importer import NullImporter
+from chalicelib.iot_onboarding import IotCaRequest
+from chalicelib.model import AwsIotOptions, CertType, IssueRequest
+from chalicelib.ownership import Ownership
+from chalicelib.service import CertificateService
+from devtools import teardown_iot
+from tests.fakes import InMemoryInventory, InMemoryStore, RecordingPublisher
+from tests.moto_iot import with_ca_tags_and_listing
 from tests.terraform import (
     API_GATEWAY_TIMEOUT_SECONDS,
     REGION,
@@ -52,9 +66,9 @@ pytestmark = [
 STAGES = ("alice", "bob")
 APP = "iot-cert-service"
 ALLOW_TEARDOWN = "-var=allow_teardown=true"
-ON_MOTO = ("-var=manage_iot_device_policy=false",)
-"""moto lacks AWS IoT's ListTagsForResource, which the provider calls for an aws_iot_policy: the
-device policy is left out here (tests/api/test_aws_iot.py uses the same policy on moto)."""
+ON_MOTO: tuple[str, ...] = ()
+"""Variables the stack needs on moto: none, the device policy included, now that the moto server
+has AWS IoT's tags (the `module` fixture)."""
 
 # Resource types with a name, and the attribute that holds it; the others are listed in UNNAMED,
 # so a new resource type makes this test fail until it is classified.
@@ -67,6 +81,7 @@ NAMED = {
     "aws_dynamodb_table": "name",
     "aws_iam_role": "name",
     "aws_iam_role_policy": "name",
+    "aws_iot_policy": "name",
     "aws_kms_alias": "name",
     "aws_lambda_function": "function_name",
     "aws_s3_bucket": "bucket",
@@ -154,6 +169,9 @@ class Account:
                 for role in roles
                 for name in self.client("iam").list_role_policies(RoleName=role)["PolicyNames"]
             },
+            "aws_iot_policy": {
+                policy["policyName"] for policy in self.client("iot").list_policies()["policies"]
+            },
             "aws_kms_alias": {
                 alias["AliasName"] for alias in self.client("kms").list_aliases()["Aliases"]
             },
@@ -202,8 +220,9 @@ def _all(names: dict[str, set[str]]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def module(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Module:
-    """One package (`make package STAGE=alice`) and one directory; a workspace per stage."""
+def module(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterator[Module]:
+    """One package (`make package STAGE=alice`) and one directory; a workspace per stage; moto's
+    AWS IoT with tags (tests/moto_iot.py)."""
     packaged = packaged_module(tmp_path_factory.mktemp("stages"), "alice")
     packaged.point_at(moto_endpoint)
     override = openapi3_override(packaged.generated())
@@ -211,7 +230,9 @@ def module(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Modu
     for stage in STAGES:
         created = packaged.terraform("workspace", "new", stage)
         assert created.returncode == 0, created.stderr
-    return packaged
+    with pytest.MonkeyPatch.context() as patch:
+        with_ca_tags_and_listing(patch)
+        yield packaged
 
 
 def apply(module: Module, *stages: str, extra: tuple[str, ...] = ()) -> None:
@@ -479,11 +500,41 @@ def test_every_resource_waits_for_the_teardown_guard(stacks: dict[str, Stack]) -
         assert "aws_kms_key.certificates" in bucket["depends_on"]
 
 
+def register_a_device(account: Account, stack: Stack, stage: str) -> tuple[str, str, str]:
+    """A cell CA registered with AWS IoT and a device registered under it with its thing, as the
+    stage's API function does them (its device policy, its JITP role, its ownership); the
+    documents in memory. (CA ID, device certificate ID, thing name.)"""
+    policy = stack.values("aws_iot_policy.devices[0]")["name"]
+    role = stack.values("aws_iam_role.iot_provisioning")["arn"]
+    registry = AwsIotRegistry(account.client("iot"), policy, role, Ownership(APP, stage))
+    service = CertificateService(
+        InMemoryStore(), InMemoryInventory(), RecordingPublisher(), NullImporter(),
+        iot_registry=registry, iot_device_policy_name=policy,
+    )  # fmt: skip
+    service.create_root(IssueRequest(CertType.ROOT, fqdn=f"{stage}.example.com"))
+    cell = f"cell.{stage}.example.com"
+    service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=cell))
+    registered = service.register_with_aws_iot(cell, IotCaRequest("DEFAULT", True, "jitp"))
+    device = service.create_device(IssueRequest(
+        CertType.CLIENT, parent_fqdn=cell, aws_iot=AwsIotOptions(register=True, thing=True)
+    ))  # fmt: skip
+    outcome = device.aws_iot
+    assert outcome is not None and outcome.error is None, outcome
+    assert outcome.certificate_id is not None and outcome.thing_name is not None
+    return registered.certificate_id, outcome.certificate_id, outcome.thing_name
+
+
 def test_alice_tears_down_only_when_allowed_and_leaves_bob_whole(
-    module: Module, stacks: dict[str, Stack], moto_endpoint: str
+    module: Module, stacks: dict[str, Stack], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account = Account(moto_endpoint)
     alice, bob = stacks["alice"], stacks["bob"]
+    registered = {stage: register_a_device(account, stacks[stage], stage) for stage in STAGES}
+    iot = account.client("iot")
+    for stage in STAGES:  # what made terraform destroy fail: the policy is attached
+        policy = stacks[stage].values("aws_iot_policy.devices[0]")["name"]
+        targets = iot.list_targets_for_policy(policyName=policy)["targets"]
+        assert len(targets) == 1, (stage, targets)
     bucket = alice.values("aws_s3_bucket.certificates")["bucket"]
     alice_key = alice.values("aws_kms_key.certificates")["key_id"]
     bob_key = bob.values("aws_kms_key.certificates")["key_id"]
@@ -515,9 +566,30 @@ def test_alice_tears_down_only_when_allowed_and_leaves_bob_whole(
     assert "terraform_data.teardown_lock" in allowed.resources
     assert allowed.values("aws_s3_bucket.certificates")["force_destroy"] is True
     assert allowed.values("aws_dynamodb_table.inventory")["deletion_protection_enabled"] is False
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)  # make teardown-aws STAGE=alice
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    assert teardown_iot.main(["--stage", "alice", "--region", REGION]) == 0
     lift_the_lock(module, "alice")
     torn_down = destroy(module, "alice", ALLOW_TEARDOWN)
     assert torn_down.returncode == 0, torn_down.stdout + torn_down.stderr
+    bob_ca, bob_device, bob_thing = registered["bob"]
+    assert (
+        iot.describe_ca_certificate(certificateId=bob_ca)["certificateDescription"]["status"]
+        == "ACTIVE"
+    )
+    described = iot.describe_certificate(certificateId=bob_device)["certificateDescription"]
+    assert described["status"] == "ACTIVE"
+    assert iot.list_thing_principals(thingName=bob_thing)["principals"] == [
+        described["certificateArn"]
+    ]
+    alice_ca, alice_device, alice_thing = registered["alice"]
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        iot.describe_ca_certificate(certificateId=alice_ca)
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        iot.describe_certificate(certificateId=alice_device)
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        iot.describe_thing(thingName=alice_thing)
 
     after = account.names()
     for kind, group in alice.names().items():
