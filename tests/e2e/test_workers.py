@@ -124,18 +124,29 @@ def _revoke_beside(
 ) -> requests.Response | None:
     """The revocation, answered while `bulk` runs. A new connection reaches either worker, and a
     request that reaches the one busy with the bulk waits for it (docs/operations.md), so each
-    try waits a second, then the next goes on a new connection; a try left waiting runs after
-    the bulk and finds the CA revoked already."""
-    while bulk.is_alive():
+    round sends the revocation on three new connections at once and takes the first answer
+    within half a second (the chance that all three reach the busy worker is 1 in 8 a round);
+    those left waiting run after the bulk and find the CA revoked already."""
+
+    def revoke(_: int) -> requests.Response | None:
         try:
             return requests.post(
                 f"{server.url}/certificates/{fqdn}/revoke",
                 json={},
                 headers={"Connection": "close"},
-                timeout=(5, 1),
+                timeout=(5, 0.5),
             )
         except requests.ReadTimeout:
-            continue
+            return None
+
+    with ThreadPoolExecutor(3) as pool:
+        while bulk.is_alive():
+            answered = [answer for answer in pool.map(revoke, range(3)) if answer is not None]
+            revoked = [answer for answer in answered if answer.status_code == 200]
+            if revoked:
+                return revoked[0]
+            if answered:
+                return answered[0]  # an answer, but no 200: the test says what it was
     return None
 
 
