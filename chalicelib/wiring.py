@@ -10,8 +10,8 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.local.events import InProcessPublisher
 from chalicelib.adapters.local.importer import NullImporter
@@ -32,11 +32,13 @@ from chalicelib.issuance import InProcessSigner
 from chalicelib.ports.signer import DeviceSigner
 from chalicelib.service import CertificateService
 
+if TYPE_CHECKING:  # imported where a pool is made, off the AWS backend's cold start
+    from chalicelib.adapters.local.signing_pool import PoolSigner
+
 _lock = threading.Lock()
 _service: CertificateService | None = None
-_pool_signers: dict[int, DeviceSigner] = {}
+_pool_signers: dict[int, PoolSigner] = {}
 _signer_lock = threading.Lock()
-_pool_closers: list[Callable[[], None]] = []
 
 
 def certificate_service() -> CertificateService:
@@ -99,10 +101,10 @@ def _local_signer(settings: Settings) -> DeviceSigner:
         if signer is None:
             from chalicelib.adapters.local.signing_pool import PoolSigner
 
-            pool_signer = PoolSigner(settings.signing_processes)
-            atexit.register(pool_signer.close)  # before the interpreter takes modules apart
-            _pool_closers.append(pool_signer.close)
-            signer = _pool_signers[settings.signing_processes] = pool_signer
+            signer = _pool_signers[settings.signing_processes] = PoolSigner(
+                settings.signing_processes
+            )
+            atexit.register(signer.close)  # before the interpreter takes modules apart
         return signer
 
 
@@ -111,11 +113,10 @@ def close_signing_pools() -> None:
     process that ends without running `atexit`, as a multiprocessing child does, would otherwise
     wait for them forever)."""
     with _signer_lock:
-        closers = list(_pool_closers)
-        _pool_closers.clear()
+        pools = list(_pool_signers.values())
         _pool_signers.clear()
-    for close in closers:
-        close()
+    for pool in pools:
+        pool.close()
 
 
 IOT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
