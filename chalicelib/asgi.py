@@ -70,13 +70,15 @@ def host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def misdirected(headers: dict[str, str], scope: Scope) -> Answer | None:
-    """A request without a Host, or for a name this server does not answer to."""
+def misdirected(headers: dict[str, str], scope: Scope, hosts: frozenset[str]) -> Answer | None:
+    """A request without a Host, or for a name this server does not answer to (`hosts`, or the
+    address the connection arrived at)."""
     host = headers.get("host")
     if not host:
         return json_error(400, "BadRequestError", "Host: the header is required")
     arrived_at = (scope.get("server") or ("",))[0] or ""
-    if host_name(host) in allowed_hosts() | {arrived_at.lower()}:
+    name = host_name(host)
+    if name in hosts or name == arrived_at.lower():
         return None
     return json_error(
         421,
@@ -86,11 +88,13 @@ def misdirected(headers: dict[str, str], scope: Scope) -> Answer | None:
     )
 
 
-def refused_before_the_body(method: str, headers: dict[str, str], scope: Scope) -> Answer | None:
+def refused_before_the_body(
+    method: str, headers: dict[str, str], scope: Scope, hosts: frozenset[str]
+) -> Answer | None:
     """What is answered without reading the body: a misdirected request, and an unsafe method
     without the token (every public route is a GET), so no one without the token makes the
     server buffer anything."""
-    answer = misdirected(headers, scope)
+    answer = misdirected(headers, scope, hosts)
     token = api_token()
     if answer is not None or not token or method.upper() in SAFE_METHODS:
         return answer
@@ -218,6 +222,7 @@ class ChaliceAsgiApp:
         self._gateway = gateway
         self._gateway_error = gateway_error
         self._budget = BodyBudget(LARGE_BODY_BUDGET_BYTES)
+        self._hosts = allowed_hosts()  # the environment is the worker's, set before it started
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -229,7 +234,7 @@ class ChaliceAsgiApp:
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in scope["headers"]
         }
-        early = refused_before_the_body(scope["method"], headers, scope)
+        early = refused_before_the_body(scope["method"], headers, scope, self._hosts)
         if early is not None:
             await _send(send, early)
             return
