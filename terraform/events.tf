@@ -101,3 +101,14 @@ resource "aws_cloudwatch_metric_alarm" "function_errors" {
   depends_on          = [aws_sns_topic.alarms]
 }
 
+# The two function-error alarms were two resources before they were one over the functions: a
+# stage applied before then keeps its alarms (their state and history) instead of a replacement.
+moved {
+  from = aws_cloudwatch_metric_alarm.inventory_errors
+  to   = aws_cloudwatch_metric_alarm.function_errors["inventory"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.cascade_errors
+  to   = aws_cloudwatch_metric_alarm.function_errors["cascade"]
+}
