@@ -40,7 +40,6 @@ from tests.helpers import (
 
 MAX_BULK = 1000
 RSA_4096_BULK = MAX_BULK_BY_KEY_TYPE["RSA_4096"]
-OVER = {key_type: limit + 1 for key_type, limit in MAX_BULK_BY_KEY_TYPE.items()}
 BULK_SIZE = {"local": MAX_BULK, "aws": 25}
 """The largest bulk locally. On AWS, under moto, every event of a bulk crosses moto's EventBridge
 and SQS, whose cost grows with the queue (a bulk of 1000 took a minute of the suite); 25 devices

@@ -236,10 +236,6 @@ def test_server_csr_key_types_are_recorded(
 BodyFactory = Callable[[], dict[str, Any]]
 
 
-def device_body(**fields: Any) -> BodyFactory:
-    return lambda: {"parent_fqdn": CELL1, **fields}
-
-
 @functools.cache
 def good_csr() -> str:
     return csr_pem(private_key("EC_P256"))
