@@ -47,6 +47,33 @@ def environment(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextlib.contextmanager
+def moto_account() -> Iterator[tuple[Any, str]]:
+    """A fresh moto account with the stack's resources, as the figures on the AWS backend need
+    it: the environment of AWS_ENVIRONMENT (what must never reach AWS cleared), stderr quiet,
+    AWS IoT certificate IDs as AWS computes them. Yields the boto3 session and the KMS key ID,
+    which is also in KMS_KEY_ID; everything is as before afterwards."""
+    import boto3
+    from moto import mock_aws
+
+    from devtools.aws_resources import AWS_ENVIRONMENT, UNSAFE_VARIABLES, create_aws_resources
+
+    saved = {name: os.environ.pop(name) for name in UNSAFE_VARIABLES if name in os.environ}
+    try:
+        with (
+            open(os.devnull, "w") as devnull,
+            contextlib.redirect_stderr(devnull),
+            environment(**AWS_ENVIRONMENT),
+            mock_aws(config={"iot": {"use_valid_cert": True}}),
+        ):
+            session = boto3.session.Session()
+            key_id = create_aws_resources(session, AWS_ENVIRONMENT)["kms_key_id"]
+            with environment(KMS_KEY_ID=key_id):
+                yield session, key_id
+    finally:
+        os.environ.update(saved)
+
+
 def _post(client: Any, path: str, body: dict[str, object]) -> Any:
     response = client.http.post(path, headers=JSON, body=json.dumps({**body, **SUBJECT}))
     if response.status_code != 201:

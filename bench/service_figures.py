@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
 
 from bench.figures import FULL, Row, Scale, rate, scratch
+from bench.limits import moto_account
 from bench.servers import DEVICE_PARENT, PROJECT_ROOT
 
 
@@ -82,21 +82,12 @@ def cold_start_rows(scale: Scale = FULL) -> list[Row]:
 
 def aws_call_rows(scale: Scale = FULL) -> list[Row]:
     """API calls a warm process makes per issuance, counted with a botocore hook under moto."""
-    import boto3
-    from moto import mock_aws
-
     from chalicelib import wiring
     from chalicelib.config import load_settings
     from chalicelib.model import CertType, IssueRequest
-    from devtools.aws_resources import AWS_ENVIRONMENT, UNSAFE_VARIABLES, create_aws_resources
 
     calls: list[str] = []
-    for name in UNSAFE_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(AWS_ENVIRONMENT)
-    with mock_aws(), open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-        session = boto3.session.Session()
-        os.environ["KMS_KEY_ID"] = create_aws_resources(session, AWS_ENVIRONMENT)["kms_key_id"]
+    with moto_account() as (session, _):
         session.events.register("before-call", lambda model, **_: calls.append(model.name))
         service = wiring.build_service(load_settings(), boto_session=session)
         service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))

@@ -16,16 +16,14 @@ the time that rate allows per call (these rates are shared by every stage in the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from bench.figures import FULL, Row, Scale
-from bench.limits import LAMBDA_FULL_VCPU_MB, _lambda_settings, _post, environment, local_app
+from bench.limits import LAMBDA_FULL_VCPU_MB, _lambda_settings, _post, local_app, moto_account
 from bench.servers import DEVICE_PARENT
 
 IOT_CALL_LATENCY_SECONDS = 0.05
@@ -78,14 +76,11 @@ def bulk_tail_rows(scale: Scale = FULL) -> list[Row]:
 
 def aws_iot_bulk_rows(scale: Scale = FULL) -> list[Row]:
     """The largest AWS IoT bulk on the AWS backend under moto: calls counted, time modelled."""
-    import boto3
     from chalice.test import Client
-    from moto import mock_aws
 
     from chalicelib import wiring
     from chalicelib.api.fields import MAX_AWS_IOT_BULK
     from chalicelib.config import load_settings
-    from devtools.aws_resources import AWS_ENVIRONMENT, UNSAFE_VARIABLES, create_aws_resources
 
     count = MAX_AWS_IOT_BULK if scale.largest_bulks else 2
     calls: dict[str, int] = {}
@@ -94,41 +89,29 @@ def aws_iot_bulk_rows(scale: Scale = FULL) -> list[Row]:
         operation = event_name.rsplit(".", 1)[-1]
         calls[operation] = calls.get(operation, 0) + 1
 
-    saved = {name: os.environ.pop(name) for name in UNSAFE_VARIABLES if name in os.environ}
-    try:
-        with (
-            open(os.devnull, "w") as devnull,
-            contextlib.redirect_stderr(devnull),
-            environment(**AWS_ENVIRONMENT),
-            mock_aws(config={"iot": {"use_valid_cert": True}}),
-        ):
-            session = boto3.session.Session()
-            resources = create_aws_resources(session, AWS_ENVIRONMENT)
-            session.events.register("before-call.iot", count_call)  # before the clients exist
-            with environment(KMS_KEY_ID=resources["kms_key_id"]):
-                wiring.override_service(wiring.build_service(load_settings(), boto_session=session))
-                from app import app
+    with moto_account() as (session, _):
+        session.events.register("before-call.iot", count_call)  # before the clients exist
+        wiring.override_service(wiring.build_service(load_settings(), boto_session=session))
+        from app import app
 
-                with Client(app, stage_name="test") as client:
-                    _post(client, "/certificates/root", {"fqdn": "bench.example"})
-                    _post(client, "/certificates/intermediate", {"fqdn": DEVICE_PARENT})
-                    client.http.post(
-                        f"/certificates/{DEVICE_PARENT}/aws-iot/register",
-                        headers={"Content-Type": "application/json"},
-                        body="{}",
-                    )
-                    calls.clear()  # the bulk's alone
-                    body = {"parent_fqdn": DEVICE_PARENT, "count": count,
-                            "aws_iot": {"register": True, "thing": True}}  # fmt: skip
-                    started = time.process_time()
-                    answer = json.loads(_post(client, "/certificates/device", body).body)
-                    cpu = time.process_time() - started
-                    failed = [item for item in answer["items"] if item["aws_iot"]["error"]]
-                    if failed:
-                        raise RuntimeError(f"AWS IoT registration failed: {failed[0]['aws_iot']}")
-                wiring.reset()
-    finally:
-        os.environ.update(saved)
+        with Client(app, stage_name="test") as client:
+            _post(client, "/certificates/root", {"fqdn": "bench.example"})
+            _post(client, "/certificates/intermediate", {"fqdn": DEVICE_PARENT})
+            client.http.post(
+                f"/certificates/{DEVICE_PARENT}/aws-iot/register",
+                headers={"Content-Type": "application/json"},
+                body="{}",
+            )
+            calls.clear()  # the bulk's alone
+            body = {"parent_fqdn": DEVICE_PARENT, "count": count,
+                    "aws_iot": {"register": True, "thing": True}}  # fmt: skip
+            started = time.process_time()
+            answer = json.loads(_post(client, "/certificates/device", body).body)
+            cpu = time.process_time() - started
+            failed = [item for item in answer["items"] if item["aws_iot"]["error"]]
+            if failed:
+                raise RuntimeError(f"AWS IoT registration failed: {failed[0]['aws_iot']}")
+        wiring.reset()
     memory_mb, timeout_s = _lambda_settings()
     share = memory_mb / LAMBDA_FULL_VCPU_MB
     waiting = sum(
