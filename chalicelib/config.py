@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from chalicelib.ownership import DEFAULT_APP, LOCAL_STAGE, Ownership, is_valid_name
+from chalicelib.ownership import DEFAULT_APP, LOCAL_STAGE, NAME_RULE, Ownership, is_valid_name
 
 LOCAL_BACKEND = "local"
 DEFAULT_CERTSTORE_DIR = "./.certstore"
@@ -82,9 +82,7 @@ def _name(variable: str, default: str) -> str:
     """An app or stage name, as Terraform checks it: it becomes tag values and thing attributes."""
     value = os.environ.get(variable, "").strip() or default
     if not is_valid_name(value):
-        raise ConfigurationError(
-            f"{variable}={value!r}: lowercase letters, digits and hyphens, starting with a letter"
-        )
+        raise ConfigurationError(f"{variable}={value!r}: {NAME_RULE}")
     return value
 
 

@@ -16,9 +16,10 @@ STAGE_KEY = "stage"
 DEFAULT_APP = "iot-cert-service"
 LOCAL_STAGE = "local"
 """The stage of a service that Terraform did not deploy (`make run-moto`, tests)."""
-NAME_PATTERN = re.compile(r"[a-z]([a-z0-9-]*[a-z0-9])?")
-"""What terraform/variables.tf accepts for `app_name` and `stage`; every tag value and thing
-attribute AWS takes also accepts it."""
+NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+"""What terraform/variables.tf accepts for `app_name` and `stage` (its very pattern, which a test
+compares); every tag value and thing attribute AWS takes also accepts it."""
+NAME_RULE = "lowercase letters, digits and hyphens, starting with a letter"
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,12 @@ from typing import Any
 
 from chalicelib.api.documents import PUBLIC_ROUTES
 from chalicelib.api.portal import PORTAL_ROUTES
+from chalicelib.ownership import NAME_PATTERN, NAME_RULE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = PROJECT_ROOT / ".chalice" / "config.json"
 DEFAULT_CHALICE_STAGE = "dev"
-STAGE_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+STAGE_NAME = NAME_PATTERN
 """The rule terraform/variables.tf's validation applies to var.stage (the characters S3 bucket
 names allow): checked here too, so that `make package STAGE=...` refuses a name the apply would
 refuse, before minutes of packaging. The length limits depend on var.app_name, which only
@@ -344,9 +345,8 @@ def stage_name(value: str) -> str:
     """`--stage`: a name Terraform accepts as var.stage, else a usage error (exit status 2)."""
     if not STAGE_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a stage name: lowercase letters, digits and hyphens, starting "
-            "with a letter and not ending with a hyphen (terraform/variables.tf refuses any "
-            "other var.stage)"
+            f"{value!r} is not a stage name: {NAME_RULE}, not ending with a hyphen "
+            "(terraform/variables.tf refuses any other var.stage)"
         )
     return value
 

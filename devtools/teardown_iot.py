@@ -38,7 +38,7 @@ from typing import Any
 
 from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
 from chalicelib.adapters.aws.importer import ACM_KEY_TYPES
-from chalicelib.ownership import DEFAULT_APP, STAGE_KEY, Ownership, is_valid_name
+from chalicelib.ownership import DEFAULT_APP, NAME_RULE, STAGE_KEY, Ownership, is_valid_name
 
 NOT_FOUND = "ResourceNotFoundException"
 """Gone already: for a teardown, done."""
@@ -329,7 +329,7 @@ def parse(arguments: Iterable[str]) -> argparse.Namespace:
     options = parser.parse_args(list(arguments))
     for name in ("stage", "app"):
         if not is_valid_name(getattr(options, name)):
-            parser.error(f"--{name}: lowercase letters, digits and hyphens, starting with a letter")
+            parser.error(f"--{name}: {NAME_RULE}")
     return options
 
 
