@@ -197,7 +197,7 @@ class Teardown:
         )
         for thing in things or []:
             attributes = thing.get("attributes", {})
-            if self._owned([{"Key": key, "Value": value} for key, value in attributes.items()]):
+            if self._owner.owns(attributes):
                 self._delete_thing(thing["thingName"])
 
     def _delete_thing(self, name: str) -> None:
