@@ -93,12 +93,10 @@ def revoke(
     )
 
 
-def cover_generations(
-    store: CertificateStore, revocation: RevocationRecord, now: datetime
-) -> list[CertificateRecord]:
-    """The revocation's own look: every generation of the certificate that it does not list and
-    that has no revocation of its own gets one (same reason). Idempotent."""
-    covered = []
+def uncovered(store: CertificateStore, revocation: RevocationRecord) -> Iterator[CertificateRecord]:
+    """Each generation of the certificate that the revocation does not list and that has no
+    revocation of its own, as it is looked at (a caller that covers it does so before the next
+    is looked at)."""
     for generation in store.list_generations(revocation.fqdn):
         if generation.serial in revocation.revoked_serials:
             continue
@@ -106,6 +104,16 @@ def cover_generations(
             revocation.issuer_fqdn, revocation.fqdn, generation.serial
         ):
             continue
+        yield generation
+
+
+def cover_generations(
+    store: CertificateStore, revocation: RevocationRecord, now: datetime
+) -> list[CertificateRecord]:
+    """The revocation's own look: every generation of the certificate that it does not list and
+    that has no revocation of its own gets one (same reason). Idempotent."""
+    covered = []
+    for generation in uncovered(store, revocation):
         try:
             store.put_revocation(
                 RevocationRecord(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -501,32 +501,29 @@ class CertificateService:
         """(FQDN, serial) of each generation of a revoked certificate that no revocation covers:
         left by a renewal that stopped between its write and its look (a crash)."""
         uncovered = []
-        for filed in self._store.iter_revocations(on_corrupt=lambda corrupt: None):
-            if filed.generation_only:
-                continue
+        for filed in self._whole_certificate_revocations():
             try:
-                generations = self._store.list_generations(filed.fqdn)
+                generations = list(revocation.uncovered(self._store, filed))
             except (NotFound, CorruptDocument):  # make fsck names a corrupt one
                 continue
-            for record in generations:
-                if record.serial in filed.revoked_serials:
-                    continue
-                own = self._store.get_generation_revocation(
-                    filed.issuer_fqdn, filed.fqdn, record.serial
-                )
-                if own is None:
-                    uncovered.append((filed.fqdn, record.serial))
+            uncovered += [(filed.fqdn, generation.serial) for generation in generations]
         return sorted(uncovered)
 
     def reconcile_inventory(self) -> int:
         """Cover what a crashed renewal left unrevoked, then add missing inventory items and
         statuses from the store; the number changed."""
         covered = 0
+        for filed in self._whole_certificate_revocations():
+            with contextlib.suppress(NotFound, CorruptDocument):  # make fsck names those
+                covered += len(revocation.cover_generations(self._store, filed, self.clock()))
+        return covered + self.inventory_keeper.reconcile(self._importer.find_imported)
+
+    def _whole_certificate_revocations(self) -> Iterator[RevocationRecord]:
+        """The filed revocations of whole certificates (not of one generation); a corrupt one is
+        make fsck's to name."""
         for filed in self._store.iter_revocations(on_corrupt=lambda corrupt: None):
             if not filed.generation_only:
-                with contextlib.suppress(NotFound, CorruptDocument):  # make fsck names those
-                    covered += len(revocation.cover_generations(self._store, filed, self.clock()))
-        return covered + self.inventory_keeper.reconcile(self._importer.find_imported)
+                yield filed
 
 
 def _revokes_a_ca(event: CertificateRevoked) -> bool:
