@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.bundles import BUNDLE_FORMATS
 from chalicelib.errors import InvalidRequest
+from chalicelib.iot_onboarding import DEFAULT_MODE, JITP, SNI_ONLY_MODE
 from chalicelib.model import REVOCATION_REASONS, KeyType
 from chalicelib.names import (
     MAX_COMMON_NAME_LENGTH,
@@ -309,7 +311,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         name="format",
         description="pem, fullchain, chain or pkcs12 (the default in a body)",
-        schema={"type": "string", "enum": ["pem", "fullchain", "chain", "pkcs12"]},
+        schema={"type": "string", "enum": list(BUNDLE_FORMATS)},
         requests=frozenset({BUNDLE}),
         cli="--format",
         portal=frozenset({BUNDLE}),
@@ -336,10 +338,10 @@ FIELDS: tuple[Field, ...] = (
     Field(
         name="mode",
         description="DEFAULT (the default): proven by a verification certificate; SNI_ONLY",
-        schema={"type": "string", "enum": ["DEFAULT", "SNI_ONLY"]},
+        schema={"type": "string", "enum": [DEFAULT_MODE, SNI_ONLY_MODE]},
         requests=frozenset({IOT_REGISTRATION}),
         cli="--mode",
-        rule="must be DEFAULT or SNI_ONLY",
+        rule=f"must be {DEFAULT_MODE} or {SNI_ONLY_MODE}",
     ),
     Field(
         name="auto_registration",
@@ -351,10 +353,10 @@ FIELDS: tuple[Field, ...] = (
     Field(
         name="provisioning",
         description="jitp (the default): just-in-time provisioning; none",
-        schema={"type": "string", "enum": ["jitp", "none"]},
+        schema={"type": "string", "enum": [JITP, "none"]},
         requests=frozenset({IOT_REGISTRATION}),
         cli="--provisioning",
-        rule="must be jitp or none",
+        rule=f"must be {JITP} or none",
     ),
 )
 BY_NAME = {declared.name: declared for declared in FIELDS}
