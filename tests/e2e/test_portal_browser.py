@@ -338,11 +338,21 @@ def test_a_pki_is_built_downloaded_and_revoked_through_the_page(
     assert portal.find("[data-no-chain]").text == "None: a root CA is its own issuer."
 
     portal.open("#/")
-    portal.find("details[data-leaves-of='cell1.devices.example.com'] summary").click()
+    leaves = portal.api("/certificates?parent=cell1.devices.example.com&limit=1000")["items"]
+    servers = sum(leaf["type"] == "Server" for leaf in leaves)
+    devices = sum(leaf["type"] == "Client" for leaf in leaves)
+    summary = portal.find("details[data-leaves-of='cell1.devices.example.com'] summary")
+    plural = {1: ""}
+    assert summary.text == (
+        f"{servers} server{plural.get(servers, 's')}, {devices} device{plural.get(devices, 's')}"
+    )
+    summary.click()
     row = portal.find(f".node[data-fqdn='{device}']")
     assert row.get_attribute("data-status") == "revoked"
-    assert "revoked" in row.text
-    assert portal.find(".node[data-fqdn='example.com']").get_attribute("data-status") == "active"
+    assert row.text.split("\n")[:2] == [device, "Client"] and "revoked" in row.text
+    root = portal.find(".node[data-fqdn='example.com']")
+    assert root.get_attribute("data-status") == "active"
+    assert root.text.split("\n")[:2] == ["example.com", "Root"] and "active" in root.text
     portal.assert_shows_only_text()
     portal.driver.save_screenshot(str(tmp_path / "tree.png"))
 
@@ -500,7 +510,9 @@ def test_a_ca_is_revoked_once_its_name_is_typed_and_takes_what_it_issued(portal:
     assert cell not in portal.parent_choices("device")  # it issues nothing more
     assert "fleet.example.org" in portal.parent_choices("device")
     portal.open("#/")
-    assert portal.find(f".node[data-fqdn='{cell}']").get_attribute("data-status") == "revoked"
+    row = portal.find(f".node[data-fqdn='{cell}']")
+    assert row.get_attribute("data-status") == "revoked"
+    assert row.text.split("\n")[:2] == [cell, "Intermediate"] and "revoked" in row.text
     assert portal.console_errors() == []
 
 
