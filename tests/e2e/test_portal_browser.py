@@ -526,3 +526,24 @@ def test_the_page_behind_a_trailing_slash_is_the_page(portal: Portal) -> None:
     portal.open("#/")
     assert portal.find(".node[data-fqdn='example.com']").get_attribute("data-status") == "active"
     assert portal.console_errors() == []
+
+
+def test_a_bulk_is_shown_as_issued_with_every_key_in_one_box(portal: Portal) -> None:
+    """What a person sees after issuing several devices at once: each device with its type and
+    serial, as the API lists them, and all the keys in the one box shown this once."""
+    first = portal.create("device", parent_fqdn="cell1.devices.example.com", count="3")
+
+    assert portal.find("main h2").text == "Issued 3 devices"
+    listed = [item.text for item in portal.driver.find_elements(By.CSS_SELECTOR, "ul.issued li")]
+    fqdns = [line.split(" ")[0] for line in listed]
+    assert fqdns[0] == first and len(set(fqdns)) == 3
+    for line, fqdn in zip(listed, fqdns, strict=True):
+        assert line == f"{fqdn} Client, serial {portal.certificate(fqdn)['serial']}"
+    assert portal.find(".warning h3").text == "3 private keys: shown this once"
+    keys = portal.box("issued-key")
+    assert [line for line in keys.splitlines() if line.startswith("# ")] == [
+        f"# {fqdn}" for fqdn in fqdns
+    ]
+    assert keys.count("-----BEGIN PRIVATE KEY-----") == 3
+    portal.assert_shows_only_text()
+    assert portal.console_errors() == []
