@@ -9,6 +9,7 @@ PYTEST_WORKERS ?= 3
 TF_DIR := terraform
 # A local provider mirror for `terraform init` (offline machines); empty means the registry.
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
+HSM_DIR := .softhsm
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 # The client generator of tests/e2e/test_generated_client.py, in its own virtualenv: its
@@ -20,7 +21,8 @@ OPENAPI_CLIENT_VERSION := 0.29.1
 STAGE ?= dev
 
 .PHONY: venv run run-moto clean-store reconcile fsck test test-fast pytest lint package \
-	teardown-aws tf-validate checkov openapi-client browser-tools bench bench-tools clean
+	teardown-aws tf-validate checkov openapi-client browser-tools hsm-tools hsm-token bench \
+	bench-tools clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "Creating $(VENV) and installing the pinned packages (about a minute the first time)..."
@@ -34,8 +36,10 @@ venv: $(INSTALLED)
 
 ## Start the API on the embedded local backend at http://127.0.0.1:$(PORT) (data in ./.certstore):
 ## granian, one worker per usable CPU (WORKERS=N to choose).
-run: venv
-	$(BIN)/python -m chalicelib.server --host 127.0.0.1 --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
+## HSM=1: CA keys may also be kept in the SoftHSM2 token of `make hsm-token` (key_store pkcs11).
+run: venv $(if $(filter 1,$(HSM)),hsm-token)
+	$(if $(filter 1,$(HSM)),env $$($(BIN)/python -m devtools.softhsm --dir $(HSM_DIR) --env)) \
+		$(BIN)/python -m chalicelib.server --host 127.0.0.1 --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 ## The AWS backend against a local moto server (fake credentials, no AWS account): moto on
 ## MOTO_PORT (default 5000); MOTO_LOG=1 shows moto's request log.
@@ -63,7 +67,7 @@ test: lint tf-validate checkov pytest
 ## (module fixtures and file order kept) and the slow files handed out first (tests/conftest.py);
 ## then the `serial` tests alone. Three workers keep two cores busy while tests wait on servers,
 ## terraform and moto.
-pytest: venv openapi-client browser-tools
+pytest: venv openapi-client browser-tools hsm-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial"
 	$(BIN)/python -m pytest -m serial || [ $$? -eq 5 ]  # 5: no test is marked serial
 
@@ -128,6 +132,19 @@ browser-tools:
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 		apt-get install -y -qq chromium chromium-driver >/dev/null; then exit 0; fi; \
 	echo "browser-tools: chromium or chromedriver missing and not installable with apt-get: the portal's browser test is SKIPPED"
+
+## SoftHSM2, the PKCS#11 token of the key-store tests and of `make run HSM=1`, from Debian's
+## package where apt can install it; without it those tests are SKIPPED.
+hsm-tools:
+	@if command -v softhsm2-util >/dev/null; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get install -y -qq softhsm2 >/dev/null; then exit 0; fi; \
+	echo "hsm-tools: softhsm2 missing and not installable with apt-get: the PKCS#11 tests are SKIPPED"
+
+## A SoftHSM2 token for CA keys in $(HSM_DIR)/ (made once, a random PIN in $(HSM_DIR)/pin); prints
+## the settings that point the service at it. `make run HSM=1` uses it.
+hsm-token: venv hsm-tools
+	@$(BIN)/python -m devtools.softhsm --dir $(HSM_DIR)
 
 ## Benchmarks: see bench/run.py; writes bench/RESULTS.md; exits non-zero when a target is missed.
 ## The peer (cfssl) and the load generator (wrk) come from Debian's packages where apt can install.

@@ -19,6 +19,7 @@ saved: `chain` after the write decides.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from chalicelib import pki
 from chalicelib.errors import CaRevoked, Concept, InvalidRequest, NotFound, StorageError
 from chalicelib.kinds import policy_for
-from chalicelib.model import ROOT_PARENT, CertificateRecord, RevocationRecord
+from chalicelib.model import FILE_KEY, ROOT_PARENT, CertificateRecord, RevocationRecord
+from chalicelib.ports.key_store import CaKeyStore
 from chalicelib.ports.store import CertificateStore
 
 
@@ -81,8 +83,10 @@ class AuthorityCache:
         store: CertificateStore,
         passphrase: bytes | None,
         revocation_recheck: timedelta = timedelta(0),
+        key_stores: Mapping[str, CaKeyStore] | None = None,
     ) -> None:
         self._store = store
+        self._key_stores = dict(key_stores or {})
         self._passphrase = passphrase
         self._recheck = revocation_recheck
         self._authorities: dict[str, Authority] = {}
@@ -191,13 +195,27 @@ class AuthorityCache:
         certificate = pki.load_certificate(record.certificate_pem)
         private_key = self._keys.get(record.fqdn)
         if private_key is None:
-            private_key = self._keys.setdefault(record.fqdn, self._load_key(record))
+            private_key = self._load_key(record)
+            if private_key.public_key() != certificate.public_key():
+                raise StorageError(
+                    f"the key of CA {record.fqdn} in {record.key_store} is not its certificate's"
+                )
+            private_key = self._keys.setdefault(record.fqdn, private_key)
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         path_length = None if policy_for(record.cert_type).self_signed else constraints.path_length
         return Authority(record, pki.SigningAuthority(certificate, private_key), path_length)
 
     def _load_key(self, record: CertificateRecord) -> CertificateIssuerPrivateKeyTypes:
-        """A CA's key, decrypted once per process (every generation of a CA holds the same)."""
+        """A CA's key, decrypted (or found in its key store) once per process: every generation
+        of a CA holds the same."""
+        if record.key_store != FILE_KEY:
+            key_store = self._key_stores.get(record.key_store)
+            if key_store is None or record.key_id is None:
+                raise StorageError(
+                    f"the key of CA {record.fqdn} is held in {record.key_store}, which this "
+                    "deployment does not reach"
+                )
+            return key_store.load_key(record.key_id)
         if record.private_key_pem is None:
             raise StorageError(f"CA {record.fqdn} is stored without its key")
         try:

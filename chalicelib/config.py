@@ -7,10 +7,15 @@ Everything the service reads from the environment is read here, at call time, so
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.ownership import DEFAULT_APP, LOCAL_STAGE, NAME_RULE, Ownership, is_valid_name
+from chalicelib.ports.key_store import (
+    FILE_KEY_STORE,
+    KMS_KEY_STORE,
+    PKCS11_KEY_STORE,
+)
 
 LOCAL_BACKEND = "local"
 DEFAULT_CERTSTORE_DIR = "./.certstore"
@@ -45,9 +50,23 @@ class Settings:
     """The stack's AWS IoT policy for devices (attached at registration and by JITP)."""
     iot_provisioning_role_arn: str = ""
     """The role AWS IoT assumes to provision devices just in time."""
+    ca_key_store: str = FILE_KEY_STORE
+    """Where a new CA's key is kept unless its request says (`CA_KEY_STORE`): `file` locally
+    and `kms` on AWS by default (chalicelib.ports.key_store)."""
+    pkcs11: Pkcs11Settings | None = None
+    """Local backend: the PKCS#11 token CA keys may be kept in, when `PKCS11_MODULE` is set."""
+    ca_signer_role_arn: str = ""
+    """AWS backend: the role that alone may sign with the stage's KMS CA keys (the API's)."""
     public_base_url: str | None = None
     """Where `/certificates/{ca}/crl` is published: issued certificates then name their issuer's
     CRL there (CRL Distribution Point)."""
+
+
+@dataclass(frozen=True)
+class Pkcs11Settings:
+    module: str  # PKCS11_MODULE: the module's shared library
+    token: str  # PKCS11_TOKEN: the token's label
+    pin: str = field(repr=False)  # PKCS11_PIN: the user PIN
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -59,8 +78,13 @@ def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
 
 def load_settings() -> Settings:
     passphrase = os.environ.get("CA_KEY_PASSPHRASE", "")
+    backend = _choice("BACKEND", LOCAL_BACKEND, (LOCAL_BACKEND, AWS_BACKEND))
+    pkcs11 = _pkcs11() if backend == LOCAL_BACKEND else None
     return Settings(
-        backend=_choice("BACKEND", LOCAL_BACKEND, (LOCAL_BACKEND, AWS_BACKEND)),
+        backend=backend,
+        ca_key_store=_ca_key_store(backend, pkcs11),
+        pkcs11=pkcs11,
+        ca_signer_role_arn=os.environ.get("CA_SIGNER_ROLE_ARN", "").strip(),
         certstore_dir=Path(os.environ.get("CERTSTORE_DIR", DEFAULT_CERTSTORE_DIR)),
         certstore_sync=_choice("CERTSTORE_SYNC", SYNC_NORMAL, (SYNC_NORMAL, SYNC_FULL)),
         signing_processes=_signing_processes(),
@@ -76,6 +100,37 @@ def load_settings() -> Settings:
         iot_provisioning_role_arn=os.environ.get("IOT_PROVISIONING_ROLE_ARN", ""),
         ownership=Ownership(_name("SERVICE_APP", DEFAULT_APP), _name("SERVICE_STAGE", LOCAL_STAGE)),
     )
+
+
+def _pkcs11() -> Pkcs11Settings | None:
+    module = os.environ.get("PKCS11_MODULE", "").strip()
+    if not module:
+        return None
+    token = os.environ.get("PKCS11_TOKEN", "").strip()
+    pin = os.environ.get("PKCS11_PIN", "")
+    if not token or not pin:
+        raise ConfigurationError("PKCS11_MODULE is set: PKCS11_TOKEN and PKCS11_PIN must be too")
+    return Pkcs11Settings(module, token, pin)
+
+
+def key_stores_of(backend: str, pkcs11: Pkcs11Settings | None) -> tuple[str, ...]:
+    """The key stores a deployment offers: `file` always; `kms` on AWS; `pkcs11` locally
+    once a module is configured."""
+    if backend == AWS_BACKEND:
+        return (FILE_KEY_STORE, KMS_KEY_STORE)
+    return (FILE_KEY_STORE, PKCS11_KEY_STORE) if pkcs11 is not None else (FILE_KEY_STORE,)
+
+
+def _ca_key_store(backend: str, pkcs11: Pkcs11Settings | None) -> str:
+    default = KMS_KEY_STORE if backend == AWS_BACKEND else FILE_KEY_STORE
+    offered = key_stores_of(backend, pkcs11)
+    value = os.environ.get("CA_KEY_STORE", "").strip().lower() or default
+    if value not in offered:
+        raise ConfigurationError(
+            f"CA_KEY_STORE={value!r}: this deployment offers {', '.join(offered)}"
+            + ("" if backend == AWS_BACKEND else " (pkcs11 once PKCS11_MODULE is set)")
+        )
+    return value
 
 
 def _name(variable: str, default: str) -> str:

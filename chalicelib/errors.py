@@ -16,6 +16,7 @@ class Concept(StrEnum):
     NAME = "name"  # the name of a new certificate
     VALIDITY = "validity"
     KEY_TYPE = "key_type"
+    KEY_STORE = "key_store"
     CSR = "csr"
     CSRS = "csrs"  # the CSRs of a bulk, as a whole
     PATH_LENGTH = "path_length"

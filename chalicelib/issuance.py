@@ -4,6 +4,7 @@ devices shares, signing a device, and the stored record of a signed certificate.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -12,8 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from chalicelib import pki
 from chalicelib.authority import Authority
 from chalicelib.errors import Concept, Conflict, InvalidRequest
+from chalicelib.held_keys import is_held
 from chalicelib.kinds import DEVICE, KindPolicy, ProfileInputs
 from chalicelib.model import (
+    FILE_KEY,
     ROOT_PARENT,
     CertificateRecord,
     IssueRequest,
@@ -102,9 +105,12 @@ def build_record(
     generation: int = 1,
     previous_serial: str | None = None,
     acm_certificate_arn: str | None = None,
+    key_store: str = FILE_KEY,
+    key_id: str | None = None,
 ) -> CertificateRecord:
     """The document of a signed certificate. Its chain is not kept: the chain the service serves
-    is built from the CAs' current generations whenever it is served (chalicelib.authority)."""
+    is built from the CAs' current generations whenever it is served (chalicelib.authority).
+    `key_store` and `key_id` name a CA's key where a key store holds it."""
     certificate_pem, fingerprint = pki.pem_and_fingerprint(certificate, certificate_der)
     return CertificateRecord(
         fqdn=fqdn,
@@ -123,6 +129,8 @@ def build_record(
         acm_certificate_arn=acm_certificate_arn,
         generation=generation,
         previous_serial=previous_serial,
+        key_store=key_store,
+        key_id=key_id,
     )
 
 
@@ -159,11 +167,35 @@ def sign_device(terms: BulkTerms, order: DeviceOrder) -> SignedDevice:
     return SignedDevice(certificate, der, material.key_type, key_pem)
 
 
+HELD_KEY_THREADS = 8
+"""A bulk under a CA whose key a key store holds is signed on this many threads: each signature
+waits on the store (a KMS call), and the threads overlap those waits."""
+
+
 class InProcessSigner:
-    """Signs each device of a bulk in the calling process, one after the other."""
+    """Signs each device of a bulk in the calling process, one after the other; under a key
+    store's CA, on threads that overlap the waits for its signatures."""
 
     def sign_devices(
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
     ) -> Generator[SignedDevice, None, None]:
+        if is_held(terms.authority.private_key) and len(orders) > 1:
+            yield from sign_on_threads(terms, orders)
+            return
         for order in orders:
             yield sign_device(terms, order)
+
+
+def sign_on_threads(
+    terms: BulkTerms, orders: Sequence[DeviceOrder]
+) -> Generator[SignedDevice, None, None]:
+    """The devices in order, signed on HELD_KEY_THREADS threads; a caller that stops early
+    leaves nothing signing on its behalf."""
+    with ThreadPoolExecutor(HELD_KEY_THREADS, thread_name_prefix="held-key") as threads:
+        futures = [threads.submit(sign_device, terms, order) for order in orders]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()

@@ -11,6 +11,8 @@ from typing import Any
 ROOT_PARENT = "Root"
 """The parent of every root CA in the inventory and in events (a root has no issuer of ours)."""
 
+FILE_KEY = "file"
+"""The key store of a key kept as a document (chalicelib.ports.key_store.FILE_KEY_STORE)."""
 STATUS_ACTIVE = "active"
 STATUS_REVOKED = "revoked"
 
@@ -114,6 +116,7 @@ class IssueRequest:
     count: int | None = None  # bulk devices: this many, each with a server-generated key
     csrs: tuple[str, ...] = ()  # bulk devices: one certificate per CSR
     aws_iot: AwsIotOptions | None = None  # devices: register each with AWS IoT once stored
+    key_store: str | None = None  # CAs: where the key is kept; None: the deployment's default
 
     @property
     def is_bulk(self) -> bool:
@@ -155,6 +158,10 @@ class CertificateRecord:
     status: str = STATUS_ACTIVE
     generation: int = 1  # 1 for the first issuance, N + 1 for the renewal of generation N
     previous_serial: str | None = None  # the serial of the generation this one renewed
+    key_store: str = FILE_KEY
+    """Where the private key is: `file` (`private_key_pem`), or the key store of a CA's key
+    (chalicelib.ports.key_store), which then names it by `key_id` and holds it alone."""
+    key_id: str | None = None
 
     @property
     def valid_until(self) -> str:
@@ -179,6 +186,7 @@ class CertificateRecord:
             "status": self.status,
             "generation": self.generation,
             "previous_serial": self.previous_serial,
+            **({"key_store": self.key_store, "key_id": self.key_id} if self.key_id else {}),
         }
 
     @classmethod
@@ -201,6 +209,8 @@ class CertificateRecord:
             status=document.get("status", STATUS_ACTIVE),
             generation=document.get("generation", 1),
             previous_serial=document.get("previous_serial"),
+            key_store=document.get("key_store", FILE_KEY),
+            key_id=document.get("key_id"),
         )
 
 

@@ -21,7 +21,13 @@ from chalicelib.errors import CertificateIsRevoked, Concept, Conflict, InvalidRe
 from chalicelib.issuance import build_record, generated_key, key_from_csr, validity_for
 from chalicelib.issuer import Issuer, Renewal, Signed
 from chalicelib.kinds import KindPolicy, policy_for
-from chalicelib.model import ROOT_PARENT, CertificateRecord, IssuedCertificate, RenewRequest
+from chalicelib.model import (
+    FILE_KEY,
+    ROOT_PARENT,
+    CertificateRecord,
+    IssuedCertificate,
+    RenewRequest,
+)
 from chalicelib.ports.importer import CertificateImporter
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.signer import KeyMaterial
@@ -97,6 +103,8 @@ class Renewer:
             generation=current.generation + 1,
             previous_serial=current.serial,
             acm_certificate_arn=self._acm_certificate_arn(current, policy),
+            key_store=current.key_store if policy.renewed_with_own_key else FILE_KEY,
+            key_id=current.key_id if policy.renewed_with_own_key else None,
         )
         return self._issuer.issue(
             Signed(record, new_key.returned_pem), Renewal(current, request.revoke_previous)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,15 @@ from chalicelib.audit import audit
 from chalicelib.authority import Authority, AuthorityCache, Chain
 from chalicelib.cascade import Cursor, RevocationCascade, TimeIsUp, never
 from chalicelib.devices import DeviceIssuer
-from chalicelib.errors import AlreadyExists, Concept, CorruptDocument, InvalidRequest, NotFound
+from chalicelib.errors import (
+    AlreadyExists,
+    CaRevoked,
+    Concept,
+    Conflict,
+    CorruptDocument,
+    InvalidRequest,
+    NotFound,
+)
 from chalicelib.events import (
     CertificateEvent,
     CertificateRevoked,
@@ -30,6 +38,7 @@ from chalicelib.events import (
 from chalicelib.events import (
     RevocationCascade as CascadeEvent,
 )
+from chalicelib.held_keys import held_key_id, is_held
 from chalicelib.inventory_keeping import InventoryKeeper, parse_event
 from chalicelib.iot_onboarding import (
     IotCaRegistered,
@@ -59,6 +68,7 @@ from chalicelib.kinds import (
     split_names,
 )
 from chalicelib.model import (
+    FILE_KEY,
     ROOT_PARENT,
     STATUS_ACTIVE,
     STATUS_REVOKED,
@@ -79,6 +89,7 @@ from chalicelib.names import is_under, proper_suffixes
 from chalicelib.ports.importer import CertificateImporter
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.iot_registry import IotRegistry
+from chalicelib.ports.key_store import CaKeyStore
 from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
 from chalicelib.ports.signer import BulkTerms, DeviceSigner, KeyMaterial
 from chalicelib.ports.store import CertificateStore
@@ -121,14 +132,20 @@ class CertificateService:
         iot_registry: IotRegistry | None = None,
         iot_device_policy_name: str = "",
         inventory_reads_store: bool = True,
+        key_stores: Mapping[str, CaKeyStore] | None = None,
+        default_key_store: str = FILE_KEY,
     ) -> None:
         self._store = store
+        self._key_stores = dict(key_stores or {})
+        self.default_key_store = default_key_store
         self._inventory = inventory
         self._publisher = publisher
         self._passphrase = ca_key_passphrase
         self.clock = clock
         self._public_base_url = public_base_url
-        self.authorities = AuthorityCache(store, ca_key_passphrase, revocation_recheck)
+        self.authorities = AuthorityCache(
+            store, ca_key_passphrase, revocation_recheck, self._key_stores
+        )
         self.issuer = Issuer(store, self.authorities, importer, self._announce, clock)
         self.inventory_keeper = InventoryKeeper(store, inventory, clock, inventory_reads_store)
         self._importer = importer
@@ -143,11 +160,13 @@ class CertificateService:
 
     def create_root(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn)
+        key_store = self._key_store(request)
         self._refuse_existing(fqdn)
-        return self._issue(ROOT, request, fqdn, None, ProfileInputs(request.key_type))
+        return self._issue(ROOT, request, fqdn, None, ProfileInputs(request.key_type), key_store)
 
     def create_intermediate(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn)
+        key_store = self._key_store(request)
         parent = self._resolve_parent(fqdn, request.parent_fqdn)
         if parent.path_length is not None:
             if parent.path_length == 0:
@@ -165,7 +184,7 @@ class CertificateService:
         inputs = ProfileInputs(
             request.key_type, path_length=request.path_length, crl_url=self._crl_url(parent)
         )
-        return self._issue(INTERMEDIATE, request, fqdn, parent, inputs)
+        return self._issue(INTERMEDIATE, request, fqdn, parent, inputs, key_store)
 
     def create_server(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn)
@@ -221,11 +240,34 @@ class CertificateService:
         fqdn: str,
         parent: Authority | None,
         inputs: ProfileInputs,
+        key_store: str = FILE_KEY,
     ) -> IssuedCertificate:
-        """Sign a root, an intermediate or a server certificate; the issuer stores it."""
+        """Sign a root, an intermediate or a server certificate; the issuer stores it. A CA's key
+        is made in `key_store`, and removed from it again when the CA is not stored because its
+        name was taken meanwhile."""
         now = self.clock()
+        validity_for(now, policy, request.validity_days, parent)  # refused before a key is made
+        if key_store == FILE_KEY:
+            material = self._key_material(policy, request)
+        else:
+            material = self._held_key(policy, request, fqdn, key_store)
+        with self._discarded_unless_stored(material, key_store):
+            return self._sign_and_store(
+                policy, request, fqdn, parent, inputs, material, now, key_store
+            )
+
+    def _sign_and_store(
+        self,
+        policy: KindPolicy,
+        request: IssueRequest,
+        fqdn: str,
+        parent: Authority | None,
+        inputs: ProfileInputs,
+        material: KeyMaterial,
+        now: datetime,
+        key_store: str,
+    ) -> IssuedCertificate:
         validity = validity_for(now, policy, request.validity_days, parent)
-        material = self._key_material(policy, request)
         inputs = replace(inputs, key_type=material.key_type)
         certificate = pki.sign_certificate(
             policy.profile(inputs),
@@ -246,8 +288,45 @@ class CertificateService:
             key_type=material.key_type,
             stored_private_key_pem=stored_key,
             now=now,
+            key_store=key_store,
+            key_id=held_key_id(material.private_key),
         )
         return self.issuer.issue(Signed(record, returned_key))
+
+    @contextlib.contextmanager
+    def _discarded_unless_stored(self, material: KeyMaterial, key_store: str) -> Iterator[None]:
+        """A CA key made in a key store is removed from it again when its CA is refused before
+        being stored (its name taken meanwhile, its parent revoked): no key without its CA.
+        (A failed write whose outcome is unknown keeps the key: the CA may stand.)"""
+        try:
+            yield
+        except (AlreadyExists, CaRevoked, Conflict, InvalidRequest):
+            key_id = held_key_id(material.private_key)
+            if key_id is not None:
+                self._key_stores[key_store].discard_key(key_id)
+            raise
+
+    def _key_store(self, request: IssueRequest) -> str:
+        """The key store a new CA's key is made in: the request's, else the default; 400 when
+        this deployment does not offer it."""
+        name = request.key_store or self.default_key_store
+        if name != FILE_KEY and name not in self._key_stores:
+            offered = ", ".join([FILE_KEY, *self._key_stores])
+            raise InvalidRequest(
+                Concept.KEY_STORE, f"{name} is not offered by this deployment; it offers {offered}"
+            )
+        return name
+
+    def _held_key(
+        self, policy: KindPolicy, request: IssueRequest, fqdn: str, key_store: str
+    ) -> KeyMaterial:
+        """A new CA key, made in its key store."""
+        if not policy.allows_key(request.key_type):
+            raise InvalidRequest(
+                Concept.KEY_TYPE, f"{request.key_type.value}: {policy.key_type_rule()}"
+            )
+        key = self._key_stores[key_store].create_key(fqdn, request.key_type)
+        return KeyMaterial(key.public_key(), request.key_type, key)
 
     @staticmethod
     def _key_material(policy: KindPolicy, request: IssueRequest) -> KeyMaterial:
@@ -264,7 +343,7 @@ class CertificateService:
     ) -> tuple[str | None, str | None]:
         """(stored, returned): a CA's key is stored (encrypted with the passphrase when one is
         set) and never returned; a leaf's is stored plain and returned once."""
-        if material.private_key is None:
+        if material.private_key is None or is_held(material.private_key):
             return None, None
         if policy.encrypts_stored_key:
             return pki.private_key_to_pem(material.private_key, self._passphrase), None

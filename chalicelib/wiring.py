@@ -29,15 +29,18 @@ from chalicelib.config import (
 )
 from chalicelib.events import CertificateEvent
 from chalicelib.issuance import InProcessSigner
+from chalicelib.ports.key_store import CaKeyStore
 from chalicelib.ports.signer import DeviceSigner
 from chalicelib.service import CertificateService
 
 if TYPE_CHECKING:  # imported where a pool is made, off the AWS backend's cold start
+    from chalicelib.adapters.local.pkcs11_keys import Pkcs11KeyStore
     from chalicelib.adapters.local.signing_pool import PoolSigner
 
 _lock = threading.Lock()
 _service: CertificateService | None = None
 _pool_signers: dict[int, PoolSigner] = {}
+_token_stores: dict[tuple[str, str, str], Pkcs11KeyStore] = {}
 _signer_lock = threading.Lock()
 
 
@@ -81,8 +84,28 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
         ca_key_passphrase=settings.ca_key_passphrase,
         signer=_local_signer(settings),
         public_base_url=settings.public_base_url,
+        key_stores=_local_key_stores(settings),
+        default_key_store=settings.ca_key_store,
     )
     return service
+
+
+def _local_key_stores(settings: Settings) -> dict[str, CaKeyStore]:
+    """The PKCS#11 token, where one is configured (one per process and token: its session is
+    kept)."""
+    if settings.pkcs11 is None:
+        return {}
+    from chalicelib.adapters.local.pkcs11_keys import Pkcs11KeyStore
+
+    pkcs11 = settings.pkcs11
+    with _signer_lock:
+        key = (pkcs11.module, pkcs11.token, settings.ownership.stage)
+        store = _token_stores.get(key)
+        if store is None:
+            store = _token_stores[key] = Pkcs11KeyStore(
+                pkcs11.module, pkcs11.token, pkcs11.pin, settings.ownership.stage
+            )
+    return {store.name: store}
 
 
 def local_maintenance(settings: Settings) -> LocalMaintenance:
@@ -122,6 +145,9 @@ def close_signing_pools() -> None:
 IOT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
 """AWS IoT's control plane throttles per account: botocore backs off, and slows its own rate,
 rather than fail a revocation's walk (chalicelib.cascade) or a bulk's registrations."""
+KMS_RETRIES = {"mode": "adaptive", "max_attempts": 10}
+"""KMS's request quotas are the account's, shared by every stage: a bulk under a KMS CA backs
+off, and slows its own rate, rather than fail."""
 
 
 def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateService:
@@ -136,15 +162,22 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
     from chalicelib.adapters.aws.importer import AcmImporter
     from chalicelib.adapters.aws.inventory import DynamoInventory
     from chalicelib.adapters.aws.iot import AwsIotRegistry
+    from chalicelib.adapters.aws.kms import KmsKeyStore
     from chalicelib.adapters.aws.store import WRITERS, S3Store
 
     for name, value in (
         ("CERTIFICATE_BUCKET_NAME", settings.certificate_bucket_name),
         ("INVENTORY_TABLE_NAME", settings.inventory_table_name),
+        ("CA_SIGNER_ROLE_ARN", settings.ca_signer_role_arn),
     ):
         if not value:
             raise ConfigurationError(f"{name} must be set for BACKEND=aws")
     session = boto_session or boto3.session.Session()
+    kms = KmsKeyStore(
+        session.client("kms", config=Config(retries=KMS_RETRIES, max_pool_connections=16)),
+        settings.ownership,
+        settings.ca_signer_role_arn,
+    )
     return CertificateService(
         store=S3Store(
             session.client("s3", config=Config(max_pool_connections=WRITERS)),
@@ -169,4 +202,6 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
         ),
         iot_device_policy_name=settings.iot_device_policy_name,
         inventory_reads_store=False,  # the inventory function may not read documents
+        key_stores={kms.name: kms},
+        default_key_store=settings.ca_key_store,
     )

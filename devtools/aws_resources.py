@@ -24,6 +24,7 @@ AWS_ENVIRONMENT = {
     "IOT_PROVISIONING_ROLE_ARN": (
         "arn:aws:iam::123456789012:role/iot-certificates-test-provisioning"
     ),
+    "CA_SIGNER_ROLE_ARN": "arn:aws:iam::123456789012:role/iot-certificates-test-api",
 }
 UNSAFE_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "KMS_KEY_ID")
 """Variables that would point a moto run at a real account or a stale key: cleared first."""

@@ -76,6 +76,7 @@ FUNCTION_ENVIRONMENT = {
     "PUBLIC_BASE_URL": "${var.public_base_url}",
     "IOT_DEVICE_POLICY_NAME": "${local.iot_device_policy_name}",
     "IOT_PROVISIONING_ROLE_ARN": "${aws_iam_role.iot_provisioning.arn}",
+    "CA_SIGNER_ROLE_ARN": "${aws_iam_role.lambda.arn}",
     "SERVICE_APP": "${var.app_name}",
     "SERVICE_STAGE": "${var.stage}",
 }

@@ -24,8 +24,8 @@ from iotcert.output import (
 MAX_PAGE = 1000  # the API's largest `limit`
 _SUBJECT_FIELDS = ("country", "state", "organization", "validity_days", "key_type")
 ISSUE_FIELDS = {
-    "root": ("fqdn", *_SUBJECT_FIELDS),
-    "intermediate": ("fqdn", "parent_fqdn", "path_length", *_SUBJECT_FIELDS),
+    "root": ("fqdn", *_SUBJECT_FIELDS, "key_store"),
+    "intermediate": ("fqdn", "parent_fqdn", "path_length", *_SUBJECT_FIELDS, "key_store"),
     "server": ("fqdn", "parent_fqdn", "sans", *_SUBJECT_FIELDS),
     "device": ("parent_fqdn", "count", *_SUBJECT_FIELDS),
 }

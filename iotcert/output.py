@@ -21,6 +21,8 @@ CERTIFICATE_FIELDS = (
     ("not before", "not_before"),
     ("not after", "not_after"),
     ("key type", "key_type"),
+    ("key store", "key_store"),
+    ("key id", "key_id"),
     ("fingerprint", "fingerprint_sha256"),
     ("ACM ARN", "acm_certificate_arn"),
     ("revoked at", "revoked_at"),

@@ -13,6 +13,7 @@ from typing import Any
 from iotcert import commands
 
 KEY_TYPES = ("EC_P256", "EC_P384", "RSA_2048", "RSA_3072", "RSA_4096")
+KEY_STORES = ("file", "kms", "pkcs11")
 REVOCATION_REASONS = (
     "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
     "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise",
@@ -90,6 +91,15 @@ def _out_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _key_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key-store",
+        choices=KEY_STORES,
+        help="where the CA's key is made and kept: file, kms (AWS) or pkcs11 (a local PKCS#11 "
+        "token); default: the service's CA_KEY_STORE",
+    )
+
+
 def add_create(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     create = subparsers.add_parser(
         "create",
@@ -100,6 +110,7 @@ def add_create(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     root = _command(kinds, "root", commands.create, "create a self-signed root CA")
     root.add_argument("fqdn", metavar="FQDN", help="the root's name, e.g. example.com")
     _subject_options(root, KEY_TYPES)
+    _key_store_option(root)
     _out_dir_option(root)
     return [root, _add_intermediate(kinds), _add_server(kinds), _add_device(kinds)]
 
@@ -122,6 +133,7 @@ def _add_intermediate(kinds: Subparsers[CommandParser]) -> CommandParser:
         help="CA levels allowed below it: 0-8 (default 0: it issues only leaves)",
     )
     _subject_options(intermediate, KEY_TYPES)
+    _key_store_option(intermediate)
     _out_dir_option(intermediate)
     return intermediate
 

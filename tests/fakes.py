@@ -12,12 +12,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
 from chalicelib.adapters.documents import DocumentStore
 from chalicelib.adapters.inventory_items import page
 from chalicelib.adapters.local.importer import NullImporter
-from chalicelib.errors import AlreadyExists
+from chalicelib.errors import AlreadyExists, StorageError
 from chalicelib.events import CertificateEvent
-from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage
+from chalicelib.held_keys import held_key
+from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage, KeyType
+from chalicelib.pki import generate_private_key
 from chalicelib.ports.iot_registry import (
     CaRegistration,
     IotCertificate,
@@ -219,6 +224,7 @@ def make_service(
     publisher: EventPublisher | None = None,
     passphrase: bytes | None = None,
     clock: Any = fixed_clock,
+    key_store: InMemoryKeyStore | None = None,
 ) -> CertificateService:
     return CertificateService(
         store=store if store is not None else InMemoryStore(),
@@ -227,4 +233,41 @@ def make_service(
         importer=NullImporter(),
         ca_key_passphrase=passphrase,
         clock=clock,
+        key_stores={key_store.name: key_store} if key_store is not None else None,
     )
+
+
+class InMemoryKeyStore:
+    """A CaKeyStore (chalicelib.ports.key_store) keeping its keys in a dict: each key signs
+    through `held_key`, as a KMS or PKCS#11 key does, and never leaves it."""
+
+    name = "pkcs11"  # the name it is offered under
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Any] = {}
+        self.discarded: list[str] = []
+        self.signatures = 0
+
+    def create_key(self, ca_fqdn: str, key_type: KeyType) -> Any:
+        if key_type is KeyType.ED25519:
+            raise StorageError("no ED25519 CA keys here")
+        key_id = f"{ca_fqdn}/{len(self.keys) + 1}"
+        self.keys[key_id] = generate_private_key(key_type)
+        return self.load_key(key_id)
+
+    def load_key(self, key_id: str) -> Any:
+        if key_id not in self.keys:
+            raise StorageError(f"no key {key_id}")
+        private_key = self.keys[key_id]
+
+        def sign_with(data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
+            self.signatures += 1
+            if isinstance(private_key, rsa.RSAPrivateKey):
+                return private_key.sign(data, padding.PKCS1v15(), algorithm)
+            return private_key.sign(data, ec.ECDSA(algorithm))
+
+        return held_key(private_key.public_key(), sign_with, key_id)
+
+    def discard_key(self, key_id: str) -> None:
+        self.keys.pop(key_id, None)
+        self.discarded.append(key_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from chalicelib import wiring
 from chalicelib.config import load_settings
 from devtools.aws_resources import AWS_ENVIRONMENT
 from devtools.ports import free_port
+from devtools.softhsm import Token, ensure_token, softhsm_module
 from tests.backends import (
     FAKE_CREDENTIALS,
     AwsResources,
@@ -42,6 +44,13 @@ from tests.helpers import (
     create_hierarchy,
 )
 from tests.servers import LocalServer, RecordingServer
+
+KEY_STORE_PARAMS = [
+    pytest.param(("local", "file"), id="file"),
+    pytest.param(("local", "pkcs11"), id="pkcs11"),
+    pytest.param(("aws", "kms"), id="kms", marks=pytest.mark.moto),
+]
+"""The three CA signers: a key in the local store, one in a SoftHSM2 token, one in KMS (moto)."""
 
 # Stores and clients ------------------------------------------------------------------------------
 
@@ -91,6 +100,34 @@ def _opened_backend(
             yield MotoBackend(session, AWS_ENVIRONMENT, resources)
         finally:
             wiring.reset()
+
+
+@pytest.fixture(scope="session")
+def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Token:
+    """One SoftHSM2 token per test process (its module reads SOFTHSM2_CONF once a process), which
+    every PKCS#11 test shares; skipped where SoftHSM2 is not installed."""
+    if softhsm_module() is None:
+        pytest.skip("SoftHSM2 is not installed (make hsm-tools installs it from Debian's package)")
+    token = ensure_token(tmp_path_factory.mktemp("softhsm"))
+    os.environ["SOFTHSM2_CONF"] = str(token.config)  # for this process's module, once loaded
+    return token
+
+
+@pytest.fixture(scope="module", params=KEY_STORE_PARAMS)
+def key_store_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Backend, str]]:
+    """One backend per CA signer, for a module: (the backend, the `key_store` its CAs ask for);
+    with `pkcs11`, the local backend is pointed at the test process's SoftHSM2 token."""
+    kind, key_store = request.param
+    directory = tmp_path_factory.mktemp("certstore")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        if key_store == "pkcs11":
+            token = request.getfixturevalue("softhsm_token")
+            for name, value in token.environment().items():
+                monkeypatch.setenv(name, value)
+        with _opened_backend(kind, directory, monkeypatch) as opened:
+            yield opened, key_store
 
 
 @pytest.fixture(params=["local", "aws"])

@@ -56,6 +56,7 @@ FIELDS: dict[Concept, str] = {
     Concept.NAME: "fqdn",
     Concept.VALIDITY: "validity_days",
     Concept.KEY_TYPE: "key_type",
+    Concept.KEY_STORE: "key_store",
     Concept.CSR: "csr",
     Concept.CSRS: "csrs",
     Concept.PATH_LENGTH: "path_length",

@@ -25,6 +25,7 @@ from chalicelib.names import (
     normalize_fqdn,
     normalize_subject_alt_name,
 )
+from chalicelib.ports.key_store import KEY_STORES
 
 ROOT, INTERMEDIATE, SERVER, DEVICE = "root", "intermediate", "server", "device"
 RENEW, REVOKE, BUNDLE = "renew", "revoke", "bundle"
@@ -217,6 +218,18 @@ FIELDS: tuple[Field, ...] = (
         cli="--key-type",
         portal=_SUBJECT_FORMS,
         shared="KeyType",
+    ),
+    Field(
+        name="key_store",
+        description="where the CA's private key is made and kept: file (a document of the "
+        "store), kms (AWS backend: an AWS KMS key) or pkcs11 (local backend: a PKCS#11 token "
+        "such as SoftHSM); kms and pkcs11 keys never leave their store. Default: the "
+        "deployment's CA_KEY_STORE (file locally, kms on AWS)",
+        schema={"type": "string", "enum": list(KEY_STORES)},
+        requests=frozenset({ROOT, INTERMEDIATE}),
+        cli="--key-store",
+        portal=frozenset({ROOT, INTERMEDIATE}),
+        rule=f"must be one of {', '.join(KEY_STORES)}",
     ),
     Field(
         name="csr",

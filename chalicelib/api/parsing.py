@@ -91,6 +91,7 @@ def parse_issue_request(cert_type: CertType, body: dict[str, Any]) -> IssueReque
         count=values.get("count"),
         csrs=values.get("csrs", ()),
         aws_iot=_aws_iot_options(values),
+        key_store=values.get("key_store"),
     )
 
 

@@ -55,6 +55,9 @@ def _record_view(record: CertificateRecord, chain_pem: str) -> dict[str, Any]:
     }
     if policy_for(record.cert_type).common_name_is_device_id:
         view["device_id"] = record.device_id
+    if policy_for(record.cert_type).signs_certificates:
+        view["key_store"] = record.key_store
+        view["key_id"] = record.key_id
     return view
 
 

@@ -10,12 +10,13 @@ const API_BASE = new URL('..', import.meta.url);
 const TOKEN_KEY = 'iot-cert-service.api-token';
 const LEAF_PAGE = 25;
 const EXPIRING_DAYS = 30;
+const KEY_STORES = ['file', 'kms', 'pkcs11'];
 const KEY_TYPES = ['EC_P256', 'EC_P384', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'ED25519'];
 const REASONS = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged',
   'superseded', 'cessationOfOperation', 'certificateHold', 'privilegeWithdrawn', 'aACompromise'];
 const KINDS = {
-  root: { title: 'Root CA', fields: ['fqdn', 'organization', 'country', 'state', 'validity_days', 'key_type'] },
-  intermediate: { title: 'Intermediate CA', fields: ['fqdn', 'parent_fqdn', 'path_length', 'organization', 'country', 'state', 'validity_days', 'key_type'] },
+  root: { title: 'Root CA', fields: ['fqdn', 'organization', 'country', 'state', 'validity_days', 'key_type', 'key_store'] },
+  intermediate: { title: 'Intermediate CA', fields: ['fqdn', 'parent_fqdn', 'path_length', 'organization', 'country', 'state', 'validity_days', 'key_type', 'key_store'] },
   server: { title: 'Server', fields: ['fqdn', 'parent_fqdn', 'sans', 'organization', 'country', 'state', 'validity_days', 'key_type'] },
   device: { title: 'Devices', fields: ['parent_fqdn', 'count', 'organization', 'country', 'state', 'validity_days', 'key_type'] },
 };
@@ -33,6 +34,8 @@ const FIELDS = {
   state: { label: 'State (ST)', hint: 'optional' },
   validity_days: { label: 'Validity in days', hint: 'optional; defaults: root 3650, intermediate 1825, server 397, device 365; never past the issuer\'s end', type: 'number' },
   key_type: { label: 'Key type', options: KEY_TYPES },
+  key_store: { label: 'Key store', options: ['', ...KEY_STORES],
+    hint: 'optional; where the CA\'s key is made and kept: file, kms (AWS backend: an AWS KMS key) or pkcs11 (local backend: a PKCS#11 token); kms and pkcs11 keys never leave their store. Empty: the service\'s default (CA_KEY_STORE)' },
 };
 
 let config = { auth: { mode: 'none' } };
@@ -308,7 +311,7 @@ function fieldControl(name, kind, defaults, cas) {
     control = parentSelect(id, kind, cas, defaults.parent_fqdn);
   } else if (spec.options) {
     const choices = kind === 'device' ? spec.options : spec.options.filter((option) => option !== 'ED25519');
-    control = h('select', { id, name }, choices.map((option) => h('option', { value: option }, option)));
+    control = h('select', { id, name }, choices.map((option) => h('option', { value: option }, option || 'the service\'s default')));
   } else {
     control = h('input', { id, name, type: spec.type === 'number' ? 'number' : 'text', required,
       autocomplete: 'off', spellcheck: 'false', value: defaults[name] });
@@ -340,7 +343,8 @@ function readForm(form, kind) {
 function createCommands(kind, body) {
   const options = iotcertOptions(body, [['parent_fqdn', '--parent'], ['path_length', '--path-length'],
     ['sans', '--san'], ['count', '--count'], ['organization', '--organization'], ['country', '--country'],
-    ['state', '--state'], ['validity_days', '--validity-days'], ['key_type', '--key-type']]);
+    ['state', '--state'], ['validity_days', '--validity-days'], ['key_type', '--key-type'],
+    ['key_store', '--key-store']]);
   const name = body.fqdn ? ` ${shellQuote(body.fqdn)}` : '';
   return [curlCommand('POST', `/certificates/${kind}`, { body }), `iotcert create ${kind}${name}${options ? ` ${options}` : ''}`];
 }
@@ -475,6 +479,7 @@ function fieldList(record, decoded) {
     ['Valid from', record.not_before], ['Valid until', record.not_after],
     ['Key', `${decoded.publicKey} (${record.key_type})`], ['Signature', decoded.signatureAlgorithm],
     ['SHA-256 fingerprint', record.fingerprint_sha256], ['Generation', record.generation],
+    ['Key store', record.key_store], ['Key ID', record.key_id],
   ];
   if (record.device_id) rows.splice(1, 0, ['Device ID', record.device_id]);
   if (record.status === 'revoked') {

@@ -5,6 +5,7 @@ on mosquitto, let in and then refused once its cell is revoked."""
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import pytest
 from cryptography import x509
 
 from devtools.ports import free_port
+from devtools.softhsm import Token
 from tests.docs import WALKTHROUGH, script
 from tests.helpers import load_pem_chain, run_iotcert, verify_client, verify_server
 from tests.servers import LocalServer
@@ -261,3 +263,60 @@ def test_a_revoked_cell_is_cut_off_the_broker(local_server: LocalServer, tmp_pat
     refusal = (workdir / "mosquitto.log").read_text()  # the last run's log
     assert "certificate verify failed" in refusal
     assert f"u'{device.subject.rfc4514_string().removeprefix('CN=')}'" not in refusal
+
+
+@needs_curl_and_openssl
+@needs_mosquitto
+def test_the_readme_hsm_example_and_its_device_on_mosquitto(
+    softhsm_token: Token, tmp_path: Path
+) -> None:
+    """The README's CA keys in a SoftHSM2 token, served as `make run HSM=1` serves them: the
+    device of the token's cell connects to mosquitto over mutual TLS (a broker of the same root),
+    and the token holds each CA key sensitive and not extractable."""
+    workdir = tmp_path / "hsm"
+    environment = softhsm_token.environment()
+    with LocalServer(tmp_path / "certstore", tmp_path / "server.log", **environment) as server:
+        result = run(script(("README.md", "## CA keys in an HSM")), server, workdir, tmp_path)
+        lines = result.stdout.splitlines()
+        assert ["key", "store:", "pkcs11"] in [line.split() for line in lines]
+        assert "hsm-device/cert.pem: OK" in lines
+        broker = run_iotcert(server.url, "create", "server", "mqtt.hsm.example.com", "--san",
+                             "localhost", "--out-dir", "hsm-broker", cwd=workdir)  # fmt: skip
+        assert broker.returncode == 0, broker.stderr
+        key_ids = {
+            ca: json.loads(run_iotcert(server.url, "--json", "show", ca, cwd=workdir).stdout)[
+                "key_id"
+            ]
+            for ca in ("hsm.example.com", "cell1.hsm.example.com")
+        }
+    port = str(free_port())
+    (workdir / "mosquitto.conf").write_text(
+        f"user {getpass.getuser()}\nlistener {port} localhost\n"
+        f"cafile {workdir}/hsm-broker/ca.pem\ncertfile {workdir}/hsm-broker/fullchain.pem\n"
+        f"keyfile {workdir}/hsm-broker/key.pem\nrequire_certificate true\n"
+        "use_identity_as_username true\n"
+    )
+    log = workdir / "mosquitto.log"
+    assert MOSQUITTO_PUB is not None
+    with _broker(workdir, log):
+        published = subprocess.run(
+            [MOSQUITTO_PUB, "-h", "localhost", "-p", port, "--cafile", "hsm-device/ca.pem",
+             "--cert", "hsm-device/fullchain.pem", "--key", "hsm-device/key.pem",
+             "-t", "devices/hello", "-m", "hi"],
+            cwd=workdir, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert published.returncode == 0, published.stderr + log.read_text()
+    assert f"u'{_common_name(workdir / 'hsm-device' / 'cert.pem')}'" in log.read_text()
+
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+
+    token = pkcs11.lib(softhsm_token.module).get_token(token_label=softhsm_token.label)
+    with token.open(user_pin=softhsm_token.pin) as session:
+        for ca, key_id in key_ids.items():
+            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=bytes.fromhex(key_id))
+            assert key[Attribute.EXTRACTABLE] is False, ca
+            assert key[Attribute.SENSITIVE] is True, ca
+            assert key[Attribute.LABEL] == f"local/{ca}"
+            with pytest.raises(pkcs11.AttributeSensitive):
+                key[Attribute.VALUE]

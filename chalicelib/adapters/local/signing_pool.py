@@ -7,7 +7,8 @@ signs the next. The pool starts with the first large bulk, which is signed in pr
 pool warms up; a pool that breaks (a process killed) is replaced on the next bulk, and what it
 still owed is signed in process. The CA's key reaches the pool's processes through their pipe
 (PKCS#8 DER), never through a file. Each process exits when the process that started it is gone,
-even after a SIGKILL.
+even after a SIGKILL. A CA whose key a key store holds signs its bulks in process: its key
+cannot travel.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from chalicelib import pki
-from chalicelib.issuance import sign_device
+from chalicelib.held_keys import is_held
+from chalicelib.issuance import InProcessSigner, sign_device
 from chalicelib.model import KeyType, SubjectDetails
 from chalicelib.ports.signer import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice
 
@@ -156,6 +158,9 @@ class PoolSigner:
     def sign_devices(
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
     ) -> Generator[SignedDevice, None, None]:
+        if is_held(terms.authority.private_key):  # its key cannot travel: signed here
+            yield from InProcessSigner().sign_devices(terms, orders)
+            return
         executor = self._ready_executor() if len(orders) >= MIN_POOLED else None
         tasks = self._submit(executor, terms, orders) if executor is not None else None
         if executor is None or tasks is None:
