@@ -30,6 +30,7 @@ from chalicelib.errors import (
     CorruptDocument,
     InvalidRequest,
     NotFound,
+    StorageError,
 )
 from chalicelib.events import (
     CertificateEvent,
@@ -303,7 +304,10 @@ class CertificateService:
         except (AlreadyExists, CaRevoked, Conflict, InvalidRequest):
             key_id = held_key_id(material.private_key)
             if key_id is not None:
-                self._key_stores[key_store].discard_key(key_id)
+                try:
+                    self._key_stores[key_store].discard_key(key_id)
+                except StorageError:  # the refusal is the answer; the key is left for teardown
+                    logger.exception("the key %s of a refused CA stays in %s", key_id, key_store)
             raise
 
     def _key_store(self, request: IssueRequest) -> str:

@@ -14,7 +14,10 @@ account, so a stage that is destroyed without this keeps its share. In order:
    the next run finds that certificate through it;
 4. the stage's things (ListThings by the `stage` attribute, `app` checked): principals detached,
    deleted;
-5. the stage's ACM imports (ListCertificates, ListTagsForCertificate): deleted.
+5. the stage's ACM imports (ListCertificates, ListTagsForCertificate): deleted;
+6. the stage's CA keys in AWS KMS (ListAliases under `alias/<app>/<stage>/`, each key's tags
+   checked with ListResourceTags): scheduled for deletion after KMS's shortest wait (7 days, in
+   which CancelKeyDeletion restores a key), then the alias deleted.
 
 Every step is idempotent (what is gone already counts as done), so a run after a failure finishes
 the job. It prints one line per action and a summary, and exits 1 naming what it could not delete.
@@ -22,7 +25,8 @@ It uses the caller's AWS credentials, which need: iot:ListCACertificates, ListTa
 UpdateCACertificate, ListCertificatesByCA, ListPrincipalThings, DetachThingPrincipal,
 ListAttachedPolicies, DetachPolicy, UpdateCertificate, DeleteCertificate, DeleteCACertificate,
 ListThings, ListThingPrincipals, DeleteThing; acm:ListCertificates, ListTagsForCertificate,
-DeleteCertificate.
+DeleteCertificate; kms:ListAliases, ListResourceTags, ScheduleKeyDeletion, DeleteAlias (the CA
+keys' policy grants the account these).
 
 Usage: python -m devtools.teardown_iot --stage NAME [--app NAME] [--region REGION]
 """
@@ -38,6 +42,7 @@ from typing import Any
 
 from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
 from chalicelib.adapters.aws.importer import ACM_KEY_TYPES
+from chalicelib.adapters.aws.kms import alias_prefix
 from chalicelib.ownership import DEFAULT_APP, NAME_RULE, STAGE_KEY, Ownership, is_valid_name
 
 NOT_FOUND = "ResourceNotFoundException"
@@ -53,6 +58,10 @@ SIZED_LISTINGS = frozenset({"list_ca_certificates", "list_certificates_by_ca", "
 """The listings whose page size a caller may choose (botocore refuses one for the others)."""
 
 
+KINDS = ("CA certificates", "device certificates", "things", "ACM certificates", "KMS CA keys")
+"""What a teardown deletes, in the summary's order."""
+
+
 class Teardown:
     """One stage's run-time resources in AWS IoT and ACM, deleted (see the module's doc)."""
 
@@ -60,6 +69,7 @@ class Teardown:
         self,
         iot: Any,
         acm: Any,
+        kms: Any,
         ownership: Ownership,
         say: Callable[[str], None] = print,
         sleep: Callable[[float], None] = time.sleep,
@@ -67,6 +77,7 @@ class Teardown:
     ) -> None:
         self._iot = iot
         self._acm = acm
+        self._kms = kms
         self._owner = ownership
         self._say = say
         self._sleep = sleep
@@ -80,13 +91,11 @@ class Teardown:
             self._tear_down_ca(ca)
         self._delete_things()
         self._delete_acm_imports()
+        self._delete_ca_keys()
         return self.failures
 
     def summary(self) -> str:
-        counts = ", ".join(
-            f"{self.deleted[kind]} {kind}"
-            for kind in ("CA certificates", "device certificates", "things", "ACM certificates")
-        )
+        counts = ", ".join(f"{self.deleted[kind]} {kind}" for kind in KINDS)
         stage = f"stage {self._owner.stage} (app {self._owner.app})"
         if not self.failures:
             return f"{stage}: deleted {counts}; nothing of it is left"
@@ -247,6 +256,38 @@ class Teardown:
                     "ACM certificate", arn, self._acm.delete_certificate, CertificateArn=arn
                 )
 
+    # KMS -------------------------------------------------------------------------------------
+
+    def _delete_ca_keys(self) -> None:
+        prefix = alias_prefix(self._owner)
+        aliases = self._listed("KMS aliases", self._kms, "list_aliases", "Aliases")
+        for alias in aliases or []:
+            name, key_id = alias["AliasName"], alias.get("TargetKeyId")
+            if not name.startswith(prefix) or key_id is None:
+                continue
+            tags = self._listed(f"tags of KMS key {key_id}", self._kms, "list_resource_tags",
+                                "Tags", KeyId=key_id, paged=False)  # fmt: skip
+            owned = tags is not None and self._owned(
+                [{"Key": tag["TagKey"], "Value": tag["TagValue"]} for tag in tags]
+            )
+            if not owned:
+                continue
+            scheduled = self._delete(
+                "KMS CA key", f"{key_id} ({name}, in 7 days)", self._schedule_deletion,
+                KeyId=key_id,
+            )  # fmt: skip
+            if scheduled:
+                self._do(f"deleted alias {name}", self._kms.delete_alias, AliasName=name)
+
+    def _schedule_deletion(self, KeyId: str) -> None:
+        """ScheduleKeyDeletion; a key pending deletion already counts as scheduled."""
+        try:
+            self._kms.schedule_key_deletion(KeyId=KeyId, PendingWindowInDays=7)
+        except aws_errors() as err:
+            state = self._kms.describe_key(KeyId=KeyId)["KeyMetadata"].get("KeyState")
+            if aws_error_code(err) != "KMSInvalidStateException" or state != "PendingDeletion":
+                raise
+
     # Steps -----------------------------------------------------------------------------------
 
     def _owned(self, tags: list[dict[str, str]] | None) -> bool:
@@ -321,7 +362,8 @@ def parse(arguments: Iterable[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.teardown_iot",
         description="Delete one stage's CAs, device certificates and things in AWS IoT and its "
-        "ACM imports, found by their tags (app, stage).",
+        "ACM imports, and schedule its KMS CA keys for deletion, found by their tags (app, "
+        "stage).",
     )
     parser.add_argument("--stage", required=True, help="the stage to tear down")
     parser.add_argument("--app", default=DEFAULT_APP, help=f"its app (default {DEFAULT_APP})")
@@ -347,10 +389,11 @@ def main(arguments: Iterable[str], session: Any = None) -> int:
         print("no AWS region: pass --region (REGION= with make) or configure one", file=sys.stderr)
         return 2
     owner = Ownership(options.app, options.stage)
-    print(f"tearing down stage {owner.stage} (app {owner.app}) in {region}: AWS IoT and ACM")
+    print(f"tearing down stage {owner.stage} (app {owner.app}) in {region}: AWS IoT, ACM, KMS")
     teardown = Teardown(
         session.client("iot", region_name=region, config=Config(retries=IOT_RETRIES)),
         session.client("acm", region_name=region),
+        session.client("kms", region_name=region),
         owner,
     )
     failures = teardown.run()

@@ -188,6 +188,91 @@ data "aws_iam_policy_document" "api" {
       values   = ["iot.amazonaws.com"]
     }
   }
+
+  # A CA's key in AWS KMS (key_store kms; chalicelib/adapters/aws/kms.py): made with this stage's
+  # tags and for signing only. CreateKey takes no resource-level permission ("*" is the only
+  # resource it accepts); the tags it is created with need kms:TagResource as well.
+  statement {
+    sid       = "MakeCaKeysForTheStage"
+    actions   = ["kms:CreateKey"]
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/app"
+      values   = [var.app_name]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/stage"
+      values   = [var.stage]
+    }
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["app", "stage", "ca"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:KeyUsage"
+      values   = ["SIGN_VERIFY"]
+    }
+  }
+
+  statement {
+    sid       = "TagCaKeysWithTheirStage"
+    actions   = ["kms:TagResource"]
+    resources = ["${local.kms_arn_prefix}:key/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/app"
+      values   = [var.app_name]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/stage"
+      values   = [var.stage]
+    }
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["app", "stage", "ca"]
+    }
+  }
+
+  # An alias names the key under this stage's prefix: CreateAlias is checked on the alias and
+  # on the key.
+  statement {
+    sid       = "AliasCaKeysUnderTheStage"
+    actions   = ["kms:CreateAlias"]
+    resources = ["${local.kms_arn_prefix}:alias/${var.app_name}/${var.stage}/*"]
+  }
+
+  # Only keys that carry this stage's tags: signing (each key's policy also names this role
+  # alone), and the deletion of a key whose CA was refused before it was stored.
+  statement {
+    sid       = "UseTheStagesCaKeys"
+    actions   = ["kms:CreateAlias", "kms:Sign", "kms:GetPublicKey", "kms:ScheduleKeyDeletion"]
+    resources = ["${local.kms_arn_prefix}:key/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/app"
+      values   = [var.app_name]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/stage"
+      values   = [var.stage]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "api" {

@@ -13,6 +13,7 @@
 # - with alarm_email, CloudWatch may encrypt and decrypt the alarm topic's messages (alarms.tf) for
 #   this stage's alarms: the encryption context names that topic, so no other data.
 locals {
+  kms_arn_prefix = "arn:${data.aws_partition.current.partition}:kms:${var.region}:${data.aws_caller_identity.current.account_id}"
   kms_admins = length(var.kms_admin_arns) > 0 ? var.kms_admin_arns : [
     "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root",
   ]

@@ -53,6 +53,7 @@ class Deployed:
     device_ids: tuple[str, ...]
     things: tuple[str, ...]
     acm_arn: str
+    ca_keys: tuple[str, ...]  # the KMS keys of its CAs (key_store kms, the AWS default)
 
 
 def device_policy(stage: str) -> str:
@@ -78,8 +79,7 @@ def deploy(api: ApiClient, stage: str) -> Deployed:
     """A root, a cell registered with AWS IoT, devices with things and one without, and a
     server certificate imported into ACM, through the API."""
     cell = f"cell.{stage}.example.com"
-    api.create("root", fqdn=f"{stage}.example.com")
-    api.create("intermediate", fqdn=cell)
+    cas = [api.create("root", fqdn=f"{stage}.example.com"), api.create("intermediate", fqdn=cell)]
     registered = api.post(f"/certificates/{cell}/aws-iot/register", {"provisioning": "jitp"})
     assert registered.status_code == 200, registered.body
     bulk = api.create(
@@ -95,6 +95,7 @@ def deploy(api: ApiClient, stage: str) -> Deployed:
         tuple(outcome["certificate_id"] for outcome in outcomes),
         tuple(outcome["thing_name"] for outcome in outcomes if outcome["thing_name"]),
         api.get(f"/certificates/{server['fqdn']}").body["acm_certificate_arn"],
+        tuple(ca["key_id"] for ca in cas),
     )
 
 
@@ -158,6 +159,14 @@ def assert_gone(deployed: Deployed) -> None:
     )
     assert not set(deployed.things) & thing_names()
     assert deployed.acm_arn not in acm_arns()
+    assert [key_state(key) for key in deployed.ca_keys] == ["PendingDeletion"] * 2
+    aliases = boto3.client("kms").list_aliases()["Aliases"]
+    assert not [alias for alias in aliases if alias.get("TargetKeyId") in
+                {key.rsplit("/", 1)[1] for key in deployed.ca_keys}]  # fmt: skip
+
+
+def key_state(key_id: str) -> str:
+    return str(boto3.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"])
 
 
 def assert_whole(deployed: Deployed) -> None:
@@ -170,6 +179,7 @@ def assert_whole(deployed: Deployed) -> None:
     for thing in deployed.things:
         assert iot.list_thing_principals(thingName=thing)["principals"], thing
     assert deployed.acm_arn in acm_arns()
+    assert [key_state(key) for key in deployed.ca_keys] == ["Enabled"] * 2
 
 
 # Ownership ----------------------------------------------------------------------------------
@@ -214,6 +224,11 @@ RUN = ["--stage", "alice", "--region", "us-east-1"]
 SUMMARY = "stage alice (app iot-cert-service): deleted "
 
 
+def alice_keys(stages: dict[str, Deployed]) -> list[str]:
+    """The IDs of alice's CA keys (as ListAliases names them)."""
+    return [key.rsplit("/", 1)[1] for key in stages["alice"].ca_keys]
+
+
 def recorded(session: Any) -> list[tuple[str, dict[str, Any]]]:
     """Every AWS IoT call the session's clients make, with its parameters."""
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -254,9 +269,11 @@ def test_a_stage_s_teardown_deletes_all_of_it_and_nothing_of_another(
     assert_gone(stages["alice"])
     assert_whole(stages["bob"])
     assert output[-1] == SUMMARY + (
-        "1 CA certificates, 4 device certificates, 3 things, 1 ACM certificates; nothing of it "
-        "is left"
+        "1 CA certificates, 4 device certificates, 3 things, 1 ACM certificates, 2 KMS CA keys; "
+        "nothing of it is left"
     )
+    for key in alice_keys(stages):
+        assert any(line.startswith(f"deleted KMS CA key {key}") for line in output), output
     alice = stages["alice"]
     assert output[1] == f"CA certificate {alice.ca_id}: INACTIVE, auto-registration off"
     assert f"deleted CA certificate {alice.ca_id}" in output
@@ -276,8 +293,8 @@ def test_a_stage_s_teardown_deletes_all_of_it_and_nothing_of_another(
     output = capsys.readouterr().out.splitlines()
     assert again == 0
     assert output[1:] == [
-        SUMMARY + "0 CA certificates, 0 device certificates, 0 things, 0 ACM certificates; "
-        "nothing of it is left"
+        SUMMARY + "0 CA certificates, 0 device certificates, 0 things, 0 ACM certificates, "
+        "0 KMS CA keys; nothing of it is left"
     ]
     assert_whole(stages["bob"])
 
@@ -296,6 +313,7 @@ def test_a_teardown_that_failed_half_way_is_finished_by_the_next(
     refuse(denied, "iot", "DeleteCertificate", "UnauthorizedException", 401, times=1)
     refuse(denied, "iot", "DeleteThing", "UnauthorizedException", 401, times=99)
     refuse(denied, "acm", "DeleteCertificate", "AccessDeniedException", 400, times=1)
+    refuse(denied, "kms", "ScheduleKeyDeletion", "AccessDeniedException", 400, times=1)
     alice = stages["alice"]
 
     status = teardown_iot.main(RUN, session=denied)
@@ -307,6 +325,7 @@ def test_a_teardown_that_failed_half_way_is_finished_by_the_next(
     assert f"CA certificate {alice.ca_id}: kept" in summary
     assert f"ACM certificate {alice.acm_arn}: " in summary
     assert all(f"thing {thing}: " in summary for thing in alice.things)
+    assert "KMS CA key " in summary  # one of the two: the other is scheduled for deletion
     assert ca_status_of(alice.ca_id) == "INACTIVE"
     assert sorted(map(str, map(status_of, alice.device_ids))) == ["INACTIVE"] + ["None"] * 3
     assert_whole(stages["bob"])
@@ -316,8 +335,8 @@ def test_a_teardown_that_failed_half_way_is_finished_by_the_next(
     output = capsys.readouterr().out
     assert finished == 0, output
     assert output.splitlines()[-1] == SUMMARY + (
-        "1 CA certificates, 1 device certificates, 3 things, 1 ACM certificates; nothing of it "
-        "is left"
+        "1 CA certificates, 1 device certificates, 3 things, 1 ACM certificates, 1 KMS CA keys; "
+        "nothing of it is left"
     )
     assert_gone(alice)
     assert_whole(stages["bob"])
@@ -334,7 +353,7 @@ def test_a_deletion_refused_while_a_detachment_propagates_is_tried_again(
     refuse(session, "iot", "DeleteThing", "InvalidRequestException", 400, times=1)
     waited: list[float] = []
     teardown = Teardown(
-        session.client("iot"), session.client("acm"), Ownership(APP, "alice"),
+        *(session.client(name) for name in ("iot", "acm", "kms")), Ownership(APP, "alice"),
         say=lambda _: None, sleep=waited.append,
     )  # fmt: skip
 
@@ -355,7 +374,7 @@ def test_every_page_is_read_before_anything_on_it_is_deleted(
     session = boto3.session.Session()
     calls = recorded(session)
     teardown = Teardown(
-        session.client("iot"), session.client("acm"), Ownership(APP, "alice"),
+        *(session.client(name) for name in ("iot", "acm", "kms")), Ownership(APP, "alice"),
         say=lambda _: None, page_size=2,
     )  # fmt: skip
 

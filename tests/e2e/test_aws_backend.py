@@ -92,13 +92,14 @@ def chain_look(levels: int) -> Counter[str]:
 def test_a_warm_process_issues_within_the_aws_call_budget(
     counted_api: tuple[ApiClient, _CallCounter],
 ) -> None:
-    """docs/design.md, AWS calls: the CA's current generation before signing, the write, the
-    look at the chain after it (a cell is three CAs deep), the event; a server's ACM import."""
+    """docs/design.md, AWS calls: the CA's current generation before signing, the signature (in
+    KMS, the CAs' key store by default), the write, the look at the chain after it (a cell is
+    three CAs deep), the event; a server's ACM import."""
     api, counter = counted_api
     create_hierarchy(api)
     api.create("device", parent_fqdn=CELL)  # warms the CA cache
     api.create("server", fqdn="warm.servers.example.com")
-    before_signing = Counter({"s3.ListObjectsV2": 1})
+    before_signing = Counter({"s3.ListObjectsV2": 1, "kms.Sign": 1})
     written = Counter({"s3.PutObject": 1, "events.PutEvents": 1})
 
     counter.calls.clear()
@@ -125,7 +126,7 @@ def test_a_warm_process_renews_within_the_stated_aws_call_budget(
     server = api.create("server", fqdn="mqtt.servers.example.com")
     read_current = Counter({"s3.ListObjectsV2": 3, "s3.GetObject": 1})
     own_state = Counter({"s3.ListObjectsV2": 2})
-    written = Counter({"s3.PutObject": 1, "events.PutEvents": 1})
+    written = Counter({"s3.PutObject": 1, "events.PutEvents": 1, "kms.Sign": 1})
 
     counter.calls.clear()
     assert api.post(f"/certificates/{device['fqdn']}/renew", {}).status_code == 201
@@ -220,7 +221,7 @@ def test_stored_objects_are_encrypted_with_the_kms_key(backend: MotoBackend) -> 
     from app import app
 
     with Client(app, stage_name="test") as client:
-        ApiClient(client, backend).create("root", fqdn="example.com")
+        ApiClient(client, backend).create("root", fqdn="example.com", key_store="file")
     head = backend.s3.head_object(Bucket=backend.bucket, Key="certificates/example.com.json")
     assert head["ServerSideEncryption"] == "aws:kms"
     settings = load_settings()

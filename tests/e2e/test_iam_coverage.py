@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from chalicelib import wiring
 from chalicelib.config import load_settings
+from chalicelib.model import CertType, IssueRequest
 from devtools.aws_resources import AWS_ENVIRONMENT
 from tests.backends import CASCADE_HANDLER, INVENTORY_HANDLER, MotoBackend
 from tests.helpers import ApiClient
@@ -44,6 +45,7 @@ POLICY_OF = {"api_handler": "api", INVENTORY_HANDLER: "inventory", CASCADE_HANDL
 RUNTIME_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
 """What the Lambda runtime calls for a function, not its code."""
 ROOT, DEVICES, CELL = "example.com", "devices.example.com", "cell1.devices.example.com"
+RACED = "raced.example.org"
 
 
 # The policies, as terraform/iam.tf writes them ---------------------------------------------
@@ -65,6 +67,7 @@ def references(kms_key_arn: str) -> dict[str, str]:
         ),
         "aws_kms_key.certificates.arn": kms_key_arn,
         "local.iot_arn_prefix": f"arn:aws:iot:{REGION}:{ACCOUNT}",
+        "local.kms_arn_prefix": f"arn:aws:kms:{REGION}:{ACCOUNT}",
         "aws_iam_role.iot_provisioning.arn": AWS_ENVIRONMENT["IOT_PROVISIONING_ROLE_ARN"],
         "aws_sqs_queue.inventory_dead_letters.arn": "dead-letter-queue",
         "data.aws_partition.current.partition": "aws",
@@ -88,10 +91,13 @@ def _resolve(text: str, known: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Context:
-    """What a request's conditions read: the tags it carries, whom it passes a role to."""
+    """What a request's conditions read: the tags it carries, whom it passes a role to, the
+    tags of the resource it acts on, and the usage of a KMS key it creates."""
 
     tags: tuple[tuple[str, str], ...] = ()
     passed_to: str | None = None
+    resource_tags: tuple[tuple[str, str], ...] = ()
+    key_usage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,10 @@ class Condition:
             return set(tags) <= self.values
         if (self.test, self.variable) == ("StringEquals", "iam:PassedToService"):
             return context.passed_to in self.values
+        if self.variable.startswith("aws:ResourceTag/") and self.test == "StringEquals":
+            return dict(context.resource_tags).get(self.variable.split("/", 1)[1]) in self.values
+        if (self.test, self.variable) == ("StringEquals", "kms:KeyUsage"):
+            return context.key_usage in self.values
         raise AssertionError(f"a condition this test does not model: {self}")
 
 
@@ -169,17 +179,27 @@ def allowed(
 
 @dataclass
 class Calls:
-    """(IAM action, resource ARN, what its conditions read) of every AWS call a function made."""
+    """(IAM action, resource ARN, what its conditions read) of every AWS call a function made,
+    on the function's own boto3 session."""
 
     made: set[tuple[str, str, Context]] = field(default_factory=set)
+    after_alias: list[Any] = field(default_factory=list)  # run once each, after a CreateAlias
 
 
 def request_context(service: str, operation: str, params: dict[str, Any]) -> Context:
-    """The tags a call carries (RegisterCACertificate's, ImportCertificate's), and AWS IoT as
-    the service a registration's provisioning role is passed to."""
+    """The tags a call carries (RegisterCACertificate's, ImportCertificate's, CreateKey's), AWS
+    IoT as the service a registration's provisioning role is passed to, and for a call on a KMS
+    key, the key's tags as moto holds them."""
     tags = params.get("tags") if service == "iot" else params.get("Tags")
     passed_to = "iot.amazonaws.com" if operation == "RegisterCACertificate" else None
-    return Context(tuple((tag["Key"], tag["Value"]) for tag in tags or []), passed_to)
+    pairs = tuple((tag.get("Key", tag.get("TagKey")), tag.get("Value", tag.get("TagValue")))
+                  for tag in tags or [])  # fmt: skip
+    resource_tags: tuple[tuple[str, str], ...] = ()
+    key_id = params.get("KeyId", params.get("TargetKeyId"))
+    if service == "kms" and key_id:
+        listed = boto3.client("kms").list_resource_tags(KeyId=key_id)["Tags"]
+        resource_tags = tuple((tag["TagKey"], tag["TagValue"]) for tag in listed)
+    return Context(pairs, passed_to, resource_tags, params.get("KeyUsage"))
 
 
 def iam_requests(service: str, operation: str, params: dict[str, Any], kms_key: str) -> list[
@@ -225,6 +245,17 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], kms_key: 
         if operation == "RegisterCACertificate" and params.get("tags"):  # tagged at creation
             passed.append(("iot:TagResource", f"{iot}:cacert/new"))
         return [(f"iot:{operation}", "*"), *passed]
+    if service == "kms":
+        kms = f"arn:aws:kms:{REGION}:{ACCOUNT}"
+        if operation == "CreateKey":  # tagged at creation
+            return [("kms:CreateKey", "*"), ("kms:TagResource", f"{kms}:key/new")]
+        if operation == "CreateAlias":
+            key = boto3.client("kms").describe_key(KeyId=params["TargetKeyId"])["KeyMetadata"]
+            return [("kms:CreateAlias", f"{kms}:{params['AliasName']}"),
+                    ("kms:CreateAlias", key["Arn"])]  # fmt: skip
+        if operation in ("Sign", "GetPublicKey", "ScheduleKeyDeletion"):
+            key = boto3.client("kms").describe_key(KeyId=params["KeyId"])["KeyMetadata"]
+            return [(f"kms:{operation}", key["Arn"])]
     raise AssertionError(f"a call no role is modelled for: {service}.{operation}")
 
 
@@ -243,7 +274,12 @@ def functions(backend: MotoBackend) -> Iterator[dict[str, tuple[Any, Calls]]]:
             for action, resource in iam_requests(service, model.name, params, kms_key["Arn"]):
                 calls.made.add((action, resource, context))
 
+        def after_alias(calls: Calls = calls, **_: Any) -> None:
+            while calls.after_alias:
+                calls.after_alias.pop()()
+
         session.events.register("provide-client-params.*.*", record)
+        session.events.register("after-call.kms.CreateAlias", after_alias)
         made[function] = (wiring.build_service(load_settings(), boto_session=session), calls)
     yield made
     wiring.reset()
@@ -301,6 +337,19 @@ def test_each_role_allows_exactly_what_its_function_calls(
             return dict(response.body)
 
         created("root", fqdn=ROOT)
+        # A CA whose name a racing request takes between the making of its KMS key and its
+        # write: 409, and its key scheduled for deletion.
+        rival = wiring.build_service(load_settings())
+        functions["api_handler"][1].after_alias.append(
+            lambda: rival.create_root(IssueRequest(CertType.ROOT, fqdn=RACED, key_store="file"))
+        )
+        assert call("POST", "/certificates/root", {"fqdn": RACED}).status_code == 409
+        kms = boto3.client("kms")
+        raced = [key["KeyId"] for key in kms.list_keys()["Keys"]
+                 if {"TagKey": "ca", "TagValue": RACED} in kms.list_resource_tags(
+                     KeyId=key["KeyId"])["Tags"]]  # fmt: skip
+        assert len(raced) == 1
+        assert kms.describe_key(KeyId=raced[0])["KeyMetadata"]["KeyState"] == "PendingDeletion"
         created("intermediate", fqdn=DEVICES, path_length=1)
         created("intermediate", fqdn=CELL)
         server = created("server", fqdn="mqtt.example.com")

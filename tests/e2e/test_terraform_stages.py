@@ -401,13 +401,26 @@ def test_each_role_may_call_only_what_its_function_calls(
         "acm:GetCertificate", "acm:ListCertificates", "iot:GetRegistrationCode",
         "iot:RegisterCACertificate", "iot:DescribeEndpoint", "iot:RegisterCertificate",
         "iot:AttachThingPrincipal", "iot:AttachPolicy", "iot:CreateThing", "iam:PassRole",
-        "iot:TagResource",
+        "iot:TagResource", "kms:CreateKey", "kms:TagResource", "kms:CreateAlias", "kms:Sign",
+        "kms:GetPublicKey", "kms:ScheduleKeyDeletion",
     }  # fmt: skip
     unscoped = {action for action, resources in api.items() if resources == {"*"}}
     assert unscoped == {  # they take no other resource
         "acm:ListCertificates", "iot:GetRegistrationCode", "iot:RegisterCACertificate",
         "iot:DescribeEndpoint", "iot:RegisterCertificate", "iot:AttachThingPrincipal",
+        "kms:CreateKey",
     }  # fmt: skip
+    kms = f"arn:aws:kms:{REGION}:123456789012"
+    stage_tags = {"aws:RequestTag/app": APP, "aws:RequestTag/stage": "alice"}
+    assert _conditions(account, f"{APP}-alice-api", "kms:CreateKey") == {  # CA keys, the stage's
+        "StringEquals": {**stage_tags, "kms:KeyUsage": "SIGN_VERIFY"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["app", "stage", "ca"]},
+    }
+    assert _conditions(account, f"{APP}-alice-api", "kms:Sign") == {
+        "StringEquals": {"aws:ResourceTag/app": APP, "aws:ResourceTag/stage": "alice"}
+    }
+    assert api["kms:Sign"] == api["kms:ScheduleKeyDeletion"] == {f"{kms}:key/*"}
+    assert api["kms:CreateAlias"] == {f"{kms}:key/*", f"{kms}:alias/{APP}/alice/*"}
     iot = f"arn:aws:iot:{REGION}:123456789012"
     assert api["iot:AttachPolicy"] == {f"{iot}:cert/*"}
     assert api["iot:CreateThing"] == {f"{iot}:thing/*"}
@@ -453,6 +466,9 @@ def test_each_role_may_call_only_what_its_function_calls(
                 continue
             if resource.startswith(f"{iot}:"):  # AWS IoT picks the certificates' and things' ids
                 assert resource.split(":")[-1] in ("cert/*", "cacert/*", "thing/*"), resource
+                continue
+            if resource.startswith(f"{kms}:") and resource != key:  # tags decide on CA keys
+                assert resource.split(":")[-1] in ("key/*", f"alias/{APP}/alice/*"), resource
                 continue
             assert resource in (key, certificates) or f"{APP}-alice" in resource, resource
 

@@ -43,6 +43,7 @@ RAW_MESSAGE_LIMIT = 4096
 """The longest message KMS signs as it is (`MessageType=RAW`)."""
 CA_TAG = "ca"
 ADMINISTRATION = (
+    "kms:CreateAlias",
     "kms:DescribeKey",
     "kms:GetKeyPolicy",
     "kms:PutKeyPolicy",
@@ -139,7 +140,9 @@ class KmsKeyStore:
 
     def discard_key(self, key_id: str) -> None:
         try:
-            self._client.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+            self._client.schedule_key_deletion(  # by its ID: the stage's account is the key's
+                KeyId=key_id.rsplit("/", 1)[-1], PendingWindowInDays=7
+            )
         except aws_errors() as err:
             if aws_error_code(err) != "NotFoundException":
                 raise StorageError(f"AWS KMS key {key_id} was not scheduled for deletion") from err
