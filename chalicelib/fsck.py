@@ -10,7 +10,10 @@ It names every problem it finds, one line each, and exits 1 when any is left:
   cannot be rebuilt and stays a problem;
 - certificates the inventory does not list, or lists at an earlier generation, and generations
   of a revoked certificate that no revocation covers (a renewal that crashed between its write
-  and its look): --repair adds and covers them.
+  and its look): --repair adds and covers them;
+- a CA whose key its key store (PKCS#11) does not hold, or holds another one, and a key of the
+  stage in the token that no CA holds (a CA whose write never happened): named, never repaired
+  (a key is never destroyed by a check; `PKCS11_*` must name the token, as for the server).
 It never prints a traceback: a failure it cannot describe more precisely ends with one line.
 """
 
@@ -110,6 +113,8 @@ def _check(repair: bool) -> int:
         findings.found(f"certificate without an up-to-date inventory item: {fqdn}", repair)
     for fqdn, serial in service.uncovered_generations():
         findings.found(f"revoked certificate {fqdn} has an unrevoked generation {serial}", repair)
+    for problem in service.held_key_problems():
+        findings.found(problem)
     if repair:
         service.reconcile_inventory()
     return _verdict(findings, repair)

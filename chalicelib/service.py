@@ -90,7 +90,7 @@ from chalicelib.names import is_under, proper_suffixes
 from chalicelib.ports.importer import CertificateImporter
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.iot_registry import IotRegistry
-from chalicelib.ports.key_store import CaKeyStore
+from chalicelib.ports.key_store import CaKeyStore, ListsKeys
 from chalicelib.ports.publisher import EventDeliveryError, EventPublisher
 from chalicelib.ports.signer import BulkTerms, DeviceSigner, KeyMaterial
 from chalicelib.ports.store import CertificateStore
@@ -591,6 +591,26 @@ class CertificateService:
                 continue
             uncovered += [(filed.fqdn, generation.serial) for generation in generations]
         return sorted(uncovered)
+
+    def held_key_problems(self) -> list[str]:
+        """What is wrong with the CA keys that key stores hold: a CA whose key its store does not
+        have (or has another one), and a key of this stage in a store that lists its keys
+        (PKCS#11) which no CA holds (made for a CA whose write never happened)."""
+        problems, held = [], set()
+        for record in self._store.iter_certificates(on_corrupt=lambda corrupt: None):
+            if record.key_store == FILE_KEY:
+                continue
+            held.add((record.key_store, record.key_id))
+            try:
+                self.authorities.get(record.fqdn, Concept.CERTIFICATE)
+            except (StorageError, InvalidRequest) as err:
+                problems.append(f"CA {record.fqdn}: {err.message}")
+        for name, key_store in self._key_stores.items():
+            if isinstance(key_store, ListsKeys):
+                for key_id in sorted(key_store.key_ids()):
+                    if (name, key_id) not in held:
+                        problems.append(f"key {key_id} in {name} is no CA's")
+        return problems
 
     def reconcile_inventory(self) -> int:
         """Cover what a crashed renewal left unrevoked, then add missing inventory items and

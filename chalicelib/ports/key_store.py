@@ -8,7 +8,7 @@ The record of such a CA names the store and the key (`key_store`, `key_id`) and 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
@@ -34,3 +34,11 @@ class CaKeyStore(Protocol):
 
     def discard_key(self, key_id: str) -> None:
         """Remove (or schedule the removal of) a key no CA was stored with."""
+
+
+@runtime_checkable
+class ListsKeys(Protocol):
+    """A key store that can list the keys it holds for this stage (PKCS#11; a KMS key's
+    listing is the account's, and `make teardown-aws` finds a stage's by its aliases)."""
+
+    def key_ids(self) -> set[str]: ...

@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 from chalicelib import fsck, wiring
+from chalicelib.adapters.local.pkcs11_keys import Pkcs11KeyStore
+from chalicelib.config import load_settings
 from chalicelib.errors import CorruptDocument
-from chalicelib.model import CertType, IssueRequest, RenewRequest
+from chalicelib.held_keys import held_key_id
+from chalicelib.model import CertType, IssueRequest, KeyType, RenewRequest
+from devtools.softhsm import Token
 
 
 def test_reports_then_removes_named_temp_files_and_keeps_certificates(
@@ -159,3 +163,45 @@ def test_a_generation_a_crashed_renewal_left_unrevoked_is_found_and_covered(
     assert 0x1234ABCD in {
         entry.serial_number for entry in service.certificate_revocation_list(CELL)
     }
+
+
+# CA keys in a PKCS#11 token -------------------------------------------------------------------
+
+
+def test_a_ca_key_missing_from_its_token_and_a_key_of_no_ca_are_named(
+    certstore: Path,
+    softhsm_token: Token,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The token is shared by the test process: this store's stage is its own (its keys are
+    labelled `fsck/...`), as a token serves one store."""
+    for name, value in {**softhsm_token.environment(), "SERVICE_STAGE": "fsck"}.items():
+        monkeypatch.setenv(name, value)
+    wiring.reset()
+    service = wiring.certificate_service()
+    held = IssueRequest(CertType.ROOT, fqdn="hsm.example.com", key_store="pkcs11")
+    root = service.create_root(held)
+    service.create_root(replace(held, fqdn="lost.example.com"))
+    service.create_root(IssueRequest(CertType.ROOT, fqdn="file.example.com"))
+    wiring.reset()
+    assert fsck.main([]) == 0
+    assert capsys.readouterr().out.strip() == "fsck: clean"
+
+    settings = load_settings()
+    assert settings.pkcs11 is not None
+    token = Pkcs11KeyStore(
+        settings.pkcs11.module, settings.pkcs11.token, settings.pkcs11.pin, "fsck"
+    )
+    lost = wiring.certificate_service().get_certificate("lost.example.com").record.key_id
+    assert lost is not None and lost != root.record.key_id
+    token.discard_key(lost)
+    stray = token.create_key("never-stored.example.com", KeyType.EC_P256)
+    wiring.reset()
+
+    assert fsck.main(["--repair"]) == 1
+    report = capsys.readouterr().out.splitlines()
+    assert f"CA lost.example.com: PKCS#11 key {lost} cannot be read" in "\n".join(report)
+    assert f"key {held_key_id(stray)} in pkcs11 is no CA's" in report
+    assert report[-1] == "fsck: 2 problem(s) found, 0 repaired, 2 left"
+    assert token.key_ids() == {root.record.key_id, held_key_id(stray)}  # nothing destroyed

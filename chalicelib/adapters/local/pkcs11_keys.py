@@ -199,7 +199,10 @@ class Pkcs11KeyStore:
 
         try:
             token = pkcs11.lib(self._module).get_token(token_label=self._token_label)
-            self._session = token.open(user_pin=self._pin, rw=True)
+            try:
+                self._session = token.open(user_pin=self._pin, rw=True)
+            except pkcs11.UserAlreadyLoggedIn:  # a login is the process's, for every session
+                self._session = token.open(rw=True)
             self._objects = {}
         except (pkcs11.PKCS11Error, RuntimeError, OSError) as err:
             raise StorageError(
