@@ -148,7 +148,7 @@ hsm-token: venv hsm-tools
 
 ## Benchmarks: see bench/run.py; writes bench/RESULTS.md; exits non-zero when a target is missed.
 ## The peer (cfssl) and the load generator (wrk) come from Debian's packages where apt can install.
-bench: venv bench-tools
+bench: venv bench-tools hsm-tools
 	$(BIN)/python -m bench.run
 
 bench-tools:

@@ -25,6 +25,7 @@ from bench.figures import (
     http_rows,
     scratch_parent,
 )
+from bench.key_stores import key_store_rows
 from bench.limits import limit_rows
 from bench.servers import PROJECT_ROOT
 from bench.service_figures import aws_call_rows, cold_start_rows, listing_rows
@@ -70,6 +71,7 @@ def main(arguments: list[str]) -> int:
         ("listing", listing_rows),
         ("cold start", cold_start_rows),
         ("AWS calls", aws_call_rows),
+        ("CA key stores", key_store_rows),
     ):
         print(f"{name}...", flush=True)
         rows += figure(scale)

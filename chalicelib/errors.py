@@ -19,6 +19,7 @@ class Concept(StrEnum):
     KEY_STORE = "key_store"
     CSR = "csr"
     CSRS = "csrs"  # the CSRs of a bulk, as a whole
+    COUNT = "count"  # the size of a bulk
     PATH_LENGTH = "path_length"
     SERIAL = "serial"
     KEY_REUSE = "key_reuse"

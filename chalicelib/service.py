@@ -209,6 +209,7 @@ class CertificateService:
         )
         self.authorities.refuse_if_revoked(parent, now, Concept.ISSUER)
         validity = validity_for(now, DEVICE, request.validity_days, parent)
+        self._refuse_oversized_bulk(parent, request)
         orders = device_orders(request, parent.fqdn)
         registering = request.aws_iot is not None and request.aws_iot.register
         if registering:
@@ -229,6 +230,21 @@ class CertificateService:
         if registering and request.aws_iot is not None:
             return self._iot.register_devices(parent, issued, request.aws_iot.thing)
         return issued
+
+    def _refuse_oversized_bulk(self, parent: Authority, request: IssueRequest) -> None:
+        """A bulk larger than its CA's key store signs in one request (KMS: each certificate
+        is a call within the account's rate), before anything is signed."""
+        key_store = self._key_stores.get(parent.record.key_store)
+        limit = key_store.max_bulk if key_store is not None else None
+        size = request.count or len(request.csrs)
+        if limit is None or size <= limit:
+            return
+        raise InvalidRequest(
+            Concept.COUNT if request.count else Concept.CSRS,
+            f"must be at most {limit} under CA {parent.fqdn}, whose key is in "
+            f"{parent.record.key_store}: each certificate is one signature there, within the "
+            "account's request rate; split the bulk",
+        )
 
     def renew(self, fqdn: str, request: RenewRequest) -> IssuedCertificate:
         """A new generation of the certificate (see chalicelib.renewal)."""

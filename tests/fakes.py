@@ -242,6 +242,7 @@ class InMemoryKeyStore:
     through `held_key`, as a KMS or PKCS#11 key does, and never leaves it."""
 
     name = "pkcs11"  # the name it is offered under
+    max_bulk: int | None = None
 
     def __init__(self) -> None:
         self.keys: dict[str, Any] = {}

@@ -57,6 +57,7 @@ FIELDS: dict[Concept, str] = {
     Concept.VALIDITY: "validity_days",
     Concept.KEY_TYPE: "key_type",
     Concept.KEY_STORE: "key_store",
+    Concept.COUNT: "count",
     Concept.CSR: "csr",
     Concept.CSRS: "csrs",
     Concept.PATH_LENGTH: "path_length",

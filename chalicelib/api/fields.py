@@ -242,7 +242,8 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         name="count",
-        description=f"a bulk: this many devices (at most {MAX_BULK}, fewer with RSA keys)",
+        description=f"a bulk: this many devices (at most {MAX_BULK}; fewer with RSA keys, and "
+        "under a CA whose key is in KMS)",
         schema={"type": "integer", "minimum": 1, "maximum": MAX_BULK},
         requests=frozenset({DEVICE}),
         cli="--count",

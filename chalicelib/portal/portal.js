@@ -28,7 +28,7 @@ const FIELDS = {
     hints: { device: 'required for devices: the CA that issues them (each device is named <uuid>.<parent CA>)' } },
   path_length: { label: 'Path length', hint: 'optional; how many CA levels may follow below this one: 0-8, under an intermediate at most its own minus 1; default 0 (leaves only)', type: 'number' },
   sans: { label: 'Extra names (SANs)', hint: 'optional; DNS names or IP addresses, separated by spaces or commas' },
-  count: { label: 'Number of devices', hint: 'optional; 1 to 1000 (RSA keys: at most 80, 20 or 8), one device by default', type: 'number' },
+  count: { label: 'Number of devices', hint: 'optional; 1 to 1000 (RSA keys: at most 80, 20 or 8; under a CA whose key is in KMS, 250), one device by default', type: 'number' },
   organization: { label: 'Organization (O)', hint: 'optional' },
   country: { label: 'Country (C)', hint: 'optional; two letters, e.g. DE' },
   state: { label: 'State (ST)', hint: 'optional' },

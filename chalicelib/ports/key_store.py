@@ -24,6 +24,9 @@ and settings (chalicelib.config)."""
 
 class CaKeyStore(Protocol):
     name: str  # one of KEY_STORES, not FILE_KEY_STORE
+    max_bulk: int | None
+    """The most certificates one request may have such a CA sign (each is a request to the
+    store, within its rate); None: the API's own limits."""
 
     def create_key(self, ca_fqdn: str, key_type: KeyType) -> CertificateIssuerPrivateKeyTypes:
         """A new key of `key_type` for the CA `ca_fqdn`, made inside the store and never

@@ -10,17 +10,25 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from chalicelib.adapters.aws.kms import ADMINISTRATION, USE
+from chalicelib.adapters.aws.kms import ADMINISTRATION, MAX_BULK_UNDER_KMS, USE
 from chalicelib.config import load_settings
 from devtools.aws_resources import AWS_ENVIRONMENT
 from tests.backends import MotoBackend
-from tests.helpers import CELL1, ROOT, ApiClient, create_hierarchy
+from tests.helpers import CELL1, ROOT, ApiClient, assert_error, create_hierarchy
 
 pytestmark = pytest.mark.parametrize("backend", ["aws"], indirect=True)
 PEM_KEY = re.compile(
     rb"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----.+?-----END (?:[A-Z]+ )*PRIVATE KEY-----", re.S
+)
+CSR = (
+    x509.CertificateSigningRequestBuilder()
+    .subject_name(x509.Name([]))
+    .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    .public_bytes(serialization.Encoding.PEM)
+    .decode()
 )
 KEY_SPECS = {"EC_P256": "ECC_NIST_P256", "EC_P384": "ECC_NIST_P384", "RSA_2048": "RSA_2048"}
 
@@ -123,3 +131,18 @@ def test_a_ca_of_another_store_is_refused_before_anything_is_made(
     assert backend_api.post("/certificates/root", {"fqdn": "b.org"}).status_code == 409
     assert kms.list_keys()["Keys"] == keys_before  # neither a refusal nor a file CA made a key
     assert backend.snapshot() != before and created["fqdn"] == "b.org"
+
+
+def test_a_bulk_under_a_kms_ca_is_sized_for_the_accounts_signing_rate(
+    backend: MotoBackend, backend_api: ApiClient
+) -> None:
+    backend_api.create("root", fqdn=ROOT)
+    backend_api.create("intermediate", fqdn="cell.example.com")
+    before = backend.snapshot()
+    for body in ({"count": MAX_BULK_UNDER_KMS + 1}, {"csrs": [CSR] * (MAX_BULK_UNDER_KMS + 1)}):
+        response = backend_api.post("/certificates/device", {"parent_fqdn": "cell.example.com",
+                                                              **body})  # fmt: skip
+        field = next(iter(body))
+        assert_error(response, 400, field, f"must be at most {MAX_BULK_UNDER_KMS} under CA "
+                     "cell.example.com, whose key is in kms")  # fmt: skip
+    assert backend.snapshot() == before  # refused before anything was signed

@@ -160,3 +160,23 @@ def test_a_held_ca_is_not_loaded_without_its_store_or_with_another_key() -> None
     keys.keys[record.key_id] = pki.generate_private_key(KeyType.EC_P256)  # not the CA's
     with pytest.raises(StorageError, match="is not its certificate's"):
         make_service(store=store, key_store=keys).create_intermediate(file_cell)
+
+
+def test_a_store_with_a_bulk_limit_bounds_the_bulks_of_its_cas_only() -> None:
+    keys = InMemoryKeyStore()
+    keys.max_bulk = 2
+    service = make_service(key_store=keys)
+    service.create_root(root_request())
+    service.create_intermediate(cell_request())
+    service.create_intermediate(
+        IssueRequest(CertType.INTERMEDIATE, fqdn="file.example.com", parent_fqdn=ROOT)
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        service.create_devices(IssueRequest(CertType.CLIENT, parent_fqdn=CELL, count=3))
+    assert refused.value.concept is Concept.COUNT
+    assert refused.value.message.startswith(f"must be at most 2 under CA {CELL}, whose key is in")
+    assert (
+        len(service.create_devices(IssueRequest(CertType.CLIENT, parent_fqdn=CELL, count=2))) == 2
+    )
+    under_file = IssueRequest(CertType.CLIENT, parent_fqdn="file.example.com", count=3)
+    assert len(service.create_devices(under_file)) == 3
