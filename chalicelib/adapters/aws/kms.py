@@ -106,7 +106,7 @@ bulk more than its CPU does. `make bench` models this bulk against the function'
 
 class KmsKeyStore:
     name = KMS_KEY_STORE
-    max_bulk = MAX_BULK_UNDER_KMS
+    max_bulk: int | None = MAX_BULK_UNDER_KMS
 
     def __init__(self, client: Any, ownership: Ownership, signer_role_arn: str) -> None:
         self._client = client

@@ -34,7 +34,7 @@ LABEL_LENGTH = 64
 
 class Pkcs11KeyStore:
     name = PKCS11_KEY_STORE
-    max_bulk = None
+    max_bulk: int | None = None
 
     def __init__(self, module: str, token_label: str, pin: str, stage: str) -> None:
         self._module = module
