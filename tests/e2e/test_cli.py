@@ -88,6 +88,14 @@ def fields(text: str) -> dict[str, str]:
     return {label: value.strip() for label, _, value in pairs}
 
 
+def test_a_ca_shows_where_its_key_is(cli: Cli) -> None:
+    created = cli.ok("create", "root", "keys.example", "--key-store", "file")
+    assert ["key", "store:", "file"] in [line.split() for line in created.splitlines()]
+    shown = cli.ok("show", "keys.example")
+    assert ["key", "store:", "file"] in [line.split() for line in shown.splitlines()]
+    assert "key id" not in shown  # a file key has none
+
+
 def test_builds_a_pki_and_draws_its_tree(cli: Cli) -> None:
     names = build_pki(cli, "tree.example")
     cli.ok("create", "device", "--parent", names["cell"], "--count", "2")
@@ -325,6 +333,11 @@ def test_errors_are_clear_and_exit_non_zero(cli: Cli) -> None:
         "create", "intermediate", "x.nothing.example", "--parent", "nothing.example"
     )
     assert wrong_parent.stderr.startswith("iotcert: --parent: CA nothing.example not found")
+    kms = cli.run("create", "root", "kms.example", "--key-store", "kms")
+    assert kms.returncode == 1
+    assert kms.stderr.startswith(
+        "iotcert: --key-store: kms is not offered by this deployment; it offers file"
+    )
     json_file = cli.run("--json", "crl", "nothing.example")
     assert json_file.returncode == 2 and "--json: this command writes its file" in json_file.stderr
     usage = cli.run("list", "--limit", "zero")

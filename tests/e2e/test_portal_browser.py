@@ -547,3 +547,27 @@ def test_a_bulk_is_shown_as_issued_with_every_key_in_one_box(portal: Portal) -> 
     assert keys.count("-----BEGIN PRIVATE KEY-----") == 3
     portal.assert_shows_only_text()
     assert portal.console_errors() == []
+
+
+def test_the_key_store_is_chosen_on_the_form_and_shown_on_the_page(portal: Portal) -> None:
+    portal.open("#/create/root")
+    choices = Select(portal.find("#field-key_store")).options
+    assert [(option.get_attribute("value"), option.text) for option in choices] == [
+        ("", "the service's default"), ("file", "file"), ("kms", "kms"), ("pkcs11", "pkcs11"),
+    ]  # fmt: skip
+    assert "never leave their store" in portal.find("#field-key_store-hint").text
+
+    portal.fill("fqdn", "kms.example.org")
+    portal.fill("key_store", "kms")
+    portal.find("form[data-kind] button[type=submit]").click()
+    error = portal.wait(
+        lambda d: d.find_element(By.CSS_SELECTOR, "[data-error-for='key_store']").text or None
+    )
+    assert error == "key_store: kms is not offered by this deployment; it offers file"
+    portal.console_errors()  # the refused request's 400
+
+    assert portal.create("root", fqdn="file.example.org", key_store="file") == "file.example.org"
+    assert "--key-store 'file'" in portal.commands()["iotcert"]
+    portal.open("#/certificate/file.example.org")
+    assert portal.find("dd[data-field='Key store']").text == "file"
+    assert portal.driver.find_elements(By.CSS_SELECTOR, "dd[data-field='Key ID']") == []
