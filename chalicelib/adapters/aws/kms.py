@@ -126,13 +126,17 @@ class KmsKeyStore:
                 BypassPolicyLockoutSafetyCheck=True,
                 Tags=tags,
             )["KeyMetadata"]
-            name = _ALIAS_UNSAFE.sub("_", ca_fqdn.replace(".", "_"))[:160]
+        except aws_errors() as err:
+            raise StorageError(f"AWS KMS did not make a key for CA {ca_fqdn}: {err}") from err
+        name = _ALIAS_UNSAFE.sub("_", ca_fqdn.replace(".", "_"))[:160]
+        try:
             self._client.create_alias(
                 AliasName=f"{alias_prefix(self._ownership)}{name}-{metadata['KeyId'][:8]}",
                 TargetKeyId=metadata["KeyId"],
             )
-        except aws_errors() as err:
-            raise StorageError(f"AWS KMS did not make a key for CA {ca_fqdn}: {err}") from err
+        except aws_errors() as err:  # a key without its alias is one teardown would not find
+            self.discard_key(metadata["Arn"])
+            raise StorageError(f"AWS KMS did not alias the key of CA {ca_fqdn}: {err}") from err
         return self.load_key(metadata["Arn"])
 
     def load_key(self, key_id: str) -> CertificateIssuerPrivateKeyTypes:
