@@ -122,7 +122,10 @@ def _assert_one_winner(
     server: LocalServer, responses: list[requests.Response], fqdn: str, parent: str | None
 ) -> None:
     statuses = sorted(response.status_code for response in responses)
-    assert statuses == [201] + [409] * (CONCURRENT_CREATES - 1), [r.text for r in responses]
+    assert statuses == [201] + [409] * (CONCURRENT_CREATES - 1), (
+        [r.text for r in responses],
+        server.log()[-4000:],
+    )
     winner = next(response.json() for response in responses if response.status_code == 201)
     for loser in (response for response in responses if response.status_code == 409):
         assert loser.json()["Code"] == "ConflictError"

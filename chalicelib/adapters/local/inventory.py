@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,26 @@ _SET_ARN = (
     "WHERE FQDN = ? AND ParentFQDN = ? AND AcmCertificateArn IS NULL"
 )
 _SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ?"
+
+
+WAL_ATTEMPTS = 50
+"""Tries at switching a new database to WAL while another process holds it (0.1 s apart)."""
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """WAL mode, which a database keeps once set. Switching needs the database to itself, and
+    SQLite answers "locked" at once rather than wait (its busy timeout does not apply) when two
+    workers open a new store together: the switch is tried again."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
@@ -88,7 +109,7 @@ class SqliteInventory:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
+            _use_wal(connection)
             connection.execute(f"PRAGMA synchronous={self._synchronous}")
             self._local.connection = connection
         return connection
