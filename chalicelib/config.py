@@ -50,6 +50,8 @@ class Settings:
     """The stack's AWS IoT policy for devices (attached at registration and by JITP)."""
     iot_provisioning_role_arn: str = ""
     """The role AWS IoT assumes to provision devices just in time."""
+    inventory_expiry_index_name: str = "expiry-index"
+    """aws: the inventory's sparse index of active items by NotAfter."""
     ca_key_store: str = FILE_KEY_STORE
     """Where a new CA's key is kept unless its request says (`CA_KEY_STORE`): `file` locally
     and `kms` on AWS by default (chalicelib.ports.key_store)."""
@@ -92,6 +94,7 @@ def load_settings() -> Settings:
         certificate_bucket_name=os.environ.get("CERTIFICATE_BUCKET_NAME", ""),
         inventory_table_name=os.environ.get("INVENTORY_TABLE_NAME", ""),
         inventory_index_name=os.environ.get("INVENTORY_INDEX_NAME", "parent-index"),
+        inventory_expiry_index_name=os.environ.get("INVENTORY_EXPIRY_INDEX_NAME", "expiry-index"),
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
         kms_key_id=os.environ.get("KMS_KEY_ID") or None,
         api_token=api_token(),

@@ -318,3 +318,22 @@ class InventoryPage:
 class CertificatePage:
     items: list[InventoryItem]
     last_fqdn: str | None  # set when more items follow it
+
+
+@dataclass(frozen=True)
+class ExpiryCursor:
+    """Where a page of the fleet-wide expiry listing ended (its order: NotAfter, FQDN, parent)."""
+
+    not_after: str
+    fqdn: str
+    parent_fqdn: str
+
+
+@dataclass(frozen=True)
+class ExpiringPage:
+    """Active certificates whose NotAfter lies in a window, soonest first; `last` is set when
+    more follow it. `read`: the items the inventory read for the page (its cost)."""
+
+    items: list[InventoryItem]
+    last: ExpiryCursor | None
+    read: int = 0

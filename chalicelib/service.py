@@ -77,6 +77,8 @@ from chalicelib.model import (
     CertificateRecord,
     CertType,
     ChildFilter,
+    ExpiringPage,
+    ExpiryCursor,
     InventoryItem,
     IssuedCertificate,
     IssueRequest,
@@ -460,6 +462,15 @@ class CertificateService:
                 items.append(self._details(record, revoked, chain))
         more = wanted[limit] if len(wanted) > limit else None
         return HistoryPage(fqdn, items, len(numbers), more)
+
+    def list_expiring(
+        self, within_days: int, limit: int, after: ExpiryCursor | None = None
+    ) -> ExpiringPage:
+        """Active certificates of the whole fleet whose NotAfter is from now to `within_days`
+        days from now, soonest first (the inventory's expiry index)."""
+        now = self.clock()
+        until = now + timedelta(days=within_days)
+        return self._inventory.list_expiring(iso_utc(now), iso_utc(until), limit, after)
 
     def list_certificates(
         self,

@@ -188,6 +188,7 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
             session.client("dynamodb"),
             settings.inventory_table_name,
             settings.inventory_index_name,
+            settings.inventory_expiry_index_name,
         ),
         publisher=EventBridgePublisher(session.client("events"), settings.event_bus_name),
         importer=AcmImporter(session.client("acm"), settings.ownership),

@@ -19,6 +19,7 @@ AWS_ENVIRONMENT = {
     "CERTIFICATE_BUCKET_NAME": "iot-certificates-test",
     "INVENTORY_TABLE_NAME": "iot-inventory-test",
     "INVENTORY_INDEX_NAME": "parent-index",
+    "INVENTORY_EXPIRY_INDEX_NAME": "expiry-index",
     "EVENT_BUS_NAME": "iot-certificates-test",
     "IOT_DEVICE_POLICY_NAME": "iot-certificates-test-devices",
     "IOT_PROVISIONING_ROLE_ARN": (
@@ -79,6 +80,8 @@ def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str,
         AttributeDefinitions=[
             {"AttributeName": "FQDN", "AttributeType": "S"},
             {"AttributeName": "ParentFQDN", "AttributeType": "S"},
+            {"AttributeName": "Expiring", "AttributeType": "S"},
+            {"AttributeName": "NotAfter", "AttributeType": "S"},
         ],
         KeySchema=[
             {"AttributeName": "FQDN", "KeyType": "HASH"},
@@ -92,7 +95,15 @@ def create_aws_resources(session: Any, environment: dict[str, str]) -> dict[str,
                     {"AttributeName": "FQDN", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": environment["INVENTORY_EXPIRY_INDEX_NAME"],
+                "KeySchema": [
+                    {"AttributeName": "Expiring", "KeyType": "HASH"},
+                    {"AttributeName": "NotAfter", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
         ],
     )
     events = session.client("events")

@@ -71,6 +71,7 @@ FUNCTION_ENVIRONMENT = {
     "CERTIFICATE_BUCKET_NAME": "${aws_s3_bucket.certificates.bucket}",
     "INVENTORY_TABLE_NAME": "${aws_dynamodb_table.inventory.name}",
     "INVENTORY_INDEX_NAME": "${local.inventory_index}",
+    "INVENTORY_EXPIRY_INDEX_NAME": "${local.expiry_index}",
     "EVENT_BUS_NAME": EVENT_BUS,
     "KMS_KEY_ID": "${aws_kms_key.certificates.arn}",
     "PUBLIC_BASE_URL": "${var.public_base_url}",

@@ -12,6 +12,7 @@ from iotcert.files import emit, read_text, usage_lines, write_certificate_files
 from iotcert.output import (
     BULK_COLUMNS,
     CERTIFICATE_FIELDS,
+    EXPIRING_COLUMNS,
     HISTORY_COLUMNS,
     LIST_COLUMNS,
     TreeNode,
@@ -101,6 +102,12 @@ def _write_issued(issued: dict[str, Any], out_dir: Path) -> list[str]:
 
 
 def list_certificates(client: ApiClient, args: argparse.Namespace) -> None:
+    if args.parent is None and args.expiring_within_days is not None and args.status in (
+        None, "active",
+    ):  # the whole fleet's, not the roots'  # fmt: skip
+        args.within_days = args.expiring_within_days
+        expiring(client, args)
+        return
     query = {
         "parent": args.parent,
         "expiring_within_days": args.expiring_within_days,
@@ -115,15 +122,30 @@ def list_certificates(client: ApiClient, args: argparse.Namespace) -> None:
         print(f"... more than {len(items)}: raise --limit to see them")
 
 
+def expiring(client: ApiClient, args: argparse.Namespace) -> None:
+    query = {"within_days": args.within_days}
+    items, next_token = list_all(client, query, args.limit, path="/certificates/expiring")
+    if args.json:
+        print_json({"items": items, "next_token": next_token})
+        return
+    print_table(items, EXPIRING_COLUMNS, f"nothing expires within {args.within_days} days")
+    if next_token is not None:
+        print(f"... more than {len(items)}: raise --limit to see them")
+
+
 def list_all(
-    client: ApiClient, query: dict[str, Any], limit: int | None = None, page_size: int = MAX_PAGE
+    client: ApiClient,
+    query: dict[str, Any],
+    limit: int | None = None,
+    page_size: int = MAX_PAGE,
+    path: str = "/certificates",
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Every page, following `next_token`, or the first `limit` items and the token after them."""
     items: list[dict[str, Any]] = []
     next_token = None
     while True:
         size = page_size if limit is None else min(page_size, limit - len(items))
-        page = client.get("/certificates", {**query, "limit": size, "next_token": next_token})
+        page = client.get(path, {**query, "limit": size, "next_token": next_token})
         items.extend(page["items"])
         next_token = page["next_token"]
         if next_token is None or (limit is not None and len(items) >= limit):

@@ -36,6 +36,13 @@ LIST_COLUMNS = (
     ("VALID UNTIL", "valid_until"),
     ("KEY TYPE", "key_type"),
 )
+EXPIRING_COLUMNS = (
+    ("FQDN", "fqdn"),
+    ("TYPE", "type"),
+    ("PARENT", "parent_fqdn"),
+    ("NOT AFTER", "not_after"),
+    ("DAYS LEFT", "days_left"),
+)
 BULK_COLUMNS = (
     ("FQDN", "fqdn"),
     ("SERIAL", "serial"),

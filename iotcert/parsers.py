@@ -204,7 +204,8 @@ def add_queries(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
         "--expiring-within-days",
         type=_whole,
         metavar="DAYS",
-        help="only those expiring within DAYS (expired ones included)",
+        help="only those expiring within DAYS (expired ones included); without --parent, "
+        "the whole fleet's, as `iotcert expiring`",
     )
     listing.add_argument("--status", choices=("active", "revoked"))
     listing.add_argument("--limit", type=_positive, metavar="N", help="at most N certificates")
@@ -233,7 +234,19 @@ def add_queries(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     )
     tree.add_argument("ca", metavar="CA", nargs="?", help="start at this CA (default: all roots)")
     tree.add_argument("--leaves", action="store_true", help="list servers and devices too")
-    return [listing, show, history, tree]
+    expiring = _command(
+        subparsers,
+        "expiring",
+        commands.expiring,
+        "list the active certificates of every CA that expire soon, soonest first",
+        "Follows the pages to the end unless --limit caps the total.",
+    )
+    expiring.add_argument(
+        "--within-days", type=_whole, default=30, metavar="DAYS",
+        help="those expiring within DAYS from now (default 30)",
+    )  # fmt: skip
+    expiring.add_argument("--limit", type=_positive, metavar="N", help="at most N certificates")
+    return [listing, show, history, tree, expiring]
 
 
 def add_changes(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:

@@ -1,6 +1,10 @@
-# The inventory: one item per certificate, listed by parent through the parent index.
+# The inventory: one item per certificate, listed by parent through the parent index, and the
+# active ones by NotAfter through the expiry index: sparse, as only active items carry its key
+# (`Expiring`, removed when an item is revoked), so the fleet-wide expiry query reads nothing
+# else (chalicelib/adapters/aws/inventory.py).
 locals {
   inventory_index = "parent-index"
+  expiry_index    = "expiry-index"
 }
 
 resource "aws_dynamodb_table" "inventory" {
@@ -20,10 +24,27 @@ resource "aws_dynamodb_table" "inventory" {
     type = "S"
   }
 
+  attribute {
+    name = "Expiring"
+    type = "S"
+  }
+
+  attribute {
+    name = "NotAfter"
+    type = "S"
+  }
+
   global_secondary_index {
     name            = local.inventory_index
     hash_key        = "ParentFQDN"
     range_key       = "FQDN"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = local.expiry_index
+    hash_key        = "Expiring"
+    range_key       = "NotAfter"
     projection_type = "ALL"
   }
 

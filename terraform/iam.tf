@@ -78,9 +78,12 @@ data "aws_iam_policy_document" "api" {
   }
 
   statement {
-    sid       = "ListChildren"
-    actions   = ["dynamodb:Query"]
-    resources = ["${aws_dynamodb_table.inventory.arn}/index/${local.inventory_index}"]
+    sid     = "ListChildrenAndWhatExpires"
+    actions = ["dynamodb:Query"]
+    resources = [
+      "${aws_dynamodb_table.inventory.arn}/index/${local.inventory_index}",
+      "${aws_dynamodb_table.inventory.arn}/index/${local.expiry_index}",
+    ]
   }
 
   statement {

@@ -16,12 +16,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from chalicelib.adapters.documents import DocumentStore
-from chalicelib.adapters.inventory_items import page
+from chalicelib.adapters.inventory_items import expiring_page, page
 from chalicelib.adapters.local.importer import NullImporter
 from chalicelib.errors import AlreadyExists, StorageError
 from chalicelib.events import CertificateEvent
 from chalicelib.held_keys import held_key
-from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage, KeyType
+from chalicelib.model import (
+    NO_FILTER,
+    STATUS_ACTIVE,
+    ChildFilter,
+    ExpiringPage,
+    ExpiryCursor,
+    InventoryItem,
+    InventoryPage,
+    KeyType,
+)
 from chalicelib.pki import generate_private_key
 from chalicelib.ports.iot_registry import (
     CaRegistration,
@@ -94,6 +103,19 @@ class InMemoryInventory:
                 if len(matching) > limit:
                     break
         return page(matching, limit, more=False)
+
+    def list_expiring(
+        self, since: str, until: str, limit: int, after: ExpiryCursor | None
+    ) -> ExpiringPage:
+        """A sort of every item: fine for tests (the adapters read an index)."""
+        start = (after.not_after, after.fqdn, after.parent_fqdn) if after else ("", "", "")
+        matching = sorted(
+            (item for item in self._items.values()
+             if item.status == STATUS_ACTIVE and since <= item.not_after <= until
+             and (item.not_after, item.fqdn, item.parent_fqdn) > start),
+            key=lambda item: (item.not_after, item.fqdn, item.parent_fqdn),
+        )[: limit + 1]  # fmt: skip
+        return expiring_page(matching, limit, more=False, read=len(matching))
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         with self._lock:

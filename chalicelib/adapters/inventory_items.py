@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.model import CertType, InventoryItem, InventoryPage
+from chalicelib.model import CertType, ExpiringPage, ExpiryCursor, InventoryItem, InventoryPage
 
 ATTRIBUTES = (
     "FQDN", "ParentFQDN", "Type", "ValidUntil", "Serial", "NotAfter", "KeyType",
@@ -59,6 +59,15 @@ def item_from_attributes(attributes: dict[str, Any]) -> InventoryItem:
         acm_certificate_arn=attributes.get("AcmCertificateArn"),
         generation=int(attributes.get("Generation", 1)),
     )
+
+
+def expiring_page(items: list[InventoryItem], limit: int, more: bool, read: int) -> ExpiringPage:
+    """As `page`, for the expiry listing: the cursor of the last item kept."""
+    kept = items[:limit]
+    more = more or len(items) > limit
+    last = kept[-1] if more and kept else None
+    cursor = ExpiryCursor(last.not_after, last.fqdn, last.parent_fqdn) if last else None
+    return ExpiringPage(items=kept, last=cursor, read=read)
 
 
 def page(items: list[InventoryItem], limit: int, more: bool) -> InventoryPage:

@@ -8,8 +8,10 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.errors import LIST_FIELDS, http_errors
 from chalicelib.api.paging import (
+    decode_expiry_token,
     decode_history_token,
     decode_page_token,
+    encode_expiry_token,
     encode_history_token,
     encode_page_token,
 )
@@ -20,6 +22,7 @@ from chalicelib.api.parsing import (
     read_json_object,
 )
 from chalicelib.api.queries import (
+    parse_expiring_query,
     parse_generation_query,
     parse_history_query,
     parse_list_query,
@@ -27,6 +30,7 @@ from chalicelib.api.queries import (
 from chalicelib.api.views import (
     bulk_view,
     certificate_view,
+    expiring_item_view,
     history_view,
     issued_view,
     list_item_view,
@@ -93,6 +97,22 @@ def list_certificates() -> dict[str, Any]:
     )
     token = encode_page_token(parent_key, page.last_fqdn) if page.last_fqdn else None
     return {"items": [list_item_view(item) for item in page.items], "next_token": token}
+
+
+@certificates.route("/certificates/expiring", methods=["GET"])
+@_errors
+def list_expiring_certificates() -> dict[str, Any]:
+    """Active certificates of every CA expiring within `within_days` (default 30), soonest
+    first, a page at a time."""
+    query = parse_expiring_query(certificates.current_request.query_params)
+    after = decode_expiry_token(query.next_token) if query.next_token else None
+    service = certificate_service()
+    now = service.clock()
+    page = service.list_expiring(query.within_days, query.limit, after)
+    return {
+        "items": [expiring_item_view(item, now) for item in page.items],
+        "next_token": encode_expiry_token(page.last) if page.last else None,
+    }
 
 
 @certificates.route("/certificates/{certificate}", methods=["GET"])

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.model import ExpiryCursor
 from chalicelib.names import normalize_fqdn
 
 _INVALID = "is not a token returned by this API"
@@ -64,3 +65,16 @@ def decode_history_token(token: str, fqdn: str) -> int:
     if generation < 1:
         raise InvalidRequest("next_token", _INVALID)
     return generation
+
+
+def encode_expiry_token(cursor: ExpiryCursor) -> str:
+    return _encode({"x": [cursor.not_after, cursor.fqdn, cursor.parent_fqdn]})
+
+
+def decode_expiry_token(token: str) -> ExpiryCursor:
+    """Where the next page of the expiry listing starts; 400 for any other token."""
+    position = _decode(token).get("x")
+    if not (isinstance(position, list) and len(position) == 3
+            and all(isinstance(part, str) for part in position)):  # fmt: skip
+        raise InvalidRequest("next_token", f"{_INVALID} for the expiring certificates")
+    return ExpiryCursor(*position)

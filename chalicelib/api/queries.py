@@ -64,6 +64,31 @@ def parse_list_query(params: Mapping[str, str] | None) -> ListQuery:
     )
 
 
+DEFAULT_EXPIRING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ExpiringQuery:
+    within_days: int
+    limit: int
+    next_token: str | None
+
+
+def parse_expiring_query(params: Mapping[str, str] | None) -> ExpiringQuery:
+    query = dict(params or {})
+    _only(query, {"within_days", "limit", "next_token"}, "parameter")
+    return ExpiringQuery(
+        within_days=_whole_number(
+            query.get("within_days", str(DEFAULT_EXPIRING_DAYS)), "within_days", 0,
+            MAX_EXPIRY_DAYS,
+        ),
+        limit=_whole_number(
+            query.get("limit", str(DEFAULT_LIST_LIMIT)), "limit", 1, MAX_LIST_LIMIT
+        ),
+        next_token=query.get("next_token") or None,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class HistoryQuery:
     limit: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.iot_onboarding import IotCaRegistered, VerificationCertificate
@@ -111,6 +112,12 @@ def list_item_view(item: InventoryItem) -> dict[str, Any]:
         "key_type": item.key_type,
         "status": item.status,
     }
+
+
+def expiring_item_view(item: InventoryItem, now: datetime) -> dict[str, Any]:
+    """An item of GET /certificates/expiring: a listing's, with the whole days it has left."""
+    left = datetime.fromisoformat(item.not_after.replace("Z", "+00:00")) - now
+    return {**list_item_view(item), "days_left": left // timedelta(days=1)}
 
 
 def verification_view(verification: VerificationCertificate) -> dict[str, Any]:

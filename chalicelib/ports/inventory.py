@@ -6,7 +6,14 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage
+from chalicelib.model import (
+    NO_FILTER,
+    ChildFilter,
+    ExpiringPage,
+    ExpiryCursor,
+    InventoryItem,
+    InventoryPage,
+)
 
 
 class Inventory(Protocol):
@@ -21,6 +28,14 @@ class Inventory(Protocol):
         child_filter: ChildFilter = NO_FILTER,
     ) -> InventoryPage:
         """Up to `limit` matching children of `parent_fqdn` by FQDN, starting after `after`."""
+
+    def list_expiring(
+        self, since: str, until: str, limit: int, after: ExpiryCursor | None
+    ) -> ExpiringPage:
+        """Up to `limit` active items, of every parent, whose NotAfter is from `since` to
+        `until` (ISO 8601 UTC), by NotAfter then FQDN and parent, starting after `after`; read
+        through an index of the active items by NotAfter, so that what lies outside the window
+        (or is revoked) costs nothing."""
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         """Set the item's status; False when there is no such item."""

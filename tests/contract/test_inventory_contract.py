@@ -312,6 +312,49 @@ class TestInventoryContract:
         assert seen == sorted(fqdns)
         assert pages == 36  # 35 full pages of 7, then 5
 
+    def test_the_expiry_listing_reads_only_active_items_in_its_window(
+        self, inventory: Inventory
+    ) -> None:
+        """Every parent, soonest first, across pages of 3, each item once; revoked items and
+        those outside the window are neither listed nor read."""
+        within: list[InventoryItem] = []
+        for index in range(10):  # day 10 + index of January 2027: inside [Jan 10, Jan 19]
+            parent = CELL1 if index % 2 else CELL2
+            item = replace(make_item(f"d{index}.{parent}", parent),
+                           not_after=f"2027-01-{10 + index:02d}T00:00:00Z")  # fmt: skip
+            within.append(item)
+        twins = [  # the NotAfter of d2: a page may end between them
+            replace(make_item(f"{name}.{CELL1}"), not_after="2027-01-12T00:00:00Z")
+            for name in ("a", "z")
+        ]
+        outside = [
+            replace(make_item(f"o{month}.{ROOT}", ROOT), not_after=f"2027-0{month}-01T00:00:00Z")
+            for month in (1, 3, 4, 5)
+        ]
+        revoked = replace(make_item(f"r.{CELL1}"), not_after="2027-01-15T00:00:00Z")
+        for item in [*within, *twins, *outside, revoked]:
+            assert inventory.record_certificate(item) is True
+        assert inventory.update_status(revoked.fqdn, revoked.parent_fqdn, "revoked") is True
+        expected = {(i.fqdn, i.not_after) for i in [*within, *twins]}
+
+        seen: list[InventoryItem] = []
+        reads, after = [], None
+        for _ in range(10):
+            page = inventory.list_expiring("2027-01-10T00:00:00Z", "2027-01-19T00:00:00Z", 3, after)
+            seen += page.items
+            reads.append(page.read)
+            if page.last is None:
+                break
+            assert (page.last.fqdn, page.last.parent_fqdn) == (
+                page.items[-1].fqdn, page.items[-1].parent_fqdn,
+            )  # fmt: skip
+            after = page.last
+        listed = [(i.fqdn, i.not_after) for i in seen]
+        assert len(listed) == len(expected) and set(listed) == expected  # each once
+        not_afters = [i.not_after for i in seen]
+        assert not_afters == sorted(not_afters)  # soonest first (ties: the adapter's order)
+        assert len(reads) == 4 and all(read <= 4 for read in reads), reads  # limit + 1 a page
+
 
 class TestSqliteInventory:
     """What only the SQLite adapter promises: a shared file, safe under threads."""

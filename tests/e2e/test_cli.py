@@ -96,6 +96,22 @@ def test_a_ca_shows_where_its_key_is(cli: Cli) -> None:
     assert "key id" not in shown  # a file key has none
 
 
+def test_expiring_lists_the_whole_fleet_soonest_first(cli: Cli) -> None:
+    cli.ok("create", "root", "soon.example")
+    cli.ok("create", "intermediate", "cell.soon.example")
+    later = cli.json("create", "device", "--parent", "cell.soon.example", "--validity-days", "9")
+    sooner = cli.json("create", "device", "--parent", "cell.soon.example", "--validity-days", "3")
+    table = cli.ok("expiring", "--within-days", "10").splitlines()
+    assert table[0].split() == ["FQDN", "TYPE", "PARENT", "NOT", "AFTER", "DAYS", "LEFT"]
+    rows = [line.split() for line in table[1:]]
+    assert [row[0] for row in rows] == [sooner["fqdn"], later["fqdn"]]
+    assert [int(row[-1]) in (days - 1, days) for row, days in zip(rows, (3, 9), strict=True)] == [
+        True, True,
+    ]  # whole days left (the clock may have ticked past a second)  # fmt: skip
+    assert cli.ok("list", "--expiring-within-days", "10").splitlines() == table  # not roots only
+    assert cli.ok("expiring", "--within-days", "1") == "nothing expires within 1 days\n"
+
+
 def test_builds_a_pki_and_draws_its_tree(cli: Cli) -> None:
     names = build_pki(cli, "tree.example")
     cli.ok("create", "device", "--parent", names["cell"], "--count", "2")

@@ -149,6 +149,9 @@ def test_the_api_fleet_examples(local_server: LocalServer, tmp_path: Path) -> No
     assert "private_key" not in csr_device
     serial = f"{int(csr_device['serial'], 16):X}"
     assert any(serial in line.replace(":", "") for line in lines), result.stdout
+    expiring = json.loads(lines[-1])  # the fleet-wide listing: the devices, a year away
+    assert len(expiring["items"]) == 2 and expiring["next_token"]
+    assert {item["days_left"] for item in expiring["items"]} <= {364, 365}
 
 
 @needs_curl_and_openssl

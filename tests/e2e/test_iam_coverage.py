@@ -62,6 +62,7 @@ def references(kms_key_arn: str) -> dict[str, str]:
         "aws_s3_bucket.certificates.arn": bucket,
         "aws_dynamodb_table.inventory.arn": table,
         "local.inventory_index": AWS_ENVIRONMENT["INVENTORY_INDEX_NAME"],
+        "local.expiry_index": AWS_ENVIRONMENT["INVENTORY_EXPIRY_INDEX_NAME"],
         "aws_cloudwatch_event_bus.certificates.arn": (
             f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{AWS_ENVIRONMENT['EVENT_BUS_NAME']}"
         ),

@@ -1,4 +1,4 @@
-"""The inventory on AWS: the DynamoDB table with its parent index."""
+"""The inventory on AWS: the DynamoDB table with its parent index and its sparse expiry index."""
 
 from __future__ import annotations
 
@@ -9,27 +9,51 @@ from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
 from chalicelib.adapters.inventory_items import (
     GENERATION_FIELDS,
     NUMBER_ATTRIBUTES,
+    expiring_page,
     generation_values,
     item_from_attributes,
     item_to_attributes,
     page,
 )
 from chalicelib.errors import StorageError
-from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage
+from chalicelib.model import (
+    NO_FILTER,
+    STATUS_ACTIVE,
+    ChildFilter,
+    ExpiringPage,
+    ExpiryCursor,
+    InventoryItem,
+    InventoryPage,
+)
+
+EXPIRING = "Expiring"
+"""The key of the sparse expiry index: set (to ACTIVE) on active items only, and removed when
+an item is revoked, so the index holds exactly the active items, by NotAfter."""
+ACTIVE = {"S": STATUS_ACTIVE}
 
 
 def item_to_dynamo(item: InventoryItem) -> dict[str, dict[str, str]]:
-    """The item as a DynamoDB `Item` (typed attribute values)."""
-    return {name: _to_dynamo(name, value) for name, value in item_to_attributes(item).items()}
+    """The item as a DynamoDB `Item` (typed attribute values), in the expiry index if active."""
+    attributes = {name: _to_dynamo(name, value) for name, value in item_to_attributes(item).items()}
+    if item.status == STATUS_ACTIVE:
+        attributes[EXPIRING] = ACTIVE
+    return attributes
 
 
 class DynamoInventory:
     """The DynamoDB inventory table; children are read through the parent index."""
 
-    def __init__(self, client: Any, table: str, index: str = "parent-index") -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        index: str = "parent-index",
+        expiry_index: str = "expiry-index",
+    ) -> None:
         self._client = client
         self._table = table
         self._index = index
+        self._expiry_index = expiry_index
 
     def record_certificate(self, item: InventoryItem) -> bool:
         attributes = item_to_dynamo(item)
@@ -100,9 +124,46 @@ class DynamoInventory:
         except aws_errors() as err:
             raise StorageError(f"could not list the children of {parent_fqdn}: {err}") from err
 
+    def list_expiring(
+        self, since: str, until: str, limit: int, after: ExpiryCursor | None
+    ) -> ExpiringPage:
+        """Queries the expiry index for limit + 1 items (again where DynamoDB's 1 MB page cut
+        one short); `read` is what DynamoDB read (ScannedCount)."""
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": self._expiry_index,
+            "KeyConditionExpression": (
+                f"{EXPIRING} = :active AND NotAfter BETWEEN :since AND :until"
+            ),
+            "ExpressionAttributeValues": {
+                ":active": ACTIVE, ":since": {"S": since}, ":until": {"S": until},
+            },
+            "Limit": limit + 1,
+        }  # fmt: skip
+        if after is not None:
+            arguments["ExclusiveStartKey"] = {
+                EXPIRING: ACTIVE, "NotAfter": {"S": after.not_after},
+                "FQDN": {"S": after.fqdn}, "ParentFQDN": {"S": after.parent_fqdn},
+            }  # fmt: skip
+        items: list[InventoryItem] = []
+        read = 0
+        while True:
+            try:
+                response = self._client.query(**arguments)
+            except aws_errors() as err:
+                raise StorageError(f"could not list the expiring certificates: {err}") from err
+            items += [_from_dynamo(item) for item in response.get("Items", [])]
+            read += response.get("ScannedCount", 0)
+            last_key = response.get("LastEvaluatedKey")
+            if len(items) > limit or last_key is None:
+                return expiring_page(items, limit, more=last_key is not None, read=read)
+            arguments = {**arguments, "ExclusiveStartKey": last_key,
+                         "Limit": limit + 1 - len(items)}  # fmt: skip
+
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
+        update = "SET #status = :value" + ("" if status == STATUS_ACTIVE else f" REMOVE {EXPIRING}")
         return self._update_existing(
-            fqdn, parent_fqdn, "SET #status = :value", "", {"#status": "Status"}, status,
+            fqdn, parent_fqdn, update, "", {"#status": "Status"}, status,
             "could not update the inventory item of",
         )  # fmt: skip
 

@@ -13,13 +13,21 @@ from typing import Any
 
 from chalicelib.adapters.inventory_items import (
     ATTRIBUTES,
+    expiring_page,
     generation_values,
     item_from_attributes,
     item_values,
     page,
 )
 from chalicelib.errors import StorageError
-from chalicelib.model import NO_FILTER, ChildFilter, InventoryItem, InventoryPage
+from chalicelib.model import (
+    NO_FILTER,
+    ChildFilter,
+    ExpiringPage,
+    ExpiryCursor,
+    InventoryItem,
+    InventoryPage,
+)
 
 _INSERT = (
     "INSERT INTO inventory (FQDN, ParentFQDN, Type, ValidUntil, Serial, NotAfter, KeyType, "
@@ -39,6 +47,15 @@ _SELECT_CHILDREN = (
     _SELECT + "WHERE ParentFQDN = ? AND FQDN > ? "
     "AND (? IS NULL OR NotAfter <= ?) AND (? IS NULL OR Status = ?) ORDER BY FQDN LIMIT ?"
 )
+_SELECT_EXPIRING = (
+    _SELECT + "INDEXED BY expiring WHERE Status = 'active' AND NotAfter >= ? AND NotAfter <= ? "
+    "AND (NotAfter, FQDN, ParentFQDN) > (?, ?, ?) ORDER BY NotAfter, FQDN, ParentFQDN LIMIT ?"
+)
+_EXPIRING_INDEX = (
+    "CREATE INDEX IF NOT EXISTS expiring ON inventory (NotAfter, FQDN, ParentFQDN) "
+    "WHERE Status = 'active'"
+)
+"""The active items by NotAfter: a partial index, so revoked ones are not in it at all."""
 _UPDATE_STATUS = "UPDATE inventory SET Status = ? WHERE FQDN = ? AND ParentFQDN = ?"
 _SET_ARN = (
     "UPDATE inventory SET AcmCertificateArn = ? "
@@ -99,6 +116,7 @@ class SqliteInventory:
             "Status TEXT NOT NULL, AcmCertificateArn TEXT, "
             "Generation INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (ParentFQDN, FQDN)) WITHOUT ROWID"
         )
+        connection.execute(_EXPIRING_INDEX)
         columns = {row[1] for row in connection.execute("PRAGMA table_info(inventory)")}
         if "Generation" not in columns:  # made before renewals: every item is a first generation
             connection.execute(
@@ -178,6 +196,13 @@ class SqliteInventory:
         until, status = child_filter.not_after_until, child_filter.status
         parameters = (parent_fqdn, after or "", until, until, status, status, limit + 1)
         return page(self._query(_SELECT_CHILDREN, parameters), limit, more=False)
+
+    def list_expiring(
+        self, since: str, until: str, limit: int, after: ExpiryCursor | None
+    ) -> ExpiringPage:
+        start = (after.not_after, after.fqdn, after.parent_fqdn) if after else ("", "", "")
+        items = self._query(_SELECT_EXPIRING, (since, until, *start, limit + 1))
+        return expiring_page(items, limit, more=False, read=len(items))
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         parameters = (status, fqdn, parent_fqdn)
