@@ -252,15 +252,19 @@ class ChaliceAsgiApp:
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:
-        """Nothing to start; at shutdown the worker's signing pool is stopped, so the worker
-        process can end."""
+        """At start, the worker's expiry scanner (chalicelib.wiring.start_expiry_scan); at
+        shutdown it stops, and so does the worker's signing pool, so the worker can end."""
+        from chalicelib.wiring import start_expiry_scan, stop_expiry_scan
+
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                start_expiry_scan()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 from chalicelib.wiring import close_signing_pools
 
+                await asyncio.to_thread(stop_expiry_scan)
                 await asyncio.to_thread(close_signing_pools)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.events import CertificateExpiring
 from chalicelib.model import ROOT_PARENT, CertificateRecord
 
 audit_log = logging.getLogger("iot_cert_service.audit")
@@ -84,3 +85,12 @@ def audit_issued(record: CertificateRecord, previous: CertificateRecord | None =
         audit("issued", record, key_type=record.key_type.value)
     else:
         audit("renewed", record, generation=record.generation, previous_serial=previous.serial)
+
+
+def audit_notice(notice: CertificateExpiring) -> None:
+    """An expiry notice (the local record of `expiring` events)."""
+    _write({
+        "audit": "expiring", "fqdn": notice.fqdn, "type": notice.cert_type,
+        "parent_fqdn": None if notice.parent_fqdn == ROOT_PARENT else notice.parent_fqdn,
+        "serial": notice.serial, "not_after": notice.not_after, "days_left": notice.days_left,
+    })  # fmt: skip

@@ -52,6 +52,11 @@ class Settings:
     """The role AWS IoT assumes to provision devices just in time."""
     inventory_expiry_index_name: str = "expiry-index"
     """aws: the inventory's sparse index of active items by NotAfter."""
+    expiry_scan_hours: float = 24
+    """`make run`: how often the expiry scan runs (`EXPIRY_SCAN_HOURS`; 0: never); at start too."""
+    expiry_notice_days: int = 30
+    """The expiry scan's window (`EXPIRY_NOTICE_DAYS`): an `expiring` event a day for each
+    active certificate whose end is within it."""
     ca_key_store: str = FILE_KEY_STORE
     """Where a new CA's key is kept unless its request says (`CA_KEY_STORE`): `file` locally
     and `kms` on AWS by default (chalicelib.ports.key_store)."""
@@ -87,6 +92,8 @@ def load_settings() -> Settings:
         ca_key_store=_ca_key_store(backend, pkcs11),
         pkcs11=pkcs11,
         ca_signer_role_arn=os.environ.get("CA_SIGNER_ROLE_ARN", "").strip(),
+        expiry_scan_hours=_hours("EXPIRY_SCAN_HOURS", "24"),
+        expiry_notice_days=_whole_number("EXPIRY_NOTICE_DAYS", "30"),
         certstore_dir=Path(os.environ.get("CERTSTORE_DIR", DEFAULT_CERTSTORE_DIR)),
         certstore_sync=_choice("CERTSTORE_SYNC", SYNC_NORMAL, (SYNC_NORMAL, SYNC_FULL)),
         signing_processes=_signing_processes(),
@@ -166,6 +173,17 @@ def _whole_number(name: str, default: str) -> int:
     if not value.isdigit():
         raise ConfigurationError(f"{name}={value!r}: must be a whole number")
     return int(value)
+
+
+def _hours(name: str, default: str) -> float:
+    value = os.environ.get(name, default).strip() or default
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = -1.0
+    if not 0 <= hours <= 24 * 365:
+        raise ConfigurationError(f"{name}={value!r}: must be a number of hours from 0 to 8760")
+    return hours
 
 
 def server_workers() -> int:

@@ -23,6 +23,9 @@ CREATED_DETAIL_TYPE = "created"
 RENEWED_DETAIL_TYPE = "renewed"
 REVOKED_DETAIL_TYPE = "revoked"
 CASCADE_DETAIL_TYPE = "revocation-cascade"
+EXPIRING_DETAIL_TYPE = "expiring"
+EXPIRING_EVENT_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [EXPIRING_DETAIL_TYPE]}
+"""What a subscriber to expiry notices receives (an e-mail, an SNS topic)."""
 INVENTORY_EVENT_PATTERN = {
     "source": [EVENT_SOURCE],
     "detail-type": [CREATED_DETAIL_TYPE, RENEWED_DETAIL_TYPE, REVOKED_DETAIL_TYPE],
@@ -221,6 +224,30 @@ class RevocationCascade:
         if not isinstance(cursor, dict):
             raise ValueError("Cursor must be an object")
         return cls(fqdn=str(detail["FQDN"]), cert_type=str(detail["Type"]), cursor=cursor)
+
+
+@dataclass(frozen=True)
+class CertificateExpiring:
+    """An active certificate whose end is near (the expiry scan's notice, at most one a day per
+    certificate): what it is, who issued it, when it ends and the whole days it has left."""
+
+    fqdn: str
+    cert_type: str
+    parent_fqdn: str
+    serial: str
+    not_after: str
+    days_left: int
+    detail_type: ClassVar[str] = EXPIRING_DETAIL_TYPE
+
+    def to_detail(self) -> dict[str, Any]:
+        return {
+            "FQDN": self.fqdn,
+            "Type": self.cert_type,
+            "ParentFQDN": self.parent_fqdn,
+            "Serial": self.serial,
+            "NotAfter": self.not_after,
+            "DaysLeft": self.days_left,
+        }
 
 
 class CertificateEvent(Protocol):

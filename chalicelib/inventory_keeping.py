@@ -23,6 +23,7 @@ from chalicelib.events import (
     REVOKED_DETAIL_TYPE,
     CertificateCreated,
     CertificateEvent,
+    CertificateExpiring,
     CertificateRenewed,
     CertificateRevoked,
     RevocationCascade,
@@ -118,8 +119,8 @@ class InventoryKeeper:
             if self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED):
                 return True
             return self._record_revoked_from_store(event, created_at)
-        if isinstance(event, RevocationCascade):
-            return False  # the cascade handler's (chalicelib.cascade)
+        if isinstance(event, (RevocationCascade, CertificateExpiring)):
+            return False  # the cascade handler's (chalicelib.cascade); a notice for people
         raise ValueError(f"unknown event {event!r}")
 
     def _record_revoked_from_store(self, event: CertificateRevoked, created_at: str) -> bool:

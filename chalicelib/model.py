@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -63,6 +63,11 @@ def iso_utc(moment: datetime) -> str:
     if moment.tzinfo is UTC:
         return _format_utc(moment)
     return _format_utc(moment.astimezone(UTC))
+
+
+def days_left(not_after: str, now: datetime) -> int:
+    """The whole days from `now` to an ISO 8601 UTC time (negative once it has passed)."""
+    return (datetime.fromisoformat(not_after.replace("Z", "+00:00")) - now) // timedelta(days=1)
 
 
 @lru_cache(maxsize=64)

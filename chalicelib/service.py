@@ -18,7 +18,7 @@ from typing import Any
 from cryptography import x509
 
 from chalicelib import bundles, pki, revocation
-from chalicelib.audit import audit
+from chalicelib.audit import audit, audit_notice
 from chalicelib.authority import Authority, AuthorityCache, Chain
 from chalicelib.cascade import Cursor, RevocationCascade, TimeIsUp, never
 from chalicelib.devices import DeviceIssuer
@@ -34,6 +34,7 @@ from chalicelib.errors import (
 )
 from chalicelib.events import (
     CertificateEvent,
+    CertificateExpiring,
     CertificateRevoked,
 )
 from chalicelib.events import (
@@ -84,6 +85,7 @@ from chalicelib.model import (
     IssueRequest,
     RenewRequest,
     RevocationRecord,
+    days_left,
     inherited_reason,
     iso_utc,
     utc_now,
@@ -99,6 +101,8 @@ from chalicelib.ports.store import CertificateStore
 from chalicelib.renewal import Renewer
 
 logger = logging.getLogger(__name__)
+EXPIRY_SCAN_PAGE = 500
+"""Certificates the expiry scan notes and announces at a time."""
 
 
 @dataclass(frozen=True)
@@ -472,6 +476,31 @@ class CertificateService:
         until = now + timedelta(days=within_days)
         return self._inventory.list_expiring(iso_utc(now), iso_utc(until), limit, after)
 
+    def notify_expiring(self, notice_days: int) -> int:
+        """The expiry scan: an `expiring` event for each active certificate whose end is within
+        `notice_days`, at most one a day per certificate (the inventory notes each notice before
+        it is sent, so a second scan that day, or one in another process, sends none again); how
+        many were sent. Revoked certificates and a renewed certificate's earlier generations are
+        not in the listing it reads."""
+        now = self.clock()
+        today = now.date().isoformat()
+        sent, after = 0, None
+        while True:
+            page = self.list_expiring(notice_days, EXPIRY_SCAN_PAGE, after)
+            notices: list[CertificateEvent] = [
+                CertificateExpiring(
+                    item.fqdn, item.cert_type.value, item.parent_fqdn, item.serial,
+                    item.not_after, days_left(item.not_after, now),
+                )
+                for item in page.items
+                if self._inventory.mark_expiry_notice(item.fqdn, item.parent_fqdn, today)
+            ]  # fmt: skip
+            self._announce(notices)
+            sent += len(notices)
+            if page.last is None:
+                return sent
+            after = page.last
+
     def list_certificates(
         self,
         parent_fqdn: str | None,
@@ -568,6 +597,8 @@ class CertificateService:
         walk down to AWS IoT (which has nothing to do where there is no AWS IoT)."""
         changed = self.inventory_keeper.record(events)
         for event in events:
+            if isinstance(event, CertificateExpiring):  # kept in the log
+                audit_notice(event)
             if isinstance(event, CertificateRevoked):
                 self._iot.forward_revocation(event)
             self.cascade(event)

@@ -22,6 +22,7 @@ from chalicelib.adapters.local.store import LocalDirStore
 from chalicelib.authority import REMOTE_REVOCATION_RECHECK
 from chalicelib.config import (
     AWS_BACKEND,
+    LOCAL_BACKEND,
     SYNC_FULL,
     ConfigurationError,
     Settings,
@@ -34,6 +35,7 @@ from chalicelib.ports.signer import DeviceSigner
 from chalicelib.service import CertificateService
 
 if TYPE_CHECKING:  # imported where a pool is made, off the AWS backend's cold start
+    from chalicelib.adapters.local.expiry_scan import ExpiryScanner
     from chalicelib.adapters.local.pkcs11_keys import Pkcs11KeyStore
     from chalicelib.adapters.local.signing_pool import PoolSigner
 
@@ -41,6 +43,7 @@ _lock = threading.Lock()
 _service: CertificateService | None = None
 _pool_signers: dict[int, PoolSigner] = {}
 _token_stores: dict[tuple[str, str, str], Pkcs11KeyStore] = {}
+_scanner: ExpiryScanner | None = None
 _signer_lock = threading.Lock()
 
 
@@ -129,6 +132,29 @@ def _local_signer(settings: Settings) -> DeviceSigner:
             )
             atexit.register(signer.close)  # before the interpreter takes modules apart
         return signer
+
+
+def start_expiry_scan() -> None:
+    """In a `make run` worker: its expiry scanner (chalicelib.adapters.local.expiry_scan), where
+    the settings ask for one (local backend, EXPIRY_SCAN_HOURS above 0)."""
+    global _scanner
+    settings = load_settings()
+    if settings.backend != LOCAL_BACKEND or settings.expiry_scan_hours <= 0 or _scanner:
+        return
+    from chalicelib.adapters.local.expiry_scan import ExpiryScanner
+
+    def scan() -> int:
+        return certificate_service().notify_expiring(settings.expiry_notice_days)
+
+    _scanner = ExpiryScanner(settings.certstore_dir, settings.expiry_scan_hours * 3600, scan)
+    _scanner.start()
+
+
+def stop_expiry_scan() -> None:
+    global _scanner
+    if _scanner is not None:
+        _scanner.stop()
+        _scanner = None
 
 
 def close_signing_pools() -> None:

@@ -74,6 +74,7 @@ class InMemoryInventory:
     def __init__(self) -> None:
         self._children: dict[str, list[str]] = {}
         self._items: dict[tuple[str, str], InventoryItem] = {}
+        self._notices: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def record_certificate(self, item: InventoryItem) -> bool:
@@ -116,6 +117,16 @@ class InMemoryInventory:
             key=lambda item: (item.not_after, item.fqdn, item.parent_fqdn),
         )[: limit + 1]  # fmt: skip
         return expiring_page(matching, limit, more=False, read=len(matching))
+
+    def mark_expiry_notice(self, fqdn: str, parent_fqdn: str, day: str) -> bool:
+        with self._lock:
+            item = self._items.get((fqdn, parent_fqdn))
+            if item is None or item.status != STATUS_ACTIVE:
+                return False
+            if self._notices.get((fqdn, parent_fqdn), "") >= day:
+                return False
+            self._notices[(fqdn, parent_fqdn)] = day
+            return True
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         with self._lock:

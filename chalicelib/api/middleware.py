@@ -63,7 +63,7 @@ class JsonLineFormatter(logging.Formatter):
 
 def configure_logging() -> None:
     """JSON lines on stderr (CloudWatch on Lambda), once, whatever the host configured."""
-    for name in ("iot_cert_service.requests", "iot_cert_service.audit"):
+    for name in ("iot_cert_service.requests", "iot_cert_service.audit", "iot_cert_service.jobs"):
         logger = logging.getLogger(name)
         if not logger.handlers:
             handler = _StderrHandler()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from chalicelib.iot_onboarding import IotCaRegistered, VerificationCertificate
@@ -15,6 +15,7 @@ from chalicelib.model import (
     CertificateRecord,
     InventoryItem,
     IssuedCertificate,
+    days_left,
     iso_utc,
 )
 from chalicelib.revocation import Revoked
@@ -116,8 +117,7 @@ def list_item_view(item: InventoryItem) -> dict[str, Any]:
 
 def expiring_item_view(item: InventoryItem, now: datetime) -> dict[str, Any]:
     """An item of GET /certificates/expiring: a listing's, with the whole days it has left."""
-    left = datetime.fromisoformat(item.not_after.replace("Z", "+00:00")) - now
-    return {**list_item_view(item), "days_left": left // timedelta(days=1)}
+    return {**list_item_view(item), "days_left": days_left(item.not_after, now)}
 
 
 def verification_view(verification: VerificationCertificate) -> dict[str, Any]:

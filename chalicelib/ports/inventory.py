@@ -37,6 +37,11 @@ class Inventory(Protocol):
         through an index of the active items by NotAfter, so that what lies outside the window
         (or is revoked) costs nothing."""
 
+    def mark_expiry_notice(self, fqdn: str, parent_fqdn: str, day: str) -> bool:
+        """Note that the item's expiry notice of `day` (YYYY-MM-DD) is sent, unless one of that
+        day or later was; True when this call noted it (its notice is then to be sent). Only an
+        active item takes a notice."""
+
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         """Set the item's status; False when there is no such item."""
 

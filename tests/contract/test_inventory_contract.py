@@ -355,6 +355,22 @@ class TestInventoryContract:
         assert not_afters == sorted(not_afters)  # soonest first (ties: the adapter's order)
         assert len(reads) == 4 and all(read <= 4 for read in reads), reads  # limit + 1 a page
 
+    def test_an_expiry_notice_is_noted_once_a_day_and_only_for_an_active_item(
+        self, inventory: Inventory
+    ) -> None:
+        active, revoked = make_item(f"a.{CELL1}"), make_item(f"r.{CELL1}")
+        for item in (active, revoked):
+            inventory.record_certificate(item)
+        inventory.update_status(revoked.fqdn, revoked.parent_fqdn, "revoked")
+
+        assert inventory.mark_expiry_notice(active.fqdn, CELL1, "2026-12-06") is True
+        assert inventory.mark_expiry_notice(active.fqdn, CELL1, "2026-12-06") is False
+        assert inventory.mark_expiry_notice(active.fqdn, CELL1, "2026-12-05") is False
+        assert inventory.mark_expiry_notice(active.fqdn, CELL1, "2026-12-07") is True
+        assert inventory.mark_expiry_notice(revoked.fqdn, CELL1, "2026-12-06") is False
+        assert inventory.mark_expiry_notice(f"none.{CELL1}", CELL1, "2026-12-06") is False
+        assert inventory.find(active.fqdn, CELL1) == active  # the item itself is as it was
+
 
 class TestSqliteInventory:
     """What only the SQLite adapter promises: a shared file, safe under threads."""

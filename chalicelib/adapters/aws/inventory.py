@@ -160,6 +160,14 @@ class DynamoInventory:
             arguments = {**arguments, "ExclusiveStartKey": last_key,
                          "Limit": limit + 1 - len(items)}  # fmt: skip
 
+    def mark_expiry_notice(self, fqdn: str, parent_fqdn: str, day: str) -> bool:
+        return self._update_existing(
+            fqdn, parent_fqdn, "SET LastNotice = :value",
+            " AND #status = :active AND (attribute_not_exists(LastNotice) OR LastNotice < :value)",
+            {"#status": "Status"}, {":value": {"S": day}, ":active": ACTIVE},
+            "could not note the expiry notice of",
+        )  # fmt: skip
+
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         update = "SET #status = :value" + ("" if status == STATUS_ACTIVE else f" REMOVE {EXPIRING}")
         return self._update_existing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -56,6 +57,10 @@ _EXPIRING_INDEX = (
     "WHERE Status = 'active'"
 )
 """The active items by NotAfter: a partial index, so revoked ones are not in it at all."""
+_MARK_NOTICE = (
+    "UPDATE inventory SET LastNotice = ? WHERE FQDN = ? AND ParentFQDN = ? "
+    "AND Status = 'active' AND (LastNotice IS NULL OR LastNotice < ?)"
+)
 _UPDATE_STATUS = "UPDATE inventory SET Status = ? WHERE FQDN = ? AND ParentFQDN = ?"
 _SET_ARN = (
     "UPDATE inventory SET AcmCertificateArn = ? "
@@ -122,6 +127,9 @@ class SqliteInventory:
             connection.execute(
                 "ALTER TABLE inventory ADD COLUMN Generation INTEGER NOT NULL DEFAULT 1"
             )
+        if "LastNotice" not in columns:  # the day of the last expiry notice (none yet)
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                connection.execute("ALTER TABLE inventory ADD COLUMN LastNotice TEXT")
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -203,6 +211,10 @@ class SqliteInventory:
         start = (after.not_after, after.fqdn, after.parent_fqdn) if after else ("", "", "")
         items = self._query(_SELECT_EXPIRING, (since, until, *start, limit + 1))
         return expiring_page(items, limit, more=False, read=len(items))
+
+    def mark_expiry_notice(self, fqdn: str, parent_fqdn: str, day: str) -> bool:
+        what = "could not note the expiry notice of {fqdn}"
+        return self._write(_MARK_NOTICE, (day, fqdn, parent_fqdn, day), what, fqdn) == 1
 
     def update_status(self, fqdn: str, parent_fqdn: str, status: str) -> bool:
         parameters = (status, fqdn, parent_fqdn)

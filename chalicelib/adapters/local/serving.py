@@ -22,6 +22,7 @@ LOCK_NAME = ".serving"
 STORE_ENTRIES = re.compile(
     r"certificates|revocations|inventory\.sqlite3(-wal|-shm|-journal)?|\.tmp-.*|\.corrupt|"
     + re.escape(LOCK_NAME)
+    + r"|\.expiry-scan"
 )
 """What a local store holds: anything else in the directory means it is not only a store."""
 
