@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent
 
 from chalicelib import wiring
@@ -12,6 +12,7 @@ from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
 from chalicelib.api.portal import portal
 from chalicelib.api.spec import spec
+from chalicelib.config import load_settings
 from chalicelib.events import CASCADE_EVENT_PATTERN, INVENTORY_EVENT_PATTERN
 
 app = Chalice(app_name="iot-cert-service")
@@ -47,3 +48,10 @@ def revocation_cascade(event: CloudWatchEvent) -> None:
         return context is not None and context.get_remaining_time_in_millis() < CASCADE_MARGIN_MS
 
     wiring.certificate_service().cascade_detail(event.detail_type, event.detail, time_is_up)
+
+
+@app.schedule(Rate(1, unit=Rate.DAYS), name="scan_expiring")
+def scan_expiring(event: CloudWatchEvent) -> None:
+    """The daily expiry scan: an `expiring` event for each active certificate within
+    EXPIRY_NOTICE_DAYS, at most one a day each (CertificateService.notify_expiring)."""
+    wiring.certificate_service().notify_expiring(load_settings().expiry_notice_days)

@@ -59,6 +59,7 @@ DEAD_LETTER_QUEUE = "${aws_sqs_queue.inventory_dead_letters.arn}"
 EVENT_HANDLER_ROLES = {
     "record_inventory": "${aws_iam_role.inventory.arn}",
     "revocation_cascade": "${aws_iam_role.cascade.arn}",
+    "scan_expiring": "${aws_iam_role.expiry.arn}",
 }
 """Each event handler's own role (terraform/iam.tf): the inventory function never reads a
 certificate document; the cascade reads CA documents for their generations."""
@@ -78,6 +79,7 @@ FUNCTION_ENVIRONMENT = {
     "IOT_DEVICE_POLICY_NAME": "${local.iot_device_policy_name}",
     "IOT_PROVISIONING_ROLE_ARN": "${aws_iam_role.iot_provisioning.arn}",
     "CA_SIGNER_ROLE_ARN": "${aws_iam_role.lambda.arn}",
+    "EXPIRY_NOTICE_DAYS": "${var.expiry_notice_days}",
     "SERVICE_APP": "${var.app_name}",
     "SERVICE_STAGE": "${var.stage}",
 }
@@ -141,11 +143,20 @@ def name_by_variables(document: dict[str, Any], app_name: str, stage: str) -> No
 
 
 def put_rules_on_custom_bus(document: dict[str, Any]) -> None:
+    """Every event pattern's rule and target on the stack's bus; a schedule's stay on the
+    default bus, the only one EventBridge runs schedules on."""
     resources = document["resource"]
-    for rule in resources.get("aws_cloudwatch_event_rule", {}).values():
+    scheduled = set()
+    for name, rule in resources.get("aws_cloudwatch_event_rule", {}).items():
+        if "schedule_expression" in rule:
+            scheduled.add(name)
+            continue
         rule["event_bus_name"] = EVENT_BUS
     for target in resources.get("aws_cloudwatch_event_target", {}).values():
-        target["event_bus_name"] = EVENT_BUS
+        if target["rule"] not in {
+            f"${{aws_cloudwatch_event_rule.{name}.name}}" for name in scheduled
+        }:
+            target["event_bus_name"] = EVENT_BUS
 
 
 def never_lose_events(document: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ locals {
 
 data "aws_iam_policy_document" "inventory_dead_letters" {
   statement {
-    sid       = "DeadLettersOfTheRulesOnThisBus"
+    sid       = "DeadLettersOfTheRulesOnThisBusAndTheExpiryScansSchedule"
     actions   = ["sqs:SendMessage"]
     resources = [local.dead_letter_queue_arn]
 
@@ -37,10 +37,14 @@ data "aws_iam_policy_document" "inventory_dead_letters" {
       identifiers = ["events.amazonaws.com"]
     }
 
+    # The schedule is on the default bus (EventBridge runs schedules there only).
     condition {
       test     = "ArnLike"
       variable = "aws:SourceArn"
-      values   = ["arn:${data.aws_partition.current.partition}:events:${var.region}:${data.aws_caller_identity.current.account_id}:rule/${aws_cloudwatch_event_bus.certificates.name}/*"]
+      values = [
+        "arn:${data.aws_partition.current.partition}:events:${var.region}:${data.aws_caller_identity.current.account_id}:rule/${aws_cloudwatch_event_bus.certificates.name}/*",
+        "arn:${data.aws_partition.current.partition}:events:${var.region}:${data.aws_caller_identity.current.account_id}:rule/${local.function_names["scan_expiring"]}",
+      ]
     }
   }
 }
@@ -75,6 +79,10 @@ locals {
     inventory = {
       function    = "record_inventory"
       description = "The inventory function failed on an event; after its retries the event goes to ${aws_sqs_queue.inventory_dead_letters.name}."
+    }
+    expiry = {
+      function    = "scan_expiring"
+      description = "The daily expiry scan failed; after its retries the event goes to ${aws_sqs_queue.inventory_dead_letters.name}. Tomorrow's scan sends what today's did not."
     }
     cascade = {
       function    = "revocation_cascade"

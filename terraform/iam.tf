@@ -8,6 +8,8 @@
 #   UpdateItem for `renewed` and `revoked` (GetItem when a replayed `renewed` finds nothing to
 #   move), and marks a revocation in AWS IoT; it never reads a certificate document. A failed
 #   event goes to the dead-letter queue;
+# - the expiry scan (aws_iam_role.expiry), daily, lists what expires through the expiry index,
+#   notes each notice's day on its item and announces the `expiring` events;
 # - the cascade function (aws_iam_role.cascade) carries a CA's revocation to every certificate
 #   AWS IoT registered below it: it reads the CAs' documents for their generations, lists their
 #   children through the parent index, lists and revokes certificates in AWS IoT, and hands what
@@ -34,6 +36,12 @@ resource "aws_iam_role" "lambda" {
 resource "aws_iam_role" "inventory" {
   name               = "${local.name}-inventory"
   description        = "${local.name}: the inventory event handler"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role" "expiry" {
+  name               = "${local.name}-expiry"
+  description        = "${local.name}: the daily expiry scan"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
@@ -377,4 +385,43 @@ resource "aws_iam_role_policy" "cascade" {
   name   = "${local.name}-cascade"
   role   = aws_iam_role.cascade.id
   policy = data.aws_iam_policy_document.cascade.json
+}
+
+data "aws_iam_policy_document" "expiry" {
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.functions["scan_expiring"].arn}:*"]
+  }
+
+  statement {
+    sid       = "ListWhatExpires"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.inventory.arn}/index/${local.expiry_index}"]
+  }
+
+  # The day of each certificate's notice, noted (conditionally) before the notice is sent.
+  statement {
+    sid       = "NoteEachNotice"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.inventory.arn]
+  }
+
+  statement {
+    sid       = "AnnounceExpiringCertificates"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.certificates.arn]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.inventory_dead_letters.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "expiry" {
+  name   = "${local.name}-expiry"
+  role   = aws_iam_role.expiry.id
+  policy = data.aws_iam_policy_document.expiry.json
 }

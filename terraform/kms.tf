@@ -109,7 +109,7 @@ data "aws_iam_policy_document" "key" {
     principals {
       type = "AWS"
       identifiers = distinct(concat(
-        [aws_iam_role.lambda.arn, aws_iam_role.inventory.arn, aws_iam_role.cascade.arn],
+        [aws_iam_role.lambda.arn, aws_iam_role.inventory.arn, aws_iam_role.cascade.arn, aws_iam_role.expiry.arn],
         local.kms_admins, var.key_reader_arns,
       ))
     }

@@ -150,3 +150,14 @@ variable "portal" {
   type        = bool
   default     = false
 }
+
+variable "expiry_notice_days" {
+  description = "The daily expiry scan's window: an `expiring` event (source certificates) each day for every active certificate that ends within this many days."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.expiry_notice_days >= 0 && var.expiry_notice_days <= 36500 && floor(var.expiry_notice_days) == var.expiry_notice_days
+    error_message = "expiry_notice_days: a whole number of days from 0 to 36500."
+  }
+}

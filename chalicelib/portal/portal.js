@@ -242,6 +242,33 @@ function treeCommands(roots) {
   showCommands(curl, iotcert);
 }
 
+// What expires soon, fleet-wide: GET /certificates/expiring, soonest first, a page at a time.
+async function viewExpiring(search) {
+  const days = /^\d{1,5}$/.test(search.get('days') || '') ? Number(search.get('days')) : EXPIRING_DAYS;
+  const query = { within_days: days, limit: LEAF_PAGE };
+  if (search.get('next')) query.next_token = search.get('next');
+  showCommands([curlCommand('GET', '/certificates/expiring', { query: { within_days: days } })],
+    [`iotcert expiring --within-days ${days}`]);
+  const page = await api('GET', '/certificates/expiring', { query });
+  const heading = h('h2', {}, `Expiring within ${days} days`);
+  if (!page.items.length) {
+    show(heading, h('p', { className: 'notice' }, `Nothing active expires within ${days} days.`));
+    return;
+  }
+  const rows = page.items.map((item) => h('tr', { 'data-fqdn': item.fqdn },
+    h('td', {}, certificateLink(item.fqdn)), h('td', {}, item.type),
+    h('td', {}, item.parent_fqdn || '(root)'), h('td', {}, item.not_after),
+    h('td', { 'data-days-left': item.days_left }, `${item.days_left} days`)));
+  const next = page.next_token
+    && h('p', {}, h('a', { href: `#/expiring?days=${days}&next=${encodeURIComponent(page.next_token)}` }, 'Next page'));
+  show(heading,
+    h('p', { className: 'meta' }, 'The active certificates of every CA that end within the window, soonest first; a daily scan also announces each as an expiring event.'),
+    h('table', { className: 'expiring' },
+      h('thead', {}, h('tr', {}, ...['Certificate', 'Type', 'Issued by', 'Not after', 'Left'].map((name) => h('th', {}, name)))),
+      h('tbody', {}, rows)),
+    next);
+}
+
 async function viewTree() {
   treeCommands([]);
   const roots = await listChildren(null);
@@ -714,6 +741,7 @@ async function route() {
   try {
     if (parts[0] === 'create') await viewCreate(parts[1], new URLSearchParams(search));
     else if (parts[0] === 'certificate' && parts[1]) await viewCertificate(decodeURIComponent(parts[1]));
+    else if (parts[0] === 'expiring') await viewExpiring(new URLSearchParams(search));
     else await viewTree();
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;

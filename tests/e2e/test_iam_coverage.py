@@ -41,11 +41,16 @@ from tests.helpers import ApiClient
 pytestmark = pytest.mark.slow
 IAM_TF = Path(__file__).resolve().parents[2] / "terraform" / "iam.tf"
 ACCOUNT, REGION = "123456789012", AWS_ENVIRONMENT["AWS_DEFAULT_REGION"]
-POLICY_OF = {"api_handler": "api", INVENTORY_HANDLER: "inventory", CASCADE_HANDLER: "cascade"}
+EXPIRY_SCAN = "scan_expiring"
+POLICY_OF = {
+    "api_handler": "api", INVENTORY_HANDLER: "inventory", CASCADE_HANDLER: "cascade",
+    EXPIRY_SCAN: "expiry",
+}  # fmt: skip
 RUNTIME_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
 """What the Lambda runtime calls for a function, not its code."""
 ROOT, DEVICES, CELL = "example.com", "devices.example.com", "cell1.devices.example.com"
 RACED = "raced.example.org"
+SOON_CELL = "soon.example.com"
 
 
 # The policies, as terraform/iam.tf writes them ---------------------------------------------
@@ -392,6 +397,16 @@ def test_each_role_allows_exactly_what_its_function_calls(
         assert call("POST", f"/certificates/{DEVICES}/revoke").status_code == 200
         deliver(backend, client, functions)  # the walk down to AWS IoT, in several invocations
         assert call("GET", f"/certificates/{CELL}/crl").status_code == 200  # lists all it issued
+        created("intermediate", fqdn=SOON_CELL)
+        created("device", parent_fqdn=SOON_CELL, validity_days=10)
+        assert call("GET", "/certificates/expiring?within_days=30").status_code == 200
+        deliver(backend, client, functions)
+        with as_function(functions, EXPIRY_SCAN):  # daily, as EventBridge's schedule invokes it
+            scheduled = client.events.generate_cw_event(
+                source="aws.events", detail_type="Scheduled Event", detail={},
+                resources=[f"arn:aws:events:{REGION}:{ACCOUNT}:rule/scan_expiring-event"],
+            )  # fmt: skip
+            client.lambda_.invoke(EXPIRY_SCAN, scheduled)
 
     kms_key = boto3.client("kms").describe_key(KeyId=load_settings().kms_key_id)["KeyMetadata"]
     statements = role_statements(kms_key["Arn"])

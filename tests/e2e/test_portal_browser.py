@@ -571,3 +571,21 @@ def test_the_key_store_is_chosen_on_the_form_and_shown_on_the_page(portal: Porta
     portal.open("#/certificate/file.example.org")
     assert portal.find("dd[data-field='Key store']").text == "file"
     assert portal.driver.find_elements(By.CSS_SELECTOR, "dd[data-field='Key ID']") == []
+
+
+def test_what_expires_soon_is_listed_fleet_wide_soonest_first(portal: Portal) -> None:
+    portal.create("root", fqdn="expiring.example.org")
+    portal.create("intermediate", fqdn="cell.expiring.example.org")
+    later = portal.create("device", parent_fqdn="cell.expiring.example.org", validity_days="20")
+    sooner = portal.create("device", parent_fqdn="cell.expiring.example.org", validity_days="5")
+    portal.open("#/expiring")
+    assert portal.find("main h2").text == "Expiring within 30 days"
+    rows = portal.driver.find_elements(By.CSS_SELECTOR, "table.expiring tbody tr")
+    listed = [row.get_attribute("data-fqdn") for row in rows]
+    assert listed.index(sooner) < listed.index(later)
+    cells = rows[listed.index(sooner)].find_elements(By.TAG_NAME, "td")
+    assert [cell.text for cell in cells[1:3]] == ["Client", "cell.expiring.example.org"]
+    assert cells[4].text in ("4 days", "5 days")
+    assert "iotcert expiring --within-days 30" in portal.commands()["iotcert"]
+    portal.open("#/expiring?days=1")
+    assert portal.find("main .notice").text == "Nothing active expires within 1 days."

@@ -296,7 +296,7 @@ def test_each_stage_names_only_its_own_resources(
         assert resources.types() <= set(NAMED) | UNNAMED, resources.types() - UNNAMED
         names = resources.names()
         assert all(names.values()), names  # at least one of each named type
-        assert len(names["aws_lambda_function"]) == 3 and len(names["aws_iam_role"]) == 4
+        assert len(names["aws_lambda_function"]) == 4 and len(names["aws_iam_role"]) == 5
         for kind, group in names.items():
             assert group <= in_account[kind], (kind, group - in_account[kind])
         prefix = f"{APP}-{stage}"
@@ -340,7 +340,19 @@ def test_the_functions_fit_api_gateway_and_dead_letter_their_events(
         assert attributes["SqsManagedSseEnabled"] == "true"
         [statement] = json.loads(attributes["Policy"])["Statement"]
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-        assert statement["Condition"]["ArnLike"]["aws:SourceArn"].endswith(f":rule/{APP}-{stage}/*")
+        sources = statement["Condition"]["ArnLike"]["aws:SourceArn"]
+        assert sorted(source.rsplit(":", 1)[1] for source in sources) == [
+            f"rule/{APP}-{stage}-scan_expiring", f"rule/{APP}-{stage}/*",
+        ]  # the bus's rules, and the expiry scan's schedule on the default bus  # fmt: skip
+        expiry = handlers["scan_expiring"] = resources.values("aws_lambda_function.scan_expiring")
+        assert expiry["role"].endswith(f":role/{APP}-{stage}-expiry")
+        [schedule] = account.client("events").list_targets_by_rule(
+            Rule=f"{APP}-{stage}-scan_expiring"
+        )["Targets"]  # on the default bus
+        assert schedule["Arn"] == expiry["arn"]
+        assert schedule["DeadLetterConfig"] == {"Arn": queue["arn"]}
+        rule = account.client("events").describe_rule(Name=f"{APP}-{stage}-scan_expiring")
+        assert rule["ScheduleExpression"] == "rate(1 day)"
         alarms = account.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{APP}-{stage}-")
         watched = {
             (alarm["MetricName"], alarm["Dimensions"][0]["Value"])
@@ -350,6 +362,7 @@ def test_the_functions_fit_api_gateway_and_dead_letter_their_events(
             ("ApproximateNumberOfMessagesVisible", queue["name"]),
             ("Errors", handlers["record_inventory"]["function_name"]),
             ("Errors", handlers["revocation_cascade"]["function_name"]),
+            ("Errors", handlers["scan_expiring"]["function_name"]),
         }
         [rest_api] = [
             api
@@ -440,7 +453,16 @@ def test_each_role_may_call_only_what_its_function_calls(
         "arn:aws:iam::aws:policy/service-role/AWSIoTThingsRegistration"
     ]
     assert api["dynamodb:GetItem"] == {table}
-    assert api["dynamodb:Query"] == {f"{table}/index/parent-index"}
+    assert api["dynamodb:Query"] == {f"{table}/index/parent-index", f"{table}/index/expiry-index"}
+    expiry = _role_policy(account, f"{APP}-alice-expiry")
+    assert expiry == {
+        "logs:CreateLogStream": expiry["logs:PutLogEvents"],
+        "logs:PutLogEvents": expiry["logs:PutLogEvents"],
+        "dynamodb:Query": {f"{table}/index/expiry-index"},
+        "dynamodb:UpdateItem": {table},
+        "events:PutEvents": {resources.values("aws_cloudwatch_event_bus.certificates")["arn"]},
+        "sqs:SendMessage": {resources.values("aws_sqs_queue.inventory_dead_letters")["arn"]},
+    }
     inventory = _role_policy(account, f"{APP}-alice-inventory")
     assert set(inventory) == {
         "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:PutItem",

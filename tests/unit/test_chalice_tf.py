@@ -370,3 +370,38 @@ def test_the_stage_rule_is_terraform_s() -> None:
     assert pattern.replace("\\\\", "\\") == chalice_tf.STAGE_NAME.pattern
     for stage in ("dev", "alice", "a", "team-2", "thirteen-char"):
         assert chalice_tf.stage_name(stage) == stage
+
+
+def test_a_schedule_stays_on_the_default_bus_and_its_function_gets_its_role() -> None:
+    """EventBridge runs schedules on the default bus only: the expiry scan's rule and target keep
+    it, while every pattern's moves to the stack's bus."""
+    document = {"resource": {
+        "aws_cloudwatch_event_rule": {
+            "scan_expiring-event": {"name": "scan_expiring-event",
+                                    "schedule_expression": "rate(1 day)"},
+            "record_inventory-event": {"name": "record_inventory-event", "event_pattern": "{}"},
+        },
+        "aws_cloudwatch_event_target": {
+            name: {"rule": f"${{aws_cloudwatch_event_rule.{name}-event.name}}",
+                   "arn": f"${{aws_lambda_function.{name}.arn}}"}
+            for name in ("scan_expiring", "record_inventory")
+        },
+        "aws_lambda_function": {"scan_expiring": {}, "record_inventory": {}},
+    }}  # fmt: skip
+    chalice_tf.put_rules_on_custom_bus(document)
+    chalice_tf.never_lose_events(document)
+    resources = document["resource"]
+    rules, targets = (
+        resources["aws_cloudwatch_event_rule"],
+        resources["aws_cloudwatch_event_target"],
+    )
+    assert "event_bus_name" not in rules["scan_expiring-event"]
+    assert "event_bus_name" not in targets["scan_expiring"]
+    assert (
+        rules["record_inventory-event"]["event_bus_name"]
+        == targets["record_inventory"]["event_bus_name"]
+        == chalice_tf.EVENT_BUS
+    )
+    assert resources["aws_lambda_function"]["scan_expiring"]["role"] == (
+        "${aws_iam_role.expiry.arn}"
+    )
