@@ -154,6 +154,39 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
+  dynamic "statement" {
+    for_each = var.expiry_notice_email == "" ? [] : [local.expiry_topic_arn]
+
+    content {
+      sid       = "ExpiryNoticesThroughSns"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["events.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:aws:sns:topicArn"
+        values   = [statement.value]
+      }
+
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:SourceArn"
+        values   = [local.expiry_rule_arn]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
+    }
+  }
+
   statement {
     sid       = "DynamoDBWatchesTheKey"
     actions   = ["kms:DescribeKey", "kms:ListGrants"]

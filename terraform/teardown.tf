@@ -46,6 +46,8 @@ resource "terraform_data" "teardown_guard" {
     aws_cloudwatch_metric_alarm.function_errors,
     aws_sns_topic_policy.alarms,
     aws_sns_topic_subscription.alarm_email,
+    aws_sns_topic_subscription.expiry_email,
+    aws_cloudwatch_event_target.expiry_notices,
     aws_iam_role_policy.api,
     aws_iam_role_policy.inventory,
     aws_iam_role_policy.cascade,

@@ -161,3 +161,25 @@ variable "expiry_notice_days" {
     error_message = "expiry_notice_days: a whole number of days from 0 to 36500."
   }
 }
+
+variable "expiry_notice_email" {
+  description = "An e-mail address that a topic made here sends each `expiring` event to (AWS mails it a confirmation link first); empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.expiry_notice_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.expiry_notice_email))
+    error_message = "expiry_notice_email: an email address such as pki-team@example.com, or empty."
+  }
+}
+
+variable "expiry_notice_topic_arn" {
+  description = "An existing SNS topic that each `expiring` event is sent to (its policy must let events.amazonaws.com publish); empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.expiry_notice_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.expiry_notice_topic_arn))
+    error_message = "expiry_notice_topic_arn: the ARN of a standard SNS topic, arn:aws:sns:<region>:<account>:<name>, or empty."
+  }
+}

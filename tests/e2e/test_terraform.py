@@ -491,7 +491,7 @@ def _alarms(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for address, resource in resources.items()
         if resource["type"] == "aws_cloudwatch_metric_alarm"
     }
-    assert len(alarms) == 3, sorted(alarms)  # the dead letters, and each event function's errors
+    assert len(alarms) == 4, sorted(alarms)  # the dead letters, and each event function's errors
     return alarms
 
 
@@ -556,3 +556,48 @@ def test_every_alarm_notifies_the_given_topic_and_the_alarm_email(
     }
     guarded = configuration["terraform_data.teardown_guard"]["depends_on"]
     assert {"aws_sns_topic_policy.alarms", "aws_sns_topic_subscription.alarm_email"} <= set(guarded)
+
+
+def test_expiry_notices_reach_the_given_topic_and_the_email_through_one_rule(
+    packaged: Module, moto_endpoint: str, default_plan: dict[str, Any]
+) -> None:
+    """By default the `expiring` events stay on the bus; with expiry_notice_email and
+    expiry_notice_topic_arn one rule on the stage's bus sends them to both, the email's topic
+    made here under the stack's key, which EventBridge may use for that topic from that rule."""
+    defaults = _planned_resources(default_plan["planned_values"]["root_module"])
+    assert not [address for address in defaults if "expiry_notices" in address]
+    assert "ExpiryNoticesThroughSns" not in _key_policy_statements(default_plan)
+
+    plan = plan_json(
+        packaged, moto_endpoint, f"expiry_notice_topic_arn={ON_CALL_TOPIC}",
+        "expiry_notice_email=pki@example.com",
+    )  # fmt: skip
+    resources = _planned_resources(plan["planned_values"]["root_module"])
+    rule = resources["aws_cloudwatch_event_rule.expiry_notices[0]"]["values"]
+    assert json.loads(rule["event_pattern"]) == {
+        "source": ["certificates"], "detail-type": ["expiring"],
+    }  # fmt: skip
+    assert rule["event_bus_name"] == "iot-cert-service-alice"
+    topic = f"arn:aws:sns:{REGION}:123456789012:iot-cert-service-alice-expiring"
+    targets = {resources[f"aws_cloudwatch_event_target.expiry_notices[\"{key}\"]"]["values"]["arn"]
+               for key in ("email", "topic")}  # fmt: skip
+    assert targets == {topic, ON_CALL_TOPIC}
+    subscription = resources["aws_sns_topic_subscription.expiry_email[0]"]["values"]
+    assert (subscription["protocol"], subscription["endpoint"]) == ("email", "pki@example.com")
+    [publish] = json.loads(resources["aws_sns_topic_policy.expiry_notices[0]"]["values"]["policy"])[
+        "Statement"
+    ]
+    rule_arn = (
+        f"arn:aws:events:{REGION}:123456789012:rule/iot-cert-service-alice/"
+        "iot-cert-service-alice-expiry-notices"
+    )
+    assert publish["Principal"] == {"Service": "events.amazonaws.com"}
+    assert publish["Condition"]["ArnEquals"] == {"aws:SourceArn": rule_arn}
+    statement = _key_policy_statements(plan)["ExpiryNoticesThroughSns"]
+    assert statement["principals"] == [{"type": "Service", "identifiers": ["events.amazonaws.com"]}]
+    conditions = {item["variable"]: item["values"] for item in statement["condition"]}
+    assert conditions == {
+        "kms:EncryptionContext:aws:sns:topicArn": [topic],
+        "aws:SourceArn": [rule_arn],
+        "aws:SourceAccount": ["123456789012"],
+    }
