@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from iotcert import agent as agent_command
 from iotcert import commands
 
 KEY_TYPES = ("EC_P256", "EC_P384", "RSA_2048", "RSA_3072", "RSA_4096")
@@ -378,5 +379,44 @@ def add_aws_iot(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     return [verification, register]
 
 
-COMMANDS = (add_create, add_queries, add_changes, add_documents, add_aws_iot)
+def add_agent(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
+    agent = _command(
+        subparsers,
+        "agent",
+        agent_command.run,
+        "keep a device's or broker's files in DIR current, renewing before expiry",
+        "Writes cert.pem, chain.pem, fullchain.pem, key.pem and ca.pem into DIR (links to the "
+        "generation in use, swapped at once), then renews once --renew-at of the lifetime has "
+        "passed, runs --exec after each renewal, and backs off on errors; SIGTERM stops it.",
+    )
+    agent.add_argument("fqdn", metavar="FQDN")
+    agent.add_argument("directory", metavar="DIR")
+    agent.add_argument(
+        "--renew-at", type=_fraction, default=2 / 3, metavar="FRACTION",
+        help="renew once this share of the lifetime has passed (default 2/3, a little earlier "
+        "at random)",
+    )  # fmt: skip
+    agent.add_argument(
+        "--exec", metavar="CMD",
+        help="run CMD after each renewal (e.g. 'systemctl reload mosquitto'; no shell)",
+    )  # fmt: skip
+    agent.add_argument("--once", action="store_true", help="one check, then exit (for cron)")
+    agent.add_argument(
+        "--key-on-device", action="store_true",
+        help="make each new key here and send a CSR: the key never leaves this machine",
+    )  # fmt: skip
+    return [agent]
+
+
+def _fraction(value: str) -> float:
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = -1.0
+    if not 0 <= fraction <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a fraction from 0 to 1")
+    return fraction
+
+
+COMMANDS = (add_create, add_queries, add_changes, add_documents, add_aws_iot, add_agent)
 """Each adds its commands to the top-level subparsers and returns their parsers."""

@@ -26,6 +26,7 @@ COMMAND_OPTIONS: dict[tuple[str, ...], list[str]] = {
     ("history",): ["FQDN"],
     ("tree",): ["CA", "--leaves"],
     ("expiring",): ["--within-days", "--limit", "soonest first"],
+    ("agent",): ["FQDN", "DIR", "--renew-at", "--exec", "--once", "--key-on-device", "SIGTERM"],
     ("renew",): ["FQDN", "--validity-days", "--key-type", "--csr", "--reuse-key",
                  "--revoke-previous", "--serial", "--out-dir"],
     ("revoke",): ["FQDN", "--reason", "keyCompromise"],
