@@ -545,6 +545,7 @@ class TestDynamoInventory:
             "CreatedAt": {"S": "2026-01-01T00:00:00Z"},
             "Status": {"S": "active"},
             "Generation": {"N": "1"},
+            "Expiring": {"S": "active"},  # the key of the sparse expiry index: active items
         }
 
     def test_a_page_cut_short_by_the_1_mb_limit_still_says_more_follow(

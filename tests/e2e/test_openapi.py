@@ -48,7 +48,7 @@ def test_every_route_is_described_and_every_description_is_a_route() -> None:
     # by name, so that any other route missing from the description still fails here.
     assert implemented >= PORTAL_ROUTES
     assert implemented - PORTAL_ROUTES == described
-    assert len(described) == 16
+    assert len(described) == 17
     assert not any(path.startswith("/portal") for path, _ in described)
 
 
@@ -150,13 +150,23 @@ def test_fuzzing_finds_no_server_error_and_no_response_off_the_spec(
         ("intermediate", {"fqdn": "cell.example.com", "path_length": 0}),
     ):
         assert requests.post(f"{local_server.url}/certificates/{kind}", json=body, timeout=10).ok
+    # AWS IoT registration answers 501 on the local backend by design (docs/api.md): for the two
+    # operations that can ask for it, a 501 is no server error; every other 5xx still is.
+    (tmp_path / "schemathesis.toml").write_text(
+        "".join(
+            f'[[operations]]\ninclude-name = "POST {path}"\n'
+            'checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "501"]\n'
+            for path in ("/certificates/device", "/certificates/{certificate}/aws-iot/register")
+        )
+    )
     schemathesis = Path(sys.executable).parent / "schemathesis"
     result = subprocess.run(
         [str(schemathesis), "run", f"{local_server.url}/openapi.json",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
          "response_schema_conformance",
          "--max-examples", "8", "--max-time", "25", "--workers", "1", "--seed", "20261123",
-         "--no-color", "--report-dir", str(tmp_path)],
+         "--no-color", "--report-dir", str(tmp_path),
+         "--suppress-health-check", "filter_too_much"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]

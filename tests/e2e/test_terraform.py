@@ -215,11 +215,12 @@ def test_plan_against_moto_creates_the_stack_for_its_stage(default_plan: dict[st
     assert (table["hash_key"], table["range_key"], table["billing_mode"]) == (
         "FQDN", "ParentFQDN", "PAY_PER_REQUEST",
     )  # fmt: skip
-    [index] = table["global_secondary_index"]
-    assert (index["name"], index["hash_key"], index["range_key"]) == (
-        "parent-index", "ParentFQDN", "FQDN",
-    )  # fmt: skip
-    assert index["projection_type"] == "ALL"
+    indexes = {index["name"]: index for index in table["global_secondary_index"]}
+    assert {name: (index["hash_key"], index["range_key"], index["projection_type"])
+             for name, index in indexes.items()} == {
+        "parent-index": ("ParentFQDN", "FQDN", "ALL"),
+        "expiry-index": ("Expiring", "NotAfter", "ALL"),  # sparse: active items only
+    }  # fmt: skip
     assert table["point_in_time_recovery"][0]["enabled"] is True
     assert table["deletion_protection_enabled"] is True
 
