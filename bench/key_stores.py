@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
 
-from bench.figures import FULL, Row, Scale, per_second, scratch
-from bench.limits import LAMBDA_FULL_VCPU_MB, _lambda_settings, environment, moto_account
+from bench.figures import FULL, Row, Scale, per_second, rate, scratch
+from bench.limits import (
+    LAMBDA_FULL_VCPU_MB,
+    _lambda_settings,
+    counted_calls,
+    environment,
+    moto_account,
+)
 from bench.servers import DEVICE_PARENT
 
 KMS_SIGN_RATE_PER_SECOND = 100.0
@@ -59,18 +63,11 @@ def pkcs11_rows(scale: Scale = FULL) -> list[Row]:
                 cells = [FILE_CELL, HELD_CELL][:: 1 if round_number % 2 == 0 else -1]
                 for cell in cells:
                     request = IssueRequest(CertType.CLIENT, parent_fqdn=cell)
-                    rates[cell].append(_rate(lambda r=request: service.create_device(r), count))
+                    rates[cell].append(rate(lambda r=request: service.create_device(r), count))
             wiring.reset()
     held, file = (statistics.median(rates[cell]) for cell in (HELD_CELL, FILE_CELL))
     return [Row(figure, per_second(held), per_second(file), held / file, ">= 0.50",
                 held / file >= 0.5)]  # fmt: skip
-
-
-def _rate(operation: Callable[[], object], count: int) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
-        operation()
-    return count / (time.perf_counter() - started)
 
 
 def kms_rows(scale: Scale = FULL) -> list[Row]:
@@ -82,14 +79,8 @@ def kms_rows(scale: Scale = FULL) -> list[Row]:
     from chalicelib.model import CertType, IssueRequest
 
     count = MAX_BULK_UNDER_KMS if scale.largest_bulks else 3
-    calls: dict[str, int] = {}
-
-    def count_call(event_name: str, **_: Any) -> None:
-        operation = event_name.rsplit(".", 1)[-1]
-        calls[operation] = calls.get(operation, 0) + 1
-
     with moto_account() as (session, _):
-        session.events.register("before-call.kms", count_call)  # before the clients exist
+        calls = counted_calls(session, "kms")
         service = wiring.build_service(load_settings(), boto_session=session)
         service.create_root(IssueRequest(CertType.ROOT, fqdn="bench.example"))
         service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=DEVICE_PARENT))

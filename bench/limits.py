@@ -74,6 +74,19 @@ def moto_account() -> Iterator[tuple[Any, str]]:
         os.environ.update(saved)
 
 
+def counted_calls(session: Any, service: str) -> dict[str, int]:
+    """The calls to `service` ("kms", "iot") that the session's clients make from now on, by
+    operation (registered before the clients exist); the caller clears it between figures."""
+    calls: dict[str, int] = {}
+
+    def count_call(event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        calls[operation] = calls.get(operation, 0) + 1
+
+    session.events.register(f"before-call.{service}", count_call)
+    return calls
+
+
 def _post(client: Any, path: str, body: dict[str, object]) -> Any:
     response = client.http.post(path, headers=JSON, body=json.dumps({**body, **SUBJECT}))
     if response.status_code != 201:

@@ -20,10 +20,16 @@ import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
 
 from bench.figures import FULL, Row, Scale
-from bench.limits import LAMBDA_FULL_VCPU_MB, _lambda_settings, _post, local_app, moto_account
+from bench.limits import (
+    LAMBDA_FULL_VCPU_MB,
+    _lambda_settings,
+    _post,
+    counted_calls,
+    local_app,
+    moto_account,
+)
 from bench.servers import DEVICE_PARENT
 
 IOT_CALL_LATENCY_SECONDS = 0.05
@@ -83,14 +89,8 @@ def aws_iot_bulk_rows(scale: Scale = FULL) -> list[Row]:
     from chalicelib.config import load_settings
 
     count = MAX_AWS_IOT_BULK if scale.largest_bulks else 2
-    calls: dict[str, int] = {}
-
-    def count_call(event_name: str, **_: Any) -> None:
-        operation = event_name.rsplit(".", 1)[-1]
-        calls[operation] = calls.get(operation, 0) + 1
-
     with moto_account() as (session, _):
-        session.events.register("before-call.iot", count_call)  # before the clients exist
+        calls = counted_calls(session, "iot")
         wiring.override_service(wiring.build_service(load_settings(), boto_session=session))
         from app import app
 
