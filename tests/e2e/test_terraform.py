@@ -513,18 +513,24 @@ def test_by_default_the_alarms_notify_nobody(default_plan: dict[str, Any]) -> No
     assert "AlarmNotificationsThroughSns" not in _key_policy_statements(default_plan)
 
 
+@pytest.fixture(scope="module")
+def notifying_plan(packaged: Module, moto_endpoint: str) -> dict[str, Any]:
+    """The plan with every notification set: the alarms' and the expiry notices' (one plan for
+    both tests: a plan against moto takes most of half a minute)."""
+    return plan_json(
+        packaged, moto_endpoint, f"alarm_topic_arn={ON_CALL_TOPIC}",
+        "alarm_email=oncall@example.com", f"expiry_notice_topic_arn={ON_CALL_TOPIC}",
+        "expiry_notice_email=pki@example.com",
+    )  # fmt: skip
+
+
 def test_every_alarm_notifies_the_given_topic_and_the_alarm_email(
-    packaged: Module, moto_endpoint: str
+    notifying_plan: dict[str, Any],
 ) -> None:
     """alarm_topic_arn and alarm_email together: every alarm notifies both topics when it goes
     off and when it clears; the email's topic is made here, under the stack's key, whose policy
     lets CloudWatch use it for that topic's messages from this stage's alarms only."""
-    plan = plan_json(
-        packaged,
-        moto_endpoint,
-        f"alarm_topic_arn={ON_CALL_TOPIC}",
-        "alarm_email=oncall@example.com",
-    )
+    plan = notifying_plan
     for address, alarm in _alarms(plan).items():
         assert set(alarm["alarm_actions"]) == {ON_CALL_TOPIC, ALARM_TOPIC}, address
         assert set(alarm["ok_actions"]) == {ON_CALL_TOPIC, ALARM_TOPIC}, address
@@ -560,7 +566,7 @@ def test_every_alarm_notifies_the_given_topic_and_the_alarm_email(
 
 
 def test_expiry_notices_reach_the_given_topic_and_the_email_through_one_rule(
-    packaged: Module, moto_endpoint: str, default_plan: dict[str, Any]
+    notifying_plan: dict[str, Any], default_plan: dict[str, Any]
 ) -> None:
     """By default the `expiring` events stay on the bus; with expiry_notice_email and
     expiry_notice_topic_arn one rule on the stage's bus sends them to both, the email's topic
@@ -569,10 +575,7 @@ def test_expiry_notices_reach_the_given_topic_and_the_email_through_one_rule(
     assert not [address for address in defaults if "expiry_notices" in address]
     assert "ExpiryNoticesThroughSns" not in _key_policy_statements(default_plan)
 
-    plan = plan_json(
-        packaged, moto_endpoint, f"expiry_notice_topic_arn={ON_CALL_TOPIC}",
-        "expiry_notice_email=pki@example.com",
-    )  # fmt: skip
+    plan = notifying_plan
     resources = _planned_resources(plan["planned_values"]["root_module"])
     rule = resources["aws_cloudwatch_event_rule.expiry_notices[0]"]["values"]
     assert json.loads(rule["event_pattern"]) == {
