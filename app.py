@@ -12,7 +12,6 @@ from chalicelib.api.certificates import certificates
 from chalicelib.api.documents import BINARY_TYPES, documents
 from chalicelib.api.portal import portal
 from chalicelib.api.spec import spec
-from chalicelib.config import load_settings
 from chalicelib.events import CASCADE_EVENT_PATTERN, INVENTORY_EVENT_PATTERN
 
 app = Chalice(app_name="iot-cert-service")
@@ -54,4 +53,4 @@ def revocation_cascade(event: CloudWatchEvent) -> None:
 def scan_expiring(event: CloudWatchEvent) -> None:
     """The daily expiry scan: an `expiring` event for each active certificate within
     EXPIRY_NOTICE_DAYS, at most one a day each (CertificateService.notify_expiring)."""
-    wiring.certificate_service().notify_expiring(load_settings().expiry_notice_days)
+    wiring.scan_expiring()

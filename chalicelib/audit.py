@@ -54,16 +54,18 @@ def claim(state: RequestAudit) -> dict[str, Any]:
     return entry
 
 
-def audit(action: str, record: CertificateRecord, **extra: str | int) -> None:
+def _entry(
+    action: str, fqdn: str, cert_type: str, parent_fqdn: str, serial: str, **extra: str | int
+) -> dict[str, Any]:
     """What, which certificate, by which CA (`null` for a root, as the API shows it)."""
-    entry = {
-        "audit": action,
-        "fqdn": record.fqdn,
-        "type": record.cert_type.value,
-        "parent_fqdn": None if record.parent_fqdn == ROOT_PARENT else record.parent_fqdn,
-        "serial": record.serial,
-        **extra,
-    }
+    parent = None if parent_fqdn == ROOT_PARENT else parent_fqdn
+    return {"audit": action, "fqdn": fqdn, "type": cert_type, "parent_fqdn": parent,
+            "serial": serial, **extra}  # fmt: skip
+
+
+def audit(action: str, record: CertificateRecord, **extra: str | int) -> None:
+    entry = _entry(action, record.fqdn, record.cert_type.value, record.parent_fqdn,
+                   record.serial, **extra)  # fmt: skip
     state = _current.get()
     if state is None or state.written:
         _write(entry)
@@ -89,8 +91,5 @@ def audit_issued(record: CertificateRecord, previous: CertificateRecord | None =
 
 def audit_notice(notice: CertificateExpiring) -> None:
     """An expiry notice (the local record of `expiring` events)."""
-    _write({
-        "audit": "expiring", "fqdn": notice.fqdn, "type": notice.cert_type,
-        "parent_fqdn": None if notice.parent_fqdn == ROOT_PARENT else notice.parent_fqdn,
-        "serial": notice.serial, "not_after": notice.not_after, "days_left": notice.days_left,
-    })  # fmt: skip
+    _write(_entry("expiring", notice.fqdn, notice.cert_type, notice.parent_fqdn, notice.serial,
+                  not_after=notice.not_after, days_left=notice.days_left))  # fmt: skip

@@ -176,6 +176,11 @@ class AuthorityCache:
         self._revoked_here.add(fqdn)
         self._checked_unrevoked.pop(fqdn, None)
 
+    def keep_key(self, fqdn: str, key: CertificateIssuerPrivateKeyTypes) -> None:
+        """The key a key store made for the CA `fqdn`, once that CA is stored: kept, so that
+        signing with it needs no look-up in the store."""
+        self._keys.setdefault(fqdn, key)
+
     def renewed(self, record: CertificateRecord) -> None:
         """This process stored a new generation of a CA: it signs and chains with it at once."""
         cached = self._authorities.get(record.fqdn)

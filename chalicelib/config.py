@@ -133,14 +133,7 @@ def key_stores_of(backend: str, pkcs11: Pkcs11Settings | None) -> tuple[str, ...
 
 def _ca_key_store(backend: str, pkcs11: Pkcs11Settings | None) -> str:
     default = KMS_KEY_STORE if backend == AWS_BACKEND else FILE_KEY_STORE
-    offered = key_stores_of(backend, pkcs11)
-    value = os.environ.get("CA_KEY_STORE", "").strip().lower() or default
-    if value not in offered:
-        raise ConfigurationError(
-            f"CA_KEY_STORE={value!r}: this deployment offers {', '.join(offered)}"
-            + ("" if backend == AWS_BACKEND else " (pkcs11 once PKCS11_MODULE is set)")
-        )
-    return value
+    return _choice("CA_KEY_STORE", default, key_stores_of(backend, pkcs11))
 
 
 def _name(variable: str, default: str) -> str:

@@ -130,9 +130,16 @@ def held_key(
 
 def is_held(private_key: object) -> bool:
     """Whether a key is held by a key store (it cannot be copied to another process)."""
-    return isinstance(private_key, (HeldEcKey, HeldRsaKey))
+    return held_key_id(private_key) is not None
 
 
 def held_key_id(private_key: object) -> str | None:
     """The key store's name of a held key; None for a key in memory (or none)."""
     return private_key.key_id if isinstance(private_key, (HeldEcKey, HeldRsaKey)) else None
+
+
+def digest(data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
+    """The hash a store signs when it is handed a digest rather than the data."""
+    hashed = hashes.Hash(algorithm)
+    hashed.update(data)
+    return hashed.finalize()

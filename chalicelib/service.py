@@ -269,15 +269,15 @@ class CertificateService:
         is made in `key_store`, and removed from it again when the CA is not stored because its
         name was taken meanwhile."""
         now = self.clock()
-        validity_for(now, policy, request.validity_days, parent)  # refused before a key is made
-        if key_store == FILE_KEY:
-            material = self._key_material(policy, request)
-        else:
-            material = self._held_key(policy, request, fqdn, key_store)
+        validity = validity_for(now, policy, request.validity_days, parent)  # before a key
+        material = self._key_material(policy, request, fqdn, key_store)
         with self._discarded_unless_stored(material, key_store):
-            return self._sign_and_store(
-                policy, request, fqdn, parent, inputs, material, now, key_store
+            issued = self._sign_and_store(
+                policy, request, fqdn, parent, inputs, material, validity, now, key_store
             )
+        if is_held(material.private_key):  # stored: signing with it needs no look-up
+            self.authorities.keep_key(fqdn, material.private_key)  # type: ignore[arg-type]
+        return issued
 
     def _sign_and_store(
         self,
@@ -287,10 +287,10 @@ class CertificateService:
         parent: Authority | None,
         inputs: ProfileInputs,
         material: KeyMaterial,
+        validity: pki.Validity,
         now: datetime,
         key_store: str,
     ) -> IssuedCertificate:
-        validity = validity_for(now, policy, request.validity_days, parent)
         inputs = replace(inputs, key_type=material.key_type)
         certificate = pki.sign_certificate(
             policy.profile(inputs),
@@ -343,26 +343,20 @@ class CertificateService:
             )
         return name
 
-    def _held_key(
+    def _key_material(
         self, policy: KindPolicy, request: IssueRequest, fqdn: str, key_store: str
     ) -> KeyMaterial:
-        """A new CA key, made in its key store."""
-        if not policy.allows_key(request.key_type):
-            raise InvalidRequest(
-                Concept.KEY_TYPE, f"{request.key_type.value}: {policy.key_type_rule()}"
-            )
-        key = self._key_stores[key_store].create_key(fqdn, request.key_type)
-        return KeyMaterial(key.public_key(), request.key_type, key)
-
-    @staticmethod
-    def _key_material(policy: KindPolicy, request: IssueRequest) -> KeyMaterial:
+        """The caller's key (a CSR), else a new one: made here, or in the CA's key store."""
         if request.csr is not None:
             return key_from_csr(request.csr, policy)
         if not policy.allows_key(request.key_type):
             raise InvalidRequest(
                 Concept.KEY_TYPE, f"{request.key_type.value}: {policy.key_type_rule()}"
             )
-        return generated_key(request.key_type)
+        if key_store == FILE_KEY:
+            return generated_key(request.key_type)
+        key = self._key_stores[key_store].create_key(fqdn, request.key_type)
+        return KeyMaterial(key.public_key(), request.key_type, key)
 
     def _private_keys(
         self, policy: KindPolicy, material: KeyMaterial
@@ -468,11 +462,15 @@ class CertificateService:
         return HistoryPage(fqdn, items, len(numbers), more)
 
     def list_expiring(
-        self, within_days: int, limit: int, after: ExpiryCursor | None = None
+        self,
+        within_days: int,
+        limit: int,
+        after: ExpiryCursor | None = None,
+        now: datetime | None = None,
     ) -> ExpiringPage:
-        """Active certificates of the whole fleet whose NotAfter is from now to `within_days`
-        days from now, soonest first (the inventory's expiry index)."""
-        now = self.clock()
+        """Active certificates of the whole fleet whose NotAfter is from `now` (the clock's, by
+        default) to `within_days` days after it, soonest first (the inventory's expiry index)."""
+        now = now or self.clock()
         until = now + timedelta(days=within_days)
         return self._inventory.list_expiring(iso_utc(now), iso_utc(until), limit, after)
 
@@ -486,7 +484,7 @@ class CertificateService:
         today = now.date().isoformat()
         sent, after = 0, None
         while True:
-            page = self.list_expiring(notice_days, EXPIRY_SCAN_PAGE, after)
+            page = self.list_expiring(notice_days, EXPIRY_SCAN_PAGE, after, now)
             notices: list[CertificateEvent] = [
                 CertificateExpiring(
                     item.fqdn, item.cert_type.value, item.parent_fqdn, item.serial,

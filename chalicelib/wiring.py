@@ -29,7 +29,7 @@ from chalicelib.config import (
     load_settings,
 )
 from chalicelib.events import CertificateEvent
-from chalicelib.issuance import InProcessSigner
+from chalicelib.issuance import HELD_KEY_THREADS, InProcessSigner
 from chalicelib.ports.key_store import CaKeyStore
 from chalicelib.ports.signer import DeviceSigner
 from chalicelib.service import CertificateService
@@ -143,11 +143,16 @@ def start_expiry_scan() -> None:
         return
     from chalicelib.adapters.local.expiry_scan import ExpiryScanner
 
-    def scan() -> int:
-        return certificate_service().notify_expiring(settings.expiry_notice_days)
-
-    _scanner = ExpiryScanner(settings.certstore_dir, settings.expiry_scan_hours * 3600, scan)
+    _scanner = ExpiryScanner(
+        settings.certstore_dir, settings.expiry_scan_hours * 3600, scan_expiring
+    )
     _scanner.start()
+
+
+def scan_expiring() -> int:
+    """The expiry scan, as configured (EXPIRY_NOTICE_DAYS): the scheduled function's on AWS,
+    a server worker's locally; the notices sent."""
+    return certificate_service().notify_expiring(load_settings().expiry_notice_days)
 
 
 def stop_expiry_scan() -> None:
@@ -168,12 +173,10 @@ def close_signing_pools() -> None:
         pool.close()
 
 
-IOT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-"""AWS IoT's control plane throttles per account: botocore backs off, and slows its own rate,
-rather than fail a revocation's walk (chalicelib.cascade) or a bulk's registrations."""
-KMS_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-"""KMS's request quotas are the account's, shared by every stage: a bulk under a KMS CA backs
-off, and slows its own rate, rather than fail."""
+ADAPTIVE_RETRIES = {"mode": "adaptive", "max_attempts": 10}
+"""AWS IoT's control plane and KMS's request quotas are the account's, shared by every stage:
+botocore backs off, and slows its own rate, rather than fail a revocation's walk
+(chalicelib.cascade), a bulk's registrations or a bulk's signatures under a KMS CA."""
 
 
 def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateService:
@@ -200,7 +203,9 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
             raise ConfigurationError(f"{name} must be set for BACKEND=aws")
     session = boto_session or boto3.session.Session()
     kms = KmsKeyStore(
-        session.client("kms", config=Config(retries=KMS_RETRIES, max_pool_connections=16)),
+        session.client(
+            "kms", config=Config(retries=ADAPTIVE_RETRIES, max_pool_connections=HELD_KEY_THREADS)
+        ),
         settings.ownership,
         settings.ca_signer_role_arn,
     )
@@ -222,7 +227,7 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
         revocation_recheck=REMOTE_REVOCATION_RECHECK,
         public_base_url=settings.public_base_url,
         iot_registry=AwsIotRegistry(
-            session.client("iot", config=Config(retries=IOT_RETRIES)),
+            session.client("iot", config=Config(retries=ADAPTIVE_RETRIES)),
             settings.iot_device_policy_name,
             settings.iot_provisioning_role_arn,
             settings.ownership,

@@ -42,7 +42,7 @@ from typing import Any
 
 from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
 from chalicelib.adapters.aws.importer import ACM_KEY_TYPES
-from chalicelib.adapters.aws.kms import alias_prefix
+from chalicelib.adapters.aws.kms import PENDING_WINDOW_DAYS, alias_prefix
 from chalicelib.ownership import DEFAULT_APP, NAME_RULE, STAGE_KEY, Ownership, is_valid_name
 
 NOT_FOUND = "ResourceNotFoundException"
@@ -282,10 +282,12 @@ class Teardown:
     def _schedule_deletion(self, KeyId: str) -> None:
         """ScheduleKeyDeletion; a key pending deletion already counts as scheduled."""
         try:
-            self._kms.schedule_key_deletion(KeyId=KeyId, PendingWindowInDays=7)
+            self._kms.schedule_key_deletion(KeyId=KeyId, PendingWindowInDays=PENDING_WINDOW_DAYS)
         except aws_errors() as err:
+            if aws_error_code(err) != "KMSInvalidStateException":
+                raise
             state = self._kms.describe_key(KeyId=KeyId)["KeyMetadata"].get("KeyState")
-            if aws_error_code(err) != "KMSInvalidStateException" or state != "PendingDeletion":
+            if state != "PendingDeletion":
                 raise
 
     # Steps -----------------------------------------------------------------------------------
@@ -380,7 +382,7 @@ def main(arguments: Iterable[str], session: Any = None) -> int:
     import boto3
     from botocore.config import Config
 
-    from chalicelib.wiring import IOT_RETRIES
+    from chalicelib.wiring import ADAPTIVE_RETRIES
 
     options = parse(arguments)
     session = session or boto3.session.Session(region_name=options.region)
@@ -391,7 +393,7 @@ def main(arguments: Iterable[str], session: Any = None) -> int:
     owner = Ownership(options.app, options.stage)
     print(f"tearing down stage {owner.stage} (app {owner.app}) in {region}: AWS IoT, ACM, KMS")
     teardown = Teardown(
-        session.client("iot", region_name=region, config=Config(retries=IOT_RETRIES)),
+        session.client("iot", region_name=region, config=Config(retries=ADAPTIVE_RETRIES)),
         session.client("acm", region_name=region),
         session.client("kms", region_name=region),
         owner,

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from iotcert.client import ApiClient, ApiError, CliError, certificate_path
+from iotcert.commands import stored_private_key
 from iotcert.files import write_certificate_files
 
 LINKED = ("cert.pem", "chain.pem", "fullchain.pem", "key.pem", "ca.pem")
@@ -158,14 +159,9 @@ class Agent:
     def _stored_key(self, serial: str) -> str | None:
         """The service's copy of the key (None when it was made from a CSR: then the device's
         own key is kept, from the generation in use)."""
-        try:
-            found = self._client.get(
-                certificate_path(self._fqdn, "private-key"), {"serial": serial}
-            )
-            return str(found["private_key"])
-        except ApiError as err:
-            if err.status != 404:
-                raise
+        stored = stored_private_key(self._client, self._fqdn, serial)
+        if stored is not None:
+            return stored
         current = self._directory / LIVE / "key.pem"
         return current.read_text() if current.exists() else None
 

@@ -230,17 +230,23 @@ def private_key(client: ApiClient, args: argparse.Namespace) -> None:
         emit(document["private_key"].encode(), args.output, binary=False, secret=True)
 
 
+def stored_private_key(client: ApiClient, fqdn: str, serial: str | None) -> str | None:
+    """The service's copy of a server's or device's key; None when it was issued from a CSR
+    (the key never left the device)."""
+    try:
+        found = client.get(certificate_path(fqdn, "private-key"), {"serial": serial})
+    except ApiError as err:
+        if err.status != 404:
+            raise
+        return None
+    return str(found["private_key"])
+
+
 def files(client: ApiClient, args: argparse.Namespace) -> None:
     certificate = client.get(certificate_path(args.fqdn), {"serial": args.serial})
     key = None
     if certificate["type"] not in ("Root", "Intermediate"):  # a CA's key is never served
-        try:
-            key = client.get(certificate_path(args.fqdn, "private-key"), {"serial": args.serial})[
-                "private_key"
-            ]
-        except ApiError as err:
-            if err.status != 404:  # 404: issued from a CSR, the key never left the device
-                raise
+        key = stored_private_key(client, args.fqdn, args.serial)
     directory = Path(args.directory)
     names = write_certificate_files(
         directory, certificate["certificate"], certificate["chain"], key

@@ -108,7 +108,7 @@ def list_expiring_certificates() -> dict[str, Any]:
     after = decode_expiry_token(query.next_token) if query.next_token else None
     service = certificate_service()
     now = service.clock()
-    page = service.list_expiring(query.within_days, query.limit, after)
+    page = service.list_expiring(query.within_days, query.limit, after, now)
     return {
         "items": [expiring_item_view(item, now) for item in page.items],
         "next_token": encode_expiry_token(page.last) if page.last else None,

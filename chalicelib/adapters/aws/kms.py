@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 
 from chalicelib.adapters.aws.errors import aws_error_code, aws_errors
 from chalicelib.errors import StorageError
-from chalicelib.held_keys import SignWith, held_key
+from chalicelib.held_keys import SignWith, digest, held_key
 from chalicelib.model import KeyType
 from chalicelib.ownership import Ownership
 from chalicelib.ports.key_store import KMS_KEY_STORE
@@ -42,6 +42,9 @@ KEY_SPECS = {
 RAW_MESSAGE_LIMIT = 4096
 """The longest message KMS signs as it is (`MessageType=RAW`)."""
 CA_TAG = "ca"
+PENDING_WINDOW_DAYS = 7
+"""KMS's shortest wait before a key scheduled for deletion is gone (CancelKeyDeletion restores
+it until then)."""
 ADMINISTRATION = (
     "kms:CreateAlias",
     "kms:DescribeKey",
@@ -128,7 +131,7 @@ class KmsKeyStore:
             )["KeyMetadata"]
         except aws_errors() as err:
             raise StorageError(f"AWS KMS did not make a key for CA {ca_fqdn}: {err}") from err
-        name = _ALIAS_UNSAFE.sub("_", ca_fqdn.replace(".", "_"))[:160]
+        name = _ALIAS_UNSAFE.sub("_", ca_fqdn)[:160]  # dots too: aliases take none
         try:
             self._client.create_alias(
                 AliasName=f"{alias_prefix(self._ownership)}{name}-{metadata['KeyId'][:8]}",
@@ -153,7 +156,7 @@ class KmsKeyStore:
     def discard_key(self, key_id: str) -> None:
         try:
             self._client.schedule_key_deletion(  # by its ID: the stage's account is the key's
-                KeyId=key_id.rsplit("/", 1)[-1], PendingWindowInDays=7
+                KeyId=key_id.rsplit("/", 1)[-1], PendingWindowInDays=PENDING_WINDOW_DAYS
             )
         except aws_errors() as err:
             if aws_error_code(err) != "NotFoundException":
@@ -165,9 +168,7 @@ class KmsKeyStore:
         def sign_with(data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
             message, message_type = data, "RAW"
             if len(data) > RAW_MESSAGE_LIMIT:
-                digest = hashes.Hash(algorithm)
-                digest.update(data)
-                message, message_type = digest.finalize(), "DIGEST"
+                message, message_type = digest(data, algorithm), "DIGEST"
             try:
                 return client.sign(
                     KeyId=key_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -128,8 +127,11 @@ class SqliteInventory:
                 "ALTER TABLE inventory ADD COLUMN Generation INTEGER NOT NULL DEFAULT 1"
             )
         if "LastNotice" not in columns:  # the day of the last expiry notice (none yet)
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+            try:
                 connection.execute("ALTER TABLE inventory ADD COLUMN LastNotice TEXT")
+            except sqlite3.OperationalError as err:
+                if "duplicate column" not in str(err):  # another worker added it first: done
+                    raise
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)

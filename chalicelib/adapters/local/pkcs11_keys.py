@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from chalicelib.errors import StorageError
-from chalicelib.held_keys import SignWith, held_key
+from chalicelib.held_keys import SignWith, digest, held_key
 from chalicelib.model import KeyType
 from chalicelib.ports.key_store import PKCS11_KEY_STORE
 
@@ -171,9 +171,7 @@ class Pkcs11KeyStore:
                         return bytes(
                             private.sign(data, mechanism=rsa_mechanisms[algorithm.digest_size])
                         )
-                    digest = hashes.Hash(algorithm)
-                    digest.update(data)
-                    raw = bytes(private.sign(digest.finalize(), mechanism=Mechanism.ECDSA))
+                    raw = bytes(private.sign(digest(data, algorithm), mechanism=Mechanism.ECDSA))
                 except pkcs11.PKCS11Error as err:
                     raise StorageError(f"PKCS#11 key {key_id} did not sign: {err!r}") from err
             half = len(raw) // 2

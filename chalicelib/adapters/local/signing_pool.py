@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from chalicelib import pki
 from chalicelib.held_keys import is_held
-from chalicelib.issuance import InProcessSigner, sign_device
+from chalicelib.issuance import sign_device, sign_on_threads
 from chalicelib.model import KeyType, SubjectDetails
 from chalicelib.ports.signer import BulkTerms, DeviceOrder, KeyMaterial, SignedDevice
 
@@ -159,7 +159,7 @@ class PoolSigner:
         self, terms: BulkTerms, orders: Sequence[DeviceOrder]
     ) -> Generator[SignedDevice, None, None]:
         if is_held(terms.authority.private_key):  # its key cannot travel: signed here
-            yield from InProcessSigner().sign_devices(terms, orders)
+            yield from sign_on_threads(terms, orders)
             return
         executor = self._ready_executor() if len(orders) >= MIN_POOLED else None
         tasks = self._submit(executor, terms, orders) if executor is not None else None
