@@ -1,4 +1,5 @@
-"""A CA's revocation carried down to AWS IoT: every certificate registered below it is REVOKED.
+"""A CA's revocation carried down to AWS IoT: every certificate registered below it is REVOKED;
+and a deletion's: what was registered of it is removed (`IotRemoval`).
 
 AWS IoT does not read CRLs and keeps accepting a device whose CA registration is merely
 INACTIVE, so the revocation of a CA must reach each device certificate in its registry. The walk
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from chalicelib.events import CertificateDeleted
 from chalicelib.kinds import policy_for
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.iot_registry import IotRegistry
@@ -149,3 +151,45 @@ class RevocationCascade:
         if page.last_fqdn is not None:
             return replace(cursor, queue=cursor.queue + below, marker=page.last_fqdn)
         return Cursor(cursor.queue[1:] + below, revoked_certificates=cursor.revoked_certificates)
+
+
+class IotRemoval:
+    """A deletion carried to AWS IoT: each deleted device's registration, then each deleted CA
+    with every certificate registered under it (AWS IoT's own list by CA, so that devices
+    registered just in time go too), are removed. Each step is idempotent; when time is up,
+    what is left goes on in a new `deleted` event."""
+
+    def __init__(self, registry: IotRegistry | None) -> None:
+        self._registry = registry
+
+    def run(
+        self, event: CertificateDeleted, time_is_up: TimeIsUp = never
+    ) -> CertificateDeleted | None:
+        registry = self._registry
+        if registry is None or not registry.available:
+            return None
+        certificates, cas = list(event.certificate_ids), list(event.ca_ids)
+        calls = 0
+
+        def rest() -> CertificateDeleted:
+            return replace(event, certificate_ids=tuple(certificates), ca_ids=tuple(cas))
+
+        while certificates:
+            if calls and time_is_up():
+                return rest()
+            calls += 1
+            registry.remove_certificate(certificates[0])
+            certificates.pop(0)
+        while cas:
+            # always the first page: what is removed leaves AWS IoT's list
+            page, _ = registry.certificates_of_ca(cas[0], None)
+            removed = 0
+            for registered in page:
+                if calls and time_is_up():
+                    return rest()
+                calls += 1
+                removed += registry.remove_certificate(registered.certificate_id)
+            if not removed:  # nothing (more) registered under it
+                registry.remove_ca(cas.pop(0))
+        logger.info("deletion of %s carried to AWS IoT", event.fqdn)
+        return None

@@ -1,4 +1,5 @@
-"""The events the service publishes: `created`, `renewed` and `revoked`, as EventBridge details.
+"""The events the service publishes: `created`, `renewed`, `revoked` and `deleted` (and the
+expiry scan's `expiring`), as EventBridge details.
 
 Locally, events are handed synchronously to the inventory keeper, the use case that the Lambda
 handler of the EventBridge rule runs after parsing the envelope: both paths share it.
@@ -24,20 +25,32 @@ RENEWED_DETAIL_TYPE = "renewed"
 REVOKED_DETAIL_TYPE = "revoked"
 CASCADE_DETAIL_TYPE = "revocation-cascade"
 EXPIRING_DETAIL_TYPE = "expiring"
+DELETED_DETAIL_TYPE = "deleted"
 EXPIRING_EVENT_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [EXPIRING_DETAIL_TYPE]}
 """What a subscriber to expiry notices receives (an e-mail, an SNS topic)."""
 INVENTORY_EVENT_PATTERN = {
     "source": [EVENT_SOURCE],
-    "detail-type": [CREATED_DETAIL_TYPE, RENEWED_DETAIL_TYPE, REVOKED_DETAIL_TYPE],
+    "detail-type": [
+        CREATED_DETAIL_TYPE,
+        RENEWED_DETAIL_TYPE,
+        REVOKED_DETAIL_TYPE,
+        DELETED_DETAIL_TYPE,
+    ],
 }
 """What the inventory handler receives (its Lambda's rule)."""
 CASCADE_EVENT_PATTERN = {
     "source": [EVENT_SOURCE],
-    "detail-type": [REVOKED_DETAIL_TYPE, CASCADE_DETAIL_TYPE],
-    "detail": {"Type": ["Root", "Intermediate"]},
+    "$or": [
+        {
+            "detail-type": [REVOKED_DETAIL_TYPE, CASCADE_DETAIL_TYPE],
+            "detail": {"Type": ["Root", "Intermediate"]},
+        },
+        {"detail-type": [DELETED_DETAIL_TYPE]},
+    ],
 }
-"""What the cascade handler receives (its Lambda's rule): a CA's revocation, and the rest of a
-walk one invocation could not finish (chalicelib.cascade)."""
+"""What the cascade handler receives (its Lambda's rule): a CA's revocation, the rest of a walk
+one invocation could not finish, and a deletion, whose AWS IoT registrations it removes
+(chalicelib.cascade)."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,44 @@ class CertificateExpiring:
             "NotAfter": self.not_after,
             "DaysLeft": self.days_left,
         }
+
+
+@dataclass(frozen=True)
+class CertificateDeleted:
+    """A revoked certificate deleted, with (`deleted` > 1) what its CA issued below it: the
+    inventory drops its item; the cascade handler removes from AWS IoT the CAs `ca_ids` (every
+    generation of each deleted CA) with what is registered under them, and the certificates
+    `certificate_ids` (a deleted device's generations). The rest of a removal that one
+    invocation could not finish goes on in a new `deleted` event with what is left."""
+
+    fqdn: str
+    parent_fqdn: str
+    cert_type: str
+    deleted: int
+    ca_ids: tuple[str, ...] = ()
+    certificate_ids: tuple[str, ...] = ()
+    detail_type: ClassVar[str] = DELETED_DETAIL_TYPE
+
+    def to_detail(self) -> dict[str, Any]:
+        return {
+            "FQDN": self.fqdn,
+            "ParentFQDN": self.parent_fqdn,
+            "Type": self.cert_type,
+            "Deleted": self.deleted,
+            "IotCaIds": list(self.ca_ids),
+            "IotCertificateIds": list(self.certificate_ids),
+        }
+
+    @classmethod
+    def from_detail(cls, detail: dict[str, Any]) -> CertificateDeleted:
+        return cls(
+            fqdn=str(detail["FQDN"]),
+            parent_fqdn=str(detail["ParentFQDN"]),
+            cert_type=str(detail["Type"]),
+            deleted=int(detail["Deleted"]),
+            ca_ids=tuple(str(value) for value in detail.get("IotCaIds", [])),
+            certificate_ids=tuple(str(value) for value in detail.get("IotCertificateIds", [])),
+        )
 
 
 class CertificateEvent(Protocol):

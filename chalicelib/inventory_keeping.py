@@ -19,9 +19,11 @@ from chalicelib.errors import CorruptDocument, NotFound
 from chalicelib.events import (
     CASCADE_DETAIL_TYPE,
     CREATED_DETAIL_TYPE,
+    DELETED_DETAIL_TYPE,
     RENEWED_DETAIL_TYPE,
     REVOKED_DETAIL_TYPE,
     CertificateCreated,
+    CertificateDeleted,
     CertificateEvent,
     CertificateExpiring,
     CertificateRenewed,
@@ -60,6 +62,8 @@ def parse_event(detail_type: str, detail: dict[str, Any]) -> CertificateEvent:
         return CertificateRevoked.from_detail(detail)
     if detail_type == CASCADE_DETAIL_TYPE:
         return RevocationCascade.from_detail(detail)
+    if detail_type == DELETED_DETAIL_TYPE:
+        return CertificateDeleted.from_detail(detail)
     raise ValueError(f"unknown event detail-type {detail_type!r}")
 
 
@@ -103,6 +107,8 @@ class InventoryKeeper:
                 return True
             if self._inventory.contains(event.fqdn, event.parent_fqdn):
                 return False  # at this generation or a later one already
+            if self._inventory.is_removed(event.fqdn, event.parent_fqdn):
+                return False  # late: its certificate was deleted
             return self._record_renewed_from_store(event, created_at)
         if isinstance(event, CertificateCreated):
             if self._inventory.record_certificate(event.to_inventory_item(created_at)):
@@ -118,7 +124,12 @@ class InventoryKeeper:
                 return False
             if self._inventory.update_status(event.fqdn, event.parent_fqdn, STATUS_REVOKED):
                 return True
+            if self._inventory.is_removed(event.fqdn, event.parent_fqdn):
+                return False  # late: its certificate was deleted
             return self._record_revoked_from_store(event, created_at)
+        if isinstance(event, CertificateDeleted):  # the API removed the items it deleted;
+            # this one again, in case a racing `created` brought it back meanwhile
+            return self._inventory.remove_item(event.fqdn, event.parent_fqdn)
         if isinstance(event, (RevocationCascade, CertificateExpiring)):
             return False  # the cascade handler's (chalicelib.cascade); a notice for people
         raise ValueError(f"unknown event {event!r}")

@@ -4,10 +4,13 @@ whichever use case signed it (root, intermediate, server, device, bulk, renewal)
 1. Store what was signed, create-only: a taken name (or, for a renewal, a taken generation) is a
    409 and nothing is written.
 2. Then look for what a concurrent revocation wrote: the chain above it (every CA's current
-   generation and whether it is revoked, read now) and, for a renewal, the certificate itself.
+   generation and whether it is revoked, read now) and the certificate itself (a renewal's;
+   a new one's name may be that of a deleted certificate, whose revocation stays: what was
+   just stored is removed again and the request answers 409).
    A revocation filed before this look is seen here: what was just stored is revoked too and
-   the request answers 409. A revocation filed after it looks for what was stored before it and
-   finds this (chalicelib.revocation). So of two racing operations one always sees the other,
+   the request answers 409 (and when its CA, or the certificate renewed, was deleted meanwhile,
+   what was stored is removed). A revocation filed after it looks for what was stored before
+   it and finds this (chalicelib.revocation). So of two racing operations one always sees the other,
    whatever the timing: the protocol and its interleavings are in docs/design.md.
 3. Audit, announce (events), and import a server certificate into ACM.
 4. Answer with the chain as it stands now.
@@ -26,6 +29,7 @@ from datetime import datetime
 
 from chalicelib.audit import audit, audit_issued
 from chalicelib.authority import Authority, AuthorityCache, Chain
+from chalicelib.deletion import name_spent
 from chalicelib.errors import (
     AlreadyExists,
     CaRevoked,
@@ -36,6 +40,7 @@ from chalicelib.errors import (
 )
 from chalicelib.events import (
     CertificateCreated,
+    CertificateDeleted,
     CertificateEvent,
     CertificateRenewed,
     CertificateRevoked,
@@ -43,6 +48,7 @@ from chalicelib.events import (
 from chalicelib.kinds import policy_for
 from chalicelib.model import (
     REASON_SUPERSEDED,
+    ROOT_PARENT,
     CertificateRecord,
     IssuedCertificate,
     RevocationRecord,
@@ -102,20 +108,23 @@ class Issuer:
         self._store_once(record, renewal)
         audit_issued(record, renewal.previous if renewal else None)
         chain = self._authorities.chain(
-            record.parent_fqdn,
-            Concept.ISSUER,
-            certificate=(record.parent_fqdn, record.fqdn) if renewal else None,
+            record.parent_fqdn, Concept.ISSUER, certificate=(record.parent_fqdn, record.fqdn)
         )
         if chain.revoked is not None:
             self.revoke_stored([record], chain.revoked, inherited=True)
+            self.withdraw_if_deleted([record], record.fqdn if renewal else record.parent_fqdn)
             raise CaRevoked(
                 chain.revoked.fqdn, chain.revoked.revoked_at, chain.revoked.reason, Concept.ISSUER
             )
         if chain.certificate_revoked:
+            if renewal is None:  # the name of a deleted certificate, whose revocation stays
+                self._store.delete_certificate(record.fqdn)
+                raise name_spent(record.fqdn, record.parent_fqdn)
             own = self._store.get_revocation(record.parent_fqdn, record.fqdn)
             if own is None:  # a revocation is never removed; read it as it was seen
                 raise StorageError(f"the revocation of {record.fqdn} could not be read")
             self.revoke_stored([record], own, inherited=False)
+            self.withdraw_if_deleted([record], record.fqdn)
             raise CertificateIsRevoked(record.fqdn)
         later = self._after_renewal(record, renewal) if renewal is not None else []
         record = self._imported(record, signed.private_key_pem, chain)
@@ -199,6 +208,21 @@ class Issuer:
             events.append(CertificateRevoked.from_revocation(revocation, [record]))
         created = [] if announced else [CertificateCreated.from_record(r) for r in records]
         self.announce([*created, *events])
+
+    def withdraw_if_deleted(self, records: Sequence[CertificateRecord], anchor_fqdn: str) -> None:
+        """After a look found what this request stored revoked: when `anchor_fqdn` (the CA it
+        was issued under, or the certificate it renewed) was deleted meanwhile, what was stored
+        goes too, as the deletion may have looked before it was written (chalicelib.deletion).
+        Its revocation stays; the inventory drops the item its `created` made."""
+        if anchor_fqdn == ROOT_PARENT or self._store.exists(anchor_fqdn):
+            return
+        for record in records:
+            self._store.delete_certificate(record.fqdn)
+        self.announce([
+            CertificateDeleted(record.fqdn, record.parent_fqdn, record.cert_type.value, 1,
+                               certificate_ids=(record.fingerprint_sha256,))
+            for record in records
+        ])  # fmt: skip
 
     def _after_renewal(self, record: CertificateRecord, renewal: Renewal) -> list[CertificateEvent]:
         events: list[CertificateEvent] = []
@@ -297,6 +321,7 @@ class _Bulk:
         chain = self._issuer.look(self._parent.fqdn)
         if chain.revoked is not None:
             self._issuer.revoke_stored(seen, chain.revoked, inherited=True, announced=True)
+            self._issuer.withdraw_if_deleted(seen, self._parent.fqdn)
             self.revoked += seen
             raise RevokedDuringBulk(
                 f"CA {chain.revoked.fqdn} was revoked on "

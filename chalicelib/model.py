@@ -15,6 +15,9 @@ FILE_KEY = "file"
 """The key store of a key kept as a document (chalicelib.ports.key_store.FILE_KEY_STORE)."""
 STATUS_ACTIVE = "active"
 STATUS_REVOKED = "revoked"
+STATUS_DELETED = "deleted"
+"""An inventory item's status once its certificate is deleted: a tombstone that no listing shows
+and no late event revives (chalicelib.ports.inventory)."""
 
 REVOCATION_REASONS = (
     "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",

@@ -20,7 +20,8 @@ from cryptography import x509
 from chalicelib import bundles, pki, revocation
 from chalicelib.audit import audit, audit_notice
 from chalicelib.authority import Authority, AuthorityCache, Chain
-from chalicelib.cascade import Cursor, RevocationCascade, TimeIsUp, never
+from chalicelib.cascade import Cursor, IotRemoval, RevocationCascade, TimeIsUp, never
+from chalicelib.deletion import Deleted, Deletion, name_spent
 from chalicelib.devices import DeviceIssuer
 from chalicelib.errors import (
     AlreadyExists,
@@ -33,6 +34,7 @@ from chalicelib.errors import (
     StorageError,
 )
 from chalicelib.events import (
+    CertificateDeleted,
     CertificateEvent,
     CertificateExpiring,
     CertificateRevoked,
@@ -162,13 +164,17 @@ class CertificateService:
         )
         self._iot = IotOnboarding(iot_registry, self.authorities, clock, iot_device_policy_name)
         self._cascade = RevocationCascade(store, inventory, iot_registry)
+        self._iot_removal = IotRemoval(iot_registry)
+        self._deletion = Deletion(
+            store, inventory, self.authorities, self._key_stores, self._announce
+        )
 
     # Issuance -----------------------------------------------------------------------------
 
     def create_root(self, request: IssueRequest) -> IssuedCertificate:
         fqdn = _required(request.fqdn)
         key_store = self._key_store(request)
-        self._refuse_existing(fqdn)
+        self._refuse_existing(fqdn, ROOT_PARENT)
         return self._issue(ROOT, request, fqdn, None, ProfileInputs(request.key_type), key_store)
 
     def create_intermediate(self, request: IssueRequest) -> IssuedCertificate:
@@ -187,7 +193,7 @@ class CertificateService:
                     f"must be at most {parent.path_length - 1} under {parent.fqdn} "
                     f"(its path_length is {parent.path_length})",
                 )
-        self._refuse_existing(fqdn)
+        self._refuse_existing(fqdn, parent.fqdn)
         inputs = ProfileInputs(
             request.key_type, path_length=request.path_length, crl_url=self._crl_url(parent)
         )
@@ -388,12 +394,15 @@ class CertificateService:
             return None
         return f"{self._public_base_url}/certificates/{issuer.fqdn}/crl"
 
-    def _refuse_existing(self, fqdn: str) -> None:
-        """A cheap 409 before generating a CA key (the write-once put would refuse it anyway)."""
+    def _refuse_existing(self, fqdn: str, parent_fqdn: str) -> None:
+        """A cheap 409 before generating a CA key (the write-once put, and the issuer's look at
+        a deleted name's revocation, would refuse it anyway)."""
         if self._store.exists(fqdn):
             raise AlreadyExists(
                 f"{fqdn} already exists; an existing certificate is never replaced", Concept.NAME
             )
+        if self._store.is_revoked(parent_fqdn, fqdn):
+            raise name_spent(fqdn, parent_fqdn)
 
     def _resolve_parent(self, fqdn: str, parent_fqdn: str | None) -> Authority:
         """The given parent (which must lie above `fqdn`), else the closest existing CA above it;
@@ -544,6 +553,11 @@ class CertificateService:
         self._announce([event])
         return revoked
 
+    def delete(self, fqdn: str, cascade: bool = False) -> Deleted:
+        """Delete a revoked certificate, and with `cascade` a revoked CA with everything below
+        it (chalicelib.deletion)."""
+        return self._deletion.delete(fqdn, cascade, self.clock())
+
     def certificate_revocation_list(self, ca_fqdn: str) -> x509.CertificateRevocationList:
         return revocation.certificate_revocation_list(
             self._store, self._inventory, self.authorities, self.clock(), ca_fqdn
@@ -604,7 +618,13 @@ class CertificateService:
 
     def cascade(self, event: CertificateEvent, time_is_up: TimeIsUp = never) -> Cursor | None:
         """The cascade handler: a CA's revocation carried to every certificate AWS IoT registered
-        below it (chalicelib.cascade); when time is up, the rest goes on in a new event."""
+        below it, and a deletion's removal from AWS IoT (chalicelib.cascade); when time is up,
+        the rest goes on in a new event."""
+        if isinstance(event, CertificateDeleted):
+            left = self._iot_removal.run(event, time_is_up)
+            if left is not None:
+                self._announce([left])
+            return None
         if isinstance(event, CascadeEvent):
             started = event
         elif isinstance(event, CertificateRevoked) and _revokes_a_ca(event):

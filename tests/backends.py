@@ -139,7 +139,9 @@ class MotoBackend:
     def snapshot(self) -> dict[str, Any]:
         versions = self.s3.list_object_versions(Bucket=self.bucket).get("Versions", [])
         objects = {
-            (version["Key"], version["VersionId"]): self.object_bytes(version["Key"], raw_key=True)
+            (version["Key"], version["VersionId"]): self.s3.get_object(
+                Bucket=self.bucket, Key=version["Key"], VersionId=version["VersionId"]
+            )["Body"].read()
             for version in versions
         }
         items = self.dynamodb.scan(TableName=self._environment["INVENTORY_TABLE_NAME"])["Items"]

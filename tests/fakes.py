@@ -67,6 +67,10 @@ class InMemoryStore(DocumentStore):
     def _keys(self, prefix: str) -> Iterator[str]:
         return iter([key for key in list(self._documents) if key.startswith(prefix)])
 
+    def _delete(self, key: str) -> None:
+        with self._lock:
+            self._documents.pop(key, None)
+
 
 class InMemoryInventory:
     """For unit tests: same contract, kept in sorted lists per parent."""
@@ -75,12 +79,13 @@ class InMemoryInventory:
         self._children: dict[str, list[str]] = {}
         self._items: dict[tuple[str, str], InventoryItem] = {}
         self._notices: dict[tuple[str, str], str] = {}
+        self._removed: set[tuple[str, str]] = set()  # the tombstones
         self._lock = threading.Lock()
 
     def record_certificate(self, item: InventoryItem) -> bool:
         key = (item.fqdn, item.parent_fqdn)
         with self._lock:
-            if key in self._items:
+            if key in self._items or key in self._removed:
                 return False
             self._items[key] = item
             children = self._children.setdefault(item.parent_fqdn, [])
@@ -156,6 +161,18 @@ class InMemoryInventory:
                 acm_certificate_arn=item.acm_certificate_arn or existing.acm_certificate_arn,
             )
             return True
+
+    def remove_item(self, fqdn: str, parent_fqdn: str) -> bool:
+        with self._lock:
+            if self._items.pop((fqdn, parent_fqdn), None) is None:
+                return False
+            self._children[parent_fqdn].remove(fqdn)
+            self._notices.pop((fqdn, parent_fqdn), None)
+            self._removed.add((fqdn, parent_fqdn))
+            return True
+
+    def is_removed(self, fqdn: str, parent_fqdn: str) -> bool:
+        return (fqdn, parent_fqdn) in self._removed
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         return self._items.get((fqdn, parent_fqdn))
@@ -241,6 +258,17 @@ class InMemoryIotRegistry:
         start = int(marker or 0)
         end = start + self.page_size
         return registered[start:end], str(end) if end < len(registered) else None
+
+    def remove_certificate(self, certificate_id: str) -> bool:
+        if self.certificates.pop(certificate_id, None) is None:
+            return False
+        self.issuers.pop(certificate_id, None)
+        for name in [name for name, owner in self.things.items() if owner == certificate_id]:
+            del self.things[name]
+        return True
+
+    def remove_ca(self, certificate_id: str) -> bool:
+        return self.cas.pop(certificate_id, None) is not None
 
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -63,6 +63,12 @@ class ApiClient:
         response = self._client.http.get(path)
         return ApiResponse(response.status_code, _json_or_text(response.body))
 
+    def delete(self, path: str) -> ApiResponse:
+        response = self._client.http.delete(path, headers=JSON_HEADERS)
+        if self.backend is not None:
+            self.backend.deliver_events(self._client)
+        return ApiResponse(response.status_code, _json_or_text(response.body))
+
     def create(self, kind: str, **fields: Any) -> dict[str, Any]:
         """POST /certificates/<kind> and insist on 201."""
         response = self.post(f"/certificates/{kind}", fields)
@@ -70,16 +76,23 @@ class ApiClient:
         return response.body
 
 
-ERROR_CODES = {400: "BadRequestError", 404: "NotFoundError", 413: "EntityTooLargeError"}
+ERROR_CODES = {
+    400: "BadRequestError",
+    404: "NotFoundError",
+    409: "ConflictError",
+    413: "EntityTooLargeError",
+}
 """The Chalice error code of each status a rejected request gets."""
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body the API reads."""
 
 
 def send(api: ApiClient, method: str, path: str, body: Any = None) -> ApiResponse:
-    """GET `path`, or POST `body` to it."""
+    """GET or DELETE `path`, or POST `body` to it."""
     if method == "GET":
         return api.get(path)
+    if method == "DELETE":
+        return api.delete(path)
     return api.post(path, body)
 
 

@@ -1,6 +1,7 @@
 """Every interleaving of two operations, driven through a store that pauses at each step.
 
-A *step* is one call of a document store's byte-level primitives (create, read, exists, list)
+A *step* is one call of a document store's byte-level primitives (create, read, exists, list,
+delete)
 that the scenario names as contended for the operation making it: a write the other operation
 may read, or a read of what the other operation may write. The
 two operations run in threads; each stops before every step and a controller lets one of them
@@ -32,7 +33,7 @@ STEP_TIMEOUT_SECONDS = 30.0
 @dataclass(frozen=True)
 class Step:
     operation: str
-    primitive: str  # create, read, exists or keys
+    primitive: str  # create, read, exists, keys or delete
     key: str
 
 
@@ -134,6 +135,10 @@ def stepping_store(
         def _keys(self, prefix: str) -> Iterator[str]:
             self._pause("keys", prefix)
             return super()._keys(prefix)
+
+        def _delete(self, key: str) -> None:
+            self._pause("delete", key)
+            return super()._delete(key)
 
         def certificate_states(self, names: Sequence[tuple[str, str]]) -> list[CertificateState]:
             return DocumentStore.certificate_states(self, names)  # one read after the other

@@ -89,6 +89,10 @@ class DocumentStore:
     def _keys(self, prefix: str) -> Iterator[str]:
         raise NotImplementedError
 
+    def _delete(self, key: str) -> None:
+        """Remove the key; nothing happens when it is not there."""
+        raise NotImplementedError
+
     def _create_document(self, key: str, document: dict[str, Any], what: str) -> None:
         try:
             self._create(key, json.dumps(document).encode())
@@ -192,6 +196,18 @@ class DocumentStore:
                         if on_corrupt is None:
                             raise
                         on_corrupt(corrupt)
+
+    def delete_certificate(self, fqdn: str) -> int:
+        renewals = self._renewals(fqdn)
+        first = self._exists(object_key(fqdn))
+        for number in reversed(renewals):
+            self._delete(object_key(fqdn, number))
+        self._delete(object_key(fqdn))
+        self._deleted_generations(fqdn)
+        return len(renewals) + first
+
+    def _deleted_generations(self, fqdn: str) -> None:
+        """After a deletion: what an adapter tidies (the local store's empty folder)."""
 
     def put_revocation(self, revocation: RevocationRecord) -> None:
         if revocation.generation_only:

@@ -1,4 +1,5 @@
-"""Routes about one certificate beyond fetching it: revocation, CRLs, bundles, private keys."""
+"""Routes about one certificate beyond fetching it: revocation, deletion, CRLs, bundles,
+private keys."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from chalicelib.api.queries import (
     parse_bundle_get,
     parse_bundle_post,
     parse_crl_format,
+    parse_delete_query,
     parse_generation_query,
     parse_revocation_reason,
 )
-from chalicelib.api.views import revoked_view
+from chalicelib.api.views import deleted_view, revoked_view
 from chalicelib.bundles import PEM_TYPE, PKCS12_TYPE, Bundle
 from chalicelib.names import decode_certificate_name
 from chalicelib.pki_documents import crl_bytes
@@ -61,6 +63,15 @@ class AnyAcceptBinary(Response):
 
 def _fqdn(certificate: str) -> str:
     return decode_certificate_name(certificate, "certificate")
+
+
+@documents.route("/certificates/{certificate}", methods=["DELETE"])
+@_errors
+def delete_certificate(certificate: str) -> dict[str, Any]:
+    """A revoked certificate's documents and inventory item; with `cascade=true`, a revoked
+    CA's with everything it issued. Its revocation stays on its parent's CRL."""
+    cascade = parse_delete_query(documents.current_request.query_params)
+    return deleted_view(certificate_service().delete(_fqdn(certificate), cascade))
 
 
 @documents.route("/certificates/{certificate}/revoke", methods=["POST"])

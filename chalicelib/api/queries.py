@@ -89,6 +89,16 @@ def parse_expiring_query(params: Mapping[str, str] | None) -> ExpiringQuery:
     )  # fmt: skip
 
 
+def parse_delete_query(params: Mapping[str, str] | None) -> bool:
+    """DELETE's `cascade` (false unless `true`): whether a CA goes with what it issued."""
+    query = dict(params or {})
+    _only(query, {"cascade"}, "parameter")
+    raw = query.get("cascade", "false")
+    if raw not in ("true", "false"):
+        raise InvalidRequest("cascade", "must be true or false")
+    return raw == "true"
+
+
 @dataclass(frozen=True)
 class HistoryQuery:
     limit: int

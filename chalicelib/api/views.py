@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from chalicelib.deletion import Deleted
 from chalicelib.iot_onboarding import IotCaRegistered, VerificationCertificate
 from chalicelib.kinds import policy_for
 from chalicelib.model import (
@@ -79,6 +80,18 @@ def revoked_view(revoked: Revoked) -> dict[str, Any]:
     if revoked.issued_certificates is not None:
         view["issued_certificates"] = revoked.issued_certificates
     return view
+
+
+def deleted_view(deleted: Deleted) -> dict[str, Any]:
+    """DELETE: what was deleted. The revocations stay (the parent's CRL lists them)."""
+    record = deleted.record
+    return {
+        "fqdn": record.fqdn,
+        "type": record.cert_type.value,
+        "parent_fqdn": record.parent_fqdn,
+        "serial": record.serial,
+        "deleted": deleted.deleted,
+    }
 
 
 def issued_view(issued: IssuedCertificate) -> dict[str, Any]:

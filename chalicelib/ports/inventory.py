@@ -53,6 +53,15 @@ class Inventory(Protocol):
         ARN when given) if it is at an earlier one; False when there is no such item or it is
         at this generation or a later one (a replayed or late event changes nothing)."""
 
+    def remove_item(self, fqdn: str, parent_fqdn: str) -> bool:
+        """Its certificate was deleted: the item leaves every listing and `find`, and stays as a
+        tombstone (STATUS_DELETED) so that no event arriving late brings it back: recording,
+        updating or renewing it changes nothing and returns False. (DynamoDB drops tombstones
+        after DELETED_ITEM_DAYS.) False when there was no item, or it was removed already."""
+
+    def is_removed(self, fqdn: str, parent_fqdn: str) -> bool:
+        """Whether the key's item was removed (an event of it is then late: nothing to do)."""
+
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         """The item, or None when the inventory has none for this key."""
 

@@ -84,6 +84,15 @@ class IotRegistry(Protocol):
         """A page of the certificates registered under the CA certificate (AWS IoT's own list
         by CA), and where the next page starts (None: this was the last)."""
 
+    def remove_certificate(self, certificate_id: str) -> bool:
+        """Remove a device certificate's registration (its certificate was deleted): revoked
+        first, detached from its things, each thing this deployment made removed, then the
+        certificate itself; False when it was not registered. Idempotent."""
+
+    def remove_ca(self, certificate_id: str) -> bool:
+        """Remove a CA certificate's registration (made INACTIVE first); False when it was not
+        registered. Its devices' registrations are removed before (`remove_certificate`)."""
+
 
 def unsupported() -> Unsupported:
     return Unsupported(

@@ -73,6 +73,13 @@ class CertificateStore(Protocol):
     def iter_revocations(self, on_corrupt: OnCorrupt | None = None) -> Iterator[RevocationRecord]:
         """Every revocation document, in no particular order; corrupt ones as above."""
 
+    def delete_certificate(self, fqdn: str) -> int:
+        """Remove every generation of the certificate, the renewals first (the highest first)
+        and the first generation last, so that a deletion stopped half way leaves it stored
+        and to be deleted again; its revocation documents stay. How many generations were
+        found (0: none was stored). The one removal in a store of write-once documents: only
+        a revoked certificate is deleted (chalicelib.deletion)."""
+
     def put_revocation(self, revocation: RevocationRecord) -> None:
         """Record a revocation; AlreadyExists if the certificate (for a `generation_only` one:
         that generation) was revoked before."""

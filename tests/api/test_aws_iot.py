@@ -373,3 +373,53 @@ def status(iot: Any, certificate_id: str) -> str:
 def ca_id_of(api: ApiClient, fqdn: str, generation: int) -> str:
     history = api.get(f"/certificates/{fqdn}/history").body["items"]
     return str(history[generation - 1]["fingerprint_sha256"])
+
+
+@pytest.mark.parametrize("backend", ["aws"], indirect=True)
+def test_deleting_a_revoked_cell_removes_it_and_its_devices_from_aws_iot(
+    backend: MotoBackend, iot_api: ApiClient
+) -> None:
+    """The cell (both generations registered), its devices (with and without things) and their
+    things leave moto's registry, through the cascade handler; a device of another cell, and
+    a thing that is not the deployment's, stay."""
+    iot = boto3.client("iot")
+    cell = f"cell3.{ROOT}"
+    iot_api.create("intermediate", fqdn=cell)
+    register = {"mode": "SNI_ONLY", "provisioning": "none", "auto_registration": False}
+    assert iot_api.post(f"/certificates/{cell}/aws-iot/register", register).status_code == 200
+    with_thing = iot_api.create("device", parent_fqdn=cell,
+                                aws_iot={"register": True, "thing": True})  # fmt: skip
+    alone = iot_api.create("device", parent_fqdn=cell, aws_iot=CERTIFICATE_ONLY)
+    iot_api.post(f"/certificates/{cell}/renew", {})
+    assert iot_api.post(f"/certificates/{cell}/aws-iot/register", register).status_code == 200
+    renewed_cell_device = iot_api.create("device", parent_fqdn=cell, aws_iot=CERTIFICATE_ONLY)
+    assert iot_api.post(f"/certificates/{CELL}/aws-iot/register", register).status_code == 200
+    elsewhere = iot_api.create("device", parent_fqdn=CELL, aws_iot=CERTIFICATE_ONLY)
+    iot.create_thing(thingName="someone-elses")
+    iot.attach_thing_principal(thingName="someone-elses",
+                               principal=alone["aws_iot"]["certificate_arn"])  # fmt: skip
+    cell_ids = [item["fingerprint_sha256"]
+                for item in iot_api.get(f"/certificates/{cell}/history").body["items"]]  # fmt: skip
+    backend.deliver_events(iot_api.chalice_client)
+    assert iot_api.post(f"/certificates/{cell}/revoke", {}).status_code == 200
+    backend.deliver_events(iot_api.chalice_client)
+
+    deleted = iot_api.delete(f"/certificates/{cell}?cascade=true")
+    backend.deliver_events(iot_api.chalice_client)
+
+    assert deleted.status_code == 200, deleted.body
+    assert deleted.body["deleted"] == 4
+    registered = {entry["certificateId"] for entry in iot.list_certificates()["certificates"]}
+    assert registered == {elsewhere["aws_iot"]["certificate_id"]}
+    for cell_id in cell_ids:
+        with pytest.raises(iot.exceptions.ResourceNotFoundException):
+            iot.describe_ca_certificate(certificateId=cell_id)
+    cell1_id = iot_api.get(f"/certificates/{CELL}").body["fingerprint_sha256"]
+    described = iot.describe_ca_certificate(certificateId=cell1_id)  # another cell's stays
+    assert described["certificateDescription"]["status"] == "ACTIVE"
+    things = {thing["thingName"] for thing in iot.list_things()["things"]}
+    assert things == {"someone-elses"}  # the device's thing went; another's was only detached
+    assert with_thing["aws_iot"]["thing_name"] not in things
+    assert renewed_cell_device["fqdn"] not in {
+        item["fqdn"] for item in iot_api.get(f"/certificates?parent={CELL}").body["items"]
+    }

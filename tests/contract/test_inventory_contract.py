@@ -95,6 +95,30 @@ def inventory(request: pytest.FixtureRequest) -> Inventory:
 
 
 class TestInventoryContract:
+    def test_a_removed_item_leaves_every_listing(self, inventory: Inventory) -> None:
+        names = device_names(3)
+        record_shuffled(inventory, names)
+        until = "2099-01-01T00:00:00Z"
+        assert inventory.remove_item(names[1], CELL1) is True
+        assert inventory.remove_item(names[1], CELL1) is False
+        assert inventory.remove_item(names[0], CELL2) is False  # another parent's key
+
+        assert listed_fqdns(inventory, CELL1, 10, None) == [names[0], names[2]]
+        assert inventory.find(names[1], CELL1) is None
+        expiring = inventory.list_expiring("2000-01-01T00:00:00Z", until, 10, None).items
+        assert [item.fqdn for item in expiring] == [names[0], names[2]]
+        # a tombstone: late events of it change nothing
+        assert inventory.is_removed(names[1], CELL1) is True
+        assert inventory.is_removed(names[0], CELL1) is False
+        late = make_item(names[1])
+        assert inventory.record_certificate(late) is False
+        assert inventory.update_status(names[1], CELL1, "revoked") is False
+        assert inventory.record_generation(dataclasses.replace(late, generation=2)) is False
+        assert inventory.set_acm_certificate_arn(names[1], CELL1, "arn:aws:acm:x") is False
+        assert inventory.find(names[1], CELL1) is None
+        assert listed_fqdns(inventory, CELL1, 1, None) == [names[0]]  # pages skip it too
+        assert listed_fqdns(inventory, CELL1, 1, names[0]) == [names[2]]
+
     def test_record_certificate_is_idempotent(self, inventory: Inventory) -> None:
         item = make_item(f"device-0001.{CELL1}")
 
@@ -548,10 +572,11 @@ class TestDynamoInventory:
             "Expiring": {"S": "active"},  # the key of the sparse expiry index: active items
         }
 
-    def test_a_page_cut_short_by_the_1_mb_limit_still_says_more_follow(
+    def test_a_page_cut_short_by_the_1_mb_limit_is_filled_by_querying_on(
         self, dynamo_inventory: DynamoInventory, aws_resources: AwsResources
     ) -> None:
-        """Four items of ~300 KB: DynamoDB returns three, with a LastEvaluatedKey, for Limit=6."""
+        """Four items of ~300 KB: DynamoDB returns three, with a LastEvaluatedKey, for Limit=6;
+        the listing (which filters out tombstones) queries on from there to fill its page."""
         client = aws_resources.session.client("dynamodb")
         fqdns = device_names(4)
         for fqdn in fqdns:
@@ -566,12 +591,15 @@ class TestDynamoInventory:
         )
         assert len(raw["Items"]) < 4 and "LastEvaluatedKey" in raw  # the premise of this test
 
-        first = dynamo_inventory.list_children(CELL1, 5, None)
-        second = dynamo_inventory.list_children(CELL1, 5, first.last_fqdn)
+        whole = dynamo_inventory.list_children(CELL1, 5, None)
+        first = dynamo_inventory.list_children(CELL1, 3, None)
+        second = dynamo_inventory.list_children(CELL1, 3, first.last_fqdn)
 
-        assert [item.fqdn for item in first.items] == fqdns[: len(raw["Items"])]
-        assert first.last_fqdn == first.items[-1].fqdn
-        assert [item.fqdn for item in first.items + second.items] == fqdns
+        assert [item.fqdn for item in whole.items] == fqdns
+        assert whole.last_fqdn is None
+        assert [item.fqdn for item in first.items] == fqdns[:3]
+        assert first.last_fqdn == fqdns[2]
+        assert [item.fqdn for item in second.items] == fqdns[3:]
         assert second.last_fqdn is None
 
     @pytest.mark.parametrize(

@@ -95,10 +95,30 @@ def test_ids_are_the_certificates_fingerprints_and_revocation_reaches_each(
     assert registry.deactivate_ca(ca.certificate_id) is True
 
 
+def test_removal_takes_a_device_with_its_thing_then_its_ca_out_of_the_registry(
+    registry: IotRegistry,
+) -> None:
+    ca_pem, device_pem = ca_and_device()
+    ca = registry.register_ca(CaRegistration(ca_pem, "SNI_ONLY", auto_registration=False))
+    device = registry.register_device(device_pem, ca_pem, thing=True)
+
+    assert registry.remove_certificate(device.certificate_id) is True  # active, with a thing
+    assert registry.certificates_of_ca(ca.certificate_id, None) == ([], None)
+    assert registry.remove_certificate(device.certificate_id) is False  # a replay
+    assert registry.remove_ca(ca.certificate_id) is True
+    assert registry.remove_ca(ca.certificate_id) is False
+    # gone, not merely revoked: registering the same certificates again is accepted
+    ca_again = registry.register_ca(CaRegistration(ca_pem, "SNI_ONLY", auto_registration=False))
+    assert registry.register_device(device_pem, ca_pem, thing=True) == device
+    assert ca_again.certificate_id == ca.certificate_id
+
+
 def test_what_was_never_registered_is_reported_not_raised(registry: IotRegistry) -> None:
     unknown = "0" * 64
     assert registry.revoke_certificate(unknown) is False
     assert registry.deactivate_ca(unknown) is False
+    assert registry.remove_certificate(unknown) is False
+    assert registry.remove_ca(unknown) is False
 
 
 def test_the_local_backend_registers_nothing_and_says_why() -> None:
@@ -107,3 +127,4 @@ def test_the_local_backend_registers_nothing_and_says_why() -> None:
     with pytest.raises(Unsupported, match="BACKEND=aws"):
         registry.registration_code()
     assert registry.revoke_certificate("0" * 64) is False
+    assert registry.remove_certificate("0" * 64) is False

@@ -299,6 +299,33 @@ class TestGenerations:
         assert store.get_revocation(CELL, first.fqdn) == whole
         assert sorted(store.list_revocations(CELL), key=lambda r: r.reason) == [whole, alone]
 
+    def test_deleting_removes_every_generation_and_keeps_the_revocations(
+        self, store: CertificateStore
+    ) -> None:
+        first = make_record()
+        other = make_record(f"other.{CELL}")
+        for record in (first, other):
+            store.put_certificate(record)
+        generations = [first]
+        for number in range(2, 4):
+            generations.append(renewal_of(generations[-1], number, f"{number:040x}"))
+            store.put_certificate(generations[-1])
+        whole = RevocationRecord(
+            first.fqdn, CELL, generations[-1].serial, "keyCompromise", first.created_at,
+            serials=tuple(record.serial for record in generations),
+        )  # fmt: skip
+        store.put_revocation(whole)
+
+        assert store.delete_certificate(first.fqdn) == 3
+        assert not store.exists(first.fqdn)
+        with pytest.raises(NotFound):
+            store.list_generations(first.fqdn)
+        assert store.current_generation(first.fqdn) == 1  # as for a name never stored
+        assert [record.fqdn for record in store.iter_certificates()] == [other.fqdn]
+        assert store.get_revocation(CELL, first.fqdn) == whole  # still on the CRL
+        assert store.delete_certificate(first.fqdn) == 0  # again: nothing left
+        assert_same_record(store.get_certificate(other.fqdn), other)
+
 
 class TestConcurrentPuts:
     """The write-once promise under threads, on the adapters of THREAD_SAFE_BACKENDS."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -19,6 +20,7 @@ from chalicelib.errors import StorageError
 from chalicelib.model import (
     NO_FILTER,
     STATUS_ACTIVE,
+    STATUS_DELETED,
     ChildFilter,
     ExpiringPage,
     ExpiryCursor,
@@ -30,6 +32,12 @@ EXPIRING = "Expiring"
 """The key of the sparse expiry index: set (to ACTIVE) on active items only, and removed when
 an item is revoked, so the index holds exactly the active items, by NotAfter."""
 ACTIVE = {"S": STATUS_ACTIVE}
+DELETED = {"S": STATUS_DELETED}
+EXPIRES_AT = "ExpiresAt"
+"""The table's TTL attribute (epoch seconds): set on a removed item's tombstone only."""
+DELETED_ITEM_DAYS = 30
+"""How long a removed item's tombstone outlives it: past every retry and redrive of an event
+that could otherwise bring the item back."""
 
 
 def item_to_dynamo(item: InventoryItem) -> dict[str, dict[str, str]]:
@@ -76,8 +84,9 @@ class DynamoInventory:
         after: str | None,
         child_filter: ChildFilter = NO_FILTER,
     ) -> InventoryPage:
-        """Queries the index, fetching limit + 1 matches; filters apply after DynamoDB's Limit,
-        so a filtered listing may query several times to fill a page."""
+        """Queries the index, fetching limit + 1 matches; filters (tombstones are always left
+        out) apply after DynamoDB's Limit, so a listing may query several times to fill a
+        page."""
         arguments = self._query_arguments(parent_fqdn, after, child_filter, limit + 1)
         items: list[InventoryItem] = []
         while True:
@@ -87,18 +96,16 @@ class DynamoInventory:
             if len(items) > limit or last_key is None:
                 # A page cut short by DynamoDB's 1 MB limit also has a LastEvaluatedKey.
                 return page(items, limit, more=last_key is not None)
-            if not child_filter.not_after_until and not child_filter.status:
-                return page(items, limit, more=True)
             arguments = {**arguments, "ExclusiveStartKey": last_key}
 
     def _query_arguments(
         self, parent_fqdn: str, after: str | None, child_filter: ChildFilter, limit: int
     ) -> dict[str, Any]:
         condition = "ParentFQDN = :parent" + (" AND FQDN > :after" if after else "")
-        values = {":parent": {"S": parent_fqdn}}
+        values = {":parent": {"S": parent_fqdn}, ":deleted": DELETED}
         if after:
             values[":after"] = {"S": after}
-        filters = []
+        filters = ["#status <> :deleted"]
         if child_filter.not_after_until is not None:
             filters.append("NotAfter <= :until")
             values[":until"] = {"S": child_filter.not_after_until}
@@ -111,11 +118,9 @@ class DynamoInventory:
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": values,
             "Limit": limit,
+            "FilterExpression": " AND ".join(filters),
+            "ExpressionAttributeNames": {"#status": "Status"},
         }
-        if filters:
-            arguments["FilterExpression"] = " AND ".join(filters)
-        if child_filter.status is not None:
-            arguments["ExpressionAttributeNames"] = {"#status": "Status"}
         return arguments
 
     def _query(self, arguments: dict[str, Any], parent_fqdn: str) -> dict[str, Any]:
@@ -211,11 +216,11 @@ class DynamoInventory:
             "TableName": self._table,
             "Key": {"FQDN": {"S": fqdn}, "ParentFQDN": {"S": parent_fqdn}},
             "UpdateExpression": update,
-            "ConditionExpression": "attribute_exists(FQDN)" + condition,
-            "ExpressionAttributeValues": values,
+            # a tombstone is never updated: a late event leaves it as it is
+            "ConditionExpression": "attribute_exists(FQDN) AND #status <> :deleted" + condition,
+            "ExpressionAttributeValues": {**values, ":deleted": DELETED},
+            "ExpressionAttributeNames": {**names, "#status": "Status"},
         }
-        if names:
-            arguments["ExpressionAttributeNames"] = names
         try:
             self._client.update_item(**arguments)
         except aws_errors() as err:
@@ -224,7 +229,25 @@ class DynamoInventory:
             raise StorageError(f"{failure} {fqdn}: {err}") from err
         return True
 
+    def remove_item(self, fqdn: str, parent_fqdn: str) -> bool:
+        expires = int(time.time()) + DELETED_ITEM_DAYS * 86400
+        return self._update_existing(
+            fqdn, parent_fqdn, f"SET #status = :value, {EXPIRES_AT} = :expires REMOVE {EXPIRING}",
+            "", {}, {":value": DELETED, ":expires": {"N": str(expires)}},
+            "could not remove the inventory item of",
+        )  # fmt: skip
+
+    def is_removed(self, fqdn: str, parent_fqdn: str) -> bool:
+        item = self._get(fqdn, parent_fqdn)
+        return item is not None and item.get("Status") == DELETED
+
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
+        item = self._get(fqdn, parent_fqdn)
+        if item is None or item.get("Status") == DELETED:
+            return None
+        return _from_dynamo(item)
+
+    def _get(self, fqdn: str, parent_fqdn: str) -> dict[str, Any] | None:
         try:
             response = self._client.get_item(
                 TableName=self._table,
@@ -232,7 +255,8 @@ class DynamoInventory:
             )
         except aws_errors() as err:
             raise StorageError(f"could not read the inventory item of {fqdn}: {err}") from err
-        return _from_dynamo(response["Item"]) if "Item" in response else None
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
     def contains(self, fqdn: str, parent_fqdn: str) -> bool:
         return self.find(fqdn, parent_fqdn) is not None

@@ -116,6 +116,48 @@ class AwsIotRegistry:
         ]
         return page, response.get("nextMarker") or None
 
+    def remove_certificate(self, certificate_id: str) -> bool:
+        if not self.revoke_certificate(certificate_id):  # DeleteCertificate refuses an ACTIVE one
+            return False
+        arn = self._call("describe_certificate", certificateId=certificate_id)[
+            "certificateDescription"
+        ]["certificateArn"]
+        things = self._call("list_principal_things", principal=arn).get("things", [])
+        for name in things:
+            self._call("detach_thing_principal", thingName=name, principal=arn)
+            if self._made_here(name):
+                self._ignore_absent("delete_thing", thingName=name)
+        # the device policy detached by name (moto's forceDelete leaves its attachment behind,
+        # which then fails the CA's deletion); forceDelete takes any other policy with it
+        self._ignore_absent("detach_policy", policyName=self._policy, target=arn)
+        return self._ignore_absent("delete_certificate", certificateId=certificate_id,
+                                   forceDelete=True)  # fmt: skip
+
+    def remove_ca(self, certificate_id: str) -> bool:
+        if not self.deactivate_ca(certificate_id):
+            return False
+        return self._ignore_absent("delete_ca_certificate", certificateId=certificate_id)
+
+    def _made_here(self, thing_name: str) -> bool:
+        """A thing that carries this deployment's attributes (made by it or by its JITP)."""
+        try:
+            attributes = self._client.describe_thing(thingName=thing_name).get("attributes", {})
+        except aws_errors() as err:
+            if aws_error_code(err) == "ResourceNotFoundException":
+                return False
+            raise StorageError(f"AWS IoT describe_thing failed: {err}") from err
+        return all(attributes.get(name) == value for name, value in self.thing_attributes.items())
+
+    def _ignore_absent(self, operation: str, **arguments: Any) -> bool:
+        """One removal; False when what it removes is not there (removed before)."""
+        try:
+            getattr(self._client, operation)(**arguments)
+        except aws_errors() as err:
+            if aws_error_code(err) == "ResourceNotFoundException":
+                return False
+            raise StorageError(f"AWS IoT {operation} failed: {err}") from err
+        return True
+
     def _set_status(self, operation: str, certificate_id: str, status: str) -> bool:
         try:
             getattr(self._client, operation)(certificateId=certificate_id, newStatus=status)

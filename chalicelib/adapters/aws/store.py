@@ -79,3 +79,11 @@ class S3Store(DocumentStore):
                     yield entry["Key"]
         except aws_errors() as err:
             raise StorageError(f"could not list {prefix}: {err}") from err
+
+    def _delete(self, key: str) -> None:
+        """On the versioned bucket this adds a delete marker; the bucket's lifecycle rule
+        expires the version it hides (terraform/s3.tf)."""
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+        except aws_errors() as err:
+            raise StorageError(f"could not remove {key}: {err}") from err

@@ -41,11 +41,12 @@ _SELECT = (
 _RECORD_GENERATION = (
     "UPDATE inventory SET Serial = ?, NotAfter = ?, ValidUntil = ?, KeyType = ?, "
     "Fingerprint = ?, Generation = ?, AcmCertificateArn = COALESCE(?, AcmCertificateArn) "
-    "WHERE FQDN = ? AND ParentFQDN = ? AND Generation < ?"
+    "WHERE FQDN = ? AND ParentFQDN = ? AND Generation < ? AND Status <> 'deleted'"
 )
 _SELECT_CHILDREN = (
     _SELECT + "WHERE ParentFQDN = ? AND FQDN > ? "
-    "AND (? IS NULL OR NotAfter <= ?) AND (? IS NULL OR Status = ?) ORDER BY FQDN LIMIT ?"
+    "AND Status <> 'deleted' AND (? IS NULL OR NotAfter <= ?) AND (? IS NULL OR Status = ?) "
+    "ORDER BY FQDN LIMIT ?"
 )
 _SELECT_EXPIRING = (
     _SELECT + "INDEXED BY expiring WHERE Status = 'active' AND NotAfter >= ? AND NotAfter <= ? "
@@ -60,12 +61,19 @@ _MARK_NOTICE = (
     "UPDATE inventory SET LastNotice = ? WHERE FQDN = ? AND ParentFQDN = ? "
     "AND Status = 'active' AND (LastNotice IS NULL OR LastNotice < ?)"
 )
-_UPDATE_STATUS = "UPDATE inventory SET Status = ? WHERE FQDN = ? AND ParentFQDN = ?"
+_UPDATE_STATUS = (
+    "UPDATE inventory SET Status = ? WHERE FQDN = ? AND ParentFQDN = ? AND Status <> 'deleted'"
+)
 _SET_ARN = (
     "UPDATE inventory SET AcmCertificateArn = ? "
-    "WHERE FQDN = ? AND ParentFQDN = ? AND AcmCertificateArn IS NULL"
+    "WHERE FQDN = ? AND ParentFQDN = ? AND AcmCertificateArn IS NULL AND Status <> 'deleted'"
 )
-_SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ?"
+_SELECT_ONE = _SELECT + "WHERE FQDN = ? AND ParentFQDN = ? AND Status <> 'deleted'"
+_REMOVE = (
+    "UPDATE inventory SET Status = 'deleted' "
+    "WHERE FQDN = ? AND ParentFQDN = ? AND Status <> 'deleted'"
+)
+_IS_REMOVED = "SELECT 1 FROM inventory WHERE FQDN = ? AND ParentFQDN = ? AND Status = 'deleted'"
 
 
 WAL_ATTEMPTS = 50
@@ -234,6 +242,17 @@ class SqliteInventory:
         )  # fmt: skip
         what = "could not record the renewal of {fqdn} in the inventory"
         return self._write(_RECORD_GENERATION, parameters, what, item.fqdn) == 1
+
+    def remove_item(self, fqdn: str, parent_fqdn: str) -> bool:
+        what = "could not remove the inventory item of {fqdn}"
+        return self._write(_REMOVE, (fqdn, parent_fqdn), what, fqdn) == 1
+
+    def is_removed(self, fqdn: str, parent_fqdn: str) -> bool:
+        try:
+            row = self._connection().execute(_IS_REMOVED, (fqdn, parent_fqdn)).fetchone()
+        except sqlite3.Error as err:
+            raise StorageError(f"could not read the inventory item of {fqdn}: {err}") from err
+        return row is not None
 
     def find(self, fqdn: str, parent_fqdn: str) -> InventoryItem | None:
         items = self._query(_SELECT_ONE, (fqdn, parent_fqdn))

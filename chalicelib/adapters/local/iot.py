@@ -41,3 +41,9 @@ class NoIotRegistry:
         self, ca_certificate_id: str, marker: str | None
     ) -> tuple[list[RegisteredCertificate], str | None]:
         return [], None
+
+    def remove_certificate(self, certificate_id: str) -> bool:
+        return False
+
+    def remove_ca(self, certificate_id: str) -> bool:
+        return False

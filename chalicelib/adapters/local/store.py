@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from chalicelib.adapters.documents import OBJECT_PREFIX, DocumentStore
+from chalicelib.adapters.documents import OBJECT_PREFIX, DocumentStore, generations_prefix
 from chalicelib.errors import StorageError
 
 TEMP_PREFIX = ".tmp-"
@@ -198,3 +198,22 @@ class LocalDirStore(DocumentStore):
                 yield from self._keys(f"{prefix}{entry.name}/")
             elif entry.is_file():
                 yield prefix + entry.name
+
+    def _delete(self, key: str) -> None:
+        path = os.path.join(self._root, key)
+        try:
+            os.unlink(path)
+        except OSError as err:
+            if _is_absent(err):
+                return
+            raise StorageError(f"could not remove {key}: {err}") from err
+        if self._durable:
+            self._sync_directory(os.path.dirname(path))
+
+    def _deleted_generations(self, fqdn: str) -> None:
+        """The renewals' folder goes too, once empty (a renewal writing into it meanwhile
+        keeps it: rmdir refuses a folder that is not empty)."""
+        directory = os.path.join(self._root, generations_prefix(fqdn).rstrip("/"))
+        self._directories.discard(directory)
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
