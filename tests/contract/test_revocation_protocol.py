@@ -1,7 +1,8 @@
 """The revocation protocol, every interleaving: renewal x revocation (of a device and of a cell
-CA), bulk x revocation of its CA, and CA rollover x issuance, on the local backend (files and
-SQLite) and on the AWS one (S3 and DynamoDB under moto). docs/design.md states the protocol;
-tests/interleavings.py drives the interleavings.
+CA), bulk x revocation of its CA, CA rollover x issuance, and the deletion of a revoked
+certificate x its renewal and of a revoked CA x an issuance under it, on the local backend
+(files and SQLite) and on the AWS one (S3 and DynamoDB under moto). docs/design.md states the
+protocol; tests/interleavings.py drives the interleavings.
 
 The invariant everywhere: once a revocation is acknowledged, no generation it covers is active:
 each is revoked (its own status, or its CA's) and on its CA's CRL; and no chain the service
@@ -29,7 +30,7 @@ from chalicelib.adapters.local.importer import NullImporter
 from chalicelib.adapters.local.inventory import SqliteInventory
 from chalicelib.adapters.local.store import LocalDirStore
 from chalicelib.authority import REMOTE_REVOCATION_RECHECK
-from chalicelib.errors import CaRevoked, CertificateIsRevoked, Conflict
+from chalicelib.errors import CaRevoked, CertificateIsRevoked, Conflict, NotFound
 from chalicelib.events import CertificateEvent
 from chalicelib.issuer import RevokedDuringBulk
 from chalicelib.model import CertType, IssuedCertificate, IssueRequest, RenewRequest
@@ -318,5 +319,103 @@ def test_an_issuance_racing_a_ca_rollover_answers_with_the_chain_current_when_it
         assert x509.load_pem_x509_certificates(served.chain_pem.encode())[0].serial_number == int(
             second.serial, 16
         )
+
+    assert explore(prepare, check, EXPECTED) >= 10
+
+
+def nothing_stored_of(scenario: Scenario, fqdn: str) -> None:
+    """No generation document of `fqdn` is left, nor its inventory item."""
+    store = scenario.store
+    assert not store.exists(fqdn), f"{fqdn} is still stored"
+    assert list(store._keys(f"certificates/{fqdn}/")) == [], f"a generation of {fqdn} is left"
+
+
+def test_a_renewal_racing_the_revocation_and_deletion_of_its_certificate_leaves_nothing(
+    scenario: Scenario,
+) -> None:
+    """Delete a device (revoke, then delete) while it is renewed: whatever the order, no
+    document of it is left, and every generation that was answered for is on the CRL."""
+    service = scenario.service
+    names: dict[str, str] = {}
+
+    def prepare(controller: Controller) -> dict[str, Callable[[], Any]]:
+        cell = names["cell"] = new_cell(service)
+        device = new_device(service, cell).record
+        fqdn = names["device"] = device.fqdn
+        names["serial"] = device.serial
+        documents, revocations = f"certificates/{fqdn}", f"revocations/{cell}/{fqdn}"
+        first = f"{documents}.json"
+
+        def renewal_steps(primitive: str, key: str) -> bool:  # its writes, its look at the first
+            return primitive == "create" or (primitive == "exists" and key == first)
+
+        def deletion_steps(primitive: str, key: str) -> bool:  # its revocation, its removals
+            # (each listing of the generations runs just before the removals it leads to)
+            return key.startswith(revocations) if primitive == "create" else primitive == "delete"
+
+        scenario.pause_on(controller, {"renewal": renewal_steps, "deletion": deletion_steps})
+
+        def revoke_and_delete() -> Any:
+            service.revoke(fqdn, "cessationOfOperation")
+            return service.delete(fqdn)
+
+        return {
+            "renewal": lambda: service.renew(fqdn, RenewRequest()),
+            "deletion": revoke_and_delete,
+        }
+
+    def check(run: Run) -> None:
+        fqdn, cell = names["device"], names["cell"]
+        assert run.outcomes["deletion"].deleted == 1, run.outcomes
+        renewal = run.outcomes["renewal"]
+        assert isinstance(renewal, IssuedCertificate | CertificateIsRevoked | NotFound), renewal
+        nothing_stored_of(scenario, fqdn)
+        assert service.inventory.list_children(cell, 10, None).items == []
+        listed = crl_serials(service, cell)
+        assert int(names["serial"], 16) in listed
+        if isinstance(renewal, IssuedCertificate):  # answered for: revoked with the rest
+            assert int(renewal.record.serial, 16) in listed
+
+    assert explore(prepare, check, (*EXPECTED, NotFound)) >= 10
+
+
+def test_an_issuance_racing_the_revocation_and_deletion_of_its_ca_leaves_nothing_below_it(
+    scenario: Scenario,
+) -> None:
+    """Delete a cell (revoke, then delete with what it issued) while a device is issued under
+    it: whatever the order, nothing of the cell is left stored or listed."""
+    service = scenario.service
+    names: dict[str, str] = {}
+
+    def prepare(controller: Controller) -> dict[str, Callable[[], Any]]:
+        cell = names["cell"] = new_cell(service)
+        cell_document, revocation = f"certificates/{cell}.json", f"revocations/{DEVICES}/{cell}"
+
+        def issuance_steps(primitive: str, key: str) -> bool:  # its write, its look at the CA
+            if primitive == "create":
+                return key.startswith("certificates/") and key.endswith(f".{cell}.json")
+            return primitive == "exists" and key == cell_document
+
+        def deletion_steps(primitive: str, key: str) -> bool:  # its revocation, its removals
+            return key.startswith(revocation) if primitive == "create" else primitive == "delete"
+
+        scenario.pause_on(controller, {"issuance": issuance_steps, "deletion": deletion_steps})
+
+        def revoke_and_delete() -> Any:
+            service.revoke(cell, "cessationOfOperation")
+            return service.delete(cell, cascade=True)
+
+        return {"issuance": lambda: new_device(service, cell), "deletion": revoke_and_delete}
+
+    def check(run: Run) -> None:
+        cell = names["cell"]
+        assert run.outcomes["deletion"].deleted >= 1, run.outcomes
+        issued = run.outcomes["issuance"]
+        assert isinstance(issued, IssuedCertificate | CaRevoked), issued
+        nothing_stored_of(scenario, cell)
+        left = [record.fqdn for record in scenario.store.iter_certificates()
+                if record.parent_fqdn == cell]  # fmt: skip
+        assert left == [], f"stored under the deleted {cell}: {left}"
+        assert service.inventory.list_children(cell, 10, None).items == []
 
     assert explore(prepare, check, EXPECTED) >= 10
