@@ -205,6 +205,15 @@ def revoke(client: ApiClient, args: argparse.Namespace) -> None:
         print_fields(revoked, CERTIFICATE_FIELDS)
 
 
+def delete(client: ApiClient, args: argparse.Namespace) -> None:
+    query = {"cascade": "true"} if args.cascade else None
+    deleted = client.delete(certificate_path(args.fqdn), query)
+    if args.json:
+        print_json(deleted)
+    else:
+        print_fields(deleted, CERTIFICATE_FIELDS)
+
+
 def crl(client: ApiClient, args: argparse.Namespace) -> None:
     content = client.download(certificate_path(args.ca, "crl"), {"format": args.format})
     emit(content, args.output, binary=args.format == "der")

@@ -28,6 +28,7 @@ CERTIFICATE_FIELDS = (
     ("revoked at", "revoked_at"),
     ("reason", "revocation_reason"),
     ("issued certificates", "issued_certificates"),
+    ("deleted", "deleted"),
 )
 LIST_COLUMNS = (
     ("FQDN", "fqdn"),

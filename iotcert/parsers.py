@@ -282,7 +282,19 @@ def add_changes(subparsers: Subparsers[CommandParser]) -> list[CommandParser]:
     )
     revoke.add_argument("fqdn", metavar="FQDN")
     revoke.add_argument("--reason", choices=REVOCATION_REASONS, help="default unspecified")
-    return [renew, revoke]
+    delete = _command(
+        subparsers,
+        "delete",
+        commands.delete,
+        "delete a revoked certificate: its documents, private key and listing",
+        "Its revocation stays on its CA's CRL, and its name is not issued again under that CA. "
+        "A CA that issued certificates needs --cascade, which deletes them with it.",
+    )
+    delete.add_argument("fqdn", metavar="FQDN")
+    delete.add_argument(
+        "--cascade", action="store_true", help="a CA: with every certificate below it"
+    )
+    return [renew, revoke, delete]
 
 
 def _output_option(parser: argparse.ArgumentParser) -> None:

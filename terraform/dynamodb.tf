@@ -48,6 +48,13 @@ resource "aws_dynamodb_table" "inventory" {
     projection_type = "ALL"
   }
 
+  # A deleted certificate's item stays as a tombstone (Status "deleted") for 30 days, so that
+  # no late event revives it; DynamoDB removes it at its ExpiresAt.
+  ttl {
+    attribute_name = "ExpiresAt"
+    enabled        = true
+  }
+
   point_in_time_recovery {
     enabled = true
   }

@@ -73,6 +73,21 @@ data "aws_iam_policy_document" "api" {
     resources = [aws_s3_bucket.certificates.arn]
   }
 
+  # DELETE /certificates/{fqdn} of a revoked certificate: its documents (a delete marker; the
+  # bucket's lifecycle rule expires the versions behind it), never a revocation.
+  statement {
+    sid       = "DeleteRevokedCertificates"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.certificates.arn}/certificates/*"]
+  }
+
+  # ... and their inventory items, each turned into a tombstone that late events cannot revive.
+  statement {
+    sid       = "TombstoneDeletedItems"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.inventory.arn]
+  }
+
   statement {
     sid       = "EncryptedObjects"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -366,6 +381,32 @@ data "aws_iam_policy_document" "cascade" {
     sid       = "RevokeThemInAwsIot"
     actions   = ["iot:UpdateCertificate", "iot:UpdateCACertificate"]
     resources = ["${local.iot_arn_prefix}:cert/*", "${local.iot_arn_prefix}:cacert/*"]
+  }
+
+  # A deletion's removal from AWS IoT: each device certificate with its policy and things, then
+  # its CA (chalicelib/cascade.py IotRemoval).
+  statement {
+    sid = "RemoveDeletedCertificatesFromAwsIot"
+    actions = [
+      "iot:DescribeCertificate", "iot:DetachPolicy", "iot:DeleteCertificate",
+      "iot:DeleteCACertificate",
+    ]
+    resources = ["${local.iot_arn_prefix}:cert/*", "${local.iot_arn_prefix}:cacert/*"]
+  }
+
+  # ListPrincipalThings takes no resource-level permission ("*" is the only resource).
+  statement {
+    sid       = "FindTheirThings"
+    actions   = ["iot:ListPrincipalThings"]
+    resources = ["*"]
+  }
+
+  # Things take no tags: a thing is deleted only when its attributes name this app and stage
+  # (read with DescribeThing first); another's thing is only detached.
+  statement {
+    sid       = "DetachAndRemoveTheirThings"
+    actions   = ["iot:DetachThingPrincipal", "iot:DescribeThing", "iot:DeleteThing"]
+    resources = ["${local.iot_arn_prefix}:thing/*"]
   }
 
   statement {

@@ -16,6 +16,36 @@ resource "aws_s3_bucket_versioning" "certificates" {
   }
 }
 
+# A deleted certificate (DELETE /certificates/{fqdn}) leaves its documents' last versions behind
+# delete markers: they expire after deleted_version_days, and then the markers. Nothing else
+# makes a noncurrent version: documents are written once and revocations never deleted.
+resource "aws_s3_bucket_lifecycle_configuration" "certificates" {
+  bucket = aws_s3_bucket.certificates.id
+
+  rule {
+    id     = "expire-deleted-certificates"
+    status = "Enabled"
+
+    filter {
+      prefix = "certificates/"
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.deleted_version_days
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.certificates]
+}
+
 resource "aws_s3_bucket_server_side_encryption_configuration" "certificates" {
   bucket = aws_s3_bucket.certificates.id
 

@@ -162,6 +162,17 @@ variable "expiry_notice_days" {
   }
 }
 
+variable "deleted_version_days" {
+  description = "How long the versions of a deleted certificate's documents (its private key with them) stay in the bucket behind their delete markers before S3 expires them."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.deleted_version_days >= 1 && var.deleted_version_days <= 3650 && floor(var.deleted_version_days) == var.deleted_version_days
+    error_message = "deleted_version_days: a whole number of days from 1 to 3650."
+  }
+}
+
 variable "expiry_notice_email" {
   description = "An e-mail address that a topic made here sends each `expiring` event to (AWS mails it a confirmation link first); empty: none."
   type        = string

@@ -88,7 +88,7 @@ def deleted_view(deleted: Deleted) -> dict[str, Any]:
     return {
         "fqdn": record.fqdn,
         "type": record.cert_type.value,
-        "parent_fqdn": record.parent_fqdn,
+        "parent_fqdn": _parent(record.parent_fqdn),
         "serial": record.serial,
         "deleted": deleted.deleted,
     }

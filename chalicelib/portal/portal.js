@@ -608,21 +608,19 @@ function revokeSection(record) {
     form, error);
 }
 
-// Revoking asks first, in a dialog: for a server or a device, to confirm; for a CA, whose
-// revocation takes everything below it, to type its name.
-function revokeDialog(record, reason, onConfirm) {
+// Revoking and deleting ask first, in a dialog: for a server or a device, to confirm; for a CA,
+// whose revocation or deletion takes everything below it, to type its name.
+function confirmDialog(record, verb, lines, onConfirm) {
   const ca = isCa(record);
-  const confirm = h('button', { type: 'button', className: 'danger', 'data-confirm': 'revoke', disabled: ca }, `Revoke ${record.fqdn}`);
+  const action = `${verb[0].toUpperCase()}${verb.slice(1)}`;
+  const confirm = h('button', { type: 'button', className: 'danger', 'data-confirm': verb, disabled: ca }, `${action} ${record.fqdn}`);
   const cancel = h('button', { type: 'button', className: 'secondary', 'data-confirm': 'cancel' }, 'Cancel');
-  const typed = ca && h('input', { id: 'revoke-confirm-name', autocomplete: 'off', spellcheck: 'false' });
-  const dialog = h('dialog', { className: 'confirm', id: 'revoke-dialog', 'aria-labelledby': 'revoke-dialog-title' },
-    h('h3', { id: 'revoke-dialog-title' }, `Revoke ${record.fqdn}?`),
-    h('p', {}, ca
-      ? 'This CA issues nothing more, and every certificate below it (the CAs, servers and devices it issued, and theirs) is revoked with it.'
-      : 'The certificate is listed on its issuer\'s CRL from then on, and can no longer be renewed.'),
-    h('p', {}, `Reason: ${reason}. A revocation cannot be undone.`),
+  const typed = ca && h('input', { id: `${verb}-confirm-name`, autocomplete: 'off', spellcheck: 'false' });
+  const dialog = h('dialog', { className: 'confirm', id: `${verb}-dialog`, 'aria-labelledby': `${verb}-dialog-title` },
+    h('h3', { id: `${verb}-dialog-title` }, `${action} ${record.fqdn}?`),
+    lines.map((line) => h('p', {}, line)),
     ca && h('div', { className: 'field' },
-      h('label', { for: 'revoke-confirm-name' }, `Type ${record.fqdn} to confirm`), typed),
+      h('label', { for: `${verb}-confirm-name` }, `Type ${record.fqdn} to confirm`), typed),
     h('div', { className: 'actions' }, confirm, cancel));
   if (typed) typed.addEventListener('input', () => { confirm.disabled = typed.value.trim() !== record.fqdn; });
   cancel.addEventListener('click', () => dialog.close());
@@ -635,6 +633,55 @@ function revokeDialog(record, reason, onConfirm) {
   main().append(dialog);
   dialog.showModal();
   (typed || cancel).focus();
+}
+
+function revokeDialog(record, reason, onConfirm) {
+  confirmDialog(record, 'revoke', [
+    isCa(record)
+      ? 'This CA issues nothing more, and every certificate below it (the CAs, servers and devices it issued, and theirs) is revoked with it.'
+      : 'The certificate is listed on its issuer\'s CRL from then on, and can no longer be renewed.',
+    `Reason: ${reason}. A revocation cannot be undone.`,
+  ], onConfirm);
+}
+
+// A revoked certificate can be deleted: its documents (a private key with them) and its listing
+// go; its revocation stays on its issuer's CRL. A CA goes with everything below it.
+function deleteSection(record) {
+  if (record.status !== 'revoked') return null;
+  const ca = isCa(record);
+  const path = certificatePath(record.fqdn);
+  const query = ca ? { cascade: 'true' } : undefined;
+  const error = h('p', { className: 'error', role: 'alert' });
+  const button = h('button', { type: 'button', className: 'danger', id: 'delete-button' }, 'Delete');
+  button.addEventListener('click', () => {
+    error.textContent = '';
+    showCommands(curlCommand('DELETE', path, { query, headers: { 'Content-Type': 'application/json' } }),
+      `iotcert delete ${shellQuote(record.fqdn)}${ca ? ' --cascade' : ''}`);
+    confirmDialog(record, 'delete', [
+      ca
+        ? 'The CA and every certificate below it (the CAs, servers and devices it issued, and theirs) are deleted: their documents, private keys and listings.'
+        : 'The certificate is deleted: its documents, its private key and its listing.',
+      'Its revocation stays on its issuer\'s CRL, and the name is not issued again under that CA. A deletion cannot be undone.',
+    ], async () => {
+      try {
+        const deleted = await api('DELETE', path, { query });
+        const below = deleted.deleted - 1;
+        show(h('h2', {}, `Deleted ${deleted.fqdn}`),
+          h('p', { className: 'notice', role: 'status' }, below > 0
+            ? `Deleted, with the ${below} certificate${below === 1 ? '' : 's'} below it.`
+            : 'Deleted.'),
+          h('p', {}, h('a', { href: '#/' }, 'Hierarchy')));
+      } catch (failure) {
+        if (!(failure instanceof ApiError)) throw failure;
+        error.textContent = failure.message;
+      }
+    });
+  });
+  return h('section', { className: 'panel' }, h('h3', {}, 'Delete'),
+    h('p', {}, ca
+      ? 'Deletes this CA with everything below it. The page asks you to type its name first.'
+      : 'Deletes this certificate and its private key. The page asks you to confirm first.'),
+    h('div', { className: 'actions' }, button), error);
 }
 
 function renewSection(record) {
@@ -674,7 +721,8 @@ async function viewCertificate(fqdn, { keepCommands = false, notice = null } = {
     record.status === 'revoked' && h('section', { className: 'panel' }, h('h3', {}, 'Revoked'),
       h('p', {}, record.revoked_with && record.revoked_with !== record.fqdn
         ? `Revoked with the CA ${record.revoked_with}: it can no longer be renewed, and nothing is issued below it.`
-        : 'It can no longer be renewed, and it is listed on its issuer\'s CRL.')));
+        : 'It can no longer be renewed, and it is listed on its issuer\'s CRL.')),
+    deleteSection(record));
 }
 
 // ---- sign-in -----------------------------------------------------------------------------------

@@ -211,6 +211,15 @@ def test_renew_history_revoke_and_the_crl(cli: Cli, tmp_path: Path) -> None:
     der = x509.load_der_x509_crl((tmp_path / "cell.crl").read_bytes())
     assert {entry.serial_number for entry in der} == set(reasons)
     assert fields(cli.ok("revoke", "cell.renew.example"))["issued certificates"] == "1"
+    refused = cli.run("delete", "cell.renew.example")
+    assert refused.returncode != 0 and "cascade=true" in refused.stderr
+    deleted = fields(cli.ok("delete", "cell.renew.example", "--cascade"))
+    assert (deleted["fqdn"], deleted["deleted"]) == ("cell.renew.example", "2")
+    assert cli.ok("list", "--parent", "renew.example") == "no certificates\n"
+    gone = cli.run("show", fqdn)
+    assert gone.returncode != 0 and "not found" in gone.stderr
+    root_crl = x509.load_pem_x509_crl(cli.ok("crl", "renew.example", "--format", "pem").encode())
+    assert len(list(root_crl)) == 1  # the cell, still listed
 
 
 def test_bundles_and_the_private_key(cli: Cli, tmp_path: Path) -> None:

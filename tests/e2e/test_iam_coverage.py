@@ -1,7 +1,8 @@
 """Each function's role allows exactly what its code calls, on every path: every AWS call the
 API, inventory and cascade functions make in these scenarios (issuance of every kind, renewals,
 revocations, CRLs, bundles, AWS IoT onboarding; events in order, replayed and out of order; a
-CA revocation walked down to AWS IoT over several invocations) is allowed by a statement of its
+CA revocation walked down to AWS IoT over several invocations; a revoked subtree deleted, with
+its KMS keys and AWS IoT registrations) is allowed by a statement of its
 role in terraform/iam.tf (action, resource as IAM matches it, and the statement's conditions on
 the call's tags and passed role), and every action a role grants is called by some path.
 
@@ -223,6 +224,8 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], kms_key: 
                     ("kms:GenerateDataKey", kms_key)]  # fmt: skip
         if operation in ("GetObject", "HeadObject"):
             return [("s3:GetObject", f"{bucket}/{params['Key']}"), ("kms:Decrypt", kms_key)]
+        if operation == "DeleteObject":
+            return [("s3:DeleteObject", f"{bucket}/{params['Key']}")]
     if service == "dynamodb":
         if operation == "Query" and "IndexName" in params:
             return [("dynamodb:Query", f"{table}/index/{params['IndexName']}")]
@@ -237,12 +240,14 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], kms_key: 
         tags = [("acm:AddTagsToCertificate", arn)] if params.get("Tags") else []
         return [(f"acm:{operation}", arn), *tags]
     if service == "iot":
-        if operation == "UpdateCertificate":
-            return [("iot:UpdateCertificate", f"{iot}:cert/{params['certificateId']}")]
-        if operation == "UpdateCACertificate":
-            return [("iot:UpdateCACertificate", f"{iot}:cacert/{params['certificateId']}")]
-        if operation == "AttachPolicy":
-            return [("iot:AttachPolicy", params["target"])]
+        if operation in ("UpdateCertificate", "DescribeCertificate", "DeleteCertificate"):
+            return [(f"iot:{operation}", f"{iot}:cert/{params['certificateId']}")]
+        if operation in ("UpdateCACertificate", "DeleteCACertificate"):
+            return [(f"iot:{operation}", f"{iot}:cacert/{params['certificateId']}")]
+        if operation in ("AttachPolicy", "DetachPolicy"):
+            return [(f"iot:{operation}", params["target"])]
+        if operation in ("DetachThingPrincipal", "DescribeThing", "DeleteThing"):
+            return [(f"iot:{operation}", f"{iot}:thing/{params['thingName']}")]
         if operation == "CreateThing":
             return [("iot:CreateThing", f"{iot}:thing/{params['thingName']}")]
         passed = []
@@ -335,6 +340,8 @@ def test_each_role_allows_exactly_what_its_function_calls(
             with as_function(functions, "api_handler"):
                 if method == "GET":
                     return api.get(path)
+                if method == "DELETE":
+                    return api.delete(path)
                 return api.post(path, body or {})
 
         def created(kind: str, **body: Any) -> dict[str, Any]:
@@ -397,6 +404,12 @@ def test_each_role_allows_exactly_what_its_function_calls(
         assert call("POST", f"/certificates/{DEVICES}/revoke").status_code == 200
         deliver(backend, client, functions)  # the walk down to AWS IoT, in several invocations
         assert call("GET", f"/certificates/{CELL}/crl").status_code == 200  # lists all it issued
+        # a device revoked through its CA gets a revocation of its own, then goes
+        assert call("DELETE", f"/certificates/{bulk['items'][1]['fqdn']}").status_code == 200
+        # the revoked subtree: documents, items (tombstones), KMS keys, then AWS IoT
+        assert call("DELETE", f"/certificates/{DEVICES}?cascade=true").status_code == 200
+        deliver(backend, client, functions)  # the removal from AWS IoT, things included
+        assert boto3.client("iot").list_things()["things"] == []
         created("intermediate", fqdn=SOON_CELL)
         created("device", parent_fqdn=SOON_CELL, validity_days=10)
         assert call("GET", "/certificates/expiring?within_days=30").status_code == 200

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -513,6 +514,31 @@ def test_a_ca_is_revoked_once_its_name_is_typed_and_takes_what_it_issued(portal:
     row = portal.find(f".node[data-fqdn='{cell}']")
     assert row.get_attribute("data-status") == "revoked"
     assert row.text.split("\n")[:2] == [cell, "Intermediate"] and "revoked" in row.text
+
+    # deleted, with what it issued, once its name is typed
+    portal.open(f"#/certificate/{cell}")
+    portal.find("#delete-button").click()
+    dialog = portal.find("dialog#delete-dialog[open]")
+    portal.assert_shows_only_text()
+    assert "every certificate below it" in dialog.text
+    assert "stays on its issuer's CRL" in dialog.text
+    assert portal.commands()["iotcert"].endswith(f"iotcert delete '{cell}' --cascade")
+    confirm = dialog.find_element(By.CSS_SELECTOR, "button[data-confirm='delete']")
+    typed = dialog.find_element(By.CSS_SELECTOR, "#delete-confirm-name")
+    assert not confirm.is_enabled()
+    typed.send_keys(cell)
+    portal.wait(lambda d: confirm.is_enabled())
+    confirm.click()
+    notice = portal.find("main p.notice")
+    assert portal.find("main h2").text == f"Deleted {cell}"
+    assert notice.text == "Deleted, with the 2 certificates below it."
+    portal.assert_shows_only_text()
+    for gone in (cell, server, device):
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            portal.certificate(gone)
+        assert missing.value.code == 404
+    portal.open("#/")
+    assert portal.driver.find_elements(By.CSS_SELECTOR, f".node[data-fqdn='{cell}']") == []
     assert portal.console_errors() == []
 
 

@@ -190,6 +190,11 @@ def test_plan_against_moto_creates_the_stack_for_its_stage(default_plan: dict[st
 
     versioning = resources["aws_s3_bucket_versioning.certificates"]["values"]
     assert versioning["versioning_configuration"][0]["status"] == "Enabled"
+    lifecycle = resources["aws_s3_bucket_lifecycle_configuration.certificates"]["values"]
+    (expire,) = lifecycle["rule"]  # what a deletion leaves behind its delete markers
+    assert expire["status"] == "Enabled" and expire["filter"][0]["prefix"] == "certificates/"
+    assert expire["noncurrent_version_expiration"][0]["noncurrent_days"] == 30
+    assert expire["expiration"][0]["expired_object_delete_marker"] is True
     encryption = resources["aws_s3_bucket_server_side_encryption_configuration.certificates"]
     default = encryption["values"]["rule"][0]["apply_server_side_encryption_by_default"][0]
     assert default["sse_algorithm"] == "aws:kms"
@@ -222,6 +227,7 @@ def test_plan_against_moto_creates_the_stack_for_its_stage(default_plan: dict[st
         "expiry-index": ("Expiring", "NotAfter", "ALL"),  # sparse: active items only
     }  # fmt: skip
     assert table["point_in_time_recovery"][0]["enabled"] is True
+    assert table["ttl"] == [{"attribute_name": "ExpiresAt", "enabled": True}]  # tombstones
     assert table["deletion_protection_enabled"] is True
 
     bus = resources["aws_cloudwatch_event_bus.certificates"]["values"]

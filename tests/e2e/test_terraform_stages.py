@@ -94,6 +94,7 @@ UNNAMED = {
     "aws_cloudwatch_event_target",
     "aws_kms_key",
     "aws_lambda_permission",
+    "aws_s3_bucket_lifecycle_configuration",
     "aws_s3_bucket_ownership_controls",
     "aws_s3_bucket_policy",
     "aws_s3_bucket_public_access_block",
@@ -415,8 +416,11 @@ def test_each_role_may_call_only_what_its_function_calls(
         "iot:RegisterCACertificate", "iot:DescribeEndpoint", "iot:RegisterCertificate",
         "iot:AttachThingPrincipal", "iot:AttachPolicy", "iot:CreateThing", "iam:PassRole",
         "iot:TagResource", "kms:CreateKey", "kms:TagResource", "kms:CreateAlias", "kms:Sign",
-        "kms:GetPublicKey", "kms:ScheduleKeyDeletion",
+        "kms:GetPublicKey", "kms:ScheduleKeyDeletion", "s3:DeleteObject", "dynamodb:UpdateItem",
     }  # fmt: skip
+    bucket = resources.values("aws_s3_bucket.certificates")["arn"]
+    assert api["s3:DeleteObject"] == {f"{bucket}/certificates/*"}  # never a revocation
+    assert api["dynamodb:UpdateItem"] == {table}
     unscoped = {action for action, resources in api.items() if resources == {"*"}}
     assert unscoped == {  # they take no other resource
         "acm:ListCertificates", "iot:GetRegistrationCode", "iot:RegisterCACertificate",
@@ -477,9 +481,14 @@ def test_each_role_may_call_only_what_its_function_calls(
         "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject", "s3:ListBucket",
         "kms:Decrypt", "dynamodb:Query", "iot:ListCertificatesByCA", "iot:UpdateCertificate",
         "iot:UpdateCACertificate", "events:PutEvents", "sqs:SendMessage",
+        "iot:DescribeCertificate", "iot:DetachPolicy", "iot:DeleteCertificate",
+        "iot:DeleteCACertificate", "iot:ListPrincipalThings", "iot:DetachThingPrincipal",
+        "iot:DescribeThing", "iot:DeleteThing",
     }  # fmt: skip
     assert cascade["dynamodb:Query"] == {f"{table}/index/parent-index"}
     assert cascade["iot:ListCertificatesByCA"] == {"*"}  # it takes no other resource
+    assert cascade["iot:ListPrincipalThings"] == {"*"}
+    assert cascade["iot:DeleteThing"] == {f"{iot}:thing/*"}  # only ours: read first
     for granted in (api, inventory, cascade):
         assert not [action for action in granted if "*" in action]
         for resource in {resource for group in granted.values() for resource in group}:
