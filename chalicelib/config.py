@@ -57,6 +57,9 @@ class Settings:
     expiry_notice_days: int = 30
     """The expiry scan's window (`EXPIRY_NOTICE_DAYS`): an `expiring` event a day for each
     active certificate whose end is within it."""
+    purge_expired_after_days: int = 0
+    """The expiry scan also deletes each server and device certificate expired longer than this
+    many days (`PURGE_EXPIRED_AFTER_DAYS`; 0, the default: never), as Vault's tidy does."""
     ca_key_store: str = FILE_KEY_STORE
     """Where a new CA's key is kept unless its request says (`CA_KEY_STORE`): `file` locally
     and `kms` on AWS by default (chalicelib.ports.key_store)."""
@@ -94,6 +97,7 @@ def load_settings() -> Settings:
         ca_signer_role_arn=os.environ.get("CA_SIGNER_ROLE_ARN", "").strip(),
         expiry_scan_hours=_hours("EXPIRY_SCAN_HOURS", "24"),
         expiry_notice_days=_whole_number("EXPIRY_NOTICE_DAYS", "30"),
+        purge_expired_after_days=_whole_number("PURGE_EXPIRED_AFTER_DAYS", "0"),
         certstore_dir=Path(os.environ.get("CERTSTORE_DIR", DEFAULT_CERTSTORE_DIR)),
         certstore_sync=_choice("CERTSTORE_SYNC", SYNC_NORMAL, (SYNC_NORMAL, SYNC_FULL)),
         signing_processes=_signing_processes(),

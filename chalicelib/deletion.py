@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chalicelib import revocation
 from chalicelib.audit import audit
@@ -41,8 +41,8 @@ from chalicelib.model import (
     ROOT_PARENT,
     CertificateRecord,
     InventoryItem,
-    RevocationRecord,
     inherited_reason,
+    iso_utc,
 )
 from chalicelib.ports.inventory import Inventory
 from chalicelib.ports.key_store import CaKeyStore
@@ -50,6 +50,12 @@ from chalicelib.ports.store import CertificateStore
 
 logger = logging.getLogger(__name__)
 Announce = Callable[[Sequence[CertificateEvent]], None]
+REASON_DELETED_CA = "cessationOfOperation"
+"""The revocation of a certificate whose CA was deleted before it (chalicelib.fsck names it)."""
+PURGE_MARGIN = timedelta(days=1)
+"""The purge (PURGE_EXPIRED_AFTER_DAYS = N) deletes a device expired more than N days and this
+margin ago; its renewal is refused from N days on. A renewal that began before then has
+finished long before the purge looks at it (a request lasts seconds): the two never meet."""
 
 
 def name_spent(fqdn: str, parent_fqdn: str) -> AlreadyExists:
@@ -115,6 +121,28 @@ class Deletion:
         )])  # fmt: skip
         return Deleted(record, deleted)
 
+    def purge(self, item: InventoryItem, cutoff: datetime) -> int:
+        """An expired device, never revoked, whose current generation (read from the store:
+        the inventory may lag) ended before `cutoff`: its documents, its item and (by the
+        `deleted` event) its AWS IoT registration go; 1, or 0 when it is not so. Its renewal
+        is refused by then (PURGE_MARGIN), and its name (a UUID) is never issued again, so
+        nothing can race this: its documents are removed once, with no revocation."""
+        try:
+            record = self._store.get_certificate(item.fqdn)
+        except NotFound:  # deleted meanwhile: the item was left
+            self._inventory.remove_item(item.fqdn, item.parent_fqdn)
+            return 0
+        if record.not_after >= cutoff or record.parent_fqdn != item.parent_fqdn:
+            return 0
+        fingerprints = self._fingerprints(item.fqdn)
+        self._store.delete_certificate(item.fqdn)
+        self._inventory.remove_item(item.fqdn, item.parent_fqdn)
+        audit("purged", record, expired=iso_utc(record.not_after))
+        self._announce([CertificateDeleted(
+            item.fqdn, item.parent_fqdn, record.cert_type.value, 1, certificate_ids=fingerprints,
+        )])  # fmt: skip
+        return 1
+
     def _refuse_unless_revoked(self, record: CertificateRecord, now: datetime) -> None:
         """409 unless revoked; one revoked only through a CA above it gets a revocation of its
         own (the CA's CRL lists it from the inventory, which is about to forget it). What a
@@ -123,8 +151,8 @@ class Deletion:
         if filed is not None:
             revocation.cover_generations(self._store, filed, now)
             return
-        above = self._revoked_above(record)
-        if above is None:
+        reason = self._revoked_above(record)
+        if reason is None:
             raise Conflict(
                 f"{record.fqdn} is not revoked; only a revoked certificate is deleted (revoke "
                 "it first)",
@@ -132,20 +160,23 @@ class Deletion:
             )
         try:
             _, event = revocation.revoke(
-                self._store, self._inventory, self._authorities, now, record.fqdn,
-                inherited_reason(above.reason),
-            )  # fmt: skip
+                self._store, self._inventory, self._authorities, now, record.fqdn, reason
+            )
         except Conflict:  # revoked meanwhile: its revocation stands, covered by `revoke`
             return
         self._announce([event])
 
-    def _revoked_above(self, record: CertificateRecord) -> RevocationRecord | None:
+    def _revoked_above(self, record: CertificateRecord) -> str | None:
+        """The reason its own revocation takes when a CA above it is revoked (None: none is).
+        A CA that was deleted was revoked: what it issued and outlived it (chalicelib.fsck names
+        such a certificate) is revoked as no longer needed."""
         if record.parent_fqdn == ROOT_PARENT:
             return None
         try:
-            return self._authorities.chain(record.parent_fqdn, Concept.CERTIFICATE).revoked
-        except NotFound:  # its CA was deleted: it stands alone
-            return None
+            above = self._authorities.chain(record.parent_fqdn, Concept.CERTIFICATE).revoked
+        except NotFound:
+            return REASON_DELETED_CA
+        return None if above is None else inherited_reason(above.reason)
 
     def _fingerprints(self, fqdn: str) -> tuple[str, ...]:
         """AWS IoT's IDs of every generation (each may have been registered)."""

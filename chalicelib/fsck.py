@@ -113,6 +113,8 @@ def _check(repair: bool) -> int:
         findings.found(f"certificate without an up-to-date inventory item: {fqdn}", repair)
     for fqdn, serial in service.uncovered_generations():
         findings.found(f"revoked certificate {fqdn} has an unrevoked generation {serial}", repair)
+    for fqdn, ca in service.orphaned_certificates():
+        findings.found(f"certificate {fqdn} was issued by CA {ca}, which was deleted: delete it")
     for problem in service.held_key_problems():
         findings.found(problem)
     if repair:

@@ -13,8 +13,12 @@ from chalicelib import wiring
 
 
 def main() -> int:
-    added = wiring.certificate_service().reconcile_inventory()
+    service = wiring.certificate_service()
+    added = service.reconcile_inventory()
     print(f"reconcile: {added} inventory item(s) added")
+    for fqdn, ca in service.orphaned_certificates():
+        print(f"reconcile: certificate {fqdn} was issued by CA {ca}, which was deleted: "
+              f"delete it (DELETE /certificates/{fqdn})")  # fmt: skip
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chalicelib import pki
 from chalicelib.authority import Authority, AuthorityCache
@@ -25,8 +25,10 @@ from chalicelib.model import (
     FILE_KEY,
     ROOT_PARENT,
     CertificateRecord,
+    CertType,
     IssuedCertificate,
     RenewRequest,
+    iso_utc,
 )
 from chalicelib.ports.importer import CertificateImporter
 from chalicelib.ports.inventory import Inventory
@@ -51,6 +53,7 @@ class Renewer:
         issuer: Issuer,
         clock: Callable[[], datetime],
         crl_url: Callable[[Authority], str | None],
+        purged_after: timedelta | None = None,
     ) -> None:
         self._store = store
         self._inventory = inventory
@@ -59,6 +62,7 @@ class Renewer:
         self._issuer = issuer
         self._clock = clock
         self._crl_url = crl_url
+        self._purged_after = purged_after
 
     def renew(self, fqdn: str, request: RenewRequest) -> IssuedCertificate:
         now = self._clock()
@@ -72,6 +76,7 @@ class Renewer:
         policy = policy_for(current.cert_type)
         if self._store.is_revoked(current.parent_fqdn, fqdn):  # refused before anything is signed
             raise CertificateIsRevoked(fqdn)
+        self._refuse_if_purged_soon(current, now)
         parent = None
         if current.parent_fqdn != ROOT_PARENT:
             parent = self._authorities.current(current.parent_fqdn, Concept.ISSUER)
@@ -109,6 +114,20 @@ class Renewer:
         return self._issuer.issue(
             Signed(record, new_key.returned_pem), Renewal(current, request.revoke_previous)
         )
+
+    def _refuse_if_purged_soon(self, current: CertificateRecord, now: datetime) -> None:
+        """With PURGE_EXPIRED_AFTER_DAYS, a device expired longer than that is no longer
+        renewed: the purge deletes it a day later, and must never meet a renewal of it."""
+        if self._purged_after is None or current.cert_type != CertType.CLIENT:
+            return
+        if current.not_after + self._purged_after < now:
+            days = self._purged_after.days
+            raise Conflict(
+                f"{current.fqdn} expired on {iso_utc(current.not_after)}, more than {days} days "
+                f"ago (PURGE_EXPIRED_AFTER_DAYS={days}): it is not renewed, and is deleted "
+                "soon; issue a new device certificate",
+                Concept.CERTIFICATE,
+            )
 
     def _new_key(
         self, current: CertificateRecord, policy: KindPolicy, request: RenewRequest

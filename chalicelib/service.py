@@ -21,7 +21,7 @@ from chalicelib import bundles, pki, revocation
 from chalicelib.audit import audit, audit_notice
 from chalicelib.authority import Authority, AuthorityCache, Chain
 from chalicelib.cascade import Cursor, IotRemoval, RevocationCascade, TimeIsUp, never
-from chalicelib.deletion import Deleted, Deletion, name_spent
+from chalicelib.deletion import PURGE_MARGIN, Deleted, Deletion, name_spent
 from chalicelib.devices import DeviceIssuer
 from chalicelib.errors import (
     AlreadyExists,
@@ -104,6 +104,8 @@ from chalicelib.renewal import Renewer
 
 logger = logging.getLogger(__name__)
 EXPIRY_SCAN_PAGE = 500
+EPOCH = "1970-01-01T00:00:00Z"
+"""The start of the purge's window: every NotAfter is after it."""
 """Certificates the expiry scan notes and announces at a time."""
 
 
@@ -143,6 +145,7 @@ class CertificateService:
         inventory_reads_store: bool = True,
         key_stores: Mapping[str, CaKeyStore] | None = None,
         default_key_store: str = FILE_KEY,
+        purge_expired_after_days: int = 0,
     ) -> None:
         self._store = store
         self._key_stores = dict(key_stores or {})
@@ -160,8 +163,10 @@ class CertificateService:
         self._importer = importer
         self._devices = DeviceIssuer(self.issuer, signer or InProcessSigner())
         self._renewer = Renewer(
-            store, inventory, importer, self.authorities, self.issuer, clock, self._crl_url
-        )
+            store, inventory, importer, self.authorities, self.issuer, clock, self._crl_url,
+            purged_after=timedelta(days=purge_expired_after_days) if purge_expired_after_days
+            else None,
+        )  # fmt: skip
         self._iot = IotOnboarding(iot_registry, self.authorities, clock, iot_device_policy_name)
         self._cascade = RevocationCascade(store, inventory, iot_registry)
         self._iot_removal = IotRemoval(iot_registry)
@@ -553,6 +558,23 @@ class CertificateService:
         self._announce([event])
         return revoked
 
+    def purge_expired(self, after_days: int) -> int:
+        """Vault's tidy: every device certificate whose current generation expired more than
+        `after_days` days (and a day's margin) ago, and that was never revoked, is deleted; how
+        many. Its renewal was refused from `after_days` on, so none can race this
+        (chalicelib.deletion). Servers and CAs are deleted by name."""
+        now = self.clock()
+        cutoff = now - timedelta(days=after_days) - PURGE_MARGIN
+        purged, after = 0, None
+        while True:
+            page = self._inventory.list_expiring(EPOCH, iso_utc(cutoff), EXPIRY_SCAN_PAGE, after)
+            for item in page.items:
+                if item.cert_type == CertType.CLIENT:
+                    purged += self._deletion.purge(item, cutoff)
+            if page.last is None:
+                return purged
+            after = page.last
+
     def delete(self, fqdn: str, cascade: bool = False) -> Deleted:
         """Delete a revoked certificate, and with `cascade` a revoked CA with everything below
         it (chalicelib.deletion)."""
@@ -667,6 +689,22 @@ class CertificateService:
                 continue
             uncovered += [(filed.fqdn, generation.serial) for generation in generations]
         return sorted(uncovered)
+
+    def orphaned_certificates(self) -> list[tuple[str, str]]:
+        """(FQDN, its CA) of each stored certificate whose CA was deleted: issued in the instant
+        its CA was deleted, on AWS with its `created` event late (chalicelib.deletion). Revoked
+        with its CA; `DELETE` of it by name removes it."""
+        stored: dict[str, bool] = {}
+        found = []
+        for record in self._store.iter_certificates(on_corrupt=lambda corrupt: None):
+            parent = record.parent_fqdn
+            if parent == ROOT_PARENT:
+                continue
+            if parent not in stored:
+                stored[parent] = self._store.exists(parent)
+            if not stored[parent]:
+                found.append((record.fqdn, parent))
+        return sorted(found)
 
     def held_key_problems(self) -> list[str]:
         """What is wrong with the CA keys that key stores hold: a CA whose key its store does not

@@ -89,6 +89,7 @@ def build_service(settings: Settings, boto_session: Any = None) -> CertificateSe
         public_base_url=settings.public_base_url,
         key_stores=_local_key_stores(settings),
         default_key_store=settings.ca_key_store,
+        purge_expired_after_days=settings.purge_expired_after_days,
     )
     return service
 
@@ -149,10 +150,16 @@ def start_expiry_scan() -> None:
     _scanner.start()
 
 
-def scan_expiring() -> int:
-    """The expiry scan, as configured (EXPIRY_NOTICE_DAYS): the scheduled function's on AWS,
-    a server worker's locally; the notices sent."""
-    return certificate_service().notify_expiring(load_settings().expiry_notice_days)
+def scan_expiring() -> dict[str, int]:
+    """The expiry scan, as configured (EXPIRY_NOTICE_DAYS, PURGE_EXPIRED_AFTER_DAYS): the
+    scheduled function's on AWS, a server worker's locally; the notices sent and the expired
+    certificates deleted."""
+    settings = load_settings()
+    service = certificate_service()
+    done = {"notices": service.notify_expiring(settings.expiry_notice_days)}
+    if settings.purge_expired_after_days:
+        done["deleted"] = service.purge_expired(settings.purge_expired_after_days)
+    return done
 
 
 def stop_expiry_scan() -> None:
@@ -236,4 +243,5 @@ def _build_aws_service(settings: Settings, boto_session: Any) -> CertificateServ
         inventory_reads_store=False,  # the inventory function may not read documents
         key_stores={kms.name: kms},
         default_key_store=settings.ca_key_store,
+        purge_expired_after_days=settings.purge_expired_after_days,
     )

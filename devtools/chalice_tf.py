@@ -80,6 +80,7 @@ FUNCTION_ENVIRONMENT = {
     "IOT_PROVISIONING_ROLE_ARN": "${aws_iam_role.iot_provisioning.arn}",
     "CA_SIGNER_ROLE_ARN": "${aws_iam_role.lambda.arn}",
     "EXPIRY_NOTICE_DAYS": "${var.expiry_notice_days}",
+    "PURGE_EXPIRED_AFTER_DAYS": "${var.purge_expired_after_days}",
     "SERVICE_APP": "${var.app_name}",
     "SERVICE_STAGE": "${var.stage}",
 }

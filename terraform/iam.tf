@@ -466,3 +466,39 @@ resource "aws_iam_role_policy" "expiry" {
   role   = aws_iam_role.expiry.id
   policy = data.aws_iam_policy_document.expiry.json
 }
+
+# Only with purge_expired_after_days: the scan reads each long-expired device (its current
+# generation, so that a lagging inventory never purges a renewed one), deletes its documents and
+# tombstones its item (UpdateItem, granted above).
+data "aws_iam_policy_document" "expiry_purge" {
+  statement {
+    sid       = "ReadExpiredDevices"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.certificates.arn}/certificates/*"]
+  }
+
+  statement {
+    sid       = "DecryptedThroughS3"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.certificates.arn]
+  }
+
+  statement {
+    sid       = "ListTheirGenerations"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.certificates.arn]
+  }
+
+  statement {
+    sid       = "DeleteThem"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.certificates.arn}/certificates/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "expiry_purge" {
+  count  = var.purge_expired_after_days > 0 ? 1 : 0
+  name   = "${local.name}-expiry-purge"
+  role   = aws_iam_role.expiry.id
+  policy = data.aws_iam_policy_document.expiry_purge.json
+}

@@ -5,7 +5,8 @@
 #   cryptographic permission, so no administrator can decrypt a certificate document;
 # - only the API function's role may decrypt and generate data keys, and only through S3: with
 #   the cascade function's role, which decrypts only (it reads CA documents for their
-#   generations), it is the one principal that can read the documents holding CA and leaf
+#   generations), and with purge_expired_after_days the expiry scan's (it reads the devices it
+#   purges), it is the one principal that can read the documents holding CA and leaf
 #   private keys, unless key_reader_arns names others (none by default);
 # - through DynamoDB only, the two function roles (which read and write the inventory), the
 #   administrators (who create the table) and the readers may use the key as DynamoDB requires;
@@ -82,8 +83,12 @@ data "aws_iam_policy_document" "key" {
     resources = ["*"]
 
     principals {
-      type        = "AWS"
-      identifiers = [aws_iam_role.cascade.arn]
+      type = "AWS"
+      # with purge_expired_after_days, the expiry scan too: it reads each long-expired device
+      identifiers = concat(
+        [aws_iam_role.cascade.arn],
+        var.purge_expired_after_days > 0 ? [aws_iam_role.expiry.arn] : [],
+      )
     }
 
     condition {

@@ -173,6 +173,17 @@ variable "deleted_version_days" {
   }
 }
 
+variable "purge_expired_after_days" {
+  description = "The daily expiry scan also deletes each device certificate expired longer than this many days (and a day), like Vault's tidy; such a device is no longer renewed. 0: never (and the scan's role may not read or delete certificates)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.purge_expired_after_days >= 0 && var.purge_expired_after_days <= 36500 && floor(var.purge_expired_after_days) == var.purge_expired_after_days
+    error_message = "purge_expired_after_days: a whole number of days from 0 (never) to 36500."
+  }
+}
+
 variable "expiry_notice_email" {
   description = "An e-mail address that a topic made here sends each `expiring` event to (AWS mails it a confirmation link first); empty: none."
   type        = string

@@ -286,6 +286,7 @@ def make_service(
     passphrase: bytes | None = None,
     clock: Any = fixed_clock,
     key_store: InMemoryKeyStore | None = None,
+    **options: Any,
 ) -> CertificateService:
     return CertificateService(
         store=store if store is not None else InMemoryStore(),
@@ -295,6 +296,7 @@ def make_service(
         ca_key_passphrase=passphrase,
         clock=clock,
         key_stores={key_store.name: key_store} if key_store is not None else None,
+        **options,
     )
 
 

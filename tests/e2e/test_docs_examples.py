@@ -136,6 +136,16 @@ def test_the_readme_renewal_and_revocation(local_server: LocalServer, tmp_path: 
 
 
 @needs_curl_and_openssl
+def test_the_readme_fleet_cleanup(local_server: LocalServer, tmp_path: Path) -> None:
+    result = run(
+        script(WALKTHROUGH, ("README.md", "## Cleaning up a test fleet")),
+        local_server, tmp_path / "walkthrough", tmp_path,
+    )  # fmt: skip
+    # revoked; the cell and its three devices deleted; gone; its parent's CRL still lists it
+    assert result.stdout.splitlines()[-4:] == ["revoked", "4", "404", "1"], result.stdout
+
+
+@needs_curl_and_openssl
 def test_the_api_fleet_examples(local_server: LocalServer, tmp_path: Path) -> None:
     workdir = tmp_path / "walkthrough"
     result = run(
@@ -152,6 +162,17 @@ def test_the_api_fleet_examples(local_server: LocalServer, tmp_path: Path) -> No
     expiring = json.loads(lines[-1])  # the fleet-wide listing: the devices, a year away
     assert len(expiring["items"]) == 2 and expiring["next_token"]
     assert {item["days_left"] for item in expiring["items"]} <= {364, 365}
+
+
+@needs_curl_and_openssl
+def test_the_api_deletion_example(local_server: LocalServer, tmp_path: Path) -> None:
+    result = run(
+        script(WALKTHROUGH, ("docs/api.md", "## Deleting certificates")),
+        local_server, tmp_path / "walkthrough", tmp_path,
+    )  # fmt: skip
+    refused, deleted = (json.loads(line) for line in result.stdout.splitlines()[-2:])
+    assert refused["Code"] == "ConflictError" and "is not revoked" in refused["Message"]
+    assert (deleted["fqdn"], deleted["deleted"]) == ("cell8.devices.example.com", 2)
 
 
 @needs_curl_and_openssl

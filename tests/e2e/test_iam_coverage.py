@@ -20,6 +20,7 @@ import fnmatch
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,10 @@ IAM_TF = Path(__file__).resolve().parents[2] / "terraform" / "iam.tf"
 ACCOUNT, REGION = "123456789012", AWS_ENVIRONMENT["AWS_DEFAULT_REGION"]
 EXPIRY_SCAN = "scan_expiring"
 POLICY_OF = {
-    "api_handler": "api", INVENTORY_HANDLER: "inventory", CASCADE_HANDLER: "cascade",
-    EXPIRY_SCAN: "expiry",
+    "api_handler": ("api",), INVENTORY_HANDLER: ("inventory",), CASCADE_HANDLER: ("cascade",),
+    EXPIRY_SCAN: ("expiry", "expiry_purge"),  # the second with purge_expired_after_days only
 }  # fmt: skip
+"""Each function's role's policy documents."""
 RUNTIME_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
 """What the Lambda runtime calls for a function, not its code."""
 ROOT, DEVICES, CELL = "example.com", "devices.example.com", "cell1.devices.example.com"
@@ -150,7 +152,7 @@ def role_statements(kms_key_arn: str) -> dict[str, list[Statement]]:
             if _unquote(kind) != "aws_iam_policy_document":
                 continue
             for name, body in named.items():
-                if _unquote(name) not in POLICY_OF.values():
+                if not any(_unquote(name) in names for names in POLICY_OF.values()):
                     continue  # a trust policy, or another stack's role
                 documents[_unquote(name)] = [
                     Statement(
@@ -167,7 +169,10 @@ def role_statements(kms_key_arn: str) -> dict[str, list[Statement]]:
                     )
                     for statement in body.get("statement", [])
                 ]
-    return {function: documents[POLICY_OF[function]] for function in POLICY_OF}
+    return {
+        function: [statement for name in names for statement in documents[name]]
+        for function, names in POLICY_OF.items()
+    }
 
 
 def allowed(
@@ -329,7 +334,7 @@ def deliver(backend: MotoBackend, client: Any, functions: dict[str, tuple[Any, C
 
 @pytest.mark.parametrize("backend", ["aws"], indirect=True)
 def test_each_role_allows_exactly_what_its_function_calls(
-    backend: MotoBackend, functions: dict[str, tuple[Any, Calls]]
+    backend: MotoBackend, functions: dict[str, tuple[Any, Calls]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app import app
 
@@ -412,14 +417,20 @@ def test_each_role_allows_exactly_what_its_function_calls(
         assert boto3.client("iot").list_things()["things"] == []
         created("intermediate", fqdn=SOON_CELL)
         created("device", parent_fqdn=SOON_CELL, validity_days=10)
+        expired = created("device", parent_fqdn=SOON_CELL, validity_days=1)
         assert call("GET", "/certificates/expiring?within_days=30").status_code == 200
         deliver(backend, client, functions)
+        # with purge_expired_after_days=1, three days on: the expired device is purged
+        monkeypatch.setenv("PURGE_EXPIRED_AFTER_DAYS", "1")
+        scan = functions[EXPIRY_SCAN][0]
+        scan.clock = lambda: datetime.now(UTC) + timedelta(days=3, hours=1)
         with as_function(functions, EXPIRY_SCAN):  # daily, as EventBridge's schedule invokes it
             scheduled = client.events.generate_cw_event(
                 source="aws.events", detail_type="Scheduled Event", detail={},
                 resources=[f"arn:aws:events:{REGION}:{ACCOUNT}:rule/scan_expiring-event"],
             )  # fmt: skip
             client.lambda_.invoke(EXPIRY_SCAN, scheduled)
+        assert call("GET", f"/certificates/{expired['fqdn']}").status_code == 404
 
     kms_key = boto3.client("kms").describe_key(KeyId=load_settings().kms_key_id)["KeyMetadata"]
     statements = role_statements(kms_key["Arn"])

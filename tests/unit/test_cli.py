@@ -30,6 +30,7 @@ COMMAND_OPTIONS: dict[tuple[str, ...], list[str]] = {
     ("renew",): ["FQDN", "--validity-days", "--key-type", "--csr", "--reuse-key",
                  "--revoke-previous", "--serial", "--out-dir"],
     ("revoke",): ["FQDN", "--reason", "keyCompromise"],
+    ("delete",): ["FQDN", "--cascade", "revoked", "CRL"],
     ("crl",): ["CA", "--format", "der", "pem", "--output"],
     ("bundle",): ["FQDN", "--format", "fullchain", "pkcs12", "--password",
                   "IOTCERT_BUNDLE_PASSWORD", "X-Bundle-Password", "--serial", "--output"],

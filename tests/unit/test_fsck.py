@@ -165,6 +165,27 @@ def test_a_generation_a_crashed_renewal_left_unrevoked_is_found_and_covered(
     }
 
 
+def test_a_certificate_whose_ca_was_deleted_is_named_until_it_is_deleted(
+    certstore: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issued in the instant its CA was deleted (on AWS, with its event late): the deletion's
+    look at the CA's children missed it. Revoked with its CA, it is deleted by name."""
+    made = _pki(certstore)
+    service = wiring.certificate_service()
+    service.revoke(CELL, "cessationOfOperation")
+    service.inventory.remove_item(made["device"], CELL)  # as if its item had not come yet
+    assert service.delete(CELL, cascade=True).deleted == 1
+    wiring.reset()
+
+    assert fsck.main([]) == 1
+    expected = f"certificate {made['device']} was issued by CA {CELL}, which was deleted"
+    assert expected in capsys.readouterr().out
+    service = wiring.certificate_service()
+    assert service.delete(made["device"]).deleted == 1  # revoked with its CA: deleted by name
+    wiring.reset()
+    assert fsck.main([]) == 0
+
+
 # CA keys in a PKCS#11 token -------------------------------------------------------------------
 
 

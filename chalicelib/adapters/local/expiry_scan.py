@@ -1,5 +1,6 @@
 """`make run`'s expiry scan: in one worker process of the server at a time, at start and then
-every `EXPIRY_SCAN_HOURS`, the service's `notify_expiring` (on AWS, a scheduled function runs it).
+every `EXPIRY_SCAN_HOURS`, the service's `notify_expiring` and, with PURGE_EXPIRED_AFTER_DAYS, its
+`purge_expired` (on AWS, a scheduled function runs them).
 
 Every worker runs a scanner thread; the one holding `<store>/.expiry-scan` (an exclusive `flock`,
 given up only when its process ends) scans, the others look again every interval, so one takes
@@ -23,7 +24,9 @@ LOCK_NAME = ".expiry-scan"
 
 
 class ExpiryScanner:
-    def __init__(self, store: Path, every_seconds: float, scan: Callable[[], int]) -> None:
+    def __init__(
+        self, store: Path, every_seconds: float, scan: Callable[[], dict[str, int]]
+    ) -> None:
         self._store = store
         self._every = every_seconds
         self._scan = scan
@@ -42,8 +45,8 @@ class ExpiryScanner:
         while not self._stop.is_set():
             if self._holds_the_lock():
                 try:
-                    sent = self._scan()
-                    logger.info(json.dumps({"job": "expiry-scan", "notices": sent}))
+                    done = self._scan()
+                    logger.info(json.dumps({"job": "expiry-scan", **done}))
                 except Exception:  # logged; the next interval tries again
                     logger.exception(json.dumps({"job": "expiry-scan", "failed": True}))
             self._stop.wait(self._every)
