@@ -34,7 +34,7 @@ from chalicelib import revocation
 from chalicelib.audit import audit
 from chalicelib.authority import AuthorityCache
 from chalicelib.errors import AlreadyExists, Concept, Conflict, NotFound, StorageError
-from chalicelib.events import CertificateDeleted, CertificateEvent
+from chalicelib.events import Announce, CertificateDeleted
 from chalicelib.kinds import policy_for
 from chalicelib.model import (
     FILE_KEY,
@@ -49,7 +49,6 @@ from chalicelib.ports.key_store import CaKeyStore
 from chalicelib.ports.store import CertificateStore
 
 logger = logging.getLogger(__name__)
-Announce = Callable[[Sequence[CertificateEvent]], None]
 REASON_DELETED_CA = "cessationOfOperation"
 """The revocation of a certificate whose CA was deleted before it (chalicelib.fsck names it)."""
 PURGE_MARGIN = timedelta(days=1)

@@ -7,7 +7,7 @@ handler of the EventBridge rule runs after parsing the envelope: both paths shar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Protocol
 
@@ -311,3 +311,7 @@ class CertificateEvent(Protocol):
     def detail_type(self) -> str: ...
 
     def to_detail(self) -> dict[str, Any]: ...
+
+
+Announce = Callable[[Sequence[CertificateEvent]], None]
+"""How a use case hands its events on (the service's publisher, failures logged)."""

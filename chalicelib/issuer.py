@@ -39,6 +39,7 @@ from chalicelib.errors import (
     StorageError,
 )
 from chalicelib.events import (
+    Announce,
     CertificateCreated,
     CertificateDeleted,
     CertificateEvent,
@@ -58,7 +59,6 @@ from chalicelib.ports.importer import CertificateImporter, CertificateImportErro
 from chalicelib.ports.store import CertificateStore
 
 logger = logging.getLogger(__name__)
-Announce = Callable[[Sequence[CertificateEvent]], None]
 CHECKPOINT = 50
 """A bulk looks for a revocation of its CA after this many stored certificates (and at the
 end): what it stored before a clean look stands, what came after is revoked with the CA."""

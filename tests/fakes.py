@@ -275,6 +275,16 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 """The fixed clock's time."""
 
 
+class MovingClock:
+    """A clock the test moves (`clock.now = ...`); it starts at NOW."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def fixed_clock() -> datetime:
     return NOW
 

@@ -4,21 +4,20 @@ per certificate, none for a revoked certificate or a renewed certificate's earli
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from chalicelib.events import CertificateExpiring
 from chalicelib.model import CertType, IssueRequest, RenewRequest
-from tests.fakes import NOW, InMemoryInventory, InMemoryStore, RecordingPublisher, make_service
+from tests.fakes import (
+    NOW,
+    InMemoryInventory,
+    InMemoryStore,
+    MovingClock,
+    RecordingPublisher,
+    make_service,
+)
 
 ROOT, CELL = "example.com", "cell1.example.com"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def notices(publisher: RecordingPublisher) -> list[CertificateExpiring]:
@@ -28,7 +27,7 @@ def notices(publisher: RecordingPublisher) -> list[CertificateExpiring]:
 
 
 def test_each_certificate_within_the_window_is_announced_once_a_day() -> None:
-    clock, publisher, inventory = Clock(), RecordingPublisher(), InMemoryInventory()
+    clock, publisher, inventory = MovingClock(), RecordingPublisher(), InMemoryInventory()
     service = make_service(InMemoryStore(), inventory, publisher, clock=clock)
     service.create_root(IssueRequest(CertType.ROOT, fqdn=ROOT))
     service.create_intermediate(IssueRequest(CertType.INTERMEDIATE, fqdn=CELL))

@@ -5,7 +5,7 @@ on, so that a renewal and the purge never meet."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -16,6 +16,7 @@ from tests.fakes import (
     NOW,
     InMemoryInventory,
     InMemoryStore,
+    MovingClock,
     RecordingPublisher,
     make_service,
 )
@@ -23,17 +24,9 @@ from tests.fakes import (
 ROOT, CELL = "example.com", "cell1.example.com"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_devices_expired_past_the_limit_are_deleted_and_no_longer_renewed() -> None:
     clock, publisher, inventory, store = (
-        Clock(),
+        MovingClock(),
         RecordingPublisher(),
         InMemoryInventory(),
         (InMemoryStore()),
