@@ -581,6 +581,8 @@ class CertificateService:
         return self._deletion.delete(fqdn, cascade, self.clock())
 
     def certificate_revocation_list(self, ca_fqdn: str) -> x509.CertificateRevocationList:
+        if not self._store.exists(ca_fqdn):  # deleted: another process may still know the CA
+            raise NotFound(f"certificate {ca_fqdn} not found", Concept.CERTIFICATE)
         return revocation.certificate_revocation_list(
             self._store, self._inventory, self.authorities, self.clock(), ca_fqdn
         )

@@ -37,6 +37,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "certificates" {
     expiration {
       expired_object_delete_marker = true
     }
+  }
+
+  # The service never uploads in parts; should anything, an unfinished upload goes after a day.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    filter {}
 
     abort_incomplete_multipart_upload {
       days_after_initiation = 1

@@ -14,6 +14,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from chalicelib import wiring
+from chalicelib.config import load_settings
+from chalicelib.errors import CaRevoked, NotFound
+from chalicelib.model import CertType, IssueRequest
 from tests.backends import Backend, LocalBackend
 from tests.helpers import (
     CELL1,
@@ -152,3 +156,26 @@ def test_a_deleted_server_name_is_not_issued_again_under_its_ca(
     assert again.status_code == 409, again.body
     assert "revoked and deleted under CA servers.example.com" in again.body["Message"]
     assert stored_keys(backend) == before  # what the look found spent was removed again
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_deleted_ca_is_gone_for_another_worker_that_knew_it(
+    backend: Backend, backend_api: ApiClient
+) -> None:
+    """Another server worker has the cell in its cache: once deleted, it serves no CRL of it,
+    and issues nothing under it (the cell was revoked first)."""
+    api = backend_api
+    create_hierarchy(api)
+    other = wiring.build_service(load_settings())  # another worker, on the same store
+    other.certificate_revocation_list(CELL1)  # knows the cell now
+    assert api.post(f"/certificates/{CELL1}/revoke", {}).status_code == 200
+    assert api.delete(f"/certificates/{CELL1}?cascade=true").status_code == 200
+
+    with pytest.raises(NotFound):
+        other.certificate_revocation_list(CELL1)
+    with pytest.raises(CaRevoked):
+        other.create_device(IssueRequest(CertType.CLIENT, parent_fqdn=CELL1))
+    assert api.get(f"/certificates/{CELL1}/crl").status_code == 404
+    assert stored_keys(backend) == {
+        key for key in stored_keys(backend) if CELL1 not in key or "revocations/" in key
+    }

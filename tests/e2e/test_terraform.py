@@ -191,7 +191,9 @@ def test_plan_against_moto_creates_the_stack_for_its_stage(default_plan: dict[st
     versioning = resources["aws_s3_bucket_versioning.certificates"]["values"]
     assert versioning["versioning_configuration"][0]["status"] == "Enabled"
     lifecycle = resources["aws_s3_bucket_lifecycle_configuration.certificates"]["values"]
-    (expire,) = lifecycle["rule"]  # what a deletion leaves behind its delete markers
+    rules = {rule["id"]: rule for rule in lifecycle["rule"]}
+    assert set(rules) == {"expire-deleted-certificates", "abort-incomplete-uploads"}
+    expire = rules["expire-deleted-certificates"]  # what a deletion leaves behind its markers
     assert expire["status"] == "Enabled" and expire["filter"][0]["prefix"] == "certificates/"
     assert expire["noncurrent_version_expiration"][0]["noncurrent_days"] == 30
     assert expire["expiration"][0]["expired_object_delete_marker"] is True
