@@ -107,9 +107,13 @@ class Issuer:
         record = signed.record
         self._store_once(record, renewal)
         audit_issued(record, renewal.previous if renewal else None)
+        # The certificate's own revocation: a renewal's; a new one's name may be a deleted
+        # certificate's, except a device's (a new UUID).
+        looked_at = renewal is not None or record.device_id is None
         chain = self._authorities.chain(
-            record.parent_fqdn, Concept.ISSUER, certificate=(record.parent_fqdn, record.fqdn)
-        )
+            record.parent_fqdn, Concept.ISSUER,
+            certificate=(record.parent_fqdn, record.fqdn) if looked_at else None,
+        )  # fmt: skip
         if chain.revoked is not None:
             self.revoke_stored([record], chain.revoked, inherited=True)
             self.withdraw_if_deleted([record], record.fqdn if renewal else record.parent_fqdn)

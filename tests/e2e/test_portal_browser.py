@@ -536,6 +536,7 @@ def test_a_ca_is_revoked_once_its_name_is_typed_and_takes_what_it_issued(portal:
     for gone in (cell, server, device):
         with pytest.raises(urllib.error.HTTPError) as missing:
             portal.certificate(gone)
+        missing.value.close()  # the answer's connection, not left to the garbage collector
         assert missing.value.code == 404
     portal.open("#/")
     assert portal.driver.find_elements(By.CSS_SELECTOR, f".node[data-fqdn='{cell}']") == []
