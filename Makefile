@@ -60,8 +60,11 @@ reconcile: venv
 fsck: venv
 	$(BIN)/python -m chalicelib.fsck $(if $(REPAIR),--repair)
 
-## Everything CI checks: lint, the infrastructure checks, then the whole test suite.
-test: lint tf-validate checkov pytest
+## Everything CI checks: lint, the infrastructure checks and the whole test suite, side by side
+## (the suite waits on servers, Terraform and moto at times: the checks use those waits); lines
+## of their output are not mixed, and any failing one fails the whole.
+test: venv
+	$(MAKE) --no-print-directory -j 4 --output-sync=line lint tf-validate checkov pytest
 
 ## The whole suite: on PYTEST_WORKERS pytest-xdist workers, each test file whole on one worker
 ## (module fixtures and file order kept) and the slow files handed out first (tests/conftest.py);
