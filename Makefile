@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 MOTO_PORT ?= 5000
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 TF_DIR := terraform
 # A local provider mirror for `terraform init` (offline machines); empty means the registry.
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
@@ -63,12 +63,12 @@ fsck: venv
 ## Everything CI checks: lint, the infrastructure checks and the whole test suite, side by side
 ## (the suite waits on servers, Terraform and moto at times: the checks use those waits); lines
 ## of their output are not mixed, and any failing one fails the whole.
-test: venv
+test:
 	$(MAKE) --no-print-directory -j 4 --output-sync=line lint tf-validate checkov pytest
 
 ## The whole suite: on PYTEST_WORKERS pytest-xdist workers, each test file whole on one worker
 ## (module fixtures and file order kept) and the slow files handed out first (tests/conftest.py);
-## then the `serial` tests alone. Three workers keep two cores busy while tests wait on servers,
+## then the `serial` tests alone. Four workers keep two cores busy while tests wait on servers,
 ## terraform and moto.
 pytest: venv openapi-client browser-tools hsm-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial"
