@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 MOTO_PORT ?= 5000
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 TF_DIR := terraform
 # A local provider mirror for `terraform init` (offline machines); empty means the registry.
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
@@ -68,7 +68,7 @@ test:
 
 ## The whole suite: on PYTEST_WORKERS pytest-xdist workers, each test file whole on one worker
 ## (module fixtures and file order kept) and the slow files handed out first (tests/conftest.py);
-## then the `serial` tests alone. Four workers keep two cores busy while tests wait on servers,
+## then the `serial` tests alone. Three workers keep two cores busy while tests wait on servers,
 ## terraform and moto.
 pytest: venv openapi-client browser-tools hsm-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial"

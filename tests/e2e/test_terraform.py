@@ -259,15 +259,18 @@ def test_plan_against_moto_creates_the_stack_for_its_stage(default_plan: dict[st
     assert "*/*" in rest_api["binary_media_types"]
 
 
-def test_the_endpoint_type_is_a_variable(packaged: Module, moto_endpoint: str) -> None:
-    plan = plan_json(packaged, moto_endpoint, "api_endpoint_type=EDGE")
+def test_the_endpoint_type_and_the_public_base_url_are_variables(
+    packaged: Module, moto_endpoint: str
+) -> None:
+    """One plan with both set (each plan against moto costs seconds)."""
+    plan = plan_json(
+        packaged, moto_endpoint, "api_endpoint_type=EDGE",
+        "public_base_url=https://pki.example.net/api",
+    )  # fmt: skip
     resources = _planned_resources(plan["planned_values"]["root_module"])
     rest_api = resources["aws_api_gateway_rest_api.rest_api"]["values"]
     assert rest_api["endpoint_configuration"][0]["types"] == ["EDGE"]
-
-
-def test_the_public_base_url_reaches_the_functions(packaged: Module, moto_endpoint: str) -> None:
-    plan = plan_json(packaged, moto_endpoint, "public_base_url=https://pki.example.net/api")
+    # the public base URL reaches the functions
     assert plan["variables"]["public_base_url"]["value"] == "https://pki.example.net/api"
     configuration = _planned_resources(plan["configuration"]["root_module"])
     inventory = configuration["aws_lambda_function.record_inventory"]["expressions"]

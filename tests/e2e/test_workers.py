@@ -97,7 +97,9 @@ def test_a_bulk_running_when_its_ca_is_revoked_stops_and_says_so(server: LocalSe
     running.join(timeout=120)
 
     assert revoked is not None, "every revocation sent waited behind the bulk"
-    assert revoked.status_code == 200, revoked.text
+    # 200, or 409 "already revoked": an earlier round's revocation, answered after the client
+    # stopped waiting for it (a loaded machine), landed while the bulk ran
+    assert revoked.status_code == 200 or "is already revoked" in revoked.text, revoked.text
     assert outcome["status"] == 409, outcome["body"]
     message = outcome["body"]["Message"]
     found = re.search(r"; (\d+) certificates of this bulk were stored before that.*, (\d+) stored "
@@ -126,7 +128,8 @@ def _revoke_beside(
     request that reaches the one busy with the bulk waits for it (docs/operations.md), so each
     round sends the revocation on three new connections at once and takes the first answer
     within half a second (the chance that all three reach the busy worker is 1 in 8 a round);
-    those left waiting run after the bulk and find the CA revoked already."""
+    those left waiting run after the bulk and find the CA revoked already. A 409 "already revoked"
+    while the bulk still runs says that one sent before, whose answer came too late, landed."""
 
     def revoke(_: int) -> requests.Response | None:
         try:
