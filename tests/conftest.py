@@ -26,6 +26,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.serial)
 
 
+LONGEST_FILES = (
+    "tests/e2e/test_terraform_stages.py",  # about 4 minutes, mostly waiting on Terraform
+    "tests/contract/test_revocation_protocol.py",
+    "tests/e2e/test_terraform.py",
+    "tests/e2e/test_server_bounds.py",
+    "tests/e2e/test_openapi.py",
+    "tests/api/test_expiring.py",
+    "tests/e2e/test_bench.py",
+    "tests/e2e/test_portal_browser.py",
+)
+"""The files that take longest (`pytest --durations`), longest first: handed out before all others,
+so that none starts late and keeps one worker busy after the rest are done."""
+
+
 @pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
 def slow_files_first(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make pytest`: `--dist loadfile --no-loadscope-reorder`), the files
@@ -37,8 +51,11 @@ def slow_files_first(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         files.setdefault(item.nodeid.split("::")[0], []).append(item)
 
-    def weight(tests: list[pytest.Item]) -> int:
+    def weight(tests: list[pytest.Item]) -> tuple[int, int]:
+        name = tests[0].nodeid.split("::")[0]
+        if name in LONGEST_FILES:
+            return (0, LONGEST_FILES.index(name))
         slow = [test.get_closest_marker("slow") is not None for test in tests]
-        return 0 if all(slow) else 1 if any(slow) else 2
+        return (1, 0 if all(slow) else 1 if any(slow) else 2)
 
     items[:] = [item for tests in sorted(files.values(), key=weight) for item in tests]
