@@ -57,6 +57,6 @@ def revocation_cascade(event: CloudWatchEvent) -> None:
 def scan_expiring(event: CloudWatchEvent) -> None:
     """The daily expiry scan: an `expiring` event for each active certificate within
     EXPIRY_NOTICE_DAYS, at most one a day each (CertificateService.notify_expiring); with
-    PURGE_EXPIRED_AFTER_DAYS, expired servers and devices deleted (purge_expired)."""
+    PURGE_EXPIRED_AFTER_DAYS, long-expired devices deleted (purge_expired)."""
     done = wiring.scan_expiring()
     jobs_log.info(json.dumps({"job": "expiry-scan", **done}))

@@ -25,7 +25,7 @@ Two races, designed out (docs/design.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +40,7 @@ from chalicelib.model import (
     FILE_KEY,
     ROOT_PARENT,
     CertificateRecord,
+    CertType,
     InventoryItem,
     inherited_reason,
     iso_utc,
@@ -51,6 +52,9 @@ from chalicelib.ports.store import CertificateStore
 logger = logging.getLogger(__name__)
 REASON_DELETED_CA = "cessationOfOperation"
 """The revocation of a certificate whose CA was deleted before it (chalicelib.fsck names it)."""
+PURGE_PAGE = 500
+EPOCH = "1970-01-01T00:00:00Z"
+"""The start of the purge's window: every NotAfter is after it."""
 PURGE_MARGIN = timedelta(days=1)
 """The purge (PURGE_EXPIRED_AFTER_DAYS = N) deletes a device expired more than N days and this
 margin ago; its renewal is refused from N days on. A renewal that began before then has
@@ -120,7 +124,22 @@ class Deletion:
         )])  # fmt: skip
         return Deleted(record, deleted)
 
-    def purge(self, item: InventoryItem, cutoff: datetime) -> int:
+    def purge_expired(self, after_days: int, now: datetime) -> int:
+        """Every device certificate whose current generation expired more than `after_days`
+        days (and PURGE_MARGIN) before `now`, never revoked (the inventory's expiry index
+        holds the active ones), is deleted; how many. Servers and CAs are deleted by name."""
+        cutoff = now - timedelta(days=after_days) - PURGE_MARGIN
+        purged, after = 0, None
+        while True:
+            page = self._inventory.list_expiring(EPOCH, iso_utc(cutoff), PURGE_PAGE, after)
+            for item in page.items:
+                if item.cert_type == CertType.CLIENT:
+                    purged += self._purge(item, cutoff)
+            if page.last is None:
+                return purged
+            after = page.last
+
+    def _purge(self, item: InventoryItem, cutoff: datetime) -> int:
         """An expired device, never revoked, whose current generation (read from the store:
         the inventory may lag) ended before `cutoff`: its documents, its item and (by the
         `deleted` event) its AWS IoT registration go; 1, or 0 when it is not so. Its renewal
@@ -198,7 +217,7 @@ class Deletion:
     def _delete_children(self, ca_fqdn: str, ca_ids: list[str]) -> int:
         children = list(revocation.children(self._inventory, ca_fqdn))
         leaves = [item for item in children if not policy_for(item.cert_type).signs_certificates]
-        self._in_parallel(self._delete_item, leaves)
+        self._in_parallel(leaves)
         deleted = len(leaves)
         for item in children:
             if policy_for(item.cert_type).signs_certificates:
@@ -210,9 +229,6 @@ class Deletion:
                 deleted += self._delete_tree(record, ca_ids)
         return deleted
 
-    def _delete_item(self, item: InventoryItem) -> None:
-        self._delete_documents(item.fqdn, item.parent_fqdn)
-
     def _delete_documents(self, fqdn: str, parent_fqdn: str) -> None:
         """Its generations, the first last; then once more, for a generation that a racing
         renewal wrote after the first listing and before it saw the first one gone."""
@@ -220,18 +236,20 @@ class Deletion:
         self._store.delete_certificate(fqdn)
         self._inventory.remove_item(fqdn, parent_fqdn)
 
-    def _in_parallel(
-        self, work: Callable[[InventoryItem], None], items: Sequence[InventoryItem]
-    ) -> None:
-        """Each item's removal; at once up to the store's writers where its calls wait on the
-        network (S3: a thousand devices in seconds, not minutes)."""
+    def _in_parallel(self, items: Sequence[InventoryItem]) -> None:
+        """Each item's documents and item removed; at once up to the store's writers where its
+        calls wait on the network (S3: a thousand devices in seconds, not minutes)."""
+
+        def remove(item: InventoryItem) -> None:
+            self._delete_documents(item.fqdn, item.parent_fqdn)
+
         writers = getattr(self._store, "writers", 1)
         if writers < 2 or len(items) < 2:
             for item in items:
-                work(item)
+                remove(item)
             return
         with ThreadPoolExecutor(writers, "delete") as pool:
-            for _ in pool.map(work, items):  # each one's failure raised here
+            for _ in pool.map(remove, items):  # each one's failure raised here
                 pass
 
     def _discard_key(self, record: CertificateRecord) -> None:

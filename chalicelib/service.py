@@ -21,7 +21,7 @@ from chalicelib import bundles, pki, revocation
 from chalicelib.audit import audit, audit_notice
 from chalicelib.authority import Authority, AuthorityCache, Chain
 from chalicelib.cascade import Cursor, IotRemoval, RevocationCascade, TimeIsUp, never
-from chalicelib.deletion import PURGE_MARGIN, Deleted, Deletion, name_spent
+from chalicelib.deletion import Deleted, Deletion, name_spent
 from chalicelib.devices import DeviceIssuer
 from chalicelib.errors import (
     AlreadyExists,
@@ -104,8 +104,6 @@ from chalicelib.renewal import Renewer
 
 logger = logging.getLogger(__name__)
 EXPIRY_SCAN_PAGE = 500
-EPOCH = "1970-01-01T00:00:00Z"
-"""The start of the purge's window: every NotAfter is after it."""
 """Certificates the expiry scan notes and announces at a time."""
 
 
@@ -559,21 +557,9 @@ class CertificateService:
         return revoked
 
     def purge_expired(self, after_days: int) -> int:
-        """Vault's tidy: every device certificate whose current generation expired more than
-        `after_days` days (and a day's margin) ago, and that was never revoked, is deleted; how
-        many. Its renewal was refused from `after_days` on, so none can race this
-        (chalicelib.deletion). Servers and CAs are deleted by name."""
-        now = self.clock()
-        cutoff = now - timedelta(days=after_days) - PURGE_MARGIN
-        purged, after = 0, None
-        while True:
-            page = self._inventory.list_expiring(EPOCH, iso_utc(cutoff), EXPIRY_SCAN_PAGE, after)
-            for item in page.items:
-                if item.cert_type == CertType.CLIENT:
-                    purged += self._deletion.purge(item, cutoff)
-            if page.last is None:
-                return purged
-            after = page.last
+        """Vault's tidy: the devices expired more than `after_days` days ago, never revoked,
+        are deleted; how many (chalicelib.deletion)."""
+        return self._deletion.purge_expired(after_days, self.clock())
 
     def delete(self, fqdn: str, cascade: bool = False) -> Deleted:
         """Delete a revoked certificate, and with `cascade` a revoked CA with everything below
