@@ -36,6 +36,7 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -237,19 +238,22 @@ def module(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iter
 
 
 def apply(module: Module, *stages: str, extra: tuple[str, ...] = ()) -> None:
-    """`terraform apply -var stage=<stage>` in each stage's workspace, the stages in parallel."""
-    running = {stage: _start_apply(module, stage, extra) for stage in stages}
-    outputs = {stage: process.communicate(timeout=600)[0] for stage, process in running.items()}
-    for stage, process in running.items():
-        assert process.returncode == 0, f"{stage}: {outputs[stage]}"
+    """`terraform apply -var stage=<stage>` in each stage's workspace, the stages in parallel
+    (each read by its own thread: a stage whose output nobody reads would stop at a full pipe
+    and wait for the other)."""
+    with ThreadPoolExecutor(max_workers=len(stages)) as pool:
+        running = {stage: pool.submit(_apply, module, stage, extra) for stage in stages}
+    for stage, future in running.items():
+        completed = future.result()
+        assert completed.returncode == 0, f"{stage}: {completed.stdout}"
 
 
-def _start_apply(module: Module, stage: str, extra: tuple[str, ...]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def _apply(module: Module, stage: str, extra: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [str(TERRAFORM), "apply", "-auto-approve", "-input=false", "-no-color",
          f"-var=region={REGION}", f"-var=stage={stage}", *ON_MOTO, *extra],
         cwd=module.directory, env=_environment(stage), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        stderr=subprocess.STDOUT, text=True, timeout=600, check=False,
     )  # fmt: skip
 
 
