@@ -90,9 +90,7 @@ def test_installs_then_renews_when_due_and_runs_exec(
     assert current(server, broker)["generation"] == 1
 
     marker = tmp_path / "reloaded"
-    output = agent(
-        server, broker, files, "--once", "--renew-at", "0.001", "--exec", f"touch {marker}"
-    )
+    output = agent(server, broker, files, "--once", "--renew-at", "0", "--exec", f"touch {marker}")
     renewed, _ = installed(files)
     assert renewed.serial_number != first.serial_number
     assert f"serial {format(first.serial_number, 'x')} -> {format(renewed.serial_number, 'x')}" in (
@@ -104,7 +102,7 @@ def test_installs_then_renews_when_due_and_runs_exec(
                    "chain": (files / "chain.pem").read_text()}, root, broker)  # fmt: skip
     assert len(list((files / ".generations").iterdir())) == 2  # in use, and the one before
 
-    output = agent(server, broker, files, "--once", "--renew-at", "0.001", "--key-on-device")
+    output = agent(server, broker, files, "--once", "--renew-at", "0", "--key-on-device")
     on_device, key = installed(files)
     serial = format(on_device.serial_number, "x")
     assert serial != format(renewed.serial_number, "x")
@@ -181,7 +179,7 @@ def test_a_broker_reloaded_by_the_agent_presents_the_new_certificate(
             files,
             "--once",
             "--renew-at",
-            "0.001",
+            "0",
             "--exec",
             f"kill -HUP {mosquitto.pid}",
         )
