@@ -105,10 +105,11 @@ def aws_call_rows(scale: Scale = FULL) -> list[Row]:
             counts[label] = list(calls)
     # Under a chain of two CAs: the CA's current generation (1), the signature (KMS Sign: the
     # CAs' keys are in KMS, the AWS default), the write, the look after it (2 listings per CA of
-    # the chain, made together), the event; ACM for a server.
+    # the chain, made together), the event; for a server, ACM, and its look takes in its own
+    # name (2 more listings, made with the chain's: a deleted name stays revoked).
     return [
         Row(f"AWS calls per {label} issuance, 2 CAs above (warm, moto)",
             f"{len(counts[label])}: {', '.join(counts[label])}", target=f"<= {limit}",
             met=len(counts[label]) <= limit)
-        for label, limit in (("device", 8), ("server", 9))
+        for label, limit in (("device", 8), ("server", 11))
     ]  # fmt: skip
