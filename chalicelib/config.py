@@ -58,7 +58,7 @@ class Settings:
     """The expiry scan's window (`EXPIRY_NOTICE_DAYS`): an `expiring` event a day for each
     active certificate whose end is within it."""
     purge_expired_after_days: int = 0
-    """The expiry scan also deletes each server and device certificate expired longer than this
+    """The expiry scan also deletes each device certificate, never revoked, expired longer than this
     many days (`PURGE_EXPIRED_AFTER_DAYS`; 0, the default: never), as Vault's tidy does."""
     ca_key_store: str = FILE_KEY_STORE
     """Where a new CA's key is kept unless its request says (`CA_KEY_STORE`): `file` locally

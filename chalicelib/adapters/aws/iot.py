@@ -140,32 +140,30 @@ class AwsIotRegistry:
 
     def _made_here(self, thing_name: str) -> bool:
         """A thing that carries this deployment's attributes (made by it or by its JITP)."""
-        try:
-            attributes = self._client.describe_thing(thingName=thing_name).get("attributes", {})
-        except aws_errors() as err:
-            if aws_error_code(err) == "ResourceNotFoundException":
-                return False
-            raise StorageError(f"AWS IoT describe_thing failed: {err}") from err
+        described = self._unless_absent("describe_thing", thingName=thing_name)
+        if described is None:
+            return False
+        attributes = described.get("attributes", {})
         return all(attributes.get(name) == value for name, value in self.thing_attributes.items())
 
     def _ignore_absent(self, operation: str, **arguments: Any) -> bool:
         """One removal; False when what it removes is not there (removed before)."""
-        try:
-            getattr(self._client, operation)(**arguments)
-        except aws_errors() as err:
-            if aws_error_code(err) == "ResourceNotFoundException":
-                return False
-            raise StorageError(f"AWS IoT {operation} failed: {err}") from err
-        return True
+        return self._unless_absent(operation, **arguments) is not None
 
     def _set_status(self, operation: str, certificate_id: str, status: str) -> bool:
+        return self._ignore_absent(operation, certificateId=certificate_id, newStatus=status)
+
+    def _unless_absent(self, operation: str, **arguments: Any) -> dict[str, Any] | None:
+        """The call's answer; None when what it names is not there."""
         try:
-            getattr(self._client, operation)(certificateId=certificate_id, newStatus=status)
+            response: dict[str, Any] = getattr(self._client, operation)(**arguments)
         except aws_errors() as err:
             if aws_error_code(err) == "ResourceNotFoundException":
-                return False
-            raise StorageError(f"AWS IoT {operation} of {certificate_id} failed: {err}") from err
-        return True
+                return None
+            named = arguments.get("certificateId")
+            of = f" of {named}" if named else ""
+            raise StorageError(f"AWS IoT {operation}{of} failed: {err}") from err
+        return response
 
     def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
         try:
