@@ -146,13 +146,14 @@ class Deletion:
         is refused by then (PURGE_MARGIN), and its name (a UUID) is never issued again, so
         nothing can race this: its documents are removed once, with no revocation."""
         try:
-            record = self._store.get_certificate(item.fqdn)
+            generations = self._store.list_generations(item.fqdn)  # read once, for both uses
         except NotFound:  # deleted meanwhile: the item was left
             self._inventory.remove_item(item.fqdn, item.parent_fqdn)
             return 0
+        record = generations[-1]
         if record.not_after >= cutoff or record.parent_fqdn != item.parent_fqdn:
             return 0
-        fingerprints = self._fingerprints(item.fqdn)
+        fingerprints = tuple(generation.fingerprint_sha256 for generation in generations)
         self._store.delete_certificate(item.fqdn)
         self._inventory.remove_item(item.fqdn, item.parent_fqdn)
         audit("purged", record, expired=iso_utc(record.not_after))
