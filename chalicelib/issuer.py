@@ -115,8 +115,8 @@ class Issuer:
             certificate=(record.parent_fqdn, record.fqdn) if looked_at else None,
         )  # fmt: skip
         if chain.revoked is not None:
-            self.revoke_stored([record], chain.revoked, inherited=True)
-            self.withdraw_if_deleted([record], record.fqdn if renewal else record.parent_fqdn)
+            anchor = record.fqdn if renewal else record.parent_fqdn
+            self.revoke_stored([record], chain.revoked, anchor, inherited=True)
             raise CaRevoked(
                 chain.revoked.fqdn, chain.revoked.revoked_at, chain.revoked.reason, Concept.ISSUER
             )
@@ -127,8 +127,7 @@ class Issuer:
             own = self._store.get_revocation(record.parent_fqdn, record.fqdn)
             if own is None:  # a revocation is never removed; read it as it was seen
                 raise StorageError(f"the revocation of {record.fqdn} could not be read")
-            self.revoke_stored([record], own, inherited=False)
-            self.withdraw_if_deleted([record], record.fqdn)
+            self.revoke_stored([record], own, record.fqdn, inherited=False)
             raise CertificateIsRevoked(record.fqdn)
         later = self._after_renewal(record, renewal) if renewal is not None else []
         record = self._imported(record, signed.private_key_pem, chain)
@@ -190,12 +189,14 @@ class Issuer:
         self,
         records: Sequence[CertificateRecord],
         cause: RevocationRecord,
+        anchor_fqdn: str,
         inherited: bool,
         announced: bool = False,
     ) -> None:
         """Revoke what this request stored after a revocation it lost the race to: under a
         revoked CA, each certificate as a whole; for a revoked certificate, the new generation.
-        Their `created` events go out first unless they were `announced` already."""
+        Their `created` events go out first unless they were `announced` already. Then, when
+        `anchor_fqdn` was deleted meanwhile, what was stored goes too (_withdraw_if_deleted)."""
         now = self._clock()
         reason = inherited_reason(cause.reason) if inherited else cause.reason
         events: list[CertificateEvent] = []
@@ -212,8 +213,9 @@ class Issuer:
             events.append(CertificateRevoked.from_revocation(revocation, [record]))
         created = [] if announced else [CertificateCreated.from_record(r) for r in records]
         self.announce([*created, *events])
+        self._withdraw_if_deleted(records, anchor_fqdn)
 
-    def withdraw_if_deleted(self, records: Sequence[CertificateRecord], anchor_fqdn: str) -> None:
+    def _withdraw_if_deleted(self, records: Sequence[CertificateRecord], anchor_fqdn: str) -> None:
         """After a look found what this request stored revoked: when `anchor_fqdn` (the CA it
         was issued under, or the certificate it renewed) was deleted meanwhile, what was stored
         goes too, as the deletion may have looked before it was written (chalicelib.deletion).
@@ -324,8 +326,9 @@ class _Bulk:
             seen, self._pending = self._pending, []
         chain = self._issuer.look(self._parent.fqdn)
         if chain.revoked is not None:
-            self._issuer.revoke_stored(seen, chain.revoked, inherited=True, announced=True)
-            self._issuer.withdraw_if_deleted(seen, self._parent.fqdn)
+            self._issuer.revoke_stored(
+                seen, chain.revoked, self._parent.fqdn, inherited=True, announced=True
+            )
             self.revoked += seen
             raise RevokedDuringBulk(
                 f"CA {chain.revoked.fqdn} was revoked on "
