@@ -244,7 +244,7 @@ class Deletion:
         def remove(item: InventoryItem) -> None:
             self._delete_documents(item.fqdn, item.parent_fqdn)
 
-        writers = getattr(self._store, "writers", 1)
+        writers = self._store.writers
         if writers < 2 or len(items) < 2:
             for item in items:
                 remove(item)

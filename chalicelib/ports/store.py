@@ -24,6 +24,10 @@ def nothing(record: CertificateRecord) -> None:
 
 
 class CertificateStore(Protocol):
+    writers: int
+    """Calls of the store worth making at once (1 where they are bound by the CPU, as local
+    files are; more where each waits on the network, as S3's do)."""
+
     def put_certificate(self, record: CertificateRecord) -> None:
         """Write a new certificate, or a new generation of one (`record.generation`);
         AlreadyExists if the FQDN (the generation) is taken: nothing is overwritten."""
