@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
-
 from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent
 
@@ -18,7 +15,6 @@ from chalicelib.api.spec import spec
 from chalicelib.events import CASCADE_EVENT_PATTERN, INVENTORY_EVENT_PATTERN
 
 app = Chalice(app_name="iot-cert-service")
-jobs_log = logging.getLogger("iot_cert_service.jobs")
 app.api.binary_types = list(BINARY_TYPES)  # only what the API serves; see BINARY_TYPES
 app.register_blueprint(certificates)
 app.register_blueprint(documents)
@@ -58,5 +54,4 @@ def scan_expiring(event: CloudWatchEvent) -> None:
     """The daily expiry scan: an `expiring` event for each active certificate within
     EXPIRY_NOTICE_DAYS, at most one a day each (CertificateService.notify_expiring); with
     PURGE_EXPIRED_AFTER_DAYS, long-expired devices deleted (purge_expired)."""
-    done = wiring.scan_expiring()
-    jobs_log.info(json.dumps({"job": "expiry-scan", **done}))
+    wiring.scan_expiring()

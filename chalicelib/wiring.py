@@ -8,6 +8,8 @@ backend work is done at import time (Lambda cold start).
 from __future__ import annotations
 
 import atexit
+import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -153,12 +155,13 @@ def start_expiry_scan() -> None:
 def scan_expiring() -> dict[str, int]:
     """The expiry scan, as configured (EXPIRY_NOTICE_DAYS, PURGE_EXPIRED_AFTER_DAYS): the
     scheduled function's on AWS, a server worker's locally; the notices sent and the expired
-    certificates deleted."""
+    certificates deleted, also logged as one line."""
     settings = load_settings()
     service = certificate_service()
     done = {"notices": service.notify_expiring(settings.expiry_notice_days)}
     if settings.purge_expired_after_days:
         done["deleted"] = service.purge_expired(settings.purge_expired_after_days)
+    logging.getLogger("iot_cert_service.jobs").info(json.dumps({"job": "expiry-scan", **done}))
     return done
 
 
