@@ -11,14 +11,10 @@ from bench.figures import FULL, Row, Scale, rate, scratch
 from bench.limits import moto_account
 from bench.servers import DEVICE_PARENT, PROJECT_ROOT
 
-LISTING_ROUNDS = 7
-"""Rounds of 300 pages per parent; each figure is the median round (a page takes under a
-millisecond, so one round follows whatever else the machine does meanwhile)."""
-
 
 def listing_rows(scale: Scale = FULL) -> list[Row]:
     """The SQLite inventory filled through its own interface (one transaction a parent); a page
-    of 100 from the middle of each parent, the two parents' rounds interleaved."""
+    of 100 from the middle of each parent."""
     from chalicelib.adapters.local.inventory import SqliteInventory
     from chalicelib.model import CertType, InventoryItem
 
@@ -35,13 +31,17 @@ def listing_rows(scale: Scale = FULL) -> list[Row]:
                             "2030-01-01T00:00:00Z", "EC_P256", "00", "2026-01-01T00:00:00Z",
                         )
                     )  # fmt: skip
-        samples: dict[str, list[float]] = {parent: [] for parent in sizes}
-        for _ in range(LISTING_ROUNDS):  # the two parents' rounds interleaved, as elsewhere
-            for parent, size in sizes.items():
-                middle = f"{size // 2:08d}.{parent}"
-                page = rate(lambda p=parent, m=middle: inventory.list_children(p, 100, m), 300)
-                samples[parent].append(1 / page)
-        seconds = {parent: statistics.median(taken) for parent, taken in samples.items()}
+        seconds = {
+            parent: statistics.median(
+                1
+                / rate(
+                    lambda p=parent, s=size: inventory.list_children(p, 100, f"{s // 2:08d}.{p}"),
+                    300,
+                )
+                for _ in range(3)
+            )
+            for parent, size in sizes.items()
+        }
     big, small = seconds[big_parent], seconds[small_parent]
     return [
         Row(f"list a page of 100: {big_size:,} vs {small_size:,} children", f"{big * 1e3:.2f} ms",
